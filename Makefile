@@ -1,0 +1,81 @@
+# pqshim - see README.md.  `make` builds build/libpqshim.so and build/pqshim;
+# `make check` runs the unit tests (under ASan+UBSan) and the integration
+# tests against a real primary and replica; `make bench` runs tests/bench.
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+CC      ?= cc
+BUILD   := build
+
+PG_INC      := $(shell pkg-config --variable=includedir libpq 2>/dev/null || echo /usr/include/postgresql)
+PG_MAJOR    := $(shell pkg-config --modversion libpq 2>/dev/null | cut -d. -f1)
+# libpq-int.h (shim/pqerr.c only) needs the server headers of the same major.
+PG_INTERNAL := -I$(PG_INC)/internal -I$(PG_INC)/$(PG_MAJOR)/server
+
+WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
+CFLAGS  ?= -O2 -g
+ALL_CFLAGS := -std=gnu11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -I$(PG_INC) -Ishim -Ipolicy
+SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+
+POLICY_SRCS := policy/policy.c
+# Modules that know nothing of interposition: shared by the shim, the tool and the unit tests.
+CORE_SRCS   := $(POLICY_SRCS) shim/segment.c shim/connmap.c shim/log.c
+SHIM_SRCS   := $(CORE_SRCS) shim/real.c shim/track.c shim/pqerr.c \
+               shim/wrap_connect.c shim/wrap_work.c shim/wrap_dlsym.c
+TOOL_SRCS   := $(CORE_SRCS) $(sort $(wildcard tools/*.c))
+UNIT_TESTS  := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(sort $(wildcard tests/unit/test_*.c)))
+HEADERS     := $(wildcard shim/*.h policy/*.h tools/*.h)
+
+SHIM_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(SHIM_SRCS))
+TOOL_OBJS := $(patsubst %.c,$(BUILD)/tobj/%.o,$(TOOL_SRCS))
+
+.PHONY: all check unit integration bench demo install clean fuzz
+all: $(BUILD)/libpqshim.so $(BUILD)/pqshim
+
+$(BUILD)/obj/shim/pqerr.o: shim/pqerr.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(PG_INTERNAL) -fPIC -fvisibility=hidden -c $< -o $@
+
+$(BUILD)/obj/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -fPIC -fvisibility=hidden -c $< -o $@
+
+# Not linked against libpq on purpose: the shim finds the libpq the program
+# loaded (see shim/real.c), and programs that never use libpq pay nothing.
+$(BUILD)/libpqshim.so: $(SHIM_OBJS)
+	$(CC) -shared -Wl,-z,now -Wl,-z,defs -o $@ $^ -ldl -lpthread
+
+$(BUILD)/tobj/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/pqshim: $(TOOL_OBJS)
+	$(CC) -o $@ $^
+
+$(BUILD)/unit/%: tests/unit/%.c $(CORE_SRCS) $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(SAN) -o $@ $< $(CORE_SRCS) -lcmocka -lpthread
+
+unit: $(UNIT_TESTS)
+integration: all
+
+check: all $(UNIT_TESTS)
+	@bash tests/check.sh $(UNIT_TESTS)
+
+bench: all
+	@bash tests/bench/run.sh
+
+demo: all
+	@bash tools/demo.sh
+
+fuzz: $(BUILD)/fuzz_policy
+$(BUILD)/fuzz_policy: policy/fuzz_policy.c $(POLICY_SRCS) $(HEADERS)
+	clang -std=gnu11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Ipolicy -o $@ policy/fuzz_policy.c $(POLICY_SRCS)
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 $(BUILD)/libpqshim.so $(DESTDIR)$(PREFIX)/lib/libpqshim.so
+	install -m 0755 $(BUILD)/pqshim $(DESTDIR)$(PREFIX)/bin/pqshim
+
+clean:
+	rm -rf $(BUILD)

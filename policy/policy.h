@@ -1,0 +1,91 @@
+/*
+ * policy.h - the policy file: what it says, and the one parser that reads it.
+ *
+ * The parser is a pure function from bytes to either a complete struct policy
+ * or a list of "file:line: message" errors; it never half-applies.  The shim
+ * (on load and reload) and `pqshim check` call the same code.  Nothing here
+ * touches the file system except policy_load(), which adds the ownership and
+ * permission checks that SPEC.md requires before parsing.
+ */
+#ifndef PQSHIM_POLICY_H
+#define PQSHIM_POLICY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum cap_scope     { SCOPE_PROCESS, SCOPE_HOST, SCOPE_CLUSTER };
+enum nested_mode   { NESTED_SHARE, NESTED_FAIL };
+enum cross_mode    { CROSS_ALLOW, CROSS_WARN, CROSS_DENY };
+enum switch_mode   { SWITCH_MIGRATE, SWITCH_RESET };
+enum intx_mode     { INTX_KEEP, INTX_TERMINATE };
+enum onerror_mode  { ONERROR_FAIL_CLOSED, ONERROR_FAIL_OPEN };
+
+#define POLICY_STR_MAX   256     /* longest string value kept (paths, conninfo) */
+#define POLICY_MAX_ERRORS 16     /* errors reported per parse; the rest are counted */
+
+struct policy {
+	/* [cap] */
+	enum cap_scope scope;                 /* [host] */
+	uint32_t max_active;                  /* 0 = no cap */
+	uint32_t max_connections;             /* 0 = no cap */
+	uint32_t max_connections_per_thread;  /* 0 = no limit */
+	uint64_t wait_timeout_ms;             /* [30s] */
+	enum nested_mode nested;              /* [share] */
+
+	/* [tracking] */
+	enum cross_mode cross_thread;         /* [warn] */
+	int leak_report;                      /* [yes] */
+
+	/* [read_only] */
+	int ro_enabled;                       /* [no] */
+	char flag_file[POLICY_STR_MAX];       /* "" = none */
+	char primary[POLICY_STR_MAX];         /* conninfo keywords, "" = none */
+	char replica[POLICY_STR_MAX];
+	enum switch_mode on_switch;           /* [migrate] */
+	uint64_t drain_timeout_ms;            /* [2m] */
+	enum intx_mode in_transaction;        /* [keep] */
+
+	/* [shim] */
+	char segment[POLICY_STR_MAX];         /* "" = derive from the path */
+	enum onerror_mode on_error;           /* [fail-closed] */
+	char log[POLICY_STR_MAX];             /* "stderr" | "syslog" | a path */
+};
+
+struct policy_errors {
+	int count;                                    /* all errors found */
+	char msg[POLICY_MAX_ERRORS][POLICY_STR_MAX + 128]; /* "file:line: message" */
+};
+
+/* Fill *p with every default of SPEC.md. */
+void policy_defaults(struct policy *p);
+
+/*
+ * Parse len bytes of INI text.  `name` is used only in error messages.
+ * Returns 0 and fills *out, or -1 and fills *errs (leaving *out untouched).
+ * Pure: no I/O, no global state, safe to call from any thread.
+ */
+int policy_parse(const char *name, const char *text, size_t len,
+                 struct policy *out, struct policy_errors *errs);
+
+/*
+ * Read and parse the file at `path`, refusing it (as an error in *errs) when
+ * it is group- or world-writable or owned by a user other than the caller
+ * and root.  Returns 0 or -1 like policy_parse.
+ */
+int policy_load(const char *path, struct policy *out, struct policy_errors *errs);
+
+/*
+ * The segment name a policy uses: its [shim] segment, or one derived from
+ * the policy's absolute path (stable across processes, valid as a file
+ * name: [A-Za-z0-9._-]).  Writes at most `size` bytes into buf.
+ */
+void policy_segment_name(const struct policy *p, const char *path,
+                         char *buf, size_t size);
+
+/*
+ * The word SPEC.md uses for a scope ("process", "host", "cluster"), for
+ * `pqshim stat` and messages.  Added by the policy module's author.
+ */
+const char *policy_scope_word(enum cap_scope scope);
+
+#endif

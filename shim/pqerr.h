@@ -1,0 +1,37 @@
+/*
+ * pqerr.h - errors that reach the program the way libpq reports its own.
+ *
+ * A refused call must look like a libpq failure: a PGRES_FATAL_ERROR result
+ * whose PG_DIAG_SQLSTATE and message a driver turns into its usual exception
+ * (psycopg2.errors.TooManyConnections for 53300), a PQerrorMessage for the
+ * PQsend* family, a CONNECTION_BAD connection for a refused connect.  libpq
+ * offers no public way to put a SQLSTATE into a result or a text into
+ * PQerrorMessage, so this module (alone) uses libpq's internal layout from
+ * the libpq-int.h of the libpq it was built against, and only after checking
+ * at run time that the loaded libpq has that major version.  With another
+ * major version it degrades: results carry no SQLSTATE and PQerrorMessage
+ * keeps libpq's own text, and the shim says so once in its log.
+ */
+#ifndef PQSHIM_PQERR_H
+#define PQSHIM_PQERR_H
+
+#include <libpq-fe.h>
+
+#define SQLSTATE_TOO_MANY_CONNECTIONS "53300"
+#define SQLSTATE_PREREQUISITE_STATE   "55000"
+
+/* Check the loaded libpq once; 1 when the internal layout is known. */
+int pqerr_init(void);
+
+/* Replace the text PQerrorMessage(conn) returns.  msg has no trailing \n. */
+void pqerr_set_message(PGconn *conn, const char *msg);
+
+/* A PGRES_FATAL_ERROR result carrying sqlstate and msg (also set as the
+ * connection's error message).  May return NULL only if out of memory. */
+PGresult *pqerr_result(PGconn *conn, const char *sqlstate, const char *msg);
+
+/* A new CONNECTION_BAD connection whose PQerrorMessage is msg; never
+ * touches the network.  PQfinish frees it as usual. */
+PGconn *pqerr_bad_conn(const char *msg);
+
+#endif

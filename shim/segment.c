@@ -1,0 +1,287 @@
+/*
+ * segment.c - create, map, claim, release and reap (see segment.h).
+ *
+ * Shared by the shim and the tool.  Nothing here allocates or locks: claims
+ * and releases are single CASes on a record's state word.
+ */
+#include "segment.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static size_t seg_size(void)
+{
+	size_t sz = sizeof(struct seg_header)
+	          + SEG_MAX_PROCS * sizeof(struct seg_proc)
+	          + SEG_MAX_CONNS * sizeof(struct seg_conn);
+	long page = sysconf(_SC_PAGESIZE);
+	return (sz + (size_t)page - 1) & ~((size_t)page - 1);
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void seg_path(const char *name, char *buf, size_t size)
+{
+	snprintf(buf, size, "/dev/shm/pqshim.%u.%s", (unsigned)geteuid(), name);
+}
+
+static void seg_layout(struct segment *seg, void *base, size_t size)
+{
+	seg->hdr = base;
+	seg->procs = (struct seg_proc *)((char *)base + sizeof(struct seg_header));
+	seg->conns = (struct seg_conn *)(seg->procs + SEG_MAX_PROCS);
+	seg->size = size;
+}
+
+static int header_matches(const struct seg_header *h)
+{
+	return h->magic == SEG_MAGIC && h->version == SEG_VERSION
+	    && h->header_size == sizeof(struct seg_header)
+	    && h->proc_size == sizeof(struct seg_proc)
+	    && h->conn_size == sizeof(struct seg_conn)
+	    && h->max_procs == SEG_MAX_PROCS && h->max_conns == SEG_MAX_CONNS;
+}
+
+/* Create a fully initialised segment under a private name, then link it
+ * into place: link() fails if another process won the race, and then we
+ * use theirs. */
+static int seg_create(const char *path, size_t size)
+{
+	char tmp[320];
+	snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+	int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return -errno;
+	int err = 0;
+	if (ftruncate(fd, (off_t)size) != 0) {
+		err = -errno;
+		goto out;
+	}
+	void *base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (base == MAP_FAILED) {
+		err = -errno;
+		goto out;
+	}
+	struct seg_header *h = base;
+	h->version = SEG_VERSION;
+	h->header_size = sizeof(struct seg_header);
+	h->proc_size = sizeof(struct seg_proc);
+	h->conn_size = sizeof(struct seg_conn);
+	h->max_procs = SEG_MAX_PROCS;
+	h->max_conns = SEG_MAX_CONNS;
+	h->created_ns = now_ns();
+	__atomic_store_n(&h->magic, SEG_MAGIC, __ATOMIC_RELEASE);
+	munmap(base, size);
+	if (link(tmp, path) != 0 && errno != EEXIST)
+		err = -errno;
+out:
+	close(fd);
+	unlink(tmp);
+	return err;
+}
+
+int seg_attach(struct segment *seg, const char *name, int create)
+{
+	char path[300];
+	size_t size = seg_size();
+
+	memset(seg, 0, sizeof *seg);
+	snprintf(seg->name, sizeof seg->name, "%s", name);
+	seg_path(name, path, sizeof path);
+
+	int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0 && errno == ENOENT && create) {
+		int err = seg_create(path, size);
+		if (err)
+			return err;
+		fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	}
+	if (fd < 0)
+		return -errno;
+
+	struct stat st;
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid()
+	    || (st.st_mode & 077) || (size_t)st.st_size != size) {
+		close(fd);
+		return -EPROTO;   /* not ours, not private, or another layout */
+	}
+	void *base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	if (base == MAP_FAILED)
+		return -errno;
+	seg_layout(seg, base, size);
+	if (!header_matches(seg->hdr)) {
+		seg_detach(seg);
+		return -EPROTO;
+	}
+	return 0;
+}
+
+void seg_detach(struct segment *seg)
+{
+	if (seg->hdr)
+		munmap(seg->hdr, seg->size);
+	seg->hdr = NULL;
+}
+
+static int claim(uint32_t *state, uint32_t *gen)
+{
+	uint32_t expect = SLOT_FREE;
+	if (__atomic_load_n(state, __ATOMIC_RELAXED) != SLOT_FREE)
+		return 0;
+	if (!__atomic_compare_exchange_n(state, &expect, SLOT_CLAIMED, 0,
+	                                 __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+		return 0;
+	__atomic_fetch_add(gen, 1, __ATOMIC_RELEASE);
+	return 1;
+}
+
+int seg_proc_claim(struct segment *seg)
+{
+	for (int i = 0; i < SEG_MAX_PROCS; i++)
+		if (claim(&seg->procs[i].state, &seg->procs[i].gen))
+			return i;
+	return -1;
+}
+
+int seg_conn_claim(struct segment *seg)
+{
+	/* Start at a per-process offset so that processes don't all fight over
+	 * the first free records. */
+	unsigned start = ((unsigned)getpid() * 2654435761u) % SEG_MAX_CONNS;
+	for (unsigned k = 0; k < SEG_MAX_CONNS; k++) {
+		unsigned i = (start + k) % SEG_MAX_CONNS;
+		if (claim(&seg->conns[i].state, &seg->conns[i].gen))
+			return (int)i;
+	}
+	return -1;
+}
+
+void seg_conn_release(struct segment *seg, int idx, int leaked)
+{
+	struct seg_conn *c = &seg->conns[idx];
+	struct seg_totals *t = &seg->hdr->totals;
+
+	seg_add(&t->queries, __atomic_load_n(&c->queries, __ATOMIC_RELAXED));
+	seg_add(&t->xacts, __atomic_load_n(&c->xacts, __ATOMIC_RELAXED));
+	seg_add(&t->cross_thread_uses, __atomic_load_n(&c->cross_thread_uses, __ATOMIC_RELAXED));
+	seg_add(&t->closes, 1);
+	if (leaked)
+		seg_add(&t->leaked, 1);
+	__atomic_fetch_add(&c->gen, 1, __ATOMIC_RELEASE);
+	__atomic_store_n(&c->state, SLOT_FREE, __ATOMIC_RELEASE);
+}
+
+void seg_proc_release(struct segment *seg, int idx)
+{
+	struct seg_proc *p = &seg->procs[idx];
+	__atomic_fetch_add(&p->gen, 1, __ATOMIC_RELEASE);
+	__atomic_store_n(&p->state, SLOT_FREE, __ATOMIC_RELEASE);
+}
+
+uint64_t seg_starttime(pid_t pid)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	/* comm (field 2) may hold spaces and parentheses: skip to the last ')'. */
+	char *p = strrchr(buf, ')');
+	if (!p)
+		return 0;
+	p++;
+	for (int field = 2; field < 22 && p; field++)
+		p = strchr(p + 1, ' ');
+	return p ? strtoull(p + 1, NULL, 10) : 0;
+}
+
+int seg_process_alive(pid_t pid, uint64_t starttime)
+{
+	if (pid <= 0)
+		return 0;
+	if (kill(pid, 0) != 0 && errno == ESRCH)
+		return 0;
+	uint64_t now = seg_starttime(pid);
+	/* A zombie or a process we can't read counts as alive only while its
+	 * start time still matches; a reused pid has another start time. */
+	return now != 0 && now == starttime;
+}
+
+int seg_reap(struct segment *seg)
+{
+	int reaped = 0;
+	for (int i = 0; i < SEG_MAX_PROCS; i++) {
+		struct seg_proc *p = &seg->procs[i];
+		if (__atomic_load_n(&p->state, __ATOMIC_ACQUIRE) != SLOT_LIVE)
+			continue;
+		if (seg_process_alive(p->pid, p->starttime))
+			continue;
+		uint32_t expect = SLOT_LIVE;
+		if (!__atomic_compare_exchange_n(&p->state, &expect, SLOT_REAPING, 0,
+		                                 __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+			continue;
+		for (int j = 0; j < SEG_MAX_CONNS; j++) {
+			struct seg_conn *c = &seg->conns[j];
+			uint32_t live = SLOT_LIVE;
+			if (c->proc != (uint32_t)i || c->pid != p->pid)
+				continue;
+			if (__atomic_compare_exchange_n(&c->state, &live, SLOT_REAPING, 0,
+			                                __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+				seg_conn_release(seg, j, 1);
+		}
+		seg_proc_release(seg, i);
+		reaped++;
+	}
+	return reaped;
+}
+
+int seg_proc_read(const struct segment *seg, int idx, struct seg_proc *out)
+{
+	const struct seg_proc *p = &seg->procs[idx];
+	for (int tries = 0; tries < 4; tries++) {
+		uint32_t g1 = __atomic_load_n(&p->gen, __ATOMIC_ACQUIRE);
+		if (__atomic_load_n(&p->state, __ATOMIC_ACQUIRE) != SLOT_LIVE)
+			return -1;
+		memcpy(out, (const void *)p, sizeof *out);
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		if (__atomic_load_n(&p->gen, __ATOMIC_RELAXED) == g1
+		    && __atomic_load_n(&p->state, __ATOMIC_RELAXED) == SLOT_LIVE)
+			return 0;
+	}
+	return -1;
+}
+
+int seg_conn_read(const struct segment *seg, int idx, struct seg_conn *out)
+{
+	const struct seg_conn *c = &seg->conns[idx];
+	for (int tries = 0; tries < 4; tries++) {
+		uint32_t g1 = __atomic_load_n(&c->gen, __ATOMIC_ACQUIRE);
+		if (__atomic_load_n(&c->state, __ATOMIC_ACQUIRE) != SLOT_LIVE)
+			return -1;
+		memcpy(out, (const void *)c, sizeof *out);
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		if (__atomic_load_n(&c->gen, __ATOMIC_RELAXED) == g1
+		    && __atomic_load_n(&c->state, __ATOMIC_RELAXED) == SLOT_LIVE)
+			return 0;
+	}
+	return -1;
+}

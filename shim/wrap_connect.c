@@ -1,0 +1,150 @@
+/*
+ * wrap_connect.c - every way libpq opens, resets and closes a connection.
+ *
+ * Only a thread's outermost call is the program's: PQconnectdb calls
+ * PQconnectStart and PQconnectPoll through libpq's PLT, and those nested
+ * calls pass straight through.  PQcancel is deliberately not wrapped: psql
+ * calls it from a signal handler, where nothing may lock or allocate.
+ */
+#include "shim.h"
+#include "pqerr.h"
+
+/* Refuse a connect before it reaches the network, or let it through. */
+#define CONNECT_GUARD() \
+	char why_buf[512]; \
+	const char *why = track_connect_refusal(why_buf, sizeof why_buf); \
+	if (why) { \
+		track_refused(); \
+		return pqerr_bad_conn(why); \
+	}
+
+static PGconn *opened(PGconn *pg)
+{
+	t_depth--;
+	if (track_open(pg))
+		track_connected(pg);
+	return pg;
+}
+
+SHIM_EXPORT PGconn *PQconnectdb(const char *conninfo)
+{
+	if (t_depth > 0)
+		return real.PQconnectdb(conninfo);
+	CONNECT_GUARD();
+	t_depth++;
+	return opened(real.PQconnectdb(conninfo));
+}
+
+SHIM_EXPORT PGconn *PQconnectdbParams(const char *const *keywords, const char *const *values,
+                                      int expand_dbname)
+{
+	if (t_depth > 0)
+		return real.PQconnectdbParams(keywords, values, expand_dbname);
+	CONNECT_GUARD();
+	t_depth++;
+	return opened(real.PQconnectdbParams(keywords, values, expand_dbname));
+}
+
+SHIM_EXPORT PGconn *PQsetdbLogin(const char *pghost, const char *pgport, const char *pgoptions,
+                                 const char *pgtty, const char *dbName, const char *login,
+                                 const char *pwd)
+{
+	if (t_depth > 0)
+		return real.PQsetdbLogin(pghost, pgport, pgoptions, pgtty, dbName, login, pwd);
+	CONNECT_GUARD();
+	t_depth++;
+	return opened(real.PQsetdbLogin(pghost, pgport, pgoptions, pgtty, dbName, login, pwd));
+}
+
+SHIM_EXPORT PGconn *PQconnectStart(const char *conninfo)
+{
+	if (t_depth > 0)
+		return real.PQconnectStart(conninfo);
+	CONNECT_GUARD();
+	t_depth++;
+	return opened(real.PQconnectStart(conninfo));
+}
+
+SHIM_EXPORT PGconn *PQconnectStartParams(const char *const *keywords, const char *const *values,
+                                         int expand_dbname)
+{
+	if (t_depth > 0)
+		return real.PQconnectStartParams(keywords, values, expand_dbname);
+	CONNECT_GUARD();
+	t_depth++;
+	return opened(real.PQconnectStartParams(keywords, values, expand_dbname));
+}
+
+SHIM_EXPORT PostgresPollingStatusType PQconnectPoll(PGconn *conn)
+{
+	shim_ensure();
+	if (t_depth > 0)
+		return real.PQconnectPoll(conn);
+	t_depth++;
+	PostgresPollingStatusType r = real.PQconnectPoll(conn);
+	t_depth--;
+	track_connected(conn);
+	return r;
+}
+
+SHIM_EXPORT void PQreset(PGconn *conn)
+{
+	shim_ensure();
+	t_depth++;
+	real.PQreset(conn);
+	t_depth--;
+	if (t_depth == 0)
+		track_connected(conn);
+}
+
+SHIM_EXPORT int PQresetStart(PGconn *conn)
+{
+	shim_ensure();
+	t_depth++;
+	int r = real.PQresetStart(conn);
+	t_depth--;
+	if (t_depth == 0)
+		track_connected(conn);
+	return r;
+}
+
+SHIM_EXPORT PostgresPollingStatusType PQresetPoll(PGconn *conn)
+{
+	shim_ensure();
+	t_depth++;
+	PostgresPollingStatusType r = real.PQresetPoll(conn);
+	t_depth--;
+	if (t_depth == 0)
+		track_connected(conn);
+	return r;
+}
+
+SHIM_EXPORT void PQfinish(PGconn *conn)
+{
+	shim_ensure();
+	if (t_depth == 0)
+		track_close(conn);
+	t_depth++;
+	real.PQfinish(conn);
+	t_depth--;
+}
+
+/* A ping opens and closes a connection of its own: not the program's. */
+SHIM_EXPORT PGPing PQping(const char *conninfo)
+{
+	shim_ensure();
+	t_depth++;
+	PGPing r = real.PQping(conninfo);
+	t_depth--;
+	return r;
+}
+
+SHIM_EXPORT PGPing PQpingParams(const char *const *keywords, const char *const *values,
+                                int expand_dbname)
+{
+	shim_ensure();
+	t_depth++;
+	PGPing r = real.PQpingParams(keywords, values, expand_dbname);
+	t_depth--;
+	return r;
+}

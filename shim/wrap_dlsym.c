@@ -1,0 +1,40 @@
+/*
+ * wrap_dlsym.c - answer look-ups of libpq's functions on libpq's own handle.
+ *
+ * ctypes (psycopg 3's Python implementation) does dlopen("libpq.so.5") and
+ * dlsym(handle, "PQexec"): the answer is libpq's function, and symbol
+ * interposition never sees those calls.  This dlsym returns the shim's
+ * wrapper instead when the name is one the shim wraps and the real answer
+ * is libpq's own function.  Everything else goes to glibc's dlsym as a tail
+ * call, so that glibc still sees the original caller (RTLD_NEXT depends on
+ * who asks); tests/integration checks that.
+ */
+#include "shim.h"
+
+#include <dlfcn.h>
+#include <string.h>
+
+static int wraps_name(const char *name)
+{
+	return name && name[0] == 'P' && name[1] == 'Q';
+}
+
+SHIM_EXPORT void *dlsym(void *handle, const char *name)
+{
+	if (unlikely(!real_dlsym))
+		real_dlsym_init();
+	if (likely(!wraps_name(name) || handle == RTLD_NEXT || handle == RTLD_DEFAULT))
+		return real_dlsym(handle, name);     /* tail call */
+	void *found = real_dlsym(handle, name);
+	void *mine = found ? real_wrapper_for(name) : NULL;
+	if (!mine)
+		return found;
+	/* Only replace libpq's own function, not a same-named symbol of some
+	 * other library looked up on its own handle. */
+	if (real_resolve() == 0) {
+#define MATCH(fn, ret, params) if (found == (void *)real.fn) return mine;
+		REAL_WRAPPED(MATCH)
+#undef MATCH
+	}
+	return found;
+}

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# tests/check.sh - `make check`: the unit tests (built with ASan+UBSan, given
+# as arguments by the Makefile), then the integration tests against a real
+# primary and replica.  Ends with one line: "N passed, M failed".
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+passed=0 failed=0
+echo "== unit tests (AddressSanitizer + UndefinedBehaviorSanitizer)"
+for t in "$@"; do
+	out=$("$t" 2>&1); rc=$?
+	p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' <<<"$out" | tail -1)
+	f=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' <<<"$out" | tail -1)
+	p=${p:-0} f=${f:-0}
+	if [ "$rc" != 0 ] && [ "$f" = 0 ]; then f=1; fi   # crashed or sanitizer report
+	passed=$((passed + p)) failed=$((failed + f))
+	if [ "$f" != 0 ]; then
+		echo "FAIL $(basename "$t")"; echo "$out" | tail -40
+	else
+		echo "PASS $(basename "$t") ($p tests)"
+	fi
+done
+
+echo "== integration tests (PostgreSQL primary + streaming replica)"
+out=$(bash tests/integration/run.sh 2>&1 | tee /dev/stderr | tail -1)
+ip=$(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p' <<<"$out")
+if=$(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p' <<<"$out")
+if [ -z "$ip" ]; then ip=0 if=1; echo "integration runner did not report"; fi
+passed=$((passed + ip)) failed=$((failed + if))
+
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]

@@ -1,0 +1,20 @@
+/*
+ * cmds.h - the subcommands of the pqshim tool, one file each.
+ * Each takes argv starting at the subcommand's name and returns the exit code.
+ */
+#ifndef PQSHIM_CMDS_H
+#define PQSHIM_CMDS_H
+
+#include "segment.h"
+#include "policy.h"
+
+int cmd_run(int argc, char **argv);
+int cmd_stat(int argc, char **argv);
+int cmd_check(int argc, char **argv);
+
+/* The segment a command reads: -p POLICY, -s SEGMENT, $PQSHIM_POLICY, or
+ * "default".  Fills `name`; `policy_path` is "" when no policy was named. */
+void target_segment(const char *policy, const char *segment,
+                    char *name, size_t size, char *policy_path, size_t psize);
+
+#endif

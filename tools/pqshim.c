@@ -1,0 +1,62 @@
+/*
+ * pqshim.c - the command: dispatch to one subcommand per file (cmd_*.c).
+ */
+#include "cmds.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char usage[] =
+	"usage: pqshim <command> [options]\n"
+	"\n"
+	"  run   [-p POLICY] -- COMMAND [ARG...]   run COMMAND with the shim preloaded\n"
+	"  check POLICY                            validate a policy file (exit 0 or 1)\n"
+	"  stat  [-p POLICY|-s SEGMENT] [--json]   what every process and connection is doing\n"
+	"\n"
+	"Without -p or -s, commands use $PQSHIM_POLICY, else the segment \"default\".\n";
+
+void target_segment(const char *policy, const char *segment,
+                    char *name, size_t size, char *policy_path, size_t psize)
+{
+	policy_path[0] = '\0';
+	if (segment) {
+		snprintf(name, size, "%s", segment);
+		return;
+	}
+	if (!policy)
+		policy = getenv("PQSHIM_POLICY");
+	if (!policy || !*policy) {
+		snprintf(name, size, "default");
+		return;
+	}
+	/* The shim names its segment after the path it was given, made
+	 * absolute by `pqshim run`; do the same here. */
+	char abs[PATH_MAX];
+	if (!realpath(policy, abs))
+		snprintf(abs, sizeof abs, "%s", policy);
+	snprintf(policy_path, psize, "%s", abs);
+	struct policy p;
+	struct policy_errors errs;
+	if (policy_load(abs, &p, &errs) != 0)
+		policy_defaults(&p);
+	policy_segment_name(&p, abs, name, size);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+		fputs(usage, argc < 2 ? stderr : stdout);
+		return argc < 2 ? 2 : 0;
+	}
+	const char *cmd = argv[1];
+	if (!strcmp(cmd, "run"))
+		return cmd_run(argc - 1, argv + 1);
+	if (!strcmp(cmd, "stat"))
+		return cmd_stat(argc - 1, argv + 1);
+	if (!strcmp(cmd, "check"))
+		return cmd_check(argc - 1, argv + 1);
+	fprintf(stderr, "pqshim: unknown command \"%s\"\n\n%s", cmd, usage);
+	return 2;
+}
