@@ -5,6 +5,7 @@
  * and releases are single CASes on a record's state word.
  */
 #include "segment.h"
+#include "clock.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -83,6 +84,8 @@ static int seg_create(const char *path, size_t size)
 	h->max_procs = SEG_MAX_PROCS;
 	h->max_conns = SEG_MAX_CONNS;
 	h->created_ns = now_ns();
+	h->clock_mono0 = clock_ns(CLOCK_MONOTONIC);
+	h->clock_ticks0 = clock_ticks();
 	__atomic_store_n(&h->magic, SEG_MAGIC, __ATOMIC_RELEASE);
 	munmap(base, size);
 	if (link(tmp, path) != 0 && errno != EEXIST)
@@ -114,9 +117,13 @@ int seg_attach(struct segment *seg, const char *name, int create)
 
 	struct stat st;
 	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid()
-	    || (st.st_mode & 077) || (size_t)st.st_size != size) {
+	    || (st.st_mode & 077)) {
 		close(fd);
-		return -EPROTO;   /* not ours, not private, or another layout */
+		return -EPERM;    /* not ours, or others could read or write it */
+	}
+	if ((size_t)st.st_size != size) {
+		close(fd);
+		return -EPROTO;   /* another layout */
 	}
 	void *base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	close(fd);
@@ -209,7 +216,7 @@ uint64_t seg_starttime(pid_t pid)
 	if (!p)
 		return 0;
 	p++;
-	for (int field = 2; field < 22 && p; field++)
+	for (int field = 3; field < 22 && p; field++)
 		p = strchr(p + 1, ' ');
 	return p ? strtoull(p + 1, NULL, 10) : 0;
 }
@@ -284,4 +291,35 @@ int seg_conn_read(const struct segment *seg, int idx, struct seg_conn *out)
 			return 0;
 	}
 	return -1;
+}
+
+uint64_t seg_ticks_to_ns(const struct seg_header *h, uint64_t ticks)
+{
+	uint64_t mono = clock_ns(CLOCK_MONOTONIC), t_now = clock_ticks();
+	uint64_t real_now = clock_ns(CLOCK_REALTIME);
+	if (!ticks)
+		return 0;
+	if (CLOCK_TICKS_ARE_NS)
+		return ticks + (real_now - mono);
+	/* ticks per ns measured over the segment's whole life: the longer it
+	 * lives, the better the ratio; after 1 ms it is within 0.01%. */
+	double span = (double)(mono - h->clock_mono0);
+	if (span <= 0 || t_now <= h->clock_ticks0)
+		return real_now;
+	double per_ns = (double)(t_now - h->clock_ticks0) / span;
+	double age_ns = ((double)t_now - (double)ticks) / per_ns;
+	return real_now - (uint64_t)(age_ns > 0 ? age_ns : 0);
+}
+
+const char *seg_strerror(int err)
+{
+	switch (-err) {
+	case EPERM:
+		return "not a private file of this user (must be a regular file, mode 0600)";
+	case EPROTO:
+		return "made by another version of pqshim (another layout); remove it "
+		       "once no program uses it, or name another [shim] segment";
+	default:
+		return strerror(-err);
+	}
 }

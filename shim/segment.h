@@ -93,7 +93,7 @@ struct seg_conn {
 	uint64_t xacts;
 	uint64_t cross_thread_uses;
 	uint64_t opened_ns;       /* CLOCK_REALTIME */
-	uint64_t last_used_ns;    /* CLOCK_REALTIME_COARSE */
+	uint64_t last_used;       /* clock_ticks(): see seg_ticks_to_ns() */
 	char server[SEG_SERVER_MAX];
 	char appname[SEG_APPNAME_MAX];
 };
@@ -106,6 +106,8 @@ struct seg_header {
 	uint32_t max_procs, max_conns;
 	uint64_t created_ns;
 	struct seg_totals totals;
+	uint64_t clock_ticks0;    /* clock_ticks() and CLOCK_MONOTONIC at creation: */
+	uint64_t clock_mono0;     /* the reference that turns ticks into time */
 	/* The policy as the last process to load it saw it. */
 	uint64_t policy_generation;
 	uint32_t policy_lock;     /* tiny spin flag for the two strings below */
@@ -129,6 +131,8 @@ void seg_path(const char *name, char *buf, size_t size);
 /* Map (creating if needed, when `create`) the named segment.  0 or -errno. */
 int seg_attach(struct segment *seg, const char *name, int create);
 void seg_detach(struct segment *seg);
+/* Words for a seg_attach() error. */
+const char *seg_strerror(int err);
 
 /* Claim a free record; returns its index or -1 when the table is full. */
 int seg_proc_claim(struct segment *seg);
@@ -150,6 +154,9 @@ uint64_t seg_starttime(pid_t pid);
 /* Consistent copies for readers (the tool).  0 when the record is LIVE. */
 int seg_proc_read(const struct segment *seg, int idx, struct seg_proc *out);
 int seg_conn_read(const struct segment *seg, int idx, struct seg_conn *out);
+
+/* Wall-clock nanoseconds (CLOCK_REALTIME) of a clock_ticks() value. */
+uint64_t seg_ticks_to_ns(const struct seg_header *h, uint64_t ticks);
 
 /* Atomic add to a 64-bit counter in the segment. */
 static inline void seg_add(uint64_t *counter, uint64_t n)

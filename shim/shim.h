@@ -4,15 +4,16 @@
  *
  * Every wrapper has the same shape:
  *
- *     struct call cl;
- *     if (!call_begin(&cl, conn, CALL_SENDS))   // nested? refused?
- *             return <libpq-shaped error>;
- *     r = real.PQxxx(...);
- *     call_end(&cl);                              // account
+ *     if (t.depth) return real.PQxxx(...);        // libpq calling itself
+ *     why = work_begin(conn, &c);                  // look up, rules, count
+ *     if (why) return <libpq-shaped error>;
+ *     t.depth = 1; r = real.PQxxx(...); t.depth = 0;
+ *     if (c) track_settle(c);                      // work may be complete
  *
- * call_begin() costs a TLS read when libpq calls its own exports (nested),
- * and a lock-free map probe otherwise.  No system call, lock or allocation
- * happens on it once the thread and the connection are known.
+ * A nested call costs one TLS read.  An outermost one costs a per-thread
+ * one-entry cache check (or a lock-free map probe) and a few stores into
+ * the connection's own record.  No system call, lock or allocation happens
+ * on it once the thread and the connection are known.
  */
 #ifndef PQSHIM_SHIM_H
 #define PQSHIM_SHIM_H
@@ -20,6 +21,7 @@
 #include "connmap.h"
 #include "real.h"
 #include "segment.h"
+#include "clock.h"
 #include "../policy/policy.h"
 
 #include <pthread.h>
@@ -38,6 +40,7 @@ struct conn {
 	int idx;                  /* index of rec in the segment, -1 if local */
 	pid_t opener;             /* kernel tid of the opening thread */
 	unsigned warned;          /* cross-thread warning already logged */
+	unsigned pipeline;        /* counted in g.pipelines */
 	struct seg_conn local;
 };
 
@@ -55,6 +58,8 @@ struct shim {
 	char policy_error[SEG_ERROR_MAX];
 	pthread_mutex_t lock;     /* connmap writers, process registration */
 	pthread_key_t thread_key; /* its destructor counts threads out */
+	unsigned map_epoch;       /* bumped on every insert/remove (atomic) */
+	int pipelines;            /* connections in pipeline mode (atomic) */
 	struct connmap map;
 };
 
@@ -62,58 +67,68 @@ enum shim_state { SHIM_UNINIT = 0, SHIM_READY = 1 };
 
 extern struct shim g;
 
-/* Per thread: nesting depth of libpq calls, and the cached kernel tid
- * (0 until the thread's first call, and again in a fork child). */
-extern TLS int t_depth;
-extern TLS pid_t t_tid;
-
-/* What a call does, for accounting and rules. */
-enum call_kind {
-	CALL_SENDS  = 1,          /* sends a statement: counts, may be refused */
-	CALL_SETTLE = 2,          /* may complete work: refresh the state after */
+/* Per thread, in one block so that a wrapper finds all of it with one
+ * address computation. */
+struct thread_state {
+	int depth;                /* nesting of libpq calls: >0 inside libpq */
+	pid_t tid;                /* kernel tid; 0 until the thread's first call
+	                           * and again in a fork child */
+	/* A one-entry cache of the last look-up, valid while the process's
+	 * map epoch (bumped by every open and close) is unchanged. */
+	unsigned cache_epoch;
+	PGconn *cache_pg;
+	struct conn *cache_conn;
 };
+extern TLS struct thread_state t;
 
-struct call {
-	struct conn *c;           /* NULL: nested or untracked, nothing to do */
-	PGconn *pg;
-	unsigned kind;
-	const char *refusal;      /* set when call_begin() refuses */
-	const char *sqlstate;
-};
+
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
 
 /* Slow paths (track.c). */
-static inline void shim_ensure(void);
 void shim_init(void);
 void thread_register(void);
-int call_check_thread(struct call *cl);
+void shim_enter_slow(void);
+const char *cross_thread_use(struct conn *c, int sends);
 
-static inline void shim_ensure(void)
+ALWAYS_INLINE void shim_ensure(void)
 {
 	if (unlikely(__atomic_load_n(&g.state, __ATOMIC_ACQUIRE) != SHIM_READY))
 		shim_init();
 }
 
-static inline struct conn *conn_lookup(PGconn *pg)
+/* The first call of a thread (or of a fork child) registers it. */
+ALWAYS_INLINE void shim_enter(void)
 {
-	return (struct conn *)connmap_get(&g.map, pg);
+	if (unlikely(t.tid == 0))
+		shim_enter_slow();
 }
 
-uint64_t coarse_now_ns(void);
+ALWAYS_INLINE struct conn *conn_lookup(PGconn *pg)
+{
+	unsigned epoch = __atomic_load_n(&g.map_epoch, __ATOMIC_ACQUIRE);
+	if (likely(pg == t.cache_pg && epoch == t.cache_epoch))
+		return t.cache_conn;
+	struct conn *c = (struct conn *)connmap_get(&g.map, pg);
+	t.cache_pg = pg;
+	t.cache_conn = c;
+	t.cache_epoch = epoch;
+	return c;
+}
 
 /* A statement leaves: count it, the connection is active. */
-static inline void track_sent(struct conn *c)
+ALWAYS_INLINE void track_sent(struct conn *c)
 {
 	struct seg_conn *r = c->rec;
 	/* Only the thread using the connection writes these (libpq forbids
 	 * concurrent use of one PGconn), so plain relaxed stores suffice. */
 	__atomic_store_n(&r->queries, r->queries + 1, __ATOMIC_RELAXED);
 	__atomic_store_n(&r->cstate, CS_ACTIVE, __ATOMIC_RELAXED);
-	__atomic_store_n(&r->last_used_ns, coarse_now_ns(), __ATOMIC_RELAXED);
+	__atomic_store_n(&r->last_used, clock_ticks(), __ATOMIC_RELAXED);
 }
 
 /* Work may have completed: read libpq's own view.  PQtransactionStatus
  * says ACTIVE while results are pending, IDLE only outside a transaction. */
-static inline void track_settle(struct conn *c)
+ALWAYS_INLINE void track_settle(struct conn *c)
 {
 	struct seg_conn *r = c->rec;
 	uint32_t now;
@@ -131,37 +146,25 @@ static inline void track_settle(struct conn *c)
 	__atomic_store_n(&r->cstate, now, __ATOMIC_RELAXED);
 }
 
-/* Returns 1 to go on with the real call, 0 when refused (cl->refusal says
- * why).  Always pair a 1 with call_end(). */
-static inline int call_begin(struct call *cl, PGconn *pg, unsigned kind)
+/*
+ * The outermost call of a thread that sends a statement on pg: look the
+ * connection up, apply the rules, count.  Returns NULL to go on, or why the
+ * call is refused.  *cp is the connection (NULL: not one of ours).
+ */
+ALWAYS_INLINE const char *work_begin(PGconn *pg, struct conn **cp)
 {
-	cl->c = NULL;
-	cl->refusal = NULL;
-	if (t_depth++ > 0)
-		return 1;
-	shim_ensure();
-	if (unlikely(t_tid == 0))
-		thread_register();
+	shim_enter();
 	struct conn *c = conn_lookup(pg);
+	*cp = c;
 	if (!c)
-		return 1;
-	cl->c = c;
-	cl->pg = pg;
-	cl->kind = kind;
-	if (unlikely(c->opener != t_tid) && !call_check_thread(cl)) {
-		t_depth--;
-		return 0;
+		return NULL;
+	if (unlikely(c->opener != t.tid)) {
+		const char *why = cross_thread_use(c, 1);
+		if (why)
+			return why;
 	}
-	if (kind & CALL_SENDS)
-		track_sent(c);
-	return 1;
-}
-
-static inline void call_end(struct call *cl)
-{
-	t_depth--;
-	if (cl->c && (cl->kind & CALL_SETTLE))
-		track_settle(cl->c);
+	track_sent(c);
+	return NULL;
 }
 
 /* Connect side (track.c). */

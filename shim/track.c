@@ -25,17 +25,9 @@
 #include <unistd.h>
 
 struct shim g = { .lock = PTHREAD_MUTEX_INITIALIZER, .proc_idx = -1 };
-TLS int t_depth;
-TLS pid_t t_tid;
+TLS struct thread_state t;
 
 static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
-
-uint64_t coarse_now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME_COARSE, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 static uint64_t now_ns(void)
 {
@@ -106,8 +98,8 @@ static void at_fork_child(void)
 {
 	pthread_mutex_unlock(&g.lock);
 	/* The child must not write its parent's records: the first call in
-	 * the child (t_tid == 0) re-registers everything as its own. */
-	t_tid = 0;
+	 * the child (t.tid == 0) re-registers everything as its own. */
+	t.tid = 0;
 }
 
 static void thread_gone(void *arg)
@@ -138,8 +130,8 @@ void shim_init(void)
 	policy_segment_name(&g.pol, g.policy_path[0] ? g.policy_path : NULL, name, sizeof name);
 	int err = g.disabled ? 0 : seg_attach(&g.seg, name, 1);
 	if (err)
-		shim_log(LOG_WARNING, "segment %s unavailable (%s): tracking in this process only",
-		         name, strerror(-err));
+		shim_log(LOG_WARNING, "segment %s unavailable: %s; tracking in this process only",
+		         name, seg_strerror(err));
 	if (g.seg.hdr) {
 		seg_reap(&g.seg);
 		publish_policy();
@@ -177,10 +169,17 @@ static void adopt(void *value, void *arg)
 		__atomic_store_n(&c->rec->state, SLOT_LIVE, __ATOMIC_RELEASE);
 }
 
+void shim_enter_slow(void)
+{
+	shim_ensure();
+	thread_register();
+}
+
 void thread_register(void)
 {
 	pid_t pid = getpid();
-	t_tid = (pid_t)syscall(SYS_gettid);
+	t.tid = (pid_t)syscall(SYS_gettid);
+	t.cache_pg = NULL;
 	if (g.pid != pid) {
 		/* First call in a fork child: this thread is its only thread. */
 		pthread_mutex_lock(&g.lock);
@@ -209,7 +208,7 @@ static void describe_server(PGconn *pg, struct seg_conn *r)
 static void count_connections(void *value, void *arg)
 {
 	struct conn *c = value;
-	if (c->opener == t_tid)
+	if (c->opener == t.tid)
 		++*(unsigned *)arg;
 }
 
@@ -218,7 +217,7 @@ const char *track_connect_refusal(char *buf, size_t size)
 {
 	if (unlikely(__atomic_load_n(&g.state, __ATOMIC_ACQUIRE) != SHIM_READY))
 		shim_init();
-	if (unlikely(t_tid == 0))
+	if (unlikely(t.tid == 0))
 		thread_register();
 	if (g.disabled)
 		return NULL;
@@ -236,7 +235,7 @@ const char *track_connect_refusal(char *buf, size_t size)
 	if (mine < limit)
 		return NULL;
 	snprintf(buf, size, "pqshim: connection refused: thread %d already holds %u connections "
-	         "(max_connections_per_thread = %u, policy %s)", (int)t_tid, mine, limit,
+	         "(max_connections_per_thread = %u, policy %s)", (int)t.tid, mine, limit,
 	         g.policy_path[0] ? g.policy_path : "none");
 	return buf;
 }
@@ -273,22 +272,22 @@ struct conn *track_open(PGconn *pg)
 	if (!c)
 		return NULL;     /* the program's connection works, untracked */
 	c->pg = pg;
-	c->opener = t_tid;
+	c->opener = t.tid;
 	pthread_mutex_lock(&g.lock);
 	c->idx = g.seg.hdr ? seg_conn_claim(&g.seg) : -1;
 	c->rec = c->idx >= 0 ? &g.seg.conns[c->idx] : &c->local;
 	struct seg_conn *r = c->rec;
 	r->proc = (uint32_t)g.proc_idx;
 	r->pid = g.pid;
-	r->tid = r->last_tid = t_tid;
+	r->tid = r->last_tid = t.tid;
 	r->target = TGT_DIRECT;
 	r->flags = 0;
 	r->nthreads = 1;
 	memset(r->threads, 0, sizeof r->threads);
-	r->threads[0] = t_tid;
+	r->threads[0] = t.tid;
 	r->queries = r->xacts = r->cross_thread_uses = 0;
 	r->opened_ns = now_ns();
-	r->last_used_ns = r->opened_ns;
+	r->last_used = clock_ticks();
 	set_status(r, pg);
 	describe_server(pg, r);
 	r->backend_pid = 0;
@@ -306,6 +305,7 @@ struct conn *track_open(PGconn *pg)
 		seg_add(&g.seg.hdr->totals.untracked, 1);
 	}
 	__atomic_fetch_add(&g.proc->connections, 1, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&g.map_epoch, 1, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&g.lock);
 	return c;
 }
@@ -343,12 +343,16 @@ void track_close(PGconn *pg)
 		return;
 	if (unlikely(__atomic_load_n(&g.state, __ATOMIC_ACQUIRE) != SHIM_READY))
 		return;          /* nothing was ever tracked */
-	if (unlikely(t_tid == 0))
+	if (unlikely(t.tid == 0))
 		thread_register();
 	pthread_mutex_lock(&g.lock);
 	struct conn *c = connmap_del(&g.map, pg);
-	if (c)
+	if (c) {
 		release(c, 0);
+		if (c->pipeline)
+			__atomic_fetch_sub(&g.pipelines, 1, __ATOMIC_RELAXED);
+	}
+	__atomic_fetch_add(&g.map_epoch, 1, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&g.lock);
 	free(c);
 }
@@ -369,35 +373,32 @@ static void remember_thread(struct seg_conn *r, pid_t tid)
 	r->nthreads++;
 }
 
-/* A thread other than the opener uses the connection. 1: go on. */
-int call_check_thread(struct call *cl)
+/* A thread other than the opener uses the connection.  NULL: go on. */
+const char *cross_thread_use(struct conn *c, int sends)
 {
-	struct conn *c = cl->c;
 	struct seg_conn *r = c->rec;
-	remember_thread(r, t_tid);
-	if (!(cl->kind & CALL_SENDS))
-		return 1;
+	remember_thread(r, t.tid);
+	if (!sends)
+		return NULL;
 	__atomic_store_n(&r->cross_thread_uses, r->cross_thread_uses + 1, __ATOMIC_RELAXED);
 	switch (g.pol.cross_thread) {
 	case CROSS_ALLOW:
-		return 1;
+		return NULL;
 	case CROSS_WARN:
 		if (!c->warned) {
 			c->warned = 1;
 			shim_log(LOG_WARNING, "connection to %s opened by thread %d is used by thread %d "
-			         "(cross_thread = warn)", r->server, (int)c->opener, (int)t_tid);
+			         "(cross_thread = warn)", r->server, (int)c->opener, (int)t.tid);
 		}
-		return 1;
+		return NULL;
 	case CROSS_DENY:
 	default: {
 		static TLS char msg[384];
 		snprintf(msg, sizeof msg, "pqshim: statement refused: connection opened by thread %d "
 		         "used by thread %d (cross_thread = deny, policy %s)", (int)c->opener,
-		         (int)t_tid, g.policy_path[0] ? g.policy_path : "none");
-		cl->refusal = msg;
-		cl->sqlstate = SQLSTATE_PREREQUISITE_STATE;
+		         (int)t.tid, g.policy_path[0] ? g.policy_path : "none");
 		track_refused();
-		return 0;
+		return msg;
 	}
 	}
 }

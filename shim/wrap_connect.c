@@ -20,7 +20,7 @@
 
 static PGconn *opened(PGconn *pg)
 {
-	t_depth--;
+	t.depth--;
 	if (track_open(pg))
 		track_connected(pg);
 	return pg;
@@ -28,20 +28,20 @@ static PGconn *opened(PGconn *pg)
 
 SHIM_EXPORT PGconn *PQconnectdb(const char *conninfo)
 {
-	if (t_depth > 0)
+	if (t.depth > 0)
 		return real.PQconnectdb(conninfo);
 	CONNECT_GUARD();
-	t_depth++;
+	t.depth++;
 	return opened(real.PQconnectdb(conninfo));
 }
 
 SHIM_EXPORT PGconn *PQconnectdbParams(const char *const *keywords, const char *const *values,
                                       int expand_dbname)
 {
-	if (t_depth > 0)
+	if (t.depth > 0)
 		return real.PQconnectdbParams(keywords, values, expand_dbname);
 	CONNECT_GUARD();
-	t_depth++;
+	t.depth++;
 	return opened(real.PQconnectdbParams(keywords, values, expand_dbname));
 }
 
@@ -49,40 +49,40 @@ SHIM_EXPORT PGconn *PQsetdbLogin(const char *pghost, const char *pgport, const c
                                  const char *pgtty, const char *dbName, const char *login,
                                  const char *pwd)
 {
-	if (t_depth > 0)
+	if (t.depth > 0)
 		return real.PQsetdbLogin(pghost, pgport, pgoptions, pgtty, dbName, login, pwd);
 	CONNECT_GUARD();
-	t_depth++;
+	t.depth++;
 	return opened(real.PQsetdbLogin(pghost, pgport, pgoptions, pgtty, dbName, login, pwd));
 }
 
 SHIM_EXPORT PGconn *PQconnectStart(const char *conninfo)
 {
-	if (t_depth > 0)
+	if (t.depth > 0)
 		return real.PQconnectStart(conninfo);
 	CONNECT_GUARD();
-	t_depth++;
+	t.depth++;
 	return opened(real.PQconnectStart(conninfo));
 }
 
 SHIM_EXPORT PGconn *PQconnectStartParams(const char *const *keywords, const char *const *values,
                                          int expand_dbname)
 {
-	if (t_depth > 0)
+	if (t.depth > 0)
 		return real.PQconnectStartParams(keywords, values, expand_dbname);
 	CONNECT_GUARD();
-	t_depth++;
+	t.depth++;
 	return opened(real.PQconnectStartParams(keywords, values, expand_dbname));
 }
 
 SHIM_EXPORT PostgresPollingStatusType PQconnectPoll(PGconn *conn)
 {
 	shim_ensure();
-	if (t_depth > 0)
+	if (t.depth > 0)
 		return real.PQconnectPoll(conn);
-	t_depth++;
+	t.depth++;
 	PostgresPollingStatusType r = real.PQconnectPoll(conn);
-	t_depth--;
+	t.depth--;
 	track_connected(conn);
 	return r;
 }
@@ -90,20 +90,20 @@ SHIM_EXPORT PostgresPollingStatusType PQconnectPoll(PGconn *conn)
 SHIM_EXPORT void PQreset(PGconn *conn)
 {
 	shim_ensure();
-	t_depth++;
+	t.depth++;
 	real.PQreset(conn);
-	t_depth--;
-	if (t_depth == 0)
+	t.depth--;
+	if (t.depth == 0)
 		track_connected(conn);
 }
 
 SHIM_EXPORT int PQresetStart(PGconn *conn)
 {
 	shim_ensure();
-	t_depth++;
+	t.depth++;
 	int r = real.PQresetStart(conn);
-	t_depth--;
-	if (t_depth == 0)
+	t.depth--;
+	if (t.depth == 0)
 		track_connected(conn);
 	return r;
 }
@@ -111,10 +111,10 @@ SHIM_EXPORT int PQresetStart(PGconn *conn)
 SHIM_EXPORT PostgresPollingStatusType PQresetPoll(PGconn *conn)
 {
 	shim_ensure();
-	t_depth++;
+	t.depth++;
 	PostgresPollingStatusType r = real.PQresetPoll(conn);
-	t_depth--;
-	if (t_depth == 0)
+	t.depth--;
+	if (t.depth == 0)
 		track_connected(conn);
 	return r;
 }
@@ -122,20 +122,20 @@ SHIM_EXPORT PostgresPollingStatusType PQresetPoll(PGconn *conn)
 SHIM_EXPORT void PQfinish(PGconn *conn)
 {
 	shim_ensure();
-	if (t_depth == 0)
+	if (t.depth == 0)
 		track_close(conn);
-	t_depth++;
+	t.depth++;
 	real.PQfinish(conn);
-	t_depth--;
+	t.depth--;
 }
 
 /* A ping opens and closes a connection of its own: not the program's. */
 SHIM_EXPORT PGPing PQping(const char *conninfo)
 {
 	shim_ensure();
-	t_depth++;
+	t.depth++;
 	PGPing r = real.PQping(conninfo);
-	t_depth--;
+	t.depth--;
 	return r;
 }
 
@@ -143,8 +143,8 @@ SHIM_EXPORT PGPing PQpingParams(const char *const *keywords, const char *const *
                                 int expand_dbname)
 {
 	shim_ensure();
-	t_depth++;
+	t.depth++;
 	PGPing r = real.PQpingParams(keywords, values, expand_dbname);
-	t_depth--;
+	t.depth--;
 	return r;
 }

@@ -5,76 +5,151 @@
  * Statements are counted where they leave (PQexec*, PQprepare, PQdescribe*,
  * PQfn, PQsend*); the connection's state is read back from libpq after the
  * calls that can finish work (the synchronous ones, PQgetResult, PQendcopy,
- * PQexitPipelineMode).  COPY data calls, PQconsumeInput and PQisBusy are not
+ * PQexitPipelineMode).  Each wrapper has the shape of shim.h: nested calls
+ * (libpq calling its own exports) go straight through.  COPY data calls, PQconsumeInput and PQisBusy are not
  * wrapped: they change nothing the shim keeps.
  */
 #include "shim.h"
 #include "pqerr.h"
 
-#define SYNC (CALL_SENDS | CALL_SETTLE)
-
-/* A call that returns a PGresult: refusal is a FATAL_ERROR result. */
-#define WRAP_RESULT(name, kind, params, args) \
+/* A synchronous call: counts, may be refused (a FATAL_ERROR result), and
+ * the work is complete when it returns. */
+#define WRAP_SYNC(name, params, args) \
 	SHIM_EXPORT PGresult *name params \
 	{ \
-		struct call cl; \
-		if (!call_begin(&cl, conn, kind)) \
-			return pqerr_result(conn, cl.sqlstate, cl.refusal); \
+		if (t.depth) \
+			return real.name args; \
+		struct conn *c; \
+		const char *why = work_begin(conn, &c); \
+		if (unlikely(why != NULL)) \
+			return pqerr_result(conn, SQLSTATE_PREREQUISITE_STATE, why); \
+		t.depth = 1; \
 		PGresult *r = real.name args; \
-		call_end(&cl); \
+		t.depth = 0; \
+		if (c) \
+			track_settle(c); \
 		return r; \
 	}
 
-/* A call that returns 1/0: refusal is 0 with the text in PQerrorMessage. */
-#define WRAP_INT(name, kind, params, args) \
+/* An asynchronous send: counts, may be refused (0 and PQerrorMessage). */
+#define WRAP_SEND(name, params, args) \
 	SHIM_EXPORT int name params \
 	{ \
-		struct call cl; \
-		if (!call_begin(&cl, conn, kind)) { \
-			pqerr_set_message(conn, cl.refusal); \
+		if (t.depth) \
+			return real.name args; \
+		struct conn *c; \
+		const char *why = work_begin(conn, &c); \
+		if (unlikely(why != NULL)) { \
+			pqerr_set_message(conn, why); \
 			return 0; \
 		} \
+		t.depth = 1; \
 		int r = real.name args; \
-		call_end(&cl); \
+		t.depth = 0; \
 		return r; \
 	}
 
-WRAP_RESULT(PQexec, SYNC, (PGconn *conn, const char *query), (conn, query))
-WRAP_RESULT(PQexecParams, SYNC,
+WRAP_SYNC(PQexec, (PGconn *conn, const char *query), (conn, query))
+WRAP_SYNC(PQexecParams,
 	(PGconn *conn, const char *command, int nParams, const Oid *paramTypes,
 	 const char *const *paramValues, const int *paramLengths, const int *paramFormats,
 	 int resultFormat),
 	(conn, command, nParams, paramTypes, paramValues, paramLengths, paramFormats, resultFormat))
-WRAP_RESULT(PQprepare, SYNC,
+WRAP_SYNC(PQprepare,
 	(PGconn *conn, const char *stmtName, const char *query, int nParams, const Oid *paramTypes),
 	(conn, stmtName, query, nParams, paramTypes))
-WRAP_RESULT(PQexecPrepared, SYNC,
+WRAP_SYNC(PQexecPrepared,
 	(PGconn *conn, const char *stmtName, int nParams, const char *const *paramValues,
 	 const int *paramLengths, const int *paramFormats, int resultFormat),
 	(conn, stmtName, nParams, paramValues, paramLengths, paramFormats, resultFormat))
-WRAP_RESULT(PQdescribePrepared, SYNC, (PGconn *conn, const char *stmt), (conn, stmt))
-WRAP_RESULT(PQdescribePortal, SYNC, (PGconn *conn, const char *portal), (conn, portal))
-WRAP_RESULT(PQfn, SYNC,
+WRAP_SYNC(PQdescribePrepared, (PGconn *conn, const char *stmt), (conn, stmt))
+WRAP_SYNC(PQdescribePortal, (PGconn *conn, const char *portal), (conn, portal))
+WRAP_SYNC(PQfn,
 	(PGconn *conn, int fnid, int *result_buf, int *result_len, int result_is_int,
 	 const PQArgBlock *args, int nargs),
 	(conn, fnid, result_buf, result_len, result_is_int, args, nargs))
 
-WRAP_INT(PQsendQuery, CALL_SENDS, (PGconn *conn, const char *query), (conn, query))
-WRAP_INT(PQsendQueryParams, CALL_SENDS,
+WRAP_SEND(PQsendQuery, (PGconn *conn, const char *query), (conn, query))
+WRAP_SEND(PQsendQueryParams,
 	(PGconn *conn, const char *command, int nParams, const Oid *paramTypes,
 	 const char *const *paramValues, const int *paramLengths, const int *paramFormats,
 	 int resultFormat),
 	(conn, command, nParams, paramTypes, paramValues, paramLengths, paramFormats, resultFormat))
-WRAP_INT(PQsendPrepare, CALL_SENDS,
+WRAP_SEND(PQsendPrepare,
 	(PGconn *conn, const char *stmtName, const char *query, int nParams, const Oid *paramTypes),
 	(conn, stmtName, query, nParams, paramTypes))
-WRAP_INT(PQsendQueryPrepared, CALL_SENDS,
+WRAP_SEND(PQsendQueryPrepared,
 	(PGconn *conn, const char *stmtName, int nParams, const char *const *paramValues,
 	 const int *paramLengths, const int *paramFormats, int resultFormat),
 	(conn, stmtName, nParams, paramValues, paramLengths, paramFormats, resultFormat))
-WRAP_INT(PQsendDescribePrepared, CALL_SENDS, (PGconn *conn, const char *stmt), (conn, stmt))
-WRAP_INT(PQsendDescribePortal, CALL_SENDS, (PGconn *conn, const char *portal), (conn, portal))
+WRAP_SEND(PQsendDescribePrepared, (PGconn *conn, const char *stmt), (conn, stmt))
+WRAP_SEND(PQsendDescribePortal, (PGconn *conn, const char *portal), (conn, portal))
 
-WRAP_RESULT(PQgetResult, CALL_SETTLE, (PGconn *conn), (conn))
-WRAP_INT(PQexitPipelineMode, CALL_SETTLE, (PGconn *conn), (conn))
-WRAP_INT(PQendcopy, CALL_SETTLE, (PGconn *conn), (conn))
+/* Called twice or more per statement: the cheapest wrapper of all.  Work
+ * can only have completed when it returns NULL, or, in pipeline mode, after
+ * any result (a PGRES_PIPELINE_SYNC is not followed by a NULL). */
+SHIM_EXPORT PGresult *PQgetResult(PGconn *conn)
+{
+	if (t.depth)
+		return real.PQgetResult(conn);
+	shim_enter();
+	t.depth = 1;
+	PGresult *r = real.PQgetResult(conn);
+	t.depth = 0;
+	if (!r || unlikely(__atomic_load_n(&g.pipelines, __ATOMIC_RELAXED))) {
+		struct conn *c = conn_lookup(conn);
+		if (c)
+			track_settle(c);
+	}
+	return r;
+}
+
+/* Work-completing calls that send nothing. */
+#define WRAP_SETTLE(name) \
+	SHIM_EXPORT int name(PGconn *conn) \
+	{ \
+		if (t.depth) \
+			return real.name(conn); \
+		shim_enter(); \
+		t.depth = 1; \
+		int r = real.name(conn); \
+		t.depth = 0; \
+		struct conn *c = conn_lookup(conn); \
+		if (c) \
+			track_settle(c); \
+		return r; \
+	}
+
+WRAP_SETTLE(PQendcopy)
+
+SHIM_EXPORT int PQenterPipelineMode(PGconn *conn)
+{
+	if (t.depth)
+		return real.PQenterPipelineMode(conn);
+	shim_enter();
+	int was = real.PQpipelineStatus(conn) != PQ_PIPELINE_OFF;
+	int r = real.PQenterPipelineMode(conn);
+	struct conn *c = conn_lookup(conn);
+	if (r && c && !was && !c->pipeline) {
+		c->pipeline = 1;
+		__atomic_fetch_add(&g.pipelines, 1, __ATOMIC_RELAXED);
+	}
+	return r;
+}
+
+SHIM_EXPORT int PQexitPipelineMode(PGconn *conn)
+{
+	if (t.depth)
+		return real.PQexitPipelineMode(conn);
+	shim_enter();
+	int r = real.PQexitPipelineMode(conn);
+	struct conn *c = conn_lookup(conn);
+	if (c) {
+		if (r && c->pipeline) {
+			c->pipeline = 0;
+			__atomic_fetch_sub(&g.pipelines, 1, __ATOMIC_RELAXED);
+		}
+		track_settle(c);
+	}
+	return r;
+}

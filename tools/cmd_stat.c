@@ -107,7 +107,7 @@ static void print_json(FILE *out, const struct snapshot *s, const char *policy_p
 		        NAME(status_names, c->status), (unsigned long long)c->queries,
 		        (unsigned long long)c->xacts, (unsigned long long)c->cross_thread_uses,
 		        (c->flags & CONN_INHERITED) ? "true" : "false", c->backend_pid,
-		        c->opened_ns / 1e9, c->last_used_ns / 1e9);
+		        c->opened_ns / 1e9, seg_ticks_to_ns(&s->hdr, c->last_used) / 1e9);
 		json_string(out, c->server);
 		fputs(", \"application_name\": ", out);
 		json_string(out, c->appname);
@@ -182,7 +182,7 @@ int cmd_stat(int argc, char **argv)
 	if (err) {
 		char path[320];
 		seg_path(name, path, sizeof path);
-		fprintf(stderr, "pqshim stat: cannot map segment %s (%s): %s\n", name, path, strerror(-err));
+		fprintf(stderr, "pqshim stat: cannot map segment %s (%s): %s\n", name, path, seg_strerror(err));
 		return 1;
 	}
 	seg_reap(&seg);

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -58,8 +59,12 @@ static void creates_private_segment(void **state)
 	seg_detach(&s);
 	/* a file that others may write is not a segment of ours */
 	chmod(path, 0644);
-	assert_int_equal(seg_attach(&s, name, 1), -EPROTO);
+	assert_int_equal(seg_attach(&s, name, 1), -EPERM);
 	chmod(path, 0600);
+	/* another layout (another version's size) is refused, not misread */
+	assert_int_equal(truncate(path, 4096), 0);
+	assert_int_equal(seg_attach(&s, name, 1), -EPROTO);
+	unlink(path);
 	assert_int_equal(seg_attach(&s, name, 1), 0);
 	seg_detach(&s);
 }
@@ -153,12 +158,35 @@ static void reaps_killed_process(void **state)
 	seg_detach(&s);
 }
 
+/* Field 22 of /proc/self/stat, parsed independently of segment.c. */
+static unsigned long long starttime_by_hand(void)
+{
+	char buf[1024];
+	FILE *f = fopen("/proc/self/stat", "r");
+	assert_non_null(f);
+	assert_non_null(fgets(buf, sizeof buf, f));
+	fclose(f);
+	char *p = strrchr(buf, ')') + 2;          /* field 3 */
+	unsigned long long v = 0;
+	for (int field = 3; field <= 22; field++) {
+		v = strtoull(p, &p, 10);
+		if (field == 3)
+			v = 0, p = strchr(p, ' ');   /* the state letter */
+		while (*p == ' ')
+			p++;
+		if (field == 3)
+			continue;
+	}
+	return v;
+}
+
 /* A live pid with another start time is a reused pid: its records are dead. */
 static void pid_reuse_is_not_life(void **state)
 {
 	(void)state;
 	uint64_t mine = seg_starttime(getpid());
 	assert_true(mine > 0);
+	assert_int_equal(mine, starttime_by_hand());
 	assert_true(seg_process_alive(getpid(), mine));
 	assert_false(seg_process_alive(getpid(), mine + 1));
 	assert_false(seg_process_alive(0, mine));
