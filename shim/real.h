@@ -52,6 +52,8 @@
 #define REAL_CALLED(X) \
 	X(PQstatus, ConnStatusType, (const PGconn *conn)) \
 	X(PQpipelineStatus, PGpipelineStatus, (const PGconn *conn)) \
+	X(PQconsumeInput, int, (PGconn *conn)) \
+	X(PQisBusy, int, (PGconn *conn)) \
 	X(PQtransactionStatus, PGTransactionStatusType, (const PGconn *conn)) \
 	X(PQhost, char *, (const PGconn *conn)) \
 	X(PQport, char *, (const PGconn *conn)) \

@@ -104,23 +104,33 @@ SHIM_EXPORT PGresult *PQgetResult(PGconn *conn)
 	return r;
 }
 
-/* Work-completing calls that send nothing. */
-#define WRAP_SETTLE(name) \
-	SHIM_EXPORT int name(PGconn *conn) \
-	{ \
-		if (t.depth) \
-			return real.name(conn); \
-		shim_enter(); \
-		t.depth = 1; \
-		int r = real.name(conn); \
-		t.depth = 0; \
-		struct conn *c = conn_lookup(conn); \
-		if (c) \
-			track_settle(c); \
-		return r; \
+/*
+ * The old COPY API: PQendcopy returns with libpq still "busy" until it has
+ * read the ReadyForQuery that follows the COPY's completion, which it only
+ * does on the program's next call.  When that message has already arrived,
+ * read it now (without blocking: PQgetResult returns NULL at once), so that
+ * the connection is idle as soon as the COPY is over, as it is with
+ * PQputCopyEnd and PQgetResult.
+ */
+SHIM_EXPORT int PQendcopy(PGconn *conn)
+{
+	if (t.depth)
+		return real.PQendcopy(conn);
+	shim_enter();
+	t.depth = 1;
+	int r = real.PQendcopy(conn);
+	if (r == 0 && real.PQtransactionStatus(conn) == PQTRANS_ACTIVE
+	    && real.PQconsumeInput(conn) && !real.PQisBusy(conn)) {
+		PGresult *extra = real.PQgetResult(conn);
+		if (extra)      /* not the NULL expected: keep libpq's order */
+			real.PQclear(extra);
 	}
-
-WRAP_SETTLE(PQendcopy)
+	t.depth = 0;
+	struct conn *c = conn_lookup(conn);
+	if (c)
+		track_settle(c);
+	return r;
+}
 
 SHIM_EXPORT int PQenterPipelineMode(PGconn *conn)
 {
