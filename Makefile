@@ -29,7 +29,7 @@ HEADERS     := $(wildcard shim/*.h policy/*.h tools/*.h)
 SHIM_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(SHIM_SRCS))
 TOOL_OBJS := $(patsubst %.c,$(BUILD)/tobj/%.o,$(TOOL_SRCS))
 
-.PHONY: all check unit integration bench demo install clean fuzz
+.PHONY: all check unit integration bench demo install clean fuzz setup
 all: $(BUILD)/libpqshim.so $(BUILD)/pqshim
 
 $(BUILD)/obj/shim/pqerr.o: shim/pqerr.c $(HEADERS)
@@ -57,15 +57,22 @@ $(BUILD)/unit/%: tests/unit/%.c $(CORE_SRCS) $(HEADERS)
 	$(CC) $(ALL_CFLAGS) $(SAN) -o $@ $< $(CORE_SRCS) -lcmocka -lpthread
 
 unit: $(UNIT_TESTS)
-integration: all
 
-check: all $(UNIT_TESTS)
+# Install missing Debian packages first (tools/setup.sh), then build in a
+# fresh make so that pkg-config sees what was just installed.
+setup:
+	@bash tools/setup.sh
+
+check: setup
+	@$(MAKE) --no-print-directory all unit
 	@bash tests/check.sh $(UNIT_TESTS)
 
-bench: all
+bench: setup
+	@$(MAKE) --no-print-directory all
 	@bash tests/bench/run.sh
 
-demo: all
+demo: setup
+	@$(MAKE) --no-print-directory all
 	@bash tools/demo.sh
 
 fuzz: $(BUILD)/fuzz_policy
