@@ -22,7 +22,10 @@ for t in "$@"; do
 done
 
 echo "== integration tests (PostgreSQL primary + streaming replica)"
-out=$(bash tests/integration/run.sh 2>&1 | tee /dev/stderr | tail -1)
+log=$(mktemp)
+bash tests/integration/run.sh 2>&1 | tee "$log"
+out=$(tail -1 "$log")
+rm -f "$log"
 ip=$(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p' <<<"$out")
 if=$(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p' <<<"$out")
 if [ -z "$ip" ]; then ip=0 if=1; echo "integration runner did not report"; fi

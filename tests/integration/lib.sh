@@ -1,0 +1,194 @@
+# shellcheck shell=bash
+# tests/integration/lib.sh: sourced by every tests/integration/t_*.sh (owned by
+# the test-bed engineer). Run alone, a test starts its own bed (pgbed.sh);
+# under run.sh it uses the runner's bed (PQT_SOCKDIR set).
+#
+# Exports: T (scratch dir) PQSHIM PQSHIM_LIB PSQL PGBENCH PY PQT_ROOT PQT_TMP
+#          PQT_TEST, plus the bed's PQT_*/PG* variables (see pgbed.sh).
+# Functions: policy_new stat_json jqp sql_primary sql_replica server_backends
+#   wait_until fail note assert_eq assert_ge assert_le assert_match
+#   bg_track PID (killed, with its descendants, at exit)
+#   at_exit 'CMD' (extra cleanup, run at exit before tracked pids are killed;
+#   use it instead of `trap ... EXIT`, which would replace lib.sh's trap).
+# `fail` inside $(...) or a pipeline only ends that subshell, but still marks
+# the test failed (checked at exit); under wait_until it only makes CMD false.
+
+set -euo pipefail
+
+PQT_TEST=$(basename "${BASH_SOURCE[1]:-$0}" .sh)
+PQT_ROOT=${PQT_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+PQSHIM=$PQT_ROOT/build/pqshim
+PQSHIM_LIB=$PQT_ROOT/build/libpqshim.so
+PSQL=/usr/lib/postgresql/15/bin/psql
+PGBENCH=/usr/lib/postgresql/15/bin/pgbench
+PY=/usr/bin/python3
+export PQT_TEST PQT_ROOT PQSHIM PQSHIM_LIB PSQL PGBENCH PY
+
+_PQT_MAIN=$BASHPID
+_PQT_BG=()
+_PQT_AT_EXIT=()
+_PQT_OWN_TMP=
+_PQT_OWN_BED=
+T=
+
+note() { echo "note: $*" >&2; }
+
+fail() {
+	if [ -n "${_PQT_SOFT:-}" ]; then # under wait_until: just make CMD false
+		echo "FAIL (in wait_until): $*" >&2
+		exit 1
+	fi
+	echo "FAIL: $*" >&2
+	# In a subshell exit only ends the subshell: leave a mark for _pqt_exit.
+	[ "$BASHPID" = "$_PQT_MAIN" ] || echo "$*" >>"$T/.failed"
+	exit 1
+}
+
+assert_eq() {
+	[ "$1" = "$2" ] || fail "${3:-assert_eq}: expected '$2', got '$1'"
+}
+
+_pqt_num() { [[ $1 =~ ^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$ ]]; }
+_pqt_cmp() { # ACTUAL OP BOUND MSG
+	_pqt_num "$1" && _pqt_num "$3" ||
+		fail "${4:-assert}: not numbers: actual '$1', bound '$3'"
+	awk -v a="$1" -v b="$3" "BEGIN { exit !(a $2 b) }" ||
+		fail "${4:-assert}: expected $2 $3, got '$1'"
+}
+assert_ge() { _pqt_cmp "$1" '>=' "$2" "${3:-assert_ge}"; }
+assert_le() { _pqt_cmp "$1" '<=' "$2" "${3:-assert_le}"; }
+
+assert_match() {
+	[[ $1 =~ $2 ]] || fail "${3:-assert_match}: '$1' does not match /$2/"
+}
+
+# wait_until SECONDS CMD...: CMD (stdout discarded) every 50 ms until it
+# succeeds; on timeout show CMD's last stderr and return 1. CMD's arguments
+# are expanded once: put changing values in a function.
+wait_until() {
+	local end err rc=1
+	end=$((${EPOCHREALTIME/./} + $(awk -v s="$1" 'BEGIN { printf "%d", s * 1000000 }')))
+	shift
+	err=$T/.wait_until.err
+	while :; do
+		(_PQT_SOFT=1 "$@") >/dev/null 2>"$err" && rc=0 && break
+		[ "${EPOCHREALTIME/./}" -lt "$end" ] || break
+		sleep 0.05
+	done
+	if [ "$rc" != 0 ]; then
+		echo "wait_until: timed out: $*" >&2
+		cat "$err" >&2
+	fi
+	rm -f "$err"
+	return "$rc"
+}
+
+# Real psql, never under the shim, against the bed's primary/replica (db pqt).
+_pqt_sql() { # PORT SQL [PSQL ARGS...]
+	local port=$1 sql=$2
+	shift 2
+	env -u LD_PRELOAD -u PQSHIM_POLICY -u PGOPTIONS -u PGSERVICE PGAPPNAME=pqt_lib \
+		"$PSQL" -X -A -t -q -v ON_ERROR_STOP=1 -h "$PQT_SOCKDIR" -p "$port" \
+		-U postgres -d pqt "$@" <<<"$sql"
+}
+sql_primary() { _pqt_sql "$PQT_PRIMARY_PORT" "$@"; }
+sql_replica() { _pqt_sql "$PQT_REPLICA_PORT" "$@"; }
+
+# server_backends APPNAME [replica]: backends with that application_name.
+server_backends() {
+	local port=$PQT_PRIMARY_PORT
+	[ "${2:-}" = replica ] && port=$PQT_REPLICA_PORT
+	_pqt_sql "$port" "select count(*) from pg_stat_activity
+		where application_name = :'app' and pid <> pg_backend_pid()" -v app="$1"
+}
+
+# policy_new NAME [EXTRA_INI_TEXT]: $T/NAME.ini (0600) with a unique segment.
+policy_new() {
+	local f=$T/$1.ini seg
+	seg=pqt-$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')
+	(umask 077 && printf '[shim]\nsegment = %s\n%s' "$seg" "${2:-}" >"$f") ||
+		fail "policy_new: cannot write $f"
+	chmod 0600 "$f"
+	echo "$seg" >>"$T/.segments" # removed from /dev/shm at exit
+	echo "$f"
+}
+
+stat_json() {
+	local out err=$T/.stat.err.$BASHPID
+	out=$("$PQSHIM" stat -p "$1" --json 2>"$err") ||
+		fail "pqshim stat -p $1 --json failed: $(cat "$err") $out"
+	[ -s "$err" ] && cat "$err" >&2
+	rm -f "$err"
+	jq . >/dev/null 2>&1 <<<"$out" || fail "pqshim stat -p $1 --json: not JSON: $out"
+	printf '%s\n' "$out"
+}
+
+jqp() { stat_json "$1" | jq -r "$2"; }
+
+at_exit() { _PQT_AT_EXIT+=("$1"); }
+bg_track() { _PQT_BG+=("$@"); }
+
+_pqt_tree() { # PID and its descendants, children first
+	local c
+	for c in $(ps -o pid= --ppid "$1" 2>/dev/null); do _pqt_tree "$c"; done
+	echo "$1"
+}
+
+_pqt_alive() { # any of PIDS alive?
+	local p
+	for p; do kill -0 "$p" 2>/dev/null && return 0; done
+	return 1
+}
+
+_pqt_exit() {
+	local rc=$? c p pids=() i seg
+	set +eu
+	trap - EXIT INT TERM
+	for c in "${_PQT_AT_EXIT[@]}"; do eval "$c"; done
+	for p in "${_PQT_BG[@]}"; do
+		# shellcheck disable=SC2207
+		kill -0 "$p" 2>/dev/null && pids+=($(_pqt_tree "$p"))
+	done
+	if [ "${#pids[@]}" -gt 0 ]; then
+		kill -TERM "${pids[@]}" 2>/dev/null
+		for ((i = 0; i < 40; i++)); do # up to 2 s, then SIGKILL
+			_pqt_alive "${pids[@]}" || break
+			sleep 0.05
+		done
+		kill -KILL "${pids[@]}" 2>/dev/null
+		wait "${_PQT_BG[@]}" 2>/dev/null
+	fi
+	if [ -n "$T" ] && [ -f "$T/.segments" ]; then
+		while read -r seg; do
+			[ -n "$seg" ] && rm -f /dev/shm/*"$seg"*
+		done <"$T/.segments"
+	fi
+	if [ -n "$T" ] && [ -s "$T/.failed" ] && [ "$rc" = 0 ]; then
+		echo "FAIL: a check failed in a subshell (see above)" >&2
+		rc=1
+	fi
+	[ -n "$_PQT_OWN_BED" ] && pgbed_stop
+	[ -n "$_PQT_OWN_TMP" ] && rm -rf "$PQT_TMP"
+	exit "$rc"
+}
+trap _pqt_exit EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+if [ -z "${PQT_TMP:-}" ]; then
+	PQT_TMP=$(mktemp -d /tmp/pqt-run.XXXXXX)
+	_PQT_OWN_TMP=1
+	chmod 0755 "$PQT_TMP"
+fi
+export PQT_TMP
+T=$PQT_TMP/$PQT_TEST
+export T
+rm -rf "$T"
+mkdir -m 0755 "$T"
+
+if [ -z "${PQT_SOCKDIR:-}" ]; then
+	# shellcheck source-path=SCRIPTDIR source=pgbed.sh
+	. "$PQT_ROOT/tests/integration/pgbed.sh"
+	_PQT_OWN_BED=1
+	pgbed_start || fail "could not start the test bed"
+fi
