@@ -185,9 +185,13 @@ void seg_conn_release(struct segment *seg, int idx, int leaked)
 	seg_add(&t->queries, __atomic_load_n(&c->queries, __ATOMIC_RELAXED));
 	seg_add(&t->xacts, __atomic_load_n(&c->xacts, __ATOMIC_RELAXED));
 	seg_add(&t->cross_thread_uses, __atomic_load_n(&c->cross_thread_uses, __ATOMIC_RELAXED));
-	seg_add(&t->closes, 1);
-	if (leaked)
-		seg_add(&t->leaked, 1);
+	/* A record inherited across fork() is a copy of the parent's, which
+	 * counts the connect, the close and any leak: the copy counts none. */
+	if (!(c->flags & CONN_INHERITED)) {
+		seg_add(&t->closes, 1);
+		if (leaked)
+			seg_add(&t->leaked, 1);
+	}
 	__atomic_fetch_add(&c->gen, 1, __ATOMIC_RELEASE);
 	__atomic_store_n(&c->state, SLOT_FREE, __ATOMIC_RELEASE);
 }

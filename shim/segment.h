@@ -138,7 +138,8 @@ const char *seg_strerror(int err);
 int seg_proc_claim(struct segment *seg);
 int seg_conn_claim(struct segment *seg);
 
-/* Fold a LIVE or REAPING connection's counters into the totals and free it. */
+/* Fold a LIVE or REAPING connection's counters into the totals and free it;
+ * count a close (and a leak if `leaked`) unless the record is inherited. */
 void seg_conn_release(struct segment *seg, int idx, int leaked);
 /* Free a process record (its connections must be released first). */
 void seg_proc_release(struct segment *seg, int idx);

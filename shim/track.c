@@ -409,7 +409,7 @@ static void report_leak(void *value, void *arg)
 {
 	struct conn *c = value;
 	(void)arg;
-	if (g.pol.leak_report)
+	if (g.pol.leak_report && !(c->rec->flags & CONN_INHERITED))
 		shim_log(LOG_WARNING, "connection to %s opened by thread %d was never closed "
 		         "(%llu statements; leak_report = yes)", c->rec->server, (int)c->opener,
 		         (unsigned long long)c->rec->queries);

@@ -114,6 +114,18 @@ static void claim_release_fold(void **state)
 	assert_int_equal(s.hdr->totals.queries, q + 7);
 	assert_int_equal(s.hdr->totals.xacts, 3);
 	assert_int_equal(seg_conn_read(&s, c, &copy), -1);
+
+	/* a fork child's copy of an inherited connection: its counters fold,
+	 * but the connect, close and leak are the parent's to count */
+	uint64_t closes = s.hdr->totals.closes, leaked = s.hdr->totals.leaked;
+	c = seg_conn_claim(&s);
+	s.conns[c].flags = CONN_INHERITED;
+	s.conns[c].queries = 2;
+	__atomic_store_n(&s.conns[c].state, SLOT_LIVE, __ATOMIC_RELEASE);
+	seg_conn_release(&s, c, 1);
+	assert_int_equal(s.hdr->totals.queries, q + 9);
+	assert_int_equal(s.hdr->totals.closes, closes);
+	assert_int_equal(s.hdr->totals.leaked, leaked);
 	seg_detach(&s);
 }
 

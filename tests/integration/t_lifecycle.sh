@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# t_lifecycle.sh - what happens to the records when programs end badly:
+# exit without PQfinish (leak report), kill -9 (the reaper folds the
+# counters in exactly once), a policy that does not load (fail-closed), a
+# segment others could read (refused, the program still works).
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+cc -Wall -Werror -I"$(pkg-config --variable=includedir libpq)" \
+	"$PQT_ROOT/tests/clients/c_client.c" -o "$T/c_client" -lpq -ldl
+
+# 1. Exit without PQfinish: each connection is reported and counted leaked.
+POL=$(policy_new leak "[shim]
+log = $T/leak.log")
+echo | C_CLIENT_NO_FINISH=1 "$PQSHIM" run -p "$POL" -- "$T/c_client" >/dev/null
+S=$(stat_json "$POL")
+assert_eq "$(jq '.connections | length' <<<"$S")" 0 "records released at exit"
+assert_eq "$(jq .totals.leaked <<<"$S")" 4 "four connections never closed"
+assert_eq "$(jq .totals.queries <<<"$S")" 25 "their statements still counted"
+assert_eq "$(grep -c 'was never closed' "$T/leak.log")" 4 "leak report lines"
+assert_match "$(head -1 "$T/leak.log")" '^pqshim\[[0-9]+\]: connection to host=.* opened by thread [0-9]+ was never closed' "leak line"
+
+# 2. kill -9 with connections open: the next reader reaps the dead process.
+POL=$(policy_new kill)
+mkfifo "$T/in"
+"$PQSHIM" run -p "$POL" -- "$T/c_client" <"$T/in" >"$T/out" &
+pid=$!
+bg_track $pid
+exec 3>"$T/in"
+wait_until 20 grep -q READY "$T/out" || fail "client not ready"
+assert_eq "$(jqp "$POL" '.connections | length')" 4 "four live records"
+kill -9 "$pid"
+wait "$pid" 2>/dev/null || true
+exec 3>&-
+S=$(stat_json "$POL")
+assert_eq "$(jq '.connections | length' <<<"$S")" 0 "reaped: no record of a dead process"
+assert_eq "$(jq '.processes | length' <<<"$S")" 0 "reaped: no process record"
+assert_eq "$(jq .totals.queries <<<"$S")" 25 "the dead process's statements folded into the totals"
+assert_eq "$(jq .totals.leaked <<<"$S")" 4 "its connections counted as leaked"
+assert_eq "$(jqp "$POL" .totals.queries)" 25 "folded exactly once"
+
+# 3. A policy that does not load: connects are refused (fail-closed), with
+# a pqshim: message naming the error; stat shows the error.
+BAD=$T/bad.ini
+printf '[shim]\nsegment = pqt-bad-%s\n[cap]\nmax_active = lots\n' "$$" >"$BAD"
+chmod 600 "$BAD"
+at_exit "rm -f /dev/shm/pqshim.$(id -u).pqt-bad-$$"
+set +e
+out=$(LD_PRELOAD="$PQSHIM_LIB" PQSHIM_POLICY="$BAD" "$PSQL" -X -c 'select 1' 2>&1)
+rc=$?
+set -e
+assert_eq "$rc" 2 "psql could not connect"
+assert_match "$out" 'pqshim: connection refused: the policy is unusable: .*bad.ini:4: bad value "lots" for max_active' "refusal text"
+assert_match "$(jqp "$BAD" .policy.error)" 'bad.ini:4: bad value' "stat shows the policy error"
+assert_eq "$(jqp "$BAD" .totals.refused)" 1 "refusal counted"
+# `pqshim run` refuses to start a program under a policy that does not load.
+if "$PQSHIM" run -p "$BAD" -- true 2>"$T/run.err"; then fail "pqshim run accepted a bad policy"; fi
+assert_match "$(cat "$T/run.err")" 'bad.ini:4: bad value' "pqshim run says why"
+
+# 4. A segment file others can read is not used; the program still works.
+POL=$(policy_new perm)
+seg=$(sed -n 's/^segment = //p' "$POL")
+path=/dev/shm/pqshim.$(id -u).$seg
+stat_json "$POL" >/dev/null          # creates it
+chmod 0644 "$path"
+out=$("$PQSHIM" run -p "$POL" -- "$PSQL" -X -At -c 'select 42' 2>&1)
+assert_match "$out" 'segment .* unavailable: not a private file' "the shim says why it does not track"
+assert_match "$out" '42' "the program works anyway"
