@@ -86,6 +86,14 @@ static int seg_create(const char *path, size_t size)
 	h->created_ns = now_ns();
 	h->clock_mono0 = clock_ns(CLOCK_MONOTONIC);
 	h->clock_ticks0 = clock_ticks();
+	/* Robust: if a process dies holding it, the next locker gets
+	 * EOWNERDEAD instead of waiting forever (cap.c repairs). */
+	pthread_mutexattr_t ma;
+	pthread_mutexattr_init(&ma);
+	pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED);
+	pthread_mutexattr_setrobust(&ma, PTHREAD_MUTEX_ROBUST);
+	pthread_mutex_init(&h->cap.lock, &ma);
+	pthread_mutexattr_destroy(&ma);
 	__atomic_store_n(&h->magic, SEG_MAGIC, __ATOMIC_RELEASE);
 	munmap(base, size);
 	if (link(tmp, path) != 0 && errno != EEXIST)

@@ -26,8 +26,10 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "cap.h"
+
 #define SEG_MAGIC        0x3130534d48535150ULL   /* "PQSHMS01" little-endian */
-#define SEG_VERSION      1
+#define SEG_VERSION      2
 #define SEG_MAX_PROCS    512
 #define SEG_MAX_CONNS    4096
 #define SEG_PROGRAM_MAX  32
@@ -72,6 +74,9 @@ struct seg_proc {
 	uint32_t connections;     /* open connections (atomic) */
 	uint32_t inherited;       /* connections inherited across fork() */
 	uint64_t started_ns;      /* CLOCK_REALTIME */
+	uint64_t waits;           /* slot acquisitions that waited (atomic) */
+	uint64_t timeouts;        /* ... and gave up */
+	uint64_t wait_ns;         /* time spent waiting */
 	char program[SEG_PROGRAM_MAX];
 };
 
@@ -89,6 +94,9 @@ struct seg_conn {
 	uint32_t nthreads;        /* distinct threads seen (may exceed SEG_THREADS_SEEN) */
 	int32_t threads[SEG_THREADS_SEEN];
 	uint32_t backend_pid;     /* the server process, once connected */
+	uint8_t hold[CAP_SEMS];   /* enum hold_state per semaphore (atomic) */
+	uint16_t pad0;
+	int32_t holder_tid;       /* the thread that acquired the active slot */
 	uint64_t queries;
 	uint64_t xacts;
 	uint64_t cross_thread_uses;
@@ -114,7 +122,7 @@ struct seg_header {
 	uint32_t pad0;
 	char policy_path[SEG_PATH_MAX];
 	char policy_error[SEG_ERROR_MAX];
-	uint8_t reserved[1024];   /* room for the cap's counters without a new version */
+	struct seg_cap cap;
 };
 
 struct segment {

@@ -1,0 +1,106 @@
+/*
+ * cap.h - the concurrency cap: counting semaphores in the shared segment
+ * (max_active, max_connections; one per lane later) that every process of
+ * a policy shares, with FIFO waiting, crash-safe accounting and stats.
+ *
+ * A semaphore is one 64-bit word: count (slots held) | waiting (queued
+ * waiters) | FROZEN.  The uncontended acquire and release are one CAS on
+ * that word: no system call, no lock.  Everything else - queueing, hand-off
+ * to the head waiter, the repair after a crash - happens under one robust,
+ * process-shared mutex (the kernel hands it over with EOWNERDEAD when its
+ * holder dies), and a waiter sleeps on a futex in its own queue entry.
+ *
+ * Who holds a slot is written in the holder's connection record (slot
+ * state) before the CAS, so that when a process dies the count can be
+ * rebuilt exactly: freeze the word (fast paths then fall to the mutex), let
+ * the live processes' in-flight CASes settle, count the live holders, thaw.
+ * Dead processes' slots simply stop being counted.
+ *
+ * Invariant (outside an audit): count == number of live connection records
+ * whose slot state for that semaphore is SLOT_HELD or SLOT_GRANTED.
+ */
+#ifndef PQSHIM_CAP_H
+#define PQSHIM_CAP_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#define CAP_SEMS          2      /* SEM_ACTIVE, SEM_CONNECTIONS (lanes later) */
+#define CAP_HIST_BUCKETS  28     /* wait times: bucket i counts waits < 2^i µs,
+                                  * the last one everything longer */
+#define SEG_MAX_WAITERS   1024
+
+enum sem_id { SEM_ACTIVE = 0, SEM_CONNECTIONS = 1 };
+
+/* A connection's hold on one semaphore (seg_conn.slot[sem]). */
+enum hold_state {
+	HOLD_NONE = 0,
+	HOLD_ACQUIRING,          /* about to CAS the count up */
+	HOLD_HELD,               /* counted */
+	HOLD_RELEASING,          /* about to CAS the count down */
+	HOLD_WAITING,            /* queued; not counted */
+	HOLD_SHARED,             /* nested = share: rides on its thread's slot, not counted */
+};
+
+/* The semaphore word. */
+#define SEM_COUNT_BITS   24
+#define SEM_COUNT_MASK   ((1ull << SEM_COUNT_BITS) - 1)
+#define SEM_WAIT_SHIFT   24
+#define SEM_WAIT_ONE     (1ull << SEM_WAIT_SHIFT)
+#define SEM_FROZEN       (1ull << 48)
+#define sem_count(w)     ((uint32_t)((w) & SEM_COUNT_MASK))
+#define sem_waiting(w)   ((uint32_t)(((w) >> SEM_WAIT_SHIFT) & SEM_COUNT_MASK))
+
+struct seg_sem {
+	uint64_t word;           /* count | waiting | FROZEN (atomic) */
+	uint32_t max;            /* 0 = no cap (atomic; any process may change it) */
+	uint32_t pad;
+	uint64_t acquired;       /* slots granted, with or without waiting */
+	uint64_t waits;          /* acquisitions that had to wait */
+	uint64_t timeouts;       /* waits that gave up at wait_timeout */
+	uint64_t refused;        /* refused at once (nested = fail) */
+	uint64_t wait_ns_sum;    /* total time waited, for the histogram's _sum */
+	uint64_t hist[CAP_HIST_BUCKETS];
+};
+
+enum waiter_state { WAITER_FREE = 0, WAITER_QUEUED, WAITER_GRANTED };
+
+struct seg_waiter {
+	uint32_t state;          /* enum waiter_state (under the lock) */
+	uint32_t futex;          /* the waiter sleeps here; bumped to wake it */
+	uint64_t ticket;         /* FIFO order */
+	uint32_t sem;            /* enum sem_id */
+	uint32_t proc;           /* seg_proc index */
+	int32_t pid;
+	int32_t tid;
+	int32_t conn;            /* seg_conn index, -1 for a connect not yet recorded */
+	uint32_t pad;
+	uint64_t since_ns;       /* CLOCK_REALTIME when it queued */
+};
+
+struct seg_cap {
+	pthread_mutex_t lock;    /* robust, process-shared: queue, hand-off, audit */
+	uint64_t next_ticket;    /* under the lock */
+	uint32_t scope;          /* enum cap_scope of the last policy loaded */
+	uint32_t pad;
+	struct seg_sem sems[CAP_SEMS];
+	struct seg_waiter waiters[SEG_MAX_WAITERS];
+};
+
+/* Histogram bucket of a wait of `ns` nanoseconds. */
+static inline unsigned cap_bucket(uint64_t ns)
+{
+	uint64_t us = ns / 1000;
+	unsigned b = 0;
+	while (b < CAP_HIST_BUCKETS - 1 && us >= (1ull << b))
+		b++;
+	return b;
+}
+
+/* Upper bound of bucket b in milliseconds (the last bucket: +Inf). */
+static inline double cap_bucket_le_ms(unsigned b)
+{
+	return (double)(1ull << b) / 1000.0;
+}
+
+#endif
