@@ -55,12 +55,17 @@ def connect(app, autocommit):
                            prepare_threshold=1000000)
 
 
-def work_a(args):
-    K, P, R, app = args.stmts, args.pipeline, args.copy, args.app
-    conn = connect(app, True)
+def setup_a(args):
+    conn = connect(args.app, True)
     cur = conn.cursor()
     cur.execute("CREATE TABLE IF NOT EXISTS " + TABLE + " (app text, who text, n int)")
-    cur.execute("DELETE FROM " + TABLE + " WHERE app = %s", (app,))
+    cur.execute("DELETE FROM " + TABLE + " WHERE app = %s", (args.app,))
+    return conn
+
+
+def work_a(args, conn):
+    K, P, R, app = args.stmts, args.pipeline, args.copy, args.app
+    cur = conn.cursor()
     ins = "INSERT INTO " + TABLE + " (app, who, n) VALUES (%s, %s, %s)"
     for i in range(K):
         cur.execute(ins, (app, "a", i))
@@ -81,7 +86,6 @@ def work_a(args):
             got.append(int(row[0]))
     if got != list(range(R)):
         raise RuntimeError("COPY TO read %d rows, expected %d" % (len(got), R))
-    return conn
 
 
 def work_b(args):
@@ -144,13 +148,19 @@ def main():
     out("PID %d" % os.getpid())
 
     release = threading.Event()
-    b = Runner("B", work_b, args, release)     # B in its own thread
-    b.start()
     a_tid = threading.get_native_id()          # A in the main thread
     a_error = None
     conn_a = None
     try:
-        conn_a = work_a(args)
+        conn_a = setup_a(args)                 # the table exists before B starts
+    except BaseException as e:  # noqa
+        traceback.print_exc()
+        sys.stderr.write("py3_client: set-up: %s\n" % e)
+        sys.exit(1)
+    b = Runner("B", work_b, args, release)     # B in its own thread
+    b.start()
+    try:
+        work_a(args, conn_a)
     except BaseException as e:  # noqa
         traceback.print_exc()
         a_error = "%s: %s" % (type(e).__name__, str(e).strip())

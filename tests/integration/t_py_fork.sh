@@ -19,7 +19,7 @@ C=3 # children
 K=5 # INSERTs per process
 
 run_mode() { # MODE
-	local mode=$1 POL APP RUN PID rc kids kid n
+	local mode=$1 POL APP RUN PID rc kids kid n kid_list
 	POL=$(policy_new "py_fork_$mode")
 	APP=t_py_fork_$mode
 	mkfifo "$T/$mode.in"
@@ -35,7 +35,8 @@ run_mode() { # MODE
 	grep -qx READY "$T/$mode.out" || fail "$mode: py_fork.py failed: $(cat "$T/$mode.err")"
 	PID=$(awk '$1 == "PID" { print $2 }' "$T/$mode.out")
 	kids=$(sed -n 's/^CHILD //p' "$T/$mode.out" | jq -r .pid | sort -n | tr '\n' ' ')
-	assert_eq "$(wc -w <<<"$kids")" "$C" "$mode: CHILD lines"
+	read -r -a kid_list <<<"$kids"
+	assert_eq "${#kid_list[@]}" "$C" "$mode: CHILD lines"
 
 	# the server: one backend for the parent, one per child
 	assert_eq "$(server_backends "$APP")" "$((C + 1))" "$mode: backends of $APP"
@@ -60,9 +61,9 @@ run_mode() { # MODE
 
 	# the processes listed are exactly the parent and its children
 	assert_eq "$(q "[.processes[].pid] | sort | map(tostring) | join(\" \")") " \
-		"$(printf '%s\n' "$PID" $kids | sort -n | tr '\n' ' ')" "$mode: pids listed"
+		"$(printf '%s\n' "$PID" "${kid_list[@]}" | sort -n | tr '\n' ' ')" "$mode: pids listed"
 
-	for kid in $kids; do
+	for kid in "${kid_list[@]}"; do
 		assert_eq "$(q ".processes[] | select(.pid == $kid) | .ppid")" "$PID" \
 			"$mode: child $kid: ppid"
 		assert_match "$(q ".processes[] | select(.pid == $kid) | .program")" \

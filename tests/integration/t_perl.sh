@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# t_perl.sh: Perl DBI + DBD::Pg (libpq linked at build time; PQconnectdb,
+# PQexec, PQexecParams, PQprepare/PQexecPrepared, PQsendQuery for pg_async,
+# COPY with pg_putcopydata/pg_getcopydata). Two connections opened by the
+# same (only) thread. Checks, while held, the server's view and `pqshim stat`
+# (two records with the same opener tid, exact counts), then the data and the
+# totals after exit.
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "$0")/lib.sh"
+
+[ -x "$PQSHIM" ] && [ -f "$PQSHIM_LIB" ] || fail "build first: no $PQSHIM or $PQSHIM_LIB"
+PERL=/usr/bin/perl
+"$PERL" -MDBD::Pg -e 1 2>/dev/null || fail "needs DBD::Pg (Debian: libdbd-pg-perl)"
+POL=$(policy_new perl)
+APP=t_perl
+K=10 R=50
+SECRET=sekrit-t-perl
+
+# Per connection (see tests/clients/perl_client.pl). DBD::Pg runs a statement
+# with placeholders unprepared (PQexecParams) the first time and prepares it
+# (PQprepare, then PQexecPrepared) from the second execution on
+# (pg_switch_prepared = 2).
+#  A (AutoCommit): SET, CREATE (PQexec), DELETE (PQexecParams), K executions
+#     of the INSERT + its PQprepare (K+1), COPY FROM, COPY TO, one async INSERT
+#     (PQsendQuery): K+7 statements, each its own xact (the prepare included)
+#  B (AutoCommit off, DBD::Pg sends "begin" itself): begin, K INSERTs,
+#     commit; begin, 2 INSERTs, rollback; begin, SELECT, commit: K+9
+#     statements, 3 xacts
+QA=$((K + 7)) XA=$((K + 7)) QB=$((K + 9)) XB=3
+
+mkfifo "$T/in"
+PGPASSWORD=$SECRET "$PQSHIM" run -p "$POL" -- "$PERL" "$PQT_ROOT/tests/clients/perl_client.pl" \
+	--app "$APP" --stmts "$K" --copy "$R" <"$T/in" >"$T/out" 2>"$T/err" &
+RUN=$!
+bg_track "$RUN"
+exec 3>"$T/in"
+at_exit 'exec 3>&-'
+
+ready_or_gone() { grep -qx READY "$T/out" || ! kill -0 "$RUN" 2>/dev/null; }
+wait_until 20 ready_or_gone || fail "perl_client.pl never got READY"
+grep -qx READY "$T/out" || fail "perl_client.pl failed before READY: $(cat "$T/err")"
+PID=$(awk '$1 == "PID" { print $2 }' "$T/out")
+
+assert_eq "$(server_backends "$APP")" 2 "backends with application_name $APP"
+
+stat_json "$POL" >"$T/held.json"
+! grep -q "$SECRET" "$T/held.json" || fail "stat shows the password"
+q() { jq -r "$1" "$T/held.json"; }
+mine=".connections[] | select(.pid == $PID)"
+assert_eq "$(q "[$mine] | length")" 2 "connection records of pid $PID"
+assert_eq "$(q "[$mine | .tid] | unique | map(tostring) | join(\" \")")" "$PID" \
+	"opener tid of both records (single-threaded perl)"
+# the two records, ordered by statement count: A has fewer (K+7 < K+9)
+assert_eq "$(q "[$mine | [.queries, .xacts, .state, .status, .inherited, .application_name,
+	.threads == [.tid]] | map(tostring) | join(\" \")] | sort_by(split(\" \")[0] | tonumber) |
+	join(\",\")")" \
+	"$QA $XA idle ok false $APP true,$QB $XB idle ok false $APP true" \
+	"records: queries xacts state status inherited application_name only-opener"
+assert_match "$(q "[$mine][0].server")" "(^| )port=$PQT_PRIMARY_PORT( |$)" "server"
+assert_eq "$(q ".processes[] | select(.pid == $PID) | [.program, .threads, .connections] |
+	map(tostring) | join(\" \")")" "perl 1 2" "process record: program threads connections"
+
+who() { sql_primary "select count(*) from perl_t where app = '$APP' and who = '$1'"; }
+assert_eq "$(who a)" "$K" "rows: A's INSERTs"
+assert_eq "$(who a_copy)" "$R" "rows: A's COPY FROM"
+assert_eq "$(who a_async)" 1 "rows: A's async INSERT"
+assert_eq "$(who b)" "$K" "rows: B's committed INSERTs"
+assert_eq "$(who b_rolled_back)" 0 "rows: B's rolled back INSERTs"
+
+exec 3>&-
+rc=0
+wait "$RUN" || rc=$?
+assert_eq "$rc" 0 "perl_client.pl exit status (stderr: $(cat "$T/err"))"
+grep -q '^DONE ' "$T/out" || fail "no DONE line"
+
+gone() { [ "$(jqp "$POL" "[.connections[] | select(.pid == $PID)] | length")" = 0 ]; }
+wait_until 5 gone || fail "records of pid $PID still listed after exit"
+assert_eq "$(jqp "$POL" '.totals | [.connects, .closes, .queries, .xacts] |
+	map(tostring) | join(" ")')" "2 2 $((QA + QB)) $((XA + XB))" \
+	"totals: connects closes queries xacts"
+assert_eq "$(server_backends "$APP")" 0 "backends left after exit"
+echo "ok: DBD::Pg: 2 connections in one thread, $((QA + QB)) statements"
