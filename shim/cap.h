@@ -103,4 +103,76 @@ static inline double cap_bucket_le_ms(unsigned b)
 	return (double)(1ull << b) / 1000.0;
 }
 
+
+/* ---- operations (cap.c; shared by the shim and the tool) --------------- */
+
+struct segment;
+
+/* The uncontended paths: one CAS on the semaphore word.  1 on success; 0
+ * when the caller must take the slow path (full, waiters queued, frozen). */
+static inline int sem_try_acquire(struct seg_sem *s, uint8_t *hold)
+{
+	uint32_t max = __atomic_load_n(&s->max, __ATOMIC_RELAXED);
+	uint64_t w = __atomic_load_n(&s->word, __ATOMIC_RELAXED);
+	/* Announce first: an audit that freezes the word after our CAS must
+	 * find us. */
+	__atomic_store_n(hold, HOLD_ACQUIRING, __ATOMIC_RELAXED);
+	while (!(w & SEM_FROZEN) && sem_waiting(w) == 0 && (max == 0 || sem_count(w) < max)) {
+		if (__atomic_compare_exchange_n(&s->word, &w, w + 1, 1, __ATOMIC_SEQ_CST,
+		                                __ATOMIC_RELAXED)) {
+			__atomic_store_n(hold, HOLD_HELD, __ATOMIC_RELEASE);
+			return 1;
+		}
+	}
+	__atomic_store_n(hold, HOLD_NONE, __ATOMIC_RELEASE);
+	return 0;
+}
+
+static inline int sem_try_release(struct seg_sem *s, uint8_t *hold)
+{
+	uint32_t max = __atomic_load_n(&s->max, __ATOMIC_RELAXED);
+	uint64_t w = __atomic_load_n(&s->word, __ATOMIC_RELAXED);
+	__atomic_store_n(hold, HOLD_RELEASING, __ATOMIC_RELAXED);
+	/* With waiters queued the slot is handed over under the lock. */
+	while (!(w & SEM_FROZEN) && (sem_waiting(w) == 0 || (max && sem_count(w) > max))
+	       && sem_count(w) > 0) {
+		if (__atomic_compare_exchange_n(&s->word, &w, w - 1, 1, __ATOMIC_SEQ_CST,
+		                                __ATOMIC_RELAXED)) {
+			__atomic_store_n(hold, HOLD_NONE, __ATOMIC_RELEASE);
+			return 1;
+		}
+	}
+	__atomic_store_n(hold, HOLD_HELD, __ATOMIC_RELEASE);
+	return 0;
+}
+
+enum cap_result { CAP_OK = 0, CAP_TIMEOUT, CAP_NESTED, CAP_ERROR };
+
+/* Make a process-private cap (scope = process). */
+void cap_init_private(struct seg_cap *cap);
+
+/*
+ * Wait for a slot of `sem`, first come first served, at most timeout_ns.
+ * `seg` is the segment the cap lives in (NULL: private).  When waiting
+ * would be needed and `holds_other` says the calling thread already holds
+ * a slot, the result is CAP_NESTED at once instead (it would wait on
+ * itself).  *waited_ns receives the time spent.
+ */
+enum cap_result cap_acquire_slow(struct segment *seg, struct seg_cap *cap, int sem,
+                                 uint8_t *hold, uint32_t proc, int tid,
+                                 uint64_t timeout_ns, int holds_other,
+                                 uint64_t *waited_ns);
+
+/* Give the slot back: to the head waiter if one is queued. */
+void cap_release_slow(struct segment *seg, struct seg_cap *cap, int sem, uint8_t *hold);
+
+/* Set a semaphore's cap and admit waiters the new cap has room for. */
+void cap_set_max(struct segment *seg, struct seg_cap *cap, int sem, uint32_t max);
+
+/* Rebuild every count from the live holders (after processes died). */
+void cap_audit(struct segment *seg);
+
+/* Wall-clock-free time for waits. */
+uint64_t cap_now_ns(void);
+
 #endif

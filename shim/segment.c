@@ -172,15 +172,28 @@ int seg_proc_claim(struct segment *seg)
 	return -1;
 }
 
-int seg_conn_claim(struct segment *seg)
+int seg_conn_claim(struct segment *seg, uint32_t proc)
 {
 	/* Start at a per-process offset so that processes don't all fight over
 	 * the first free records. */
-	unsigned start = ((unsigned)getpid() * 2654435761u) % SEG_MAX_CONNS;
+	pid_t pid = getpid();
+	unsigned start = ((unsigned)pid * 2654435761u) % SEG_MAX_CONNS;
 	for (unsigned k = 0; k < SEG_MAX_CONNS; k++) {
 		unsigned i = (start + k) % SEG_MAX_CONNS;
-		if (claim(&seg->conns[i].state, &seg->conns[i].gen))
+		struct seg_conn *c = &seg->conns[i];
+		if (__atomic_load_n(&c->state, __ATOMIC_RELAXED) != SLOT_FREE)
+			continue;
+		/* Owner first, then the claim, then the owner again (a loser of
+		 * the race may have written its own): the reaper then never sees
+		 * a claimed record that names a dead owner while ours is alive. */
+		__atomic_store_n(&c->pid, pid, __ATOMIC_RELAXED);
+		__atomic_store_n(&c->proc, proc, __ATOMIC_RELAXED);
+		if (claim(&c->state, &c->gen)) {
+			__atomic_store_n(&c->pid, pid, __ATOMIC_RELAXED);
+			__atomic_store_n(&c->proc, proc, __ATOMIC_RELAXED);
+			memset(c->hold, 0, sizeof c->hold);
 			return (int)i;
+		}
 	}
 	return -1;
 }
@@ -260,16 +273,23 @@ int seg_reap(struct segment *seg)
 			continue;
 		for (int j = 0; j < SEG_MAX_CONNS; j++) {
 			struct seg_conn *c = &seg->conns[j];
-			uint32_t live = SLOT_LIVE;
+			uint32_t live = SLOT_LIVE, claimed = SLOT_CLAIMED;
 			if (c->proc != (uint32_t)i || c->pid != p->pid)
 				continue;
 			if (__atomic_compare_exchange_n(&c->state, &live, SLOT_REAPING, 0,
 			                                __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
 				seg_conn_release(seg, j, 1);
+			/* claimed but never opened: it died connecting */
+			else if (__atomic_compare_exchange_n(&c->state, &claimed, SLOT_FREE, 0,
+			                                     __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+				__atomic_fetch_add(&c->gen, 1, __ATOMIC_RELEASE);
 		}
 		seg_proc_release(seg, i);
 		reaped++;
 	}
+	/* The dead may have held slots of the cap: count again from the living. */
+	if (reaped)
+		cap_audit(seg);
 	return reaped;
 }
 

@@ -144,7 +144,7 @@ const char *seg_strerror(int err);
 
 /* Claim a free record; returns its index or -1 when the table is full. */
 int seg_proc_claim(struct segment *seg);
-int seg_conn_claim(struct segment *seg);
+int seg_conn_claim(struct segment *seg, uint32_t proc);
 
 /* Fold a LIVE or REAPING connection's counters into the totals and free it;
  * count a close (and a leak if `leaked`) unless the record is inherited. */

@@ -59,6 +59,9 @@ struct shim {
 	pthread_mutex_t lock;     /* connmap writers, process registration */
 	pthread_key_t thread_key; /* its destructor counts threads out */
 	unsigned map_epoch;       /* bumped on every insert/remove (atomic) */
+	struct seg_cap *cap;      /* the semaphores in force: the segment's or private_cap */
+	struct segment *capseg;   /* &seg for a shared cap, NULL for scope = process */
+	struct seg_cap private_cap;
 	int pipelines;            /* connections in pipeline mode (atomic) */
 	struct connmap map;
 };
@@ -78,6 +81,7 @@ struct thread_state {
 	unsigned cache_epoch;
 	PGconn *cache_pg;
 	struct conn *cache_conn;
+	const char *sqlstate;     /* of the last refusal made on this thread */
 };
 extern TLS struct thread_state t;
 
@@ -89,6 +93,14 @@ void shim_init(void);
 void thread_register(void);
 void shim_enter_slow(void);
 const char *cross_thread_use(struct conn *c, int sends);
+
+/* The cap (slots.c). */
+void slots_configure(void);
+const char *slot_wait_active(struct conn *c);
+void slot_release_active_slow(struct conn *c);
+const char *slot_connect(struct conn *c, char *buf, size_t size);
+void slots_release_all(struct conn *c);
+void slots_thread_exit(pid_t tid);
 
 ALWAYS_INLINE void shim_ensure(void)
 {
@@ -141,8 +153,19 @@ ALWAYS_INLINE void track_settle(struct conn *c)
 	uint32_t was = r->cstate;
 	if (now == was)
 		return;
-	if (now == CS_IDLE && (was == CS_ACTIVE || was == CS_IN_TRANSACTION))
-		__atomic_store_n(&r->xacts, r->xacts + 1, __ATOMIC_RELAXED);
+	if (now == CS_IDLE) {
+		if (was == CS_ACTIVE || was == CS_IN_TRANSACTION)
+			__atomic_store_n(&r->xacts, r->xacts + 1, __ATOMIC_RELAXED);
+		/* Idle outside a transaction: the active slot goes back. */
+		uint8_t *hold = &r->hold[SEM_ACTIVE];
+		uint8_t h = __atomic_load_n(hold, __ATOMIC_RELAXED);
+		if (h == HOLD_HELD) {
+			if (!sem_try_release(&g.cap->sems[SEM_ACTIVE], hold))
+				slot_release_active_slow(c);
+		} else if (h != HOLD_NONE) {
+			__atomic_store_n(hold, HOLD_NONE, __ATOMIC_RELEASE);
+		}
+	}
 	__atomic_store_n(&r->cstate, now, __ATOMIC_RELAXED);
 }
 
@@ -163,13 +186,24 @@ ALWAYS_INLINE const char *work_begin(PGconn *pg, struct conn **cp)
 		if (why)
 			return why;
 	}
+	/* An idle connection about to work takes an active slot (if capped). */
+	struct seg_sem *sem = &g.cap->sems[SEM_ACTIVE];
+	uint8_t *hold = &c->rec->hold[SEM_ACTIVE];
+	if (__atomic_load_n(&sem->max, __ATOMIC_RELAXED) && *hold == HOLD_NONE) {
+		if (!sem_try_acquire(sem, hold)) {
+			const char *why = slot_wait_active(c);
+			if (why)
+				return why;
+		}
+		c->rec->holder_tid = t.tid;
+	}
 	track_sent(c);
 	return NULL;
 }
 
 /* Connect side (track.c). */
-const char *track_connect_refusal(char *buf, size_t size);
-struct conn *track_open(PGconn *pg);
+const char *track_connect_begin(struct conn **cp, char *buf, size_t size);
+void track_connect_end(struct conn *c, PGconn *pg);
 void track_connected(PGconn *pg);
 void track_close(PGconn *pg);
 void track_refused(void);

@@ -105,8 +105,10 @@ static void at_fork_child(void)
 static void thread_gone(void *arg)
 {
 	(void)arg;
-	if (g.proc && g.pid == getpid())
-		__atomic_fetch_sub(&g.proc->threads, 1, __ATOMIC_RELAXED);
+	if (g.pid != getpid() || !t.tid)
+		return;
+	slots_thread_exit(t.tid);
+	__atomic_fetch_sub(&g.proc->threads, 1, __ATOMIC_RELAXED);
 }
 
 static void leak_report_at_exit(void);
@@ -137,6 +139,7 @@ void shim_init(void)
 		publish_policy();
 	}
 	register_process(0);
+	slots_configure();
 	pthread_key_create(&g.thread_key, thread_gone);
 	pthread_atfork(at_fork_prepare, at_fork_parent, at_fork_child);
 	atexit(leak_report_at_exit);
@@ -152,7 +155,7 @@ static void adopt(void *value, void *arg)
 	struct conn *c = value;
 	(void)arg;
 	struct seg_conn copy = *c->rec;
-	int idx = g.seg.hdr ? seg_conn_claim(&g.seg) : -1;
+	int idx = g.seg.hdr && g.proc_idx >= 0 ? seg_conn_claim(&g.seg, (uint32_t)g.proc_idx) : -1;
 	c->idx = idx;
 	c->rec = idx >= 0 ? &g.seg.conns[idx] : &c->local;
 	uint32_t state = c->rec->state, gen = c->rec->gen;
@@ -162,6 +165,7 @@ static void adopt(void *value, void *arg)
 	c->rec->proc = (uint32_t)g.proc_idx;
 	c->rec->pid = g.pid;
 	c->rec->flags |= CONN_INHERITED;
+	memset(c->rec->hold, 0, sizeof c->rec->hold);  /* the parent's slots stay the parent's */
 	c->rec->queries = c->rec->xacts = c->rec->cross_thread_uses = 0;
 	g.proc->connections++;
 	g.proc->inherited++;
@@ -213,17 +217,12 @@ static void count_connections(void *value, void *arg)
 }
 
 /* Why the calling thread may not open another connection, or NULL. */
-const char *track_connect_refusal(char *buf, size_t size)
+static const char *connect_refusal(char *buf, size_t size)
 {
-	if (unlikely(__atomic_load_n(&g.state, __ATOMIC_ACQUIRE) != SHIM_READY))
-		shim_init();
-	if (unlikely(t.tid == 0))
-		thread_register();
-	if (g.disabled)
-		return NULL;
 	if (!g.policy_ok) {
 		snprintf(buf, size, "pqshim: connection refused: the policy is unusable: %s "
 		         "(on_error = fail-closed)", g.policy_error);
+		track_refused();
 		return buf;
 	}
 	unsigned limit = g.pol.max_connections_per_thread, mine = 0;
@@ -237,6 +236,7 @@ const char *track_connect_refusal(char *buf, size_t size)
 	snprintf(buf, size, "pqshim: connection refused: thread %d already holds %u connections "
 	         "(max_connections_per_thread = %u, policy %s)", (int)t.tid, mine, limit,
 	         g.policy_path[0] ? g.policy_path : "none");
+	track_refused();
 	return buf;
 }
 
@@ -264,21 +264,72 @@ static void set_status(struct seg_conn *r, PGconn *pg)
 	}
 }
 
-struct conn *track_open(PGconn *pg)
+/* Give the record back (its counters fold into the totals). */
+static void release(struct conn *c, int leaked)
 {
-	if (!pg || g.disabled)
+	if (c->idx >= 0) {
+		struct seg_conn *r = c->rec;
+		/* Point the record at the private copy first: a racing thread
+		 * (misuse, but possible) then writes memory that is ours. */
+		c->local = *r;
+		c->rec = &c->local;
+		if (__atomic_load_n(&r->state, __ATOMIC_RELAXED) == SLOT_LIVE) {
+			seg_conn_release(&g.seg, c->idx, leaked);
+		} else {                 /* claimed, never opened */
+			__atomic_fetch_add(&r->gen, 1, __ATOMIC_RELEASE);
+			__atomic_store_n(&r->state, SLOT_FREE, __ATOMIC_RELEASE);
+		}
+		c->idx = -1;
+	}
+}
+
+/*
+ * Before a connect: the rules, a record, and a connection slot (which may
+ * wait).  Returns NULL with *cp set (NULL: go on untracked), or the reason
+ * the connect is refused.
+ */
+const char *track_connect_begin(struct conn **cp, char *buf, size_t size)
+{
+	*cp = NULL;
+	shim_enter();
+	if (g.disabled)
 		return NULL;
+	const char *why = connect_refusal(buf, size);
+	if (why)
+		return why;
 	struct conn *c = calloc(1, sizeof *c);
+	if (c) {
+		c->opener = t.tid;
+		c->idx = g.seg.hdr && g.proc_idx >= 0 ? seg_conn_claim(&g.seg, (uint32_t)g.proc_idx) : -1;
+		c->rec = c->idx >= 0 ? &g.seg.conns[c->idx] : &c->local;
+		c->rec->proc = (uint32_t)g.proc_idx;
+		c->rec->pid = g.pid;
+		c->rec->tid = t.tid;
+	}
+	why = slot_connect(c, buf, size);
+	if (why) {
+		if (c)
+			release(c, 0);
+		free(c);
+		return why;
+	}
+	*cp = c;
+	return NULL;
+}
+
+/* After the connect returned pg (NULL only when libpq ran out of memory). */
+void track_connect_end(struct conn *c, PGconn *pg)
+{
 	if (!c)
-		return NULL;     /* the program's connection works, untracked */
+		return;
+	if (!pg) {
+		slots_release_all(c);
+		release(c, 0);
+		free(c);
+		return;
+	}
 	c->pg = pg;
-	c->opener = t.tid;
-	pthread_mutex_lock(&g.lock);
-	c->idx = g.seg.hdr ? seg_conn_claim(&g.seg) : -1;
-	c->rec = c->idx >= 0 ? &g.seg.conns[c->idx] : &c->local;
 	struct seg_conn *r = c->rec;
-	r->proc = (uint32_t)g.proc_idx;
-	r->pid = g.pid;
 	r->tid = r->last_tid = t.tid;
 	r->target = TGT_DIRECT;
 	r->flags = 0;
@@ -288,15 +339,18 @@ struct conn *track_open(PGconn *pg)
 	r->queries = r->xacts = r->cross_thread_uses = 0;
 	r->opened_ns = now_ns();
 	r->last_used = clock_ticks();
+	r->backend_pid = 0;
 	set_status(r, pg);
 	describe_server(pg, r);
-	r->backend_pid = 0;
+	if (r->status == CST_OK)
+		r->backend_pid = (uint32_t)real.PQbackendPID(pg);
+	pthread_mutex_lock(&g.lock);
 	if (connmap_put(&g.map, pg, c) != 0) {
 		pthread_mutex_unlock(&g.lock);
-		if (c->idx >= 0)
-			seg_conn_release(&g.seg, c->idx, 0);
+		slots_release_all(c);
+		release(c, 0);
 		free(c);
-		return NULL;
+		return;
 	}
 	if (c->idx >= 0) {
 		__atomic_store_n(&r->state, SLOT_LIVE, __ATOMIC_RELEASE);
@@ -307,7 +361,6 @@ struct conn *track_open(PGconn *pg)
 	__atomic_fetch_add(&g.proc->connections, 1, __ATOMIC_RELAXED);
 	__atomic_fetch_add(&g.map_epoch, 1, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&g.lock);
-	return c;
 }
 
 /* After a connect or reset step: status, state and server as they stand. */
@@ -323,20 +376,6 @@ void track_connected(PGconn *pg)
 	}
 }
 
-static void release(struct conn *c, int leaked)
-{
-	if (c->idx >= 0) {
-		struct seg_conn *r = c->rec;
-		/* Point the record at the private copy first: a racing thread
-		 * (misuse, but possible) then writes memory that is ours. */
-		c->local = *r;
-		c->rec = &c->local;
-		seg_conn_release(&g.seg, c->idx, leaked);
-		c->idx = -1;
-	}
-	__atomic_fetch_sub(&g.proc->connections, 1, __ATOMIC_RELAXED);
-}
-
 void track_close(PGconn *pg)
 {
 	if (!pg)
@@ -348,7 +387,9 @@ void track_close(PGconn *pg)
 	pthread_mutex_lock(&g.lock);
 	struct conn *c = connmap_del(&g.map, pg);
 	if (c) {
+		slots_release_all(c);
 		release(c, 0);
+		__atomic_fetch_sub(&g.proc->connections, 1, __ATOMIC_RELAXED);
 		if (c->pipeline)
 			__atomic_fetch_sub(&g.pipelines, 1, __ATOMIC_RELAXED);
 	}
@@ -398,6 +439,7 @@ const char *cross_thread_use(struct conn *c, int sends)
 		         "used by thread %d (cross_thread = deny, policy %s)", (int)c->opener,
 		         (int)t.tid, g.policy_path[0] ? g.policy_path : "none");
 		track_refused();
+		t.sqlstate = SQLSTATE_PREREQUISITE_STATE;
 		return msg;
 	}
 	}

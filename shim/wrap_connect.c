@@ -9,30 +9,27 @@
 #include "shim.h"
 #include "pqerr.h"
 
-/* Refuse a connect before it reaches the network, or let it through. */
-#define CONNECT_GUARD() \
-	char why_buf[512]; \
-	const char *why = track_connect_refusal(why_buf, sizeof why_buf); \
-	if (why) { \
-		track_refused(); \
-		return pqerr_bad_conn(why); \
-	}
-
-static PGconn *opened(PGconn *pg)
-{
-	t.depth--;
-	if (track_open(pg))
-		track_connected(pg);
-	return pg;
-}
+/* Refuse a connect before it reaches the network (the rules, the
+ * connection cap), or let it through and record what it opened. */
+#define CONNECT(call) \
+	do { \
+		char why_buf[512]; \
+		struct conn *c; \
+		const char *why = track_connect_begin(&c, why_buf, sizeof why_buf); \
+		if (why) \
+			return pqerr_bad_conn(why); \
+		t.depth++; \
+		PGconn *pg = call; \
+		t.depth--; \
+		track_connect_end(c, pg); \
+		return pg; \
+	} while (0)
 
 SHIM_EXPORT PGconn *PQconnectdb(const char *conninfo)
 {
 	if (t.depth > 0)
 		return real.PQconnectdb(conninfo);
-	CONNECT_GUARD();
-	t.depth++;
-	return opened(real.PQconnectdb(conninfo));
+	CONNECT(real.PQconnectdb(conninfo));
 }
 
 SHIM_EXPORT PGconn *PQconnectdbParams(const char *const *keywords, const char *const *values,
@@ -40,9 +37,7 @@ SHIM_EXPORT PGconn *PQconnectdbParams(const char *const *keywords, const char *c
 {
 	if (t.depth > 0)
 		return real.PQconnectdbParams(keywords, values, expand_dbname);
-	CONNECT_GUARD();
-	t.depth++;
-	return opened(real.PQconnectdbParams(keywords, values, expand_dbname));
+	CONNECT(real.PQconnectdbParams(keywords, values, expand_dbname));
 }
 
 SHIM_EXPORT PGconn *PQsetdbLogin(const char *pghost, const char *pgport, const char *pgoptions,
@@ -51,18 +46,14 @@ SHIM_EXPORT PGconn *PQsetdbLogin(const char *pghost, const char *pgport, const c
 {
 	if (t.depth > 0)
 		return real.PQsetdbLogin(pghost, pgport, pgoptions, pgtty, dbName, login, pwd);
-	CONNECT_GUARD();
-	t.depth++;
-	return opened(real.PQsetdbLogin(pghost, pgport, pgoptions, pgtty, dbName, login, pwd));
+	CONNECT(real.PQsetdbLogin(pghost, pgport, pgoptions, pgtty, dbName, login, pwd));
 }
 
 SHIM_EXPORT PGconn *PQconnectStart(const char *conninfo)
 {
 	if (t.depth > 0)
 		return real.PQconnectStart(conninfo);
-	CONNECT_GUARD();
-	t.depth++;
-	return opened(real.PQconnectStart(conninfo));
+	CONNECT(real.PQconnectStart(conninfo));
 }
 
 SHIM_EXPORT PGconn *PQconnectStartParams(const char *const *keywords, const char *const *values,
@@ -70,9 +61,7 @@ SHIM_EXPORT PGconn *PQconnectStartParams(const char *const *keywords, const char
 {
 	if (t.depth > 0)
 		return real.PQconnectStartParams(keywords, values, expand_dbname);
-	CONNECT_GUARD();
-	t.depth++;
-	return opened(real.PQconnectStartParams(keywords, values, expand_dbname));
+	CONNECT(real.PQconnectStartParams(keywords, values, expand_dbname));
 }
 
 SHIM_EXPORT PostgresPollingStatusType PQconnectPoll(PGconn *conn)

@@ -22,7 +22,7 @@
 		struct conn *c; \
 		const char *why = work_begin(conn, &c); \
 		if (unlikely(why != NULL)) \
-			return pqerr_result(conn, SQLSTATE_PREREQUISITE_STATE, why); \
+			return pqerr_result(conn, t.sqlstate, why); \
 		t.depth = 1; \
 		PGresult *r = real.name args; \
 		t.depth = 0; \

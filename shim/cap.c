@@ -1,0 +1,321 @@
+/*
+ * cap.c - the slow paths of the cap: waiting in line, handing a slot over,
+ * changing a cap, and rebuilding the counts after a crash (see cap.h).
+ *
+ * Everything here runs under the cap's robust mutex.  A waiter queues an
+ * entry with a ticket and sleeps on the entry's futex word in slices of at
+ * most CAP_SLICE_NS; between slices it reaps dead processes, so a slot
+ * held by a process killed with SIGKILL comes back within a slice.  A
+ * releaser that finds waiters does not decrement the count: it marks the
+ * oldest waiter GRANTED (the slot passes directly, so nobody can barge in)
+ * and wakes it.
+ */
+#include "cap.h"
+#include "segment.h"
+#include "clock.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <sched.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#define CAP_SLICE_NS   (200 * 1000000ull)   /* a waiter looks around this often */
+
+uint64_t cap_now_ns(void)
+{
+	return clock_ns(CLOCK_MONOTONIC);
+}
+
+void cap_init_private(struct seg_cap *cap)
+{
+	memset(cap, 0, sizeof *cap);
+	pthread_mutex_init(&cap->lock, NULL);
+}
+
+static void futex_wait(uint32_t *addr, uint32_t seen, uint64_t ns)
+{
+	struct timespec ts = { (time_t)(ns / 1000000000u), (long)(ns % 1000000000u) };
+	syscall(SYS_futex, addr, FUTEX_WAIT, seen, &ts, NULL, 0);
+}
+
+static void futex_wake(uint32_t *addr)
+{
+	__atomic_fetch_add(addr, 1, __ATOMIC_RELEASE);
+	syscall(SYS_futex, addr, FUTEX_WAKE, 1, NULL, NULL, 0);
+}
+
+static void audit_locked(struct segment *seg, struct seg_cap *cap);
+
+/* Lock; if the last holder died inside, the state may be half-changed:
+ * rebuild it from the holders before going on. */
+static int cap_lock(struct segment *seg, struct seg_cap *cap)
+{
+	int r = pthread_mutex_lock(&cap->lock);
+	if (r == EOWNERDEAD) {
+		if (seg)
+			audit_locked(seg, cap);
+		pthread_mutex_consistent(&cap->lock);
+		r = 0;
+	}
+	return r;
+}
+
+static void cap_unlock(struct seg_cap *cap)
+{
+	pthread_mutex_unlock(&cap->lock);
+}
+
+static struct seg_waiter *oldest_waiter(struct seg_cap *cap, int sem)
+{
+	struct seg_waiter *best = NULL;
+	for (int i = 0; i < SEG_MAX_WAITERS; i++) {
+		struct seg_waiter *w = &cap->waiters[i];
+		if (w->state == WAITER_QUEUED && w->sem == (uint32_t)sem
+		    && (!best || w->ticket < best->ticket))
+			best = w;
+	}
+	return best;
+}
+
+static void word_add(struct seg_sem *s, int64_t delta)
+{
+	__atomic_fetch_add(&s->word, (uint64_t)delta, __ATOMIC_SEQ_CST);
+}
+
+/* Admit queued waiters, oldest first, while the cap has room. */
+static void admit_locked(struct seg_cap *cap, int sem)
+{
+	struct seg_sem *s = &cap->sems[sem];
+	for (;;) {
+		uint64_t w = __atomic_load_n(&s->word, __ATOMIC_SEQ_CST);
+		uint32_t max = __atomic_load_n(&s->max, __ATOMIC_RELAXED);
+		if (sem_waiting(w) == 0 || (max && sem_count(w) >= max))
+			return;
+		struct seg_waiter *head = oldest_waiter(cap, sem);
+		if (!head)
+			return;
+		head->state = WAITER_GRANTED;
+		/* The slot is the waiter's now: counted, and no longer waiting. */
+		word_add(s, 1 - (int64_t)SEM_WAIT_ONE);
+		futex_wake(&head->futex);
+	}
+}
+
+static void record_wait(struct seg_sem *s, struct seg_proc *p, uint64_t ns, int timed_out)
+{
+	seg_add(&s->waits, 1);
+	seg_add(&s->wait_ns_sum, ns);
+	seg_add(&s->hist[cap_bucket(ns)], 1);
+	if (timed_out)
+		seg_add(&s->timeouts, 1);
+	if (p) {
+		seg_add(&p->waits, 1);
+		seg_add(&p->wait_ns, ns);
+		if (timed_out)
+			seg_add(&p->timeouts, 1);
+	}
+}
+
+enum cap_result cap_acquire_slow(struct segment *seg, struct seg_cap *cap, int sem,
+                                 uint8_t *hold, uint32_t proc, int tid,
+                                 uint64_t timeout_ns, int holds_other,
+                                 uint64_t *waited_ns)
+{
+	struct seg_sem *s = &cap->sems[sem];
+	struct seg_proc *p = seg && proc < SEG_MAX_PROCS ? &seg->procs[proc] : NULL;
+	uint64_t start = cap_now_ns();
+	*waited_ns = 0;
+
+	if (cap_lock(seg, cap) != 0)
+		return CAP_ERROR;
+	admit_locked(cap, sem);          /* a raised cap may have room for the queue */
+	uint64_t w = __atomic_load_n(&s->word, __ATOMIC_SEQ_CST);
+	uint32_t max = __atomic_load_n(&s->max, __ATOMIC_RELAXED);
+	if (sem_waiting(w) == 0 && (max == 0 || sem_count(w) < max)) {
+		word_add(s, 1);          /* the word is not frozen: audits hold the lock */
+		__atomic_store_n(hold, HOLD_HELD, __ATOMIC_RELEASE);
+		seg_add(&s->acquired, 1);
+		cap_unlock(cap);
+		return CAP_OK;
+	}
+	if (holds_other) {
+		seg_add(&s->refused, 1);
+		cap_unlock(cap);
+		return CAP_NESTED;
+	}
+	struct seg_waiter *me = NULL;
+	for (int i = 0; i < SEG_MAX_WAITERS && !me; i++)
+		if (cap->waiters[i].state == WAITER_FREE)
+			me = &cap->waiters[i];
+	if (!me) {                       /* more waiters than entries: fail, don't hang */
+		cap_unlock(cap);
+		return CAP_ERROR;
+	}
+	me->ticket = cap->next_ticket++;
+	me->sem = (uint32_t)sem;
+	me->proc = proc;
+	me->pid = getpid();
+	me->tid = tid;
+	me->conn = -1;
+	me->since_ns = clock_ns(CLOCK_REALTIME);
+	me->state = WAITER_QUEUED;
+	__atomic_store_n(hold, HOLD_WAITING, __ATOMIC_RELEASE);
+	word_add(s, (int64_t)SEM_WAIT_ONE);
+	cap_unlock(cap);
+
+	enum cap_result result = CAP_TIMEOUT;
+	for (;;) {
+		uint32_t seen = __atomic_load_n(&me->futex, __ATOMIC_ACQUIRE);
+		if (__atomic_load_n(&me->state, __ATOMIC_ACQUIRE) != WAITER_GRANTED) {
+			uint64_t now = cap_now_ns(), left = start + timeout_ns > now ? start + timeout_ns - now : 0;
+			if (left)
+				futex_wait(&me->futex, seen, left < CAP_SLICE_NS ? left : CAP_SLICE_NS);
+		}
+		if (cap_lock(seg, cap) != 0) {
+			result = CAP_ERROR;
+			break;
+		}
+		if (me->state == WAITER_GRANTED) {
+			__atomic_store_n(hold, HOLD_HELD, __ATOMIC_RELEASE);
+			me->state = WAITER_FREE;
+			seg_add(&s->acquired, 1);
+			cap_unlock(cap);
+			result = CAP_OK;
+			break;
+		}
+		if (cap_now_ns() >= start + timeout_ns) {
+			me->state = WAITER_FREE;
+			word_add(s, -(int64_t)SEM_WAIT_ONE);
+			__atomic_store_n(hold, HOLD_NONE, __ATOMIC_RELEASE);
+			cap_unlock(cap);
+			break;
+		}
+		cap_unlock(cap);
+		/* Still in line after a slice: make sure no dead process holds
+		 * what we wait for (seg_reap audits when it finds one). */
+		if (seg)
+			seg_reap(seg);
+	}
+	*waited_ns = cap_now_ns() - start;
+	record_wait(s, p, *waited_ns, result != CAP_OK);
+	return result;
+}
+
+void cap_release_slow(struct segment *seg, struct seg_cap *cap, int sem, uint8_t *hold)
+{
+	struct seg_sem *s = &cap->sems[sem];
+	if (cap_lock(seg, cap) != 0)
+		return;
+	uint64_t w = __atomic_load_n(&s->word, __ATOMIC_SEQ_CST);
+	uint32_t max = __atomic_load_n(&s->max, __ATOMIC_RELAXED);
+	struct seg_waiter *head = sem_waiting(w) ? oldest_waiter(cap, sem) : NULL;
+	if (head && (max == 0 || sem_count(w) <= max)) {
+		/* Hand the slot over: the count stays, one waiter fewer. */
+		head->state = WAITER_GRANTED;
+		word_add(s, -(int64_t)SEM_WAIT_ONE);
+		futex_wake(&head->futex);
+	} else if (sem_count(w) > 0) {
+		word_add(s, -1);
+	}
+	__atomic_store_n(hold, HOLD_NONE, __ATOMIC_RELEASE);
+	cap_unlock(cap);
+}
+
+void cap_set_max(struct segment *seg, struct seg_cap *cap, int sem, uint32_t max)
+{
+	if (__atomic_load_n(&cap->sems[sem].max, __ATOMIC_RELAXED) == max)
+		return;
+	if (cap_lock(seg, cap) != 0)
+		return;
+	__atomic_store_n(&cap->sems[sem].max, max, __ATOMIC_RELEASE);
+	admit_locked(cap, sem);          /* a lower cap admits nobody until below it */
+	cap_unlock(cap);
+}
+
+/* ---- the audit ---------------------------------------------------------- */
+
+static int proc_is_live(struct segment *seg, uint32_t idx, int32_t pid, signed char *cache)
+{
+	if (idx >= SEG_MAX_PROCS)
+		return 0;
+	if (cache[idx] == 0) {
+		struct seg_proc *p = &seg->procs[idx];
+		int live = __atomic_load_n(&p->state, __ATOMIC_ACQUIRE) == SLOT_LIVE
+		           && seg_process_alive(p->pid, p->starttime);
+		cache[idx] = live ? 1 : -1;
+	}
+	return cache[idx] > 0 && seg->procs[idx].pid == pid;
+}
+
+/*
+ * Freeze every semaphore word (fast paths then fall to the lock, which we
+ * hold), let live processes finish the CAS they announced, count the live
+ * holders and waiters, and thaw with the true counts.
+ */
+static void audit_locked(struct segment *seg, struct seg_cap *cap)
+{
+	static signed char live[SEG_MAX_PROCS];   /* under the lock */
+	uint32_t held[CAP_SEMS] = { 0 }, waiting[CAP_SEMS] = { 0 };
+
+	for (int k = 0; k < CAP_SEMS; k++)
+		__atomic_fetch_or(&cap->sems[k].word, SEM_FROZEN, __ATOMIC_SEQ_CST);
+	memset(live, 0, sizeof live);
+
+	for (int i = 0; i < SEG_MAX_CONNS; i++) {
+		struct seg_conn *c = &seg->conns[i];
+		uint32_t st = __atomic_load_n(&c->state, __ATOMIC_ACQUIRE);
+		if (st != SLOT_LIVE && st != SLOT_CLAIMED)
+			continue;
+		if (!proc_is_live(seg, c->proc, c->pid, live))
+			continue;
+		for (int k = 0; k < CAP_SEMS; k++) {
+			uint8_t h;
+			/* An announced CAS lasts a few instructions; a live process
+			 * stopped inside one is waited for, up to a second. */
+			for (int spins = 0; spins < 10000; spins++) {
+				h = __atomic_load_n(&c->hold[k], __ATOMIC_ACQUIRE);
+				if (h != HOLD_ACQUIRING && h != HOLD_RELEASING)
+					break;
+				if (spins > 100)
+					usleep(100);
+				else
+					sched_yield();
+			}
+			if (h == HOLD_HELD || h == HOLD_RELEASING || h == HOLD_ACQUIRING)
+				held[k]++;
+		}
+	}
+	for (int i = 0; i < SEG_MAX_WAITERS; i++) {
+		struct seg_waiter *w = &cap->waiters[i];
+		if (w->state == WAITER_FREE)
+			continue;
+		if (!proc_is_live(seg, w->proc, w->pid, live)) {
+			w->state = WAITER_FREE;     /* a dead waiter, granted or not */
+			continue;
+		}
+		if (w->state == WAITER_GRANTED)
+			held[w->sem]++;
+		else
+			waiting[w->sem]++;
+	}
+	for (int k = 0; k < CAP_SEMS; k++) {
+		__atomic_store_n(&cap->sems[k].word,
+		                 (uint64_t)held[k] | ((uint64_t)waiting[k] << SEM_WAIT_SHIFT),
+		                 __ATOMIC_SEQ_CST);
+		admit_locked(cap, k);
+	}
+}
+
+void cap_audit(struct segment *seg)
+{
+	if (!seg || !seg->hdr)
+		return;
+	if (cap_lock(seg, &seg->hdr->cap) != 0)
+		return;
+	audit_locked(seg, &seg->hdr->cap);
+	cap_unlock(&seg->hdr->cap);
+}

@@ -1,0 +1,185 @@
+/*
+ * slots.c - the shim's use of the cap: when a connection takes and gives
+ * back a slot, what a wait that fails says, and what a thread that already
+ * holds a slot does (nested).
+ *
+ * A connection takes an active slot when it sends a statement while idle
+ * and gives it back when libpq says it is idle outside a transaction again
+ * (track_settle), at PQfinish, or when the thread that took it exits.  It
+ * takes a connection slot before the connect and gives it back at PQfinish.
+ * The uncontended paths are inline in shim.h; this file is the rest.
+ */
+#include "shim.h"
+#include "log.h"
+#include "pqerr.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const char *sem_names[CAP_SEMS] = { "max_active", "max_connections" };
+
+static void format_duration(char *buf, size_t size, uint64_t ms)
+{
+	if (ms % 60000 == 0 && ms)
+		snprintf(buf, size, "%llum", (unsigned long long)(ms / 60000));
+	else if (ms % 1000 == 0 && ms)
+		snprintf(buf, size, "%llus", (unsigned long long)(ms / 1000));
+	else
+		snprintf(buf, size, "%llums", (unsigned long long)ms);
+}
+
+/* Point g.cap at the semaphores the policy's scope uses, and set the caps. */
+void slots_configure(void)
+{
+	if (g.pol.scope == SCOPE_PROCESS || !g.seg.hdr || g.proc_idx < 0) {
+		if (g.pol.scope != SCOPE_PROCESS && (g.pol.max_active || g.pol.max_connections))
+			shim_log(LOG_WARNING, "no shared segment: the cap holds within this process only");
+		if (g.cap != &g.private_cap)
+			cap_init_private(&g.private_cap);
+		g.cap = &g.private_cap;
+		g.capseg = NULL;
+	} else {
+		g.cap = &g.seg.hdr->cap;
+		g.capseg = &g.seg;
+		g.cap->scope = (uint32_t)g.pol.scope;
+	}
+	cap_set_max(g.capseg, g.cap, SEM_ACTIVE, g.pol.max_active);
+	cap_set_max(g.capseg, g.cap, SEM_CONNECTIONS, g.pol.max_connections);
+}
+
+struct holds_arg { struct conn *except; int found; };
+
+static void holds_active(void *value, void *arg)
+{
+	struct conn *c = value;
+	struct holds_arg *a = arg;
+	if (c != a->except && c->rec->holder_tid == t.tid
+	    && __atomic_load_n(&c->rec->hold[SEM_ACTIVE], __ATOMIC_ACQUIRE) == HOLD_HELD)
+		a->found = 1;
+}
+
+/* Does the calling thread hold an active slot through another connection? */
+static int thread_holds_slot(struct conn *except)
+{
+	struct holds_arg a = { except, 0 };
+	pthread_mutex_lock(&g.lock);
+	connmap_each(&g.map, holds_active, &a);
+	pthread_mutex_unlock(&g.lock);
+	return a.found;
+}
+
+/* Wait for a slot of sem on behalf of c.  NULL when granted (or shared),
+ * else the message for the program, with t.sqlstate set. */
+static const char *wait_for(struct conn *c, int sem, char *buf, size_t size)
+{
+	uint8_t scratch = HOLD_NONE, *hold = c ? &c->rec->hold[sem] : &scratch;
+	uint64_t waited = 0;
+	int nested = thread_holds_slot(c);
+	uint32_t max = __atomic_load_n(&g.cap->sems[sem].max, __ATOMIC_RELAXED);
+	enum cap_result r = cap_acquire_slow(g.capseg, g.cap, sem, hold, (uint32_t)g.proc_idx,
+	                                     t.tid, g.pol.wait_timeout_ms * 1000000ull, nested,
+	                                     &waited);
+	const char *policy = g.policy_path[0] ? g.policy_path : "none";
+	char timeout[32];
+	format_duration(timeout, sizeof timeout, g.pol.wait_timeout_ms);
+	t.sqlstate = SQLSTATE_TOO_MANY_CONNECTIONS;
+	switch (r) {
+	case CAP_OK:
+		return NULL;
+	case CAP_NESTED:
+		if (g.pol.nested == NESTED_SHARE) {
+			/* It would wait on itself: ride on the slot it holds. */
+			__atomic_store_n(hold, HOLD_SHARED, __ATOMIC_RELEASE);
+			return NULL;
+		}
+		snprintf(buf, size, "pqshim: %sthread %d already holds a slot and would wait on itself "
+		         "(%s = %u, nested = fail, policy %s)", sem == SEM_CONNECTIONS ?
+		         "connection refused: " : "", (int)t.tid, sem_names[sem], max, policy);
+		break;
+	case CAP_TIMEOUT:
+		snprintf(buf, size, "pqshim: %sno slot free after waiting %.2f s (%s = %u, "
+		         "wait_timeout = %s, policy %s)", sem == SEM_CONNECTIONS ?
+		         "connection refused: " : "", waited / 1e9, sem_names[sem], max, timeout,
+		         policy);
+		break;
+	default:
+		snprintf(buf, size, "pqshim: %sthe cap cannot be enforced: its wait queue is full "
+		         "(%s = %u, policy %s)", sem == SEM_CONNECTIONS ? "connection refused: " : "",
+		         sem_names[sem], max, policy);
+		break;
+	}
+	track_refused();
+	return buf;
+}
+
+const char *slot_wait_active(struct conn *c)
+{
+	static TLS char msg[512];
+	return wait_for(c, SEM_ACTIVE, msg, sizeof msg);
+}
+
+const char *slot_connect(struct conn *c, char *buf, size_t size)
+{
+	struct seg_sem *s = &g.cap->sems[SEM_CONNECTIONS];
+	if (!__atomic_load_n(&s->max, __ATOMIC_RELAXED))
+		return NULL;
+	if (!c || (c->idx < 0 && g.capseg)) {
+		/* A shared cap counts holders in the segment: one we cannot
+		 * record there would be invisible to it. */
+		snprintf(buf, size, "pqshim: connection refused: no room to record it in segment %s "
+		         "(max_connections = %u)", g.seg.name, s->max);
+		track_refused();
+		return buf;
+	}
+	if (sem_try_acquire(s, &c->rec->hold[SEM_CONNECTIONS]))
+		return NULL;
+	return wait_for(c, SEM_CONNECTIONS, buf, size);
+}
+
+void slot_release_active_slow(struct conn *c)
+{
+	cap_release_slow(g.capseg, g.cap, SEM_ACTIVE, &c->rec->hold[SEM_ACTIVE]);
+}
+
+static void release_one(struct conn *c, int sem)
+{
+	uint8_t *hold = &c->rec->hold[sem];
+	switch (__atomic_load_n(hold, __ATOMIC_ACQUIRE)) {
+	case HOLD_HELD:
+		if (!sem_try_release(&g.cap->sems[sem], hold))
+			cap_release_slow(g.capseg, g.cap, sem, hold);
+		break;
+	case HOLD_NONE:
+		break;
+	default:
+		__atomic_store_n(hold, HOLD_NONE, __ATOMIC_RELEASE);
+		break;
+	}
+}
+
+void slots_release_all(struct conn *c)
+{
+	if (!g.cap)
+		return;
+	for (int sem = 0; sem < CAP_SEMS; sem++)
+		release_one(c, sem);
+}
+
+static void release_if_mine(void *value, void *arg)
+{
+	struct conn *c = value;
+	pid_t tid = *(pid_t *)arg;
+	if (c->rec->holder_tid == tid)
+		release_one(c, SEM_ACTIVE);
+}
+
+/* A thread exits: the active slots it took come back, even if its
+ * connections stay open (mid-transaction) for other threads. */
+void slots_thread_exit(pid_t tid)
+{
+	if (!g.cap)
+		return;
+	pthread_mutex_lock(&g.lock);
+	connmap_each(&g.map, release_if_mine, &tid);
+	pthread_mutex_unlock(&g.lock);
+}
