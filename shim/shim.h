@@ -26,6 +26,7 @@
 
 #include <pthread.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #define SHIM_EXPORT __attribute__((visibility("default")))
@@ -62,6 +63,11 @@ struct shim {
 	struct seg_cap *cap;      /* the semaphores in force: the segment's or private_cap */
 	struct segment *capseg;   /* &seg for a shared cap, NULL for scope = process */
 	struct seg_cap private_cap;
+	/* reload.c: when to look at the policy file next, and what it was */
+	uint64_t next_tick;       /* clock_ticks() (atomic) */
+	int ticking;              /* a thread is looking (atomic) */
+	uint64_t tick_ticks0, tick_mono0;
+	struct stat policy_st;
 	int pipelines;            /* connections in pipeline mode (atomic) */
 	struct connmap map;
 };
@@ -93,6 +99,11 @@ void shim_init(void);
 void thread_register(void);
 void shim_enter_slow(void);
 const char *cross_thread_use(struct conn *c, int sends);
+
+/* Reload (reload.c). */
+void shim_tick(void);
+void reload_note_file(void);
+void shim_publish_policy(void);
 
 /* The cap (slots.c). */
 void slots_configure(void);
@@ -135,7 +146,10 @@ ALWAYS_INLINE void track_sent(struct conn *c)
 	 * concurrent use of one PGconn), so plain relaxed stores suffice. */
 	__atomic_store_n(&r->queries, r->queries + 1, __ATOMIC_RELAXED);
 	__atomic_store_n(&r->cstate, CS_ACTIVE, __ATOMIC_RELAXED);
-	__atomic_store_n(&r->last_used, clock_ticks(), __ATOMIC_RELAXED);
+	uint64_t now = clock_ticks();
+	__atomic_store_n(&r->last_used, now, __ATOMIC_RELAXED);
+	if (unlikely(now >= __atomic_load_n(&g.next_tick, __ATOMIC_RELAXED)))
+		shim_tick();
 }
 
 /* Work may have completed: read libpq's own view.  PQtransactionStatus

@@ -38,7 +38,7 @@ static uint64_t now_ns(void)
 
 /* ---- the policy and the segment ---------------------------------------- */
 
-static void publish_policy(void)
+void shim_publish_policy(void)
 {
 	struct seg_header *h = g.seg.hdr;
 	if (!h)
@@ -136,10 +136,11 @@ void shim_init(void)
 		         name, seg_strerror(err));
 	if (g.seg.hdr) {
 		seg_reap(&g.seg);
-		publish_policy();
+		shim_publish_policy();
 	}
 	register_process(0);
 	slots_configure();
+	reload_note_file();
 	pthread_key_create(&g.thread_key, thread_gone);
 	pthread_atfork(at_fork_prepare, at_fork_parent, at_fork_child);
 	atexit(leak_report_at_exit);
@@ -294,6 +295,8 @@ const char *track_connect_begin(struct conn **cp, char *buf, size_t size)
 	shim_enter();
 	if (g.disabled)
 		return NULL;
+	if (clock_ticks() >= __atomic_load_n(&g.next_tick, __ATOMIC_RELAXED))
+		shim_tick();         /* a fixed policy must be noticed by connects too */
 	const char *why = connect_refusal(buf, size);
 	if (why)
 		return why;

@@ -1,0 +1,92 @@
+/*
+ * reload.c - notice a changed policy file within a second, without a
+ * system call per statement.
+ *
+ * Every statement already reads the TSC (track_sent); when it passes
+ * g.next_tick (about every half second) one thread of the process stats the
+ * policy file, and if its identity, size or times changed, loads it whole
+ * and swaps it in: the last good policy stays in force when the new one
+ * does not load, and the error shows in the log and in `pqshim stat`.
+ * Caps live in the shared segment, so the first process to notice sets
+ * them for all.
+ */
+#include "shim.h"
+#include "log.h"
+
+#include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
+
+#define TICK_NS 500000000ull        /* look at the file twice a second */
+
+static int file_changed(const struct stat *st)
+{
+	return st->st_ino != g.policy_st.st_ino || st->st_dev != g.policy_st.st_dev
+	    || st->st_size != g.policy_st.st_size
+	    || st->st_mtim.tv_sec != g.policy_st.st_mtim.tv_sec
+	    || st->st_mtim.tv_nsec != g.policy_st.st_mtim.tv_nsec
+	    || st->st_ctim.tv_sec != g.policy_st.st_ctim.tv_sec
+	    || st->st_ctim.tv_nsec != g.policy_st.st_ctim.tv_nsec
+	    || st->st_mode != g.policy_st.st_mode || st->st_uid != g.policy_st.st_uid;
+}
+
+/* Remember what the file looked like when it was (last) read. */
+void reload_note_file(void)
+{
+	if (g.policy_path[0] && stat(g.policy_path, &g.policy_st) != 0)
+		memset(&g.policy_st, 0, sizeof g.policy_st);
+	g.tick_ticks0 = clock_ticks();
+	g.tick_mono0 = clock_ns(CLOCK_MONOTONIC);
+	/* Until the TSC is calibrated, assume at most 4 GHz: a first look
+	 * within 0.5 s at the latest. */
+	__atomic_store_n(&g.next_tick, g.tick_ticks0 + 2 * TICK_NS, __ATOMIC_RELAXED);
+}
+
+static void reload_policy(void)
+{
+	struct policy p;
+	struct policy_errors errs;
+	if (policy_load(g.policy_path, &p, &errs) != 0) {
+		char msg[SEG_ERROR_MAX];
+		snprintf(msg, sizeof msg, "%s", errs.count ? errs.msg[0] : g.policy_path);
+		if (strcmp(msg, g.policy_error) != 0) {
+			snprintf(g.policy_error, sizeof g.policy_error, "%s", msg);
+			shim_log(LOG_ERR, "%s; keeping the previous policy", msg);
+			shim_publish_policy();
+		}
+		return;
+	}
+	if (strcmp(p.segment, g.pol.segment) != 0)
+		shim_log(LOG_WARNING, "[shim] segment changed: programs keep their segment until restarted");
+	/* Fields are swapped one by one; each is read on its own, so a reader
+	 * sees either value of any field, never a torn one. */
+	g.pol = p;
+	g.policy_error[0] = '\0';
+	g.policy_ok = 1;
+	slots_configure();
+	shim_publish_policy();
+	shim_log(LOG_INFO, "policy %s reloaded", g.policy_path);
+}
+
+void shim_tick(void)
+{
+	if (__atomic_exchange_n(&g.ticking, 1, __ATOMIC_ACQUIRE))
+		return;                  /* another thread is looking */
+	uint64_t ticks = clock_ticks(), mono = clock_ns(CLOCK_MONOTONIC);
+	uint64_t span = mono - g.tick_mono0;
+	double per_ns = span > 1000000 ? (double)(ticks - g.tick_ticks0) / (double)span : 4.0;
+	__atomic_store_n(&g.next_tick, ticks + (uint64_t)(per_ns * TICK_NS), __ATOMIC_RELAXED);
+
+	struct stat st;
+	if (g.policy_path[0] && g.pid == getpid()) {
+		int gone = stat(g.policy_path, &st) != 0;
+		if (gone ? g.policy_st.st_ino != 0 : file_changed(&st)) {
+			if (gone)
+				memset(&g.policy_st, 0, sizeof g.policy_st);
+			else
+				g.policy_st = st;
+			reload_policy();
+		}
+	}
+	__atomic_store_n(&g.ticking, 0, __ATOMIC_RELEASE);
+}
