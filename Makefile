@@ -67,8 +67,13 @@ check: setup
 	@$(MAKE) --no-print-directory all unit
 	@bash tests/check.sh $(UNIT_TESTS)
 
+BENCH_BINS := $(BUILD)/bench/handoff $(BUILD)/bench/fastpath
+$(BUILD)/bench/%: tests/bench/%.c $(CORE_SRCS) $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(CORE_SRCS) -lpthread
+
 bench: setup
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory all $(BENCH_BINS)
 	@bash tests/bench/run.sh
 
 demo: setup

@@ -88,6 +88,13 @@ WRAP_SEND(PQsendDescribePortal, (PGconn *conn, const char *portal), (conn, porta
 /* Called twice or more per statement: the cheapest wrapper of all.  Work
  * can only have completed when it returns NULL, or, in pipeline mode, after
  * any result (a PGRES_PIPELINE_SYNC is not followed by a NULL). */
+__attribute__((noinline)) static void settle_after_result(PGconn *conn)
+{
+	struct conn *c = conn_lookup(conn);
+	if (c)
+		track_settle(c);
+}
+
 SHIM_EXPORT PGresult *PQgetResult(PGconn *conn)
 {
 	if (t.depth)
@@ -96,11 +103,9 @@ SHIM_EXPORT PGresult *PQgetResult(PGconn *conn)
 	t.depth = 1;
 	PGresult *r = real.PQgetResult(conn);
 	t.depth = 0;
-	if (!r || unlikely(__atomic_load_n(&g.pipelines, __ATOMIC_RELAXED))) {
-		struct conn *c = conn_lookup(conn);
-		if (c)
-			track_settle(c);
-	}
+	/* Out of line, so that the common case (a result) saves few registers. */
+	if (!r || unlikely(__atomic_load_n(&g.pipelines, __ATOMIC_RELAXED)))
+		settle_after_result(conn);
 	return r;
 }
 

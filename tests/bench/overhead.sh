@@ -10,9 +10,11 @@
 #    often it finds the answer not yet there depends on timing, so this
 #    varies by a few percent between runs: ROUNDS runs, the median shown
 #    with the spread;
-#  - in the shim: the instructions executed inside libpqshim.so plus the
-#    libpq status calls the shim makes (PQtransactionStatus), which depend
-#    only on the calls the program makes: the same in every run.
+#  - in the shim: the instructions executed inside libpqshim.so (its own
+#    functions and the code inlined into its wrappers, which callgrind files
+#    under the header it came from) plus the libpq status calls the shim
+#    makes (PQtransactionStatus), which depend only on the calls the program
+#    makes: the same in every run.
 #
 # Usage: overhead.sh [N] [MODE] [ROUNDS] with PG* pointing at a database
 # initialised with `pgbench -i`.  Contenders: NAME=POLICY pairs in
@@ -33,9 +35,12 @@ run() {
 	local n=$1; shift
 	env "$@" valgrind --tool=callgrind --callgrind-out-file="$out/cg" \
 		"$PGBENCH" -n -S -M "$MODE" -t "$n" >/dev/null 2>&1
-	callgrind_annotate --threshold=100 "$out/cg" 2>/dev/null | awk '
+	callgrind_annotate --threshold=100 "$out/cg" 2>/dev/null | awk -v root="$root" '
 		/PROGRAM TOTALS/ { gsub(",", "", $1); total = $1 }
-		/libpqshim\.so\]/ { gsub(",", "", $1); shim += $1 }
+		/^-- Auto-annotated/ { done = 1 }
+		done { next }
+		$1 ~ /^[0-9,]+$/ && ($0 ~ /libpqshim\.so\]/ || index($0, root "/shim/") || index($0, root "/policy/")) {
+			gsub(",", "", $1); shim += $1 }
 		/:PQtransactionStatus \[/ { gsub(",", "", $1); status += $1 }
 		END { print total, shim + 0, status + 0 }'
 }

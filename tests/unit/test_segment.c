@@ -100,7 +100,7 @@ static void claim_release_fold(void **state)
 	(void)state;
 	struct segment s;
 	assert_int_equal(seg_attach(&s, name, 1), 0);
-	int c = seg_conn_claim(&s);
+	int c = seg_conn_claim(&s, 0);
 	assert_true(c >= 0);
 	assert_int_equal(s.conns[c].state, SLOT_CLAIMED);
 	s.conns[c].queries = 7;
@@ -118,7 +118,7 @@ static void claim_release_fold(void **state)
 	/* a fork child's copy of an inherited connection: its counters fold,
 	 * but the connect, close and leak are the parent's to count */
 	uint64_t closes = s.hdr->totals.closes, leaked = s.hdr->totals.leaked;
-	c = seg_conn_claim(&s);
+	c = seg_conn_claim(&s, 0);
 	s.conns[c].flags = CONN_INHERITED;
 	s.conns[c].queries = 2;
 	__atomic_store_n(&s.conns[c].state, SLOT_LIVE, __ATOMIC_RELEASE);
@@ -145,7 +145,7 @@ static void reaps_killed_process(void **state)
 		s.procs[p].starttime = seg_starttime(getpid());
 		__atomic_store_n(&s.procs[p].state, SLOT_LIVE, __ATOMIC_RELEASE);
 		for (int i = 0; i < 3; i++) {
-			int c = seg_conn_claim(&s);
+			int c = seg_conn_claim(&s, 0);
 			s.conns[c].proc = (uint32_t)p;
 			s.conns[c].pid = getpid();
 			s.conns[c].queries = 10;
