@@ -2,6 +2,7 @@
  * pqshim.c - the command: dispatch to one subcommand per file (cmd_*.c).
  */
 #include "cmds.h"
+#include "snapshot.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -13,9 +14,16 @@ static const char usage[] =
 	"\n"
 	"  run   [-p POLICY] -- COMMAND [ARG...]   run COMMAND with the shim preloaded\n"
 	"  check POLICY                            validate a policy file (exit 0 or 1)\n"
-	"  stat  [-p POLICY|-s SEGMENT] [--json]   what every process and connection is doing\n"
+	"  stat  [-p POLICY|-s SEGMENT] [--json|--prometheus]\n"
+	"                                          what every process and connection is doing\n"
+	"  top   [-p POLICY|-s SEGMENT] [-n N] [-d SECONDS]\n"
+	"                                          live view, refreshed every second\n"
+	"  drain [-p POLICY|-s SEGMENT] [--timeout 2m]\n"
+	"                                          wait until no connection is left on a target\n"
+	"                                          the policy forbids (exit 0; 1 on timeout)\n"
 	"\n"
-	"Without -p or -s, commands use $PQSHIM_POLICY, else the segment \"default\".\n";
+	"Without -p or -s, commands use $PQSHIM_POLICY, else the segment \"default\".\n"
+	"`pqshim COMMAND --help` describes each command.\n";
 
 void target_segment(const char *policy, const char *segment,
                     char *name, size_t size, char *policy_path, size_t psize)
@@ -57,6 +65,10 @@ int main(int argc, char **argv)
 		return cmd_stat(argc - 1, argv + 1);
 	if (!strcmp(cmd, "check"))
 		return cmd_check(argc - 1, argv + 1);
+	if (!strcmp(cmd, "top"))
+		return cmd_top(argc - 1, argv + 1);
+	if (!strcmp(cmd, "drain"))
+		return cmd_drain(argc - 1, argv + 1);
 	fprintf(stderr, "pqshim: unknown command \"%s\"\n\n%s", cmd, usage);
 	return 2;
 }
