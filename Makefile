@@ -20,7 +20,7 @@ SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-re
 POLICY_SRCS := policy/policy.c
 # Modules that know nothing of interposition: shared by the shim, the tool and the unit tests.
 CORE_SRCS   := $(POLICY_SRCS) shim/segment.c shim/cap.c shim/connmap.c shim/log.c
-SHIM_SRCS   := $(CORE_SRCS) shim/real.c shim/track.c shim/slots.c shim/reload.c shim/pqerr.c \
+SHIM_SRCS   := $(CORE_SRCS) shim/real.c shim/track.c shim/slots.c shim/reload.c shim/route.c shim/switch.c shim/drain.c shim/pqerr.c \
                shim/wrap_connect.c shim/wrap_work.c shim/wrap_dlsym.c
 TOOL_SRCS   := $(CORE_SRCS) $(sort $(wildcard tools/*.c))
 UNIT_TESTS  := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(sort $(wildcard tests/unit/test_*.c)))
@@ -88,6 +88,9 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/bin
 	install -m 0755 $(BUILD)/libpqshim.so $(DESTDIR)$(PREFIX)/lib/libpqshim.so
 	install -m 0755 $(BUILD)/pqshim $(DESTDIR)$(PREFIX)/bin/pqshim
+	install -d $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5
+	install -m 0644 doc/pqshim.1 $(DESTDIR)$(PREFIX)/share/man/man1/pqshim.1
+	install -m 0644 doc/pqshim-policy.5 $(DESTDIR)$(PREFIX)/share/man/man5/pqshim-policy.5
 
 clean:
 	rm -rf $(BUILD)

@@ -143,9 +143,8 @@ enum cap_result cap_acquire_slow(struct segment *seg, struct seg_cap *cap, int s
 		return CAP_OK;
 	}
 	if (holds_other) {
-		seg_add(&s->refused, 1);
 		cap_unlock(cap);
-		return CAP_NESTED;
+		return CAP_NESTED;   /* the caller shares or refuses, and counts */
 	}
 	struct seg_waiter *me = NULL;
 	for (int i = 0; i < SEG_MAX_WAITERS && !me; i++)

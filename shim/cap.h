@@ -58,7 +58,7 @@ struct seg_sem {
 	uint64_t acquired;       /* slots granted, with or without waiting */
 	uint64_t waits;          /* acquisitions that had to wait */
 	uint64_t timeouts;       /* waits that gave up at wait_timeout */
-	uint64_t refused;        /* refused at once (nested = fail) */
+	uint64_t refused;        /* refused at once (nested = fail); shares are not counted */
 	uint64_t wait_ns_sum;    /* total time waited, for the histogram's _sum */
 	uint64_t hist[CAP_HIST_BUCKETS];
 };

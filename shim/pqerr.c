@@ -91,3 +91,35 @@ PGconn *pqerr_bad_conn(const char *msg)
 		pqerr_set_message(conn, msg);
 	return conn;
 }
+
+/* ---- moving a program's PGconn to another server ------------------------ */
+
+int pqint_can_swap(const PGconn *conn)
+{
+	if (!conn || !pqerr_init())
+		return 0;
+	/* OpenSSL's and GSSAPI's state point back at the PGconn they belong
+	 * to, and event procedures keep per-connection data: such a
+	 * connection cannot change its contents under the program.  Nor can
+	 * one with work in flight. */
+	return !conn->ssl_in_use && !conn->gssenc && conn->nEvents == 0
+	    && conn->asyncStatus == PGASYNC_IDLE && conn->pipelineStatus == PQ_PIPELINE_OFF;
+}
+
+void pqint_swap(PGconn *a, PGconn *b)
+{
+	struct pg_conn tmp;
+	memcpy(&tmp, a, sizeof tmp);
+	memcpy(a, b, sizeof tmp);
+	memcpy(b, &tmp, sizeof tmp);
+}
+
+void pqint_carry_hooks(const PGconn *from, PGconn *to)
+{
+	/* What the program set on its connection that belongs to the
+	 * PGconn, not to the session: notice hooks, blocking mode, tracing. */
+	to->noticeHooks = from->noticeHooks;
+	to->nonblocking = from->nonblocking;
+	to->Pfdebug = from->Pfdebug;
+	to->traceFlags = from->traceFlags;
+}

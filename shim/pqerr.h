@@ -34,4 +34,16 @@ PGresult *pqerr_result(PGconn *conn, const char *sqlstate, const char *msg);
  * touches the network.  PQfinish frees it as usual. */
 PGconn *pqerr_bad_conn(const char *msg);
 
+/*
+ * The program's PGconn * must stay valid while the connection behind it
+ * moves to another server: a fresh connection is opened, and the contents
+ * of the two PGconn structures are exchanged.  Only possible when nothing
+ * inside points back at the structure (no SSL, no GSS encryption, no event
+ * procedures) and no work is in flight; pqint_can_swap says.
+ */
+int pqint_can_swap(const PGconn *conn);
+void pqint_swap(PGconn *a, PGconn *b);
+/* Copy notice hooks, blocking mode and tracing from one PGconn to another. */
+void pqint_carry_hooks(const PGconn *from, PGconn *to);
+
 #endif

@@ -65,7 +65,20 @@
 	X(PQbackendPID, int, (const PGconn *conn)) \
 	X(PQmakeEmptyPGresult, PGresult *, (PGconn *conn, ExecStatusType status)) \
 	X(PQresultAlloc, void *, (PGresult *res, size_t nBytes)) \
-	X(PQclear, void, (PGresult *res))
+	X(PQclear, void, (PGresult *res)) \
+	X(PQconninfoParse, PQconninfoOption *, (const char *conninfo, char **errmsg)) \
+	X(PQconndefaults, PQconninfoOption *, (void)) \
+	X(PQconninfoFree, void, (PQconninfoOption *connOptions)) \
+	X(PQfreemem, void, (void *ptr)) \
+	X(PQgetvalue, char *, (const PGresult *res, int row, int col)) \
+	X(PQresultStatus, ExecStatusType, (const PGresult *res)) \
+	X(PQresultErrorMessage, char *, (const PGresult *res)) \
+	X(PQsetNoticeReceiver, PQnoticeReceiver, (PGconn *conn, PQnoticeReceiver proc, void *arg)) \
+	X(PQsetNoticeProcessor, PQnoticeProcessor, (PGconn *conn, PQnoticeProcessor proc, void *arg)) \
+	X(PQisnonblocking, int, (const PGconn *conn)) \
+	X(PQsetnonblocking, int, (PGconn *conn, int arg)) \
+	X(PQsslInUse, int, (PGconn *conn)) \
+	X(PQescapeLiteral, char *, (PGconn *conn, const char *str, size_t len))
 
 #define REAL_DECLARE(name, ret, params) ret (*name) params;
 struct real_libpq {

@@ -64,6 +64,8 @@ static void reload_policy(void)
 	g.policy_error[0] = '\0';
 	g.policy_ok = 1;
 	slots_configure();
+	if (route_enabled())
+		drainer_start();
 	shim_publish_policy();
 	shim_log(LOG_INFO, "policy %s reloaded", g.policy_path);
 }
@@ -87,6 +89,7 @@ void shim_tick(void)
 				g.policy_st = st;
 			reload_policy();
 		}
+		readonly_update();   /* the flag file may come or go at any time */
 	}
 	__atomic_store_n(&g.ticking, 0, __ATOMIC_RELEASE);
 }

@@ -119,7 +119,10 @@ struct seg_header {
 	/* The policy as the last process to load it saw it. */
 	uint64_t policy_generation;
 	uint32_t policy_lock;     /* tiny spin flag for the two strings below */
-	uint32_t pad0;
+	uint32_t read_only;       /* 1 while read-only is in force (as last seen) */
+	uint64_t switch_ns;       /* CLOCK_REALTIME of the last read-only switch */
+	uint64_t drained_ns;      /* ... and when no connection was left on the
+	                           * target it forbade (0: not yet) */
 	char policy_path[SEG_PATH_MAX];
 	char policy_error[SEG_ERROR_MAX];
 	struct seg_cap cap;

@@ -34,6 +34,22 @@
 #define unlikely(x) __builtin_expect(!!(x), 0)
 #define TLS __thread __attribute__((tls_model("initial-exec")))
 
+/* A connect's arguments, normalised (route.c).  Owns its strings. */
+#define CONNARGS_MAX 64
+struct connargs {
+	int n;
+	char *kw[CONNARGS_MAX];
+	char *val[CONNARGS_MAX];
+};
+
+/* A statement prepared by name, to prepare again after a migration. */
+struct prepared {
+	struct prepared *next;
+	char *name, *query;
+	int nparams;
+	Oid *types;
+};
+
 /* The shim's view of one PGconn. */
 struct conn {
 	PGconn *pg;
@@ -42,6 +58,12 @@ struct conn {
 	pid_t opener;             /* kernel tid of the opening thread */
 	unsigned warned;          /* cross-thread warning already logged */
 	unsigned pipeline;        /* counted in g.pipelines */
+	unsigned ro_gen;          /* g.ro_gen when its route was last checked */
+	int routed;               /* args hold what the program asked for */
+	int reroute;              /* reset by a switch: PQreset must follow the policy */
+	struct connargs args;     /* the program's connect arguments (route.c) */
+	struct connargs where;    /* ... as routed: where it is connected now */
+	struct prepared *prepared;
 	struct seg_conn local;
 };
 
@@ -68,6 +90,10 @@ struct shim {
 	int ticking;              /* a thread is looking (atomic) */
 	uint64_t tick_ticks0, tick_mono0;
 	struct stat policy_st;
+	/* read-only (route.c, switch.c) */
+	int read_only;            /* in force now (atomic) */
+	unsigned ro_gen;          /* bumped at every switch (atomic) */
+	int drainer;              /* the drainer thread runs (drain.c) */
 	int pipelines;            /* connections in pipeline mode (atomic) */
 	struct connmap map;
 };
@@ -104,6 +130,28 @@ const char *cross_thread_use(struct conn *c, int sends);
 void shim_tick(void);
 void reload_note_file(void);
 void shim_publish_policy(void);
+
+/* Routing (route.c) and switching (switch.c). */
+int connargs_from_params(struct connargs *a, const char *const *kw,
+                         const char *const *val, int expand);
+void connargs_copy(struct connargs *dst, const struct connargs *src);
+void connargs_free(struct connargs *a);
+const char *connargs_get(const struct connargs *a, const char *kw);
+void connargs_arrays(const struct connargs *a, const char **kw, const char **val);
+int route_plan(const struct connargs *a, struct connargs *out, int *redirect);
+PGconn *route_connect(const struct connargs *a, int async);
+const char *switch_check(struct conn *c);
+void switch_note_prepare(struct conn *c, const char *name, const char *query,
+                         int nparams, const Oid *types);
+void switch_forget(struct conn *c);
+int switch_reset(PGconn *pg, int async);
+void readonly_update(void);
+void drainer_start(void);
+
+static inline int route_enabled(void)
+{
+	return g.pol.primary[0] || g.pol.replica[0];
+}
 
 /* The cap (slots.c). */
 void slots_configure(void);
@@ -200,6 +248,12 @@ ALWAYS_INLINE const char *work_begin(PGconn *pg, struct conn **cp)
 		if (why)
 			return why;
 	}
+	/* The policy switched since this connection last looked: move it? */
+	if (unlikely(c->ro_gen != __atomic_load_n(&g.ro_gen, __ATOMIC_RELAXED))) {
+		const char *why = switch_check(c);
+		if (why)
+			return why;
+	}
 	/* An idle connection about to work takes an active slot (if capped). */
 	struct seg_sem *sem = &g.cap->sems[SEM_ACTIVE];
 	uint8_t *hold = &c->rec->hold[SEM_ACTIVE];
@@ -217,7 +271,9 @@ ALWAYS_INLINE const char *work_begin(PGconn *pg, struct conn **cp)
 
 /* Connect side (track.c). */
 const char *track_connect_begin(struct conn **cp, char *buf, size_t size);
-void track_connect_end(struct conn *c, PGconn *pg);
+void track_connect_end(struct conn *c, PGconn *pg, struct connargs *args,
+                       const struct connargs *where, int target, int redirected);
+void track_describe(struct conn *c);
 void track_connected(PGconn *pg);
 void track_close(PGconn *pg);
 void track_refused(void);

@@ -49,16 +49,24 @@ void slots_configure(void)
 
 struct holds_arg { struct conn *except; int found; };
 
+/* Is this connection something the calling thread must finish before
+ * anyone can get what it waits for?  A slot it took, a slot it shares, or
+ * any work in flight (a transaction holding row locks others wait on). */
 static void holds_active(void *value, void *arg)
 {
 	struct conn *c = value;
 	struct holds_arg *a = arg;
-	if (c != a->except && c->rec->holder_tid == t.tid
-	    && __atomic_load_n(&c->rec->hold[SEM_ACTIVE], __ATOMIC_ACQUIRE) == HOLD_HELD)
+	if (c == a->except || (c->opener != t.tid && c->rec->holder_tid != t.tid))
+		return;
+	uint8_t h = __atomic_load_n(&c->rec->hold[SEM_ACTIVE], __ATOMIC_ACQUIRE);
+	uint32_t st = __atomic_load_n(&c->rec->cstate, __ATOMIC_RELAXED);
+	if (h == HOLD_HELD || h == HOLD_SHARED || st == CS_ACTIVE || st == CS_IN_TRANSACTION)
 		a->found = 1;
 }
 
-/* Does the calling thread hold an active slot through another connection? */
+/* Would the calling thread wait on itself?  Only then may it not wait: it
+ * has work in flight on another connection that only it can finish (an
+ * event loop driving several connections, or MAAS's nested connection). */
 static int thread_holds_slot(struct conn *except)
 {
 	struct holds_arg a = { except, 0 };
@@ -92,6 +100,7 @@ static const char *wait_for(struct conn *c, int sem, char *buf, size_t size)
 			__atomic_store_n(hold, HOLD_SHARED, __ATOMIC_RELEASE);
 			return NULL;
 		}
+		seg_add(&g.cap->sems[sem].refused, 1);
 		snprintf(buf, size, "pqshim: %sthread %d already holds a slot and would wait on itself "
 		         "(%s = %u, nested = fail, policy %s)", sem == SEM_CONNECTIONS ?
 		         "connection refused: " : "", (int)t.tid, sem_names[sem], max, policy);

@@ -100,6 +100,8 @@ static void at_fork_child(void)
 	/* The child must not write its parent's records: the first call in
 	 * the child (t.tid == 0) re-registers everything as its own. */
 	t.tid = 0;
+	g.drainer = 0;           /* threads do not survive fork() */
+	g.ticking = 0;
 }
 
 static void thread_gone(void *arg)
@@ -141,6 +143,7 @@ void shim_init(void)
 	register_process(0);
 	slots_configure();
 	reload_note_file();
+	readonly_update();
 	pthread_key_create(&g.thread_key, thread_gone);
 	pthread_atfork(at_fork_prepare, at_fork_parent, at_fork_child);
 	atexit(leak_report_at_exit);
@@ -297,6 +300,8 @@ const char *track_connect_begin(struct conn **cp, char *buf, size_t size)
 		return NULL;
 	if (clock_ticks() >= __atomic_load_n(&g.next_tick, __ATOMIC_RELAXED))
 		shim_tick();         /* a fixed policy must be noticed by connects too */
+	if (route_enabled() && !__atomic_load_n(&g.drainer, __ATOMIC_RELAXED))
+		drainer_start();
 	const char *why = connect_refusal(buf, size);
 	if (why)
 		return why;
@@ -320,21 +325,39 @@ const char *track_connect_begin(struct conn **cp, char *buf, size_t size)
 	return NULL;
 }
 
-/* After the connect returned pg (NULL only when libpq ran out of memory). */
-void track_connect_end(struct conn *c, PGconn *pg)
+/* Server, application name and backend of a connection, as they stand. */
+void track_describe(struct conn *c)
 {
-	if (!c)
-		return;
-	if (!pg) {
-		slots_release_all(c);
-		release(c, 0);
-		free(c);
+	set_status(c->rec, c->pg);
+	describe_server(c->pg, c->rec);
+	c->rec->backend_pid = c->rec->status == CST_OK ? (uint32_t)real.PQbackendPID(c->pg) : 0;
+}
+
+/* After the connect returned pg (NULL only when libpq ran out of memory).
+ * Takes the arguments (args) the route was planned from. */
+void track_connect_end(struct conn *c, PGconn *pg, struct connargs *args,
+                       const struct connargs *where, int target, int redirected)
+{
+	if (!c || !pg) {
+		connargs_free(args);
+		if (c) {
+			slots_release_all(c);
+			release(c, 0);
+			free(c);
+		}
 		return;
 	}
 	c->pg = pg;
+	connargs_copy(&c->where, where);
+	c->args = *args;             /* moved: the connection owns them now */
+	args->n = 0;
+	c->routed = c->args.n > 0 || route_enabled();
+	c->ro_gen = __atomic_load_n(&g.ro_gen, __ATOMIC_ACQUIRE);
+	if (redirected && g.seg.hdr)
+		seg_add(&g.seg.hdr->totals.redirects, 1);
 	struct seg_conn *r = c->rec;
 	r->tid = r->last_tid = t.tid;
-	r->target = TGT_DIRECT;
+	r->target = (uint32_t)target;
 	r->flags = 0;
 	r->nthreads = 1;
 	memset(r->threads, 0, sizeof r->threads);
@@ -342,11 +365,7 @@ void track_connect_end(struct conn *c, PGconn *pg)
 	r->queries = r->xacts = r->cross_thread_uses = 0;
 	r->opened_ns = now_ns();
 	r->last_used = clock_ticks();
-	r->backend_pid = 0;
-	set_status(r, pg);
-	describe_server(pg, r);
-	if (r->status == CST_OK)
-		r->backend_pid = (uint32_t)real.PQbackendPID(pg);
+	track_describe(c);
 	pthread_mutex_lock(&g.lock);
 	if (connmap_put(&g.map, pg, c) != 0) {
 		pthread_mutex_unlock(&g.lock);
@@ -398,6 +417,8 @@ void track_close(PGconn *pg)
 	}
 	__atomic_fetch_add(&g.map_epoch, 1, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&g.lock);
+	if (c)
+		switch_forget(c);
 	free(c);
 }
 

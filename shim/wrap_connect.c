@@ -10,18 +10,25 @@
 #include "pqerr.h"
 
 /* Refuse a connect before it reaches the network (the rules, the
- * connection cap), or let it through and record what it opened. */
-#define CONNECT(call) \
+ * connection cap), route it (the policy may send it to the replica), or
+ * let it through as asked; then record what it opened.  kw/val/expand
+ * describe the call as PQconnectdbParams would take it. */
+#define CONNECT(call, kw, val, expand, async) \
 	do { \
 		char why_buf[512]; \
 		struct conn *c; \
 		const char *why = track_connect_begin(&c, why_buf, sizeof why_buf); \
 		if (why) \
 			return pqerr_bad_conn(why); \
+		struct connargs asked = { 0 }, routed = { 0 }; \
+		int redirect = 0, target = TGT_DIRECT; \
+		if (c && route_enabled() && connargs_from_params(&asked, kw, val, expand) == 0) \
+			target = route_plan(&asked, &routed, &redirect); \
 		t.depth++; \
-		PGconn *pg = call; \
+		PGconn *pg = redirect ? route_connect(&routed, async) : (call); \
 		t.depth--; \
-		track_connect_end(c, pg); \
+		track_connect_end(c, pg, &asked, redirect ? &routed : &asked, target, redirect); \
+		connargs_free(&routed); \
 		return pg; \
 	} while (0)
 
@@ -29,7 +36,8 @@ SHIM_EXPORT PGconn *PQconnectdb(const char *conninfo)
 {
 	if (t.depth > 0)
 		return real.PQconnectdb(conninfo);
-	CONNECT(real.PQconnectdb(conninfo));
+	const char *kw[] = { "dbname", NULL }, *val[] = { conninfo, NULL };
+	CONNECT(real.PQconnectdb(conninfo), kw, val, 1, 0);
 }
 
 SHIM_EXPORT PGconn *PQconnectdbParams(const char *const *keywords, const char *const *values,
@@ -37,7 +45,8 @@ SHIM_EXPORT PGconn *PQconnectdbParams(const char *const *keywords, const char *c
 {
 	if (t.depth > 0)
 		return real.PQconnectdbParams(keywords, values, expand_dbname);
-	CONNECT(real.PQconnectdbParams(keywords, values, expand_dbname));
+	CONNECT(real.PQconnectdbParams(keywords, values, expand_dbname), keywords, values,
+	        expand_dbname, 0);
 }
 
 SHIM_EXPORT PGconn *PQsetdbLogin(const char *pghost, const char *pgport, const char *pgoptions,
@@ -46,14 +55,19 @@ SHIM_EXPORT PGconn *PQsetdbLogin(const char *pghost, const char *pgport, const c
 {
 	if (t.depth > 0)
 		return real.PQsetdbLogin(pghost, pgport, pgoptions, pgtty, dbName, login, pwd);
-	CONNECT(real.PQsetdbLogin(pghost, pgport, pgoptions, pgtty, dbName, login, pwd));
+	/* dbName first: a conninfo there is expanded, the others override it */
+	const char *kw[] = { "dbname", "host", "port", "options", "user", "password", NULL };
+	const char *val[] = { dbName, pghost, pgport, pgoptions, login, pwd, NULL };
+	CONNECT(real.PQsetdbLogin(pghost, pgport, pgoptions, pgtty, dbName, login, pwd), kw, val,
+	        1, 0);
 }
 
 SHIM_EXPORT PGconn *PQconnectStart(const char *conninfo)
 {
 	if (t.depth > 0)
 		return real.PQconnectStart(conninfo);
-	CONNECT(real.PQconnectStart(conninfo));
+	const char *kw[] = { "dbname", NULL }, *val[] = { conninfo, NULL };
+	CONNECT(real.PQconnectStart(conninfo), kw, val, 1, 1);
 }
 
 SHIM_EXPORT PGconn *PQconnectStartParams(const char *const *keywords, const char *const *values,
@@ -61,7 +75,8 @@ SHIM_EXPORT PGconn *PQconnectStartParams(const char *const *keywords, const char
 {
 	if (t.depth > 0)
 		return real.PQconnectStartParams(keywords, values, expand_dbname);
-	CONNECT(real.PQconnectStartParams(keywords, values, expand_dbname));
+	CONNECT(real.PQconnectStartParams(keywords, values, expand_dbname), keywords, values,
+	        expand_dbname, 1);
 }
 
 SHIM_EXPORT PostgresPollingStatusType PQconnectPoll(PGconn *conn)
@@ -76,9 +91,15 @@ SHIM_EXPORT PostgresPollingStatusType PQconnectPoll(PGconn *conn)
 	return r;
 }
 
+/* A reset reconnects where the policy says now, which may not be where
+ * the connection was (switch.c); otherwise it is libpq's own. */
 SHIM_EXPORT void PQreset(PGconn *conn)
 {
 	shim_ensure();
+	if (t.depth == 0 && switch_reset(conn, 0)) {
+		track_connected(conn);
+		return;
+	}
 	t.depth++;
 	real.PQreset(conn);
 	t.depth--;
@@ -89,6 +110,10 @@ SHIM_EXPORT void PQreset(PGconn *conn)
 SHIM_EXPORT int PQresetStart(PGconn *conn)
 {
 	shim_ensure();
+	if (t.depth == 0 && switch_reset(conn, 1)) {
+		track_connected(conn);
+		return 1;
+	}
 	t.depth++;
 	int r = real.PQresetStart(conn);
 	t.depth--;

@@ -55,9 +55,27 @@ WRAP_SYNC(PQexecParams,
 	 const char *const *paramValues, const int *paramLengths, const int *paramFormats,
 	 int resultFormat),
 	(conn, command, nParams, paramTypes, paramValues, paramLengths, paramFormats, resultFormat))
-WRAP_SYNC(PQprepare,
-	(PGconn *conn, const char *stmtName, const char *query, int nParams, const Oid *paramTypes),
-	(conn, stmtName, query, nParams, paramTypes))
+/* Statements prepared by name are remembered, to prepare them again if
+ * the connection moves (switch.c). */
+SHIM_EXPORT PGresult *PQprepare(PGconn *conn, const char *stmtName, const char *query,
+                                int nParams, const Oid *paramTypes)
+{
+	if (t.depth)
+		return real.PQprepare(conn, stmtName, query, nParams, paramTypes);
+	struct conn *c;
+	const char *why = work_begin(conn, &c);
+	if (unlikely(why != NULL))
+		return pqerr_result(conn, t.sqlstate, why);
+	t.depth = 1;
+	PGresult *r = real.PQprepare(conn, stmtName, query, nParams, paramTypes);
+	t.depth = 0;
+	if (c) {
+		track_settle(c);
+		if (c->routed && real.PQresultStatus(r) == PGRES_COMMAND_OK)
+			switch_note_prepare(c, stmtName, query, nParams, paramTypes);
+	}
+	return r;
+}
 WRAP_SYNC(PQexecPrepared,
 	(PGconn *conn, const char *stmtName, int nParams, const char *const *paramValues,
 	 const int *paramLengths, const int *paramFormats, int resultFormat),
@@ -75,9 +93,24 @@ WRAP_SEND(PQsendQueryParams,
 	 const char *const *paramValues, const int *paramLengths, const int *paramFormats,
 	 int resultFormat),
 	(conn, command, nParams, paramTypes, paramValues, paramLengths, paramFormats, resultFormat))
-WRAP_SEND(PQsendPrepare,
-	(PGconn *conn, const char *stmtName, const char *query, int nParams, const Oid *paramTypes),
-	(conn, stmtName, query, nParams, paramTypes))
+SHIM_EXPORT int PQsendPrepare(PGconn *conn, const char *stmtName, const char *query,
+                              int nParams, const Oid *paramTypes)
+{
+	if (t.depth)
+		return real.PQsendPrepare(conn, stmtName, query, nParams, paramTypes);
+	struct conn *c;
+	const char *why = work_begin(conn, &c);
+	if (unlikely(why != NULL)) {
+		pqerr_set_message(conn, why);
+		return 0;
+	}
+	t.depth = 1;
+	int r = real.PQsendPrepare(conn, stmtName, query, nParams, paramTypes);
+	t.depth = 0;
+	if (c && r && c->routed)
+		switch_note_prepare(c, stmtName, query, nParams, paramTypes);
+	return r;
+}
 WRAP_SEND(PQsendQueryPrepared,
 	(PGconn *conn, const char *stmtName, int nParams, const char *const *paramValues,
 	 const int *paramLengths, const int *paramFormats, int resultFormat),

@@ -1,0 +1,173 @@
+/*
+ * drain.c - a connection that is never used again must not stay on a
+ * target the policy forbids.
+ *
+ * Connections move at their next statement (switch.c).  For those that
+ * make none, a thread of the shim's (started only when the policy has a
+ * [read_only] primary or replica) looks four times a second: it notices a
+ * switch even in a process that sends nothing, and, a moment after a
+ * switch, asks the server to end the backends of this process's idle
+ * connections still on the forbidden target (pg_terminate_backend, over a
+ * connection of its own with the same arguments, so the same user).  The
+ * program's PGconn is never touched from this thread: at its next use the
+ * connection is moved as usual, and a program that never uses it again
+ * never notices.  Connections inside a transaction are left alone until
+ * drain_timeout, then ended too if in_transaction = terminate.
+ */
+#include "shim.h"
+#include "log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define DRAIN_PERIOD_MS 250
+#define DRAIN_GRACE_MS  1000      /* let busy programs move by themselves first */
+
+struct victim {
+	uint32_t backend;
+	struct conn *c;
+	struct connargs where;
+};
+
+static uint64_t mono_ms(void)
+{
+	return clock_ns(CLOCK_MONOTONIC) / 1000000u;
+}
+
+static int forbidden(uint32_t target)
+{
+	int ro = __atomic_load_n(&g.read_only, __ATOMIC_ACQUIRE);
+	return ro ? target == TGT_PRIMARY : target == TGT_REPLICA;
+}
+
+struct collect {
+	struct victim *v;
+	int n, max;
+	int terminate_in_transaction;
+	unsigned gen;
+};
+
+static void collect_one(void *value, void *arg)
+{
+	struct conn *c = value;
+	struct collect *col = arg;
+	struct seg_conn *r = c->rec;
+	if (col->n >= col->max || !c->routed || c->ro_gen == col->gen || !forbidden(r->target)
+	    || r->status != CST_OK || !r->backend_pid)
+		return;
+	uint32_t st = __atomic_load_n(&r->cstate, __ATOMIC_RELAXED);
+	if (st != CS_IDLE && !(col->terminate_in_transaction && st == CS_IN_TRANSACTION))
+		return;
+	struct victim *v = &col->v[col->n++];
+	v->backend = r->backend_pid;
+	v->c = c;
+	v->where.n = 0;
+	connargs_copy(&v->where, &c->where);
+}
+
+/* End one backend from a connection of our own to the same server.
+ * 1 when the server ended it. */
+static int terminate(struct victim *v)
+{
+	int ended = 0;
+	const char *kw[CONNARGS_MAX + 2], *val[CONNARGS_MAX + 2];
+	connargs_arrays(&v->where, kw, val);
+	int n = v->where.n;
+	kw[n] = "application_name";
+	val[n] = "pqshim-drain";
+	kw[n + 1] = val[n + 1] = NULL;
+	PGconn *ctl = real.PQconnectdbParams(kw, val, 0);
+	if (real.PQstatus(ctl) == CONNECTION_OK) {
+		char sql[96];
+		snprintf(sql, sizeof sql, "select pg_terminate_backend(%u)", v->backend);
+		PGresult *r = real.PQexec(ctl, sql);
+		if (real.PQresultStatus(r) != PGRES_TUPLES_OK)
+			shim_log(LOG_WARNING, "could not end backend %u: %s", v->backend,
+			         real.PQresultErrorMessage(r));
+		else
+			ended = strcmp(real.PQgetvalue(r, 0, 0), "t") == 0;
+		real.PQclear(r);
+	} else {
+		shim_log(LOG_WARNING, "could not reach the server to end backend %u: %s", v->backend,
+		         real.PQerrorMessage(ctl));
+	}
+	real.PQfinish(ctl);
+	return ended;
+}
+
+/* The record says what the server now knows: that backend is gone.  The
+ * program's PGconn learns it, and moves, at its next use. */
+static void mark_ended(struct victim *v)
+{
+	pthread_mutex_lock(&g.lock);
+	if (connmap_get(&g.map, v->c->pg) == v->c && v->c->rec->backend_pid == v->backend) {
+		v->c->rec->backend_pid = 0;
+		v->c->rec->status = CST_BAD;
+	}
+	pthread_mutex_unlock(&g.lock);
+}
+
+static void *drainer(void *arg)
+{
+	(void)arg;
+	/* Everything this thread does in libpq is the shim's, not the
+	 * program's: libpq's calls to its own exports must pass straight
+	 * through the wrappers, never be tracked, capped or routed. */
+	t.depth = 1;
+	unsigned seen = __atomic_load_n(&g.ro_gen, __ATOMIC_ACQUIRE);
+	uint64_t switched = 0;
+	for (;;) {
+		struct timespec ts = { 0, DRAIN_PERIOD_MS * 1000000L };
+		nanosleep(&ts, NULL);
+		if (g.pid != getpid() || g.disabled)
+			return NULL;         /* the process is exiting */
+		shim_tick();             /* policy file and flag file, even when idle */
+		unsigned gen = __atomic_load_n(&g.ro_gen, __ATOMIC_ACQUIRE);
+		if (gen != seen) {
+			seen = gen;
+			switched = mono_ms();
+		}
+		if (!switched || mono_ms() - switched < DRAIN_GRACE_MS)
+			continue;
+		struct victim v[32];
+		struct collect col = { v, 0, 32, 0, gen };
+		col.terminate_in_transaction = g.pol.in_transaction == INTX_TERMINATE
+		                               && mono_ms() - switched >= g.pol.drain_timeout_ms;
+		pthread_mutex_lock(&g.lock);
+		connmap_each(&g.map, collect_one, &col);
+		pthread_mutex_unlock(&g.lock);
+		for (int i = 0; i < col.n; i++) {
+			if (terminate(&v[i])) {
+				shim_log(LOG_INFO, "ended backend %u: its connection stayed on the "
+				         "forbidden target", v[i].backend);
+				mark_ended(&v[i]);
+			}
+			connargs_free(&v[i].where);
+		}
+		if (col.n == 0 && !col.terminate_in_transaction
+		    && mono_ms() - switched >= g.pol.drain_timeout_ms)
+			switched = 0;        /* nothing left to do for this switch */
+	}
+	return NULL;
+}
+
+void drainer_start(void)
+{
+	if (__atomic_exchange_n(&g.drainer, 1, __ATOMIC_ACQ_REL))
+		return;
+	pthread_attr_t attr;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&attr, 256 * 1024);
+	pthread_t th;
+	/* The thread must not count as one of the program's. */
+	if (pthread_create(&th, &attr, drainer, NULL) != 0) {
+		g.drainer = 0;
+		shim_log(LOG_WARNING, "could not start the drainer thread: idle connections "
+		         "will move at their next use only");
+	}
+	pthread_attr_destroy(&attr);
+}

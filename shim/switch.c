@@ -1,0 +1,317 @@
+/*
+ * switch.c - moving live connections when read-only starts or ends.
+ *
+ * A connection notices a switch at its next statement (work_begin compares
+ * its generation with g.ro_gen).  If it is inside a transaction it waits
+ * for the transaction to end.  Otherwise, when the route the policy gives
+ * it now differs from where it is:
+ *  - migrate: a fresh connection is opened where the policy says, the
+ *    session settings the program changed (DateStyle, TimeZone, ...) and
+ *    the statements it prepared by name are carried over, and the contents
+ *    of the two PGconn structures are exchanged (pqerr.c): the program's
+ *    PGconn * stays valid and now talks to the new server; the old
+ *    connection is closed.  Connections that cannot be moved that way (SSL,
+ *    event procedures) are reset instead.
+ *  - reset: the old connection is closed and replaced by a CONNECTION_BAD
+ *    one saying why; the program's own reconnect (PQreset included, see
+ *    switch_reset) lands where the policy says.
+ */
+#include "shim.h"
+#include "log.h"
+#include "pqerr.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static const char *target_names[] = { "direct", "primary", "replica" };
+
+/* Read-only as the policy and its flag file say now; on a change, a new
+ * generation that every connection will notice at its next statement. */
+void readonly_update(void)
+{
+	int ro = g.pol.ro_enabled;
+	if (g.pol.flag_file[0]) {
+		struct stat st;
+		if (stat(g.pol.flag_file, &st) == 0)
+			ro = 1;
+	}
+	if (ro == __atomic_load_n(&g.read_only, __ATOMIC_RELAXED))
+		return;
+	__atomic_store_n(&g.read_only, ro, __ATOMIC_RELEASE);
+	__atomic_fetch_add(&g.ro_gen, 1, __ATOMIC_RELEASE);
+	shim_log(LOG_INFO, "read-only %s (%s)", ro ? "on" : "off",
+	         g.pol.ro_enabled ? "[read_only] enabled" : g.pol.flag_file);
+	struct seg_header *h = g.seg.hdr;
+	if (h && __atomic_exchange_n(&h->read_only, (uint32_t)ro, __ATOMIC_ACQ_REL) != (uint32_t)ro) {
+		/* the first process to notice times the switch */
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		__atomic_store_n(&h->switch_ns, (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec,
+		                 __ATOMIC_RELEASE);
+		__atomic_store_n(&h->drained_ns, 0, __ATOMIC_RELEASE);
+	}
+}
+
+void switch_note_prepare(struct conn *c, const char *name, const char *query,
+                         int nparams, const Oid *types)
+{
+	if (!name || !*name || !query || !c->routed)
+		return;              /* unnamed statements last one use */
+	struct prepared *p;
+	for (p = c->prepared; p; p = p->next)
+		if (strcmp(p->name, name) == 0)
+			break;
+	if (!p) {
+		p = calloc(1, sizeof *p);
+		if (!p)
+			return;
+		p->name = strdup(name);
+		p->next = c->prepared;
+		c->prepared = p;
+	} else {
+		free(p->query);
+		free(p->types);
+		p->types = NULL;
+	}
+	p->query = strdup(query);
+	p->nparams = nparams;
+	if (nparams > 0 && types) {
+		p->types = malloc((size_t)nparams * sizeof *types);
+		if (p->types)
+			memcpy(p->types, types, (size_t)nparams * sizeof *types);
+	}
+}
+
+void switch_forget(struct conn *c)
+{
+	struct prepared *p = c->prepared;
+	while (p) {
+		struct prepared *next = p->next;
+		free(p->name);
+		free(p->query);
+		free(p->types);
+		free(p);
+		p = next;
+	}
+	c->prepared = NULL;
+	connargs_free(&c->args);
+	connargs_free(&c->where);
+}
+
+static int carry_session_inner(struct conn *c, PGconn *from, PGconn *to, char *err,
+                               size_t size);
+
+/* Settings a driver changes after connecting (psycopg2 sets DateStyle),
+ * which a fresh session must get again. */
+static const char *carried_settings[] = {
+	"client_encoding", "DateStyle", "IntervalStyle", "TimeZone",
+	"standard_conforming_strings", "application_name", NULL
+};
+
+static int carry_session(struct conn *c, PGconn *from, PGconn *to, char *err, size_t size)
+{
+	t.depth++;                   /* the shim's own statements */
+	int r = carry_session_inner(c, from, to, err, size);
+	t.depth--;
+	return r;
+}
+
+static int carry_session_inner(struct conn *c, PGconn *from, PGconn *to, char *err, size_t size)
+{
+	for (const char **s = carried_settings; *s; s++) {
+		const char *want = real.PQparameterStatus(from, *s);
+		const char *have = real.PQparameterStatus(to, *s);
+		if (!want || (have && strcmp(want, have) == 0))
+			continue;
+		char *lit = real.PQescapeLiteral(to, want, strlen(want));
+		if (!lit)
+			continue;
+		char sql[512];
+		snprintf(sql, sizeof sql, "SET %s = %s", *s, lit);
+		real.PQfreemem(lit);
+		PGresult *r = real.PQexec(to, sql);
+		int ok = real.PQresultStatus(r) == PGRES_COMMAND_OK;
+		real.PQclear(r);
+		if (!ok)
+			shim_log(LOG_WARNING, "could not carry %s over to the new session", *s);
+	}
+	for (struct prepared *p = c->prepared; p; p = p->next) {
+		PGresult *r = real.PQprepare(to, p->name, p->query, p->nparams, p->types);
+		if (real.PQresultStatus(r) != PGRES_COMMAND_OK) {
+			snprintf(err, size, "statement \"%s\" could not be prepared again: %s", p->name,
+			         real.PQresultErrorMessage(r));
+			real.PQclear(r);
+			return -1;
+		}
+		real.PQclear(r);
+	}
+	return 0;
+}
+
+/* Open where the policy says now.  NULL and err filled on failure; on
+ * success *where holds the arguments used. */
+static PGconn *open_routed(struct conn *c, int async, int *target, struct connargs *where,
+                           char *err, size_t size)
+{
+	struct connargs routed = { 0 };
+	int redirect = 0;
+	*target = route_plan(&c->args, &routed, &redirect);
+	t.depth++;
+	PGconn *fresh = route_connect(redirect ? &routed : &c->args, async);
+	t.depth--;
+	connargs_copy(where, redirect ? &routed : &c->args);
+	connargs_free(&routed);
+	if (redirect && g.seg.hdr)
+		seg_add(&g.seg.hdr->totals.redirects, 1);
+	if (!fresh) {
+		connargs_free(where);
+		snprintf(err, size, "out of memory");
+		return NULL;
+	}
+	if (real.PQstatus(fresh) == CONNECTION_BAD) {
+		connargs_free(where);
+		snprintf(err, size, "%s", real.PQerrorMessage(fresh));
+		size_t n = strlen(err);
+		if (n && err[n - 1] == '\n')
+			err[n - 1] = '\0';
+		t.depth++;
+		real.PQfinish(fresh);
+		t.depth--;
+		return NULL;
+	}
+	return fresh;
+}
+
+/* Give the program's PGconn the contents of fresh; close the old ones. */
+static void take_over(struct conn *c, PGconn *fresh, int target, struct connargs *where)
+{
+	pqint_carry_hooks(c->pg, fresh);
+	pqint_swap(c->pg, fresh);
+	t.depth++;
+	real.PQfinish(fresh);        /* now the old connection */
+	t.depth--;
+	pthread_mutex_lock(&g.lock); /* the drainer reads `where` */
+	connargs_free(&c->where);
+	c->where = *where;
+	where->n = 0;
+	c->rec->target = (uint32_t)target;
+	track_describe(c);
+	pthread_mutex_unlock(&g.lock);
+}
+
+static const char *refuse(const char *sqlstate, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static const char *refuse(const char *sqlstate, const char *fmt, ...)
+{
+	static TLS char msg[768];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	t.sqlstate = sqlstate;
+	return msg;
+}
+
+const char *switch_check(struct conn *c)
+{
+	unsigned gen = __atomic_load_n(&g.ro_gen, __ATOMIC_ACQUIRE);
+	if (!c->routed || !route_enabled()) {
+		c->ro_gen = gen;
+		return NULL;
+	}
+	PGTransactionStatusType ts = real.PQtransactionStatus(c->pg);
+	if (ts == PQTRANS_INTRANS || ts == PQTRANS_INERROR || ts == PQTRANS_ACTIVE)
+		return NULL;         /* moves when its transaction is over */
+	struct connargs scratch = { 0 };
+	int redirect, now = route_plan(&c->args, &scratch, &redirect);
+	connargs_free(&scratch);
+	/* Where it should be, and alive (the drainer may have ended its
+	 * backend while it sat idle: then it reconnects, even in place). */
+	if ((uint32_t)now == c->rec->target && real.PQstatus(c->pg) == CONNECTION_OK
+	    && c->rec->backend_pid) {
+		c->ro_gen = gen;
+		return NULL;
+	}
+	const char *from = target_names[c->rec->target < 3 ? c->rec->target : 0];
+	const char *to = target_names[now < 3 ? now : 0];
+	if (g.pol.on_switch == SWITCH_MIGRATE && pqint_can_swap(c->pg)) {
+		char err[512];
+		int target;
+		struct connargs where = { 0 };
+		PGconn *fresh = open_routed(c, 0, &target, &where, err, sizeof err);
+		if (!fresh)
+			return refuse("08006", "pqshim: could not move the connection from the %s to the %s: %s "
+			              "(on_switch = migrate, policy %s)", from, to, err, g.policy_path);
+		if (carry_session(c, c->pg, fresh, err, sizeof err) != 0) {
+			t.depth++;
+			real.PQfinish(fresh);
+			t.depth--;
+			connargs_free(&where);
+			return refuse("08006", "pqshim: could not move the connection from the %s to the %s: %s "
+			              "(on_switch = migrate, policy %s)", from, to, err, g.policy_path);
+		}
+		take_over(c, fresh, target, &where);
+		c->ro_gen = gen;
+		if (g.seg.hdr)
+			seg_add(&g.seg.hdr->totals.migrations, 1);
+		return NULL;
+	}
+	/* reset: close it, and let the program reconnect where the policy says */
+	const char *why = refuse("08006", "pqshim: the connection to the %s was closed: read-only is now %s "
+	                         "(on_switch = %s, policy %s); reconnect", from,
+	                         __atomic_load_n(&g.read_only, __ATOMIC_RELAXED) ? "on" : "off",
+	                         g.pol.on_switch == SWITCH_RESET ? "reset" : "migrate, but this "
+	                         "connection cannot be moved", g.policy_path);
+	t.depth++;
+	PGconn *bad = pqerr_bad_conn(why);
+	t.depth--;
+	if (bad) {
+		pqint_swap(c->pg, bad);
+		t.depth++;
+		real.PQfinish(bad);
+		t.depth--;
+		c->rec->status = CST_BAD;
+		c->rec->cstate = CS_IDLE;
+		c->reroute = 1;
+	}
+	c->ro_gen = gen;
+	return why;
+}
+
+/*
+ * PQreset/PQresetStart on a connection whose place the policy changed:
+ * reconnect there instead of where it was.  0: not ours to handle (libpq
+ * resets as usual); 1: done (the connection may still have failed, as a
+ * reset can).
+ */
+int switch_reset(PGconn *pg, int async)
+{
+	shim_enter();
+	struct conn *c = conn_lookup(pg);
+	if (!c || !c->routed || !route_enabled())
+		return 0;
+	struct connargs scratch = { 0 };
+	int redirect, now = route_plan(&c->args, &scratch, &redirect);
+	connargs_free(&scratch);
+	if (!c->reroute && (uint32_t)now == c->rec->target)
+		return 0;
+	if (!c->reroute && !pqint_can_swap(pg))
+		return 0;
+	char err[512];
+	int target;
+	struct connargs where = { 0 };
+	PGconn *fresh = open_routed(c, async, &target, &where, err, sizeof err);
+	if (!fresh) {
+		pqerr_set_message(pg, err);
+		return 1;
+	}
+	if (!async && carry_session(c, pg, fresh, err, sizeof err) != 0)
+		shim_log(LOG_WARNING, "after a reset: %s", err);
+	take_over(c, fresh, target, &where);
+	c->reroute = 0;
+	c->ro_gen = __atomic_load_n(&g.ro_gen, __ATOMIC_ACQUIRE);
+	return 1;
+}
