@@ -55,7 +55,8 @@ struct seg_sem {
 	uint64_t word;           /* count | waiting | FROZEN (atomic) */
 	uint32_t max;            /* 0 = no cap (atomic; any process may change it) */
 	uint32_t pad;
-	uint64_t acquired;       /* slots granted, with or without waiting */
+	uint64_t acquired;       /* slots granted on the slow path (with or without a
+	                          * wait); the one-CAS fast path counts nothing */
 	uint64_t waits;          /* acquisitions that had to wait */
 	uint64_t timeouts;       /* waits that gave up at wait_timeout */
 	uint64_t refused;        /* refused at once (nested = fail); shares are not counted */

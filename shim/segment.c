@@ -246,6 +246,37 @@ uint64_t seg_starttime(pid_t pid)
 	return p ? strtoull(p + 1, NULL, 10) : 0;
 }
 
+/* A zombie whose threads are all gone has finished: its parent just has
+ * not reaped it yet.  (A leader that called pthread_exit also shows Z, but
+ * its other threads still run.) */
+static int process_finished(pid_t pid)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 1;
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return 1;
+	buf[n] = '\0';
+	const char *p = strrchr(buf, ')');
+	if (!p || (p[2] != 'Z' && p[2] != 'X'))
+		return 0;
+	snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 1;
+	n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return 1;
+	buf[n] = '\0';
+	const char *th = strstr(buf, "\nThreads:");
+	return !th || strtol(th + 9, NULL, 10) <= 1;
+}
+
 int seg_process_alive(pid_t pid, uint64_t starttime)
 {
 	if (pid <= 0)
@@ -253,9 +284,9 @@ int seg_process_alive(pid_t pid, uint64_t starttime)
 	if (kill(pid, 0) != 0 && errno == ESRCH)
 		return 0;
 	uint64_t now = seg_starttime(pid);
-	/* A zombie or a process we can't read counts as alive only while its
-	 * start time still matches; a reused pid has another start time. */
-	return now != 0 && now == starttime;
+	/* A reused pid has another start time; a killed process that its
+	 * parent has not reaped yet is a zombie with no threads left. */
+	return now != 0 && now == starttime && !process_finished(pid);
 }
 
 int seg_reap(struct segment *seg)

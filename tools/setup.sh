@@ -16,6 +16,7 @@ pkgs=(
 	python3 python3-psycopg2 python3-psycopg ruby-pg libdbd-pg-perl   # client tests
 	clang                               # libFuzzer for policy/fuzz_policy.c
 	valgrind                            # tests/bench: callgrind instruction counts
+	gnuplot-nox                         # make demo: the picture of the run
 )
 missing=()
 for p in "${pkgs[@]}"; do

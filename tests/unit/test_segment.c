@@ -202,6 +202,25 @@ static void pid_reuse_is_not_life(void **state)
 	assert_true(seg_process_alive(getpid(), mine));
 	assert_false(seg_process_alive(getpid(), mine + 1));
 	assert_false(seg_process_alive(0, mine));
+
+	/* Killed, not yet reaped by its parent: a zombie, and dead. */
+	int ready[2];
+	assert_int_equal(pipe(ready), 0);
+	pid_t kid = fork();
+	if (kid == 0) {
+		(void)!write(ready[1], "x", 1);
+		pause();
+		_exit(0);
+	}
+	char x;
+	assert_int_equal(read(ready[0], &x, 1), 1);
+	uint64_t st = seg_starttime(kid);
+	assert_true(seg_process_alive(kid, st));
+	kill(kid, SIGKILL);
+	for (int i = 0; i < 1000 && seg_process_alive(kid, st); i++)
+		usleep(1000);
+	assert_false(seg_process_alive(kid, st));   /* still a zombie here */
+	waitpid(kid, NULL, 0);
 }
 
 int main(void)

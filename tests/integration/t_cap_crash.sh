@@ -1,0 +1,268 @@
+#!/usr/bin/env bash
+# t_cap_crash.sh: slots held by processes killed with kill -9 come back by
+# themselves, and the cap's accounting survives random kills.
+#  - max_active = 2: two psql sessions under the shim hold both slots inside
+#    BEGIN (the server shows both 'idle in transaction'); a psycopg2 client's
+#    `select 1` queues (stat: waiting 1, its slot "waiting"; the server has
+#    not seen the statement). Both holders are killed with kill -9: the
+#    waiter's statement completes within 1 s of the kills and reaches the
+#    server, and the holders' backends go away.
+#  - ten random kills: six looping clients (three pgbench -c 1 -j 1 and three
+#    psycopg2, BEGIN; pg_sleep(0.005); COMMIT) on max_active = 2; every ~0.3 s
+#    a random one is killed with kill -9 (holding, waiting or between
+#    transactions, whatever it was doing) and replaced. `pqshim stat` never
+#    shows more than 2 active; the survivors run to their end and exit 0; then
+#    .cap.active and .cap.waiting are 0 (and the queue empty), the server has
+#    no busy backend left, and a new client gets a slot at once.
+#  - a holder killed while its parent has not reaped it yet (a zombie: dead,
+#    its socket closed, its backend gone, only its exit status left) gives
+#    its slot back too: a waiter gets it within 1 s.
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "$0")/lib.sh"
+
+[ -x "$PQSHIM" ] && [ -f "$PQSHIM_LIB" ] || fail "build first: no $PQSHIM or $PQSHIM_LIB"
+LOAD=$PQT_ROOT/tests/clients/py_cap_load.py
+
+declare -A PFD PRUN SEQ_OF HFD HRUN HN
+# clean CMD...: (in a subshell or background job) exec CMD without the write
+# ends of our fifos, so that each reader sees EOF when we close its fifo
+clean() {
+	local fd
+	for fd in "${PFD[@]}" "${HFD[@]}"; do exec {fd}>&-; done
+	exec "$@"
+}
+# --- probes: py_cap_load.py probe under the shim, fed on a fifo ---------------
+probe_start() { # NAME POLICY APP
+	local name=$1 fd
+	mkfifo "$T/$name.in"
+	clean "$PQSHIM" run -p "$2" -- "$PY" "$LOAD" probe --app "$3" \
+		<"$T/$name.in" >"$T/$name.out" 2>"$T/$name.err" &
+	PRUN[$name]=$!
+	bg_track "$!"
+	exec {fd}>"$T/$name.in"
+	PFD[$name]=$fd
+	ready() { grep -qx READY "$T/$name.out" || ! kill -0 "${PRUN[$name]}" 2>/dev/null; }
+	wait_until 20 ready || fail "$name: probe never READY"
+	grep -qx READY "$T/$name.out" || fail "$name: probe failed: $(cat "$T/$name.err")"
+}
+probe_end() { # NAME: EOF, exit 0
+	local rc=0 fd=${PFD[$1]}
+	exec {fd}>&-
+	unset "PFD[$1]"
+	wait "${PRUN[$1]}" || rc=$?
+	assert_eq "$rc" 0 "$1: probe exit status (stderr: $(cat "$T/$1.err"))"
+}
+psend() { # NAME LINE: send a command; its number in $SEQ
+	SEQ_OF[$1]=$((${SEQ_OF[$1]:-0} + 1))
+	SEQ=${SEQ_OF[$1]}
+	printf '%s\n' "$2" >&"${PFD[$1]}"
+}
+presult() { # NAME SEQ SECONDS: the command's result (JSON) in $R
+	wait_until "$3" grep -q "^R {\"seq\": $2, " "$T/$1.out" ||
+		fail "$1: no result for command $2 (stderr: $(cat "$T/$1.err"))"
+	R=$(grep "^R {\"seq\": $2, " "$T/$1.out" | sed 's/^R //')
+}
+pcmd() { psend "$1" "$2" && presult "$1" "$SEQ" "${3:-10}"; }
+r() { jq -r "$1" <<<"$R"; }
+
+# --- psql sessions held open on fifos -------------------------------------------
+psql_start() { # NAME POLICY APP
+	local name=$1 fd
+	mkfifo "$T/$name.in"
+	PGAPPNAME=$3 clean "$PQSHIM" run -p "$2" -- "$PSQL" -X -A -t -q -v ON_ERROR_STOP=1 \
+		<"$T/$name.in" >"$T/$name.out" 2>"$T/$name.err" &
+	HRUN[$name]=$! # pqshim run execs psql: this is psql's pid
+	bg_track "$!"
+	exec {fd}>"$T/$name.in"
+	HFD[$name]=$fd HN[$name]=0
+}
+psql_send() { # NAME LINES...: run them, wait until psql has
+	local name=$1
+	shift
+	HN[$name]=$((HN[$name] + 1))
+	local done=$T/$name.done.${HN[$name]}
+	printf '%s\n' "$@" "\\! touch $done" >&"${HFD[$name]}"
+	wait_until 10 test -e "$done" -o ! -d "/proc/${HRUN[$name]}" || true
+	[ -e "$done" ] || fail "psql $name did not run: $* ($(cat "$T/$name.err"))"
+}
+psql_forget() { # NAME: close our end of its fifo
+	local fd=${HFD[$1]}
+	exec {fd}>&-
+	unset "HFD[$1]"
+}
+busy() { # APP-PREFIX: its backends that are busy, as the server sees them
+	sql_primary "select count(*) from pg_stat_activity where application_name like '$1%'
+		and (state = 'active' or state like 'idle in transaction%')"
+}
+ms_since() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", (b - a) }'; }
+
+# ============ two holders killed, a waiter already queued ====================
+POL=$(policy_new crash "[cap]
+max_active = 2
+wait_timeout = 10s
+")
+psql_start h1 "$POL" t_cap_crash_h1
+psql_start h2 "$POL" t_cap_crash_h2
+psql_send h1 "begin;" "select pg_backend_pid();"
+psql_send h2 "begin;" "select pg_backend_pid();"
+assert_eq "$(sql_primary "select string_agg(state, ',' order by application_name)
+	from pg_stat_activity where application_name like 't_cap_crash_h%'")" \
+	"idle in transaction,idle in transaction" "server: both holders"
+assert_eq "$(jqp "$POL" '"\(.cap.active) \(.cap.waiting)"')" "2 0" "stat: active waiting (both held)"
+
+probe_start w "$POL" t_cap_crash_w
+pcmd w "a connect c"
+assert_eq "$(r .ok)" true "waiter: connect: $R"
+psend w "a exec c select 1"
+WSEQ=$SEQ
+queued() { [ "$(jqp "$POL" '.cap.waiting')" = 1 ]; }
+wait_until 5 queued || fail "the waiter never queued: $(stat_json "$POL")"
+assert_eq "$(jqp "$POL" "[.connections[] | select(.pid == ${PRUN[w]}) | .slot] | join(\" \")")" \
+	waiting "stat: the waiter's slot"
+assert_eq "$(sql_primary "select state || '|' || query from pg_stat_activity
+	where application_name = 't_cap_crash_w'")" "idle|" "server: the waiter's backend (nothing sent yet)"
+sleep 0.3 # it really waits
+grep -q "^R {\"seq\": $WSEQ, " "$T/w.out" && fail "the waiter ran while both slots were held: $(cat "$T/w.out")"
+
+t_kill=$EPOCHREALTIME
+kill -9 "${HRUN[h1]}" "${HRUN[h2]}"
+presult w "$WSEQ" 5
+took=$(ms_since "$t_kill" "$(r .t1)")
+echo "waiter: got its slot and its result $took s after both holders were killed (waited $(r .elapsed) s in all)"
+assert_eq "$(r .ok) $(r '.rows | tojson')" "true [[1]]" "waiter: select 1 after the kills: $R"
+assert_le "$took" 1.0 "seconds from the kills to the waiter's result"
+assert_eq "$(sql_primary "select state || '|' || query from pg_stat_activity
+	where application_name = 't_cap_crash_w'")" "idle|select 1" "server: the waiter's statement ran"
+holders_gone() { [ "$(server_backends t_cap_crash_h1)$(server_backends t_cap_crash_h2)" = 00 ]; }
+wait_until 5 holders_gone || fail "server: the killed holders' backends are still there"
+for h in h1 h2; do
+	wait "${HRUN[$h]}" 2>/dev/null || true
+	psql_forget "$h"
+done
+assert_eq "$(jqp "$POL" '"\(.cap.active) \(.cap.waiting)"')" "0 0" "stat: active waiting after the kills"
+probe_end w
+
+# ============ ten random kills ================================================
+POL=$(policy_new chaos "[cap]
+max_active = 2
+wait_timeout = 10s
+")
+printf 'begin;\nselect pg_sleep(0.005);\ncommit;\n' >"$T/x5.sql"
+DUR=6 # each client's own length (seconds): outlives the kills
+nc=0
+cpids=() ckind=()
+start_client() { # KIND: pgbench | py
+	nc=$((nc + 1))
+	if [ "$1" = pgbench ]; then
+		PGAPPNAME=t_cap_chaos_$nc clean "$PQSHIM" run -p "$POL" -- "$PGBENCH" -n \
+			-f "$T/x5.sql" -c 1 -j 1 -T "$DUR" >"$T/c$nc.out" 2>"$T/c$nc.err" &
+	else
+		clean "$PQSHIM" run -p "$POL" -- "$PY" "$LOAD" load --app t_cap_chaos_$nc \
+			--threads 1 --seconds "$DUR" --sleep 0.005 --mode xact \
+			>"$T/c$nc.out" 2>"$T/c$nc.err" &
+	fi
+	bg_track "$!"
+	cpids+=("$!") cnum+=("$nc") ckind+=("$1")
+}
+cnum=()
+for k in pgbench py pgbench py pgbench py; do start_client "$k"; done
+sleep 0.5 # they are connected and looping
+stat_max=0 kills=()
+for ((i = 0; i < 10; i++)); do
+	sleep 0.$((20 + RANDOM % 20))
+	j=$((RANDOM % ${#cpids[@]}))
+	victim=${cpids[$j]} kind=${ckind[$j]}
+	kill -9 "$victim"
+	wait "$victim" 2>/dev/null || true
+	kills+=("$kind#${cnum[$j]}")
+	unset "cpids[$j]" "ckind[$j]" "cnum[$j]"
+	cpids=("${cpids[@]}") ckind=("${ckind[@]}") cnum=("${cnum[@]}")
+	start_client "$kind"
+	a=$(jqp "$POL" .cap.active)
+	[ "$a" -gt "$stat_max" ] && stat_max=$a
+done
+note "killed: ${kills[*]}; survivors: ${cnum[*]}"
+assert_le "$stat_max" 2 "stat: .cap.active during the kills"
+for k in "${!cpids[@]}"; do
+	rc=0
+	wait "${cpids[$k]}" || rc=$?
+	n=${cnum[$k]}
+	assert_eq "$rc" 0 "survivor ${ckind[$k]}#$n: exit status (stderr: $(tail -3 "$T/c$n.err"))"
+	if [ "${ckind[$k]}" = pgbench ]; then
+		tx=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$T/c$n.out")
+	else
+		tx=$(sed -n 's/^COUNTS \[\([0-9]*\)\]$/\1/p' "$T/c$n.out")
+	fi
+	assert_ge "${tx:-0}" 1 "survivor ${ckind[$k]}#$n: transactions"
+done
+settled() { [ "$(jqp "$POL" '"\(.cap.active) \(.cap.waiting) \(.cap.queue // [] | length)"')" = "0 0 0" ]; }
+wait_until 2 settled || true
+assert_eq "$(jqp "$POL" '"\(.cap.active) \(.cap.waiting) \(.cap.queue // [] | length)"')" "0 0 0" \
+	"stat after the kills: active waiting queue"
+assert_eq "$(jqp "$POL" '[.processes[], .connections[]] | length')" 0 "stat: records left"
+assert_eq "$(jqp "$POL" '.cap.timeouts')" 0 "stat: .cap.timeouts"
+no_busy() { [ "$(busy t_cap_chaos_)" = 0 ]; }
+wait_until 5 no_busy || fail "server: busy backends of the killed clients left"
+probe_start n "$POL" t_cap_chaos_new
+pcmd n "a connect c"
+pcmd n "a exec c select 1"
+assert_eq "$(r .ok) $(r '.rows | tojson')" "true [[1]]" "a new client after the kills: $R"
+assert_le "$(r .elapsed)" 0.3 "a new client after the kills: seconds for select 1"
+probe_end n
+note "chaos cap: $(jqp "$POL" '.cap | {waits, timeouts, acquired, wait_ms_p99} | tostring')"
+
+# ============ a killed holder not yet reaped by its parent (a zombie) ========
+POL=$(policy_new zombie "[cap]
+max_active = 1
+wait_timeout = 5s
+")
+# The parent starts the holder and reaps it only when told to (a line on its
+# stdin); meanwhile the killed holder stays a zombie.
+cat >"$T/parent.py" <<'EOF'
+import subprocess, sys
+p = subprocess.Popen(sys.argv[1:], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+p.stdin.write(b"begin;\nselect 1;\n")
+p.stdin.flush()
+print("CHILD %d" % p.pid, flush=True)
+sys.stdin.readline()
+print("REAPED %d" % p.wait(), flush=True)
+EOF
+mkfifo "$T/parent.in"
+PGAPPNAME=t_cap_zombie_h clean "$PY" "$T/parent.py" "$PQSHIM" run -p "$POL" -- "$PSQL" -X -q \
+	<"$T/parent.in" >"$T/parent.out" 2>"$T/parent.err" &
+PARENT=$!
+bg_track "$PARENT"
+exec {PARENT_FD}>"$T/parent.in"
+HFD[parent]=$PARENT_FD
+held() { [ "$(jqp "$POL" .cap.active)" = 1 ] && [ "$(busy t_cap_zombie_h)" = 1 ]; }
+wait_until 10 held || fail "zombie: the holder never held the slot: $(cat "$T/parent.err")"
+CHILD=$(sed -n 's/^CHILD //p' "$T/parent.out")
+probe_start z "$POL" t_cap_zombie_w
+pcmd z "a connect c"
+psend z "a exec c select 1"
+ZSEQ=$SEQ
+wait_until 5 queued || fail "zombie: the waiter never queued"
+t_kill=$EPOCHREALTIME
+kill -9 "$CHILD"
+zombie() { [ "$(awk '{ print $3 }' "/proc/$CHILD/stat")" = Z ]; }
+wait_until 2 zombie || fail "zombie: the holder $CHILD is not a zombie"
+wait_until 5 test "$(server_backends t_cap_zombie_h)" = 0 || true
+presult z "$ZSEQ" 8
+took=$(ms_since "$t_kill" "$(r .t1)")
+note "zombie: the waiter's result came $took s after the kill: $R"
+# (in a subshell: the parent is released and checked whatever happens)
+(
+	assert_eq "$(r .ok)" true "zombie: the waiter's select 1 (holder killed, not yet reaped)"
+	assert_le "$took" 1.0 "zombie: seconds from the kill to the waiter's result"
+) || true
+echo >&"$PARENT_FD"
+exec {PARENT_FD}>&-
+unset "HFD[parent]"
+rc=0
+wait "$PARENT" || rc=$?
+assert_eq "$rc" 0 "zombie: the parent's exit status ($(cat "$T/parent.err"))"
+assert_eq "$(sed -n 's/^REAPED //p' "$T/parent.out")" -9 "zombie: the holder's status"
+probe_end z
+assert_eq "$(jqp "$POL" '"\(.cap.active) \(.cap.waiting)"')" "0 0" "zombie: stat at the end"
+echo "ok: slots of killed holders come back; ten random kills leave the cap clean"

@@ -1,0 +1,209 @@
+#!/usr/bin/env bash
+# t_cap_timeout.sh: a wait for a slot that reaches wait_timeout fails the way
+# libpq fails, and only then; a freed slot is taken at once.
+#  - max_active = 1, wait_timeout = 500ms; a psql session under the shim holds
+#    the only slot inside BEGIN (the server shows it 'idle in transaction').
+#    A psycopg2 client's `select 1` fails after 0.5 to 1.0 s with
+#    psycopg2.errors.TooManyConnections (pgcode 53300), its message
+#    "pqshim: no slot free after waiting W s (max_active = 1,
+#    wait_timeout = 500ms, policy PATH)", and the statement never reached the
+#    server (its backend has run nothing). psql itself sends with
+#    PQsendQuery, which (SPEC.md) returns 0 with the text in PQerrorMessage:
+#    psql prints "pqshim: no slot free ..." and exits 1. `pqshim stat` counts both
+#    timeouts. Once the holder commits, the client's next `select 1` gets the
+#    slot at once (< 0.3 s) and reaches the server.
+#  - max_connections = 2, wait_timeout = 500ms: with two connections open, a
+#    third connect (another process) fails after 0.5 to 1.0 s with
+#    psycopg2.OperationalError "pqshim: connection refused: no slot free
+#    after waiting ..." and never reaches the server (still 2 backends); once
+#    one is closed, the connect succeeds at once.
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "$0")/lib.sh"
+
+[ -x "$PQSHIM" ] && [ -f "$PQSHIM_LIB" ] || fail "build first: no $PQSHIM or $PQSHIM_LIB"
+LOAD=$PQT_ROOT/tests/clients/py_cap_load.py
+
+# --- probes: py_cap_load.py probe under the shim, fed on a fifo ---------------
+declare -A PFD PRUN
+HFD=
+# clean CMD...: (in a subshell or background job) exec CMD without the write ends of our fifos (else a probe
+# would hold another's stdin open and that one would never see EOF)
+clean() {
+	local fd
+	for fd in "${PFD[@]}" $HFD; do exec {fd}>&-; done
+	exec "$@"
+}
+probe_start() { # NAME POLICY APP
+	local name=$1 fd
+	mkfifo "$T/$name.in"
+	clean "$PQSHIM" run -p "$2" -- "$PY" "$LOAD" probe --app "$3" \
+		<"$T/$name.in" >"$T/$name.out" 2>"$T/$name.err" &
+	PRUN[$name]=$!
+	bg_track "$!"
+	exec {fd}>"$T/$name.in"
+	PFD[$name]=$fd
+	ready() { grep -qx READY "$T/$name.out" || ! kill -0 "${PRUN[$name]}" 2>/dev/null; }
+	wait_until 20 ready || fail "$name: probe never READY"
+	grep -qx READY "$T/$name.out" || fail "$name: probe failed: $(cat "$T/$name.err")"
+}
+probe_end() { # NAME: EOF, exit 0
+	local rc=0 fd=${PFD[$1]}
+	exec {fd}>&-
+	unset "PFD[$1]"
+	wait "${PRUN[$1]}" || rc=$?
+	assert_eq "$rc" 0 "$1: probe exit status (stderr: $(cat "$T/$1.err"))"
+}
+# pcmd NAME LINE [SECONDS]: run one command, its result (JSON) in $R
+pcmd() {
+	SEQ_OF[$1]=$((${SEQ_OF[$1]:-0} + 1))
+	printf '%s\n' "$2" >&"${PFD[$1]}"
+	presult "$1" "${SEQ_OF[$1]}" "${3:-10}"
+}
+declare -A SEQ_OF
+presult() { # NAME SEQ SECONDS
+	local f=$T/$1.out seq=$2
+	wait_until "$3" grep -q "^R {\"seq\": $seq, " "$f" ||
+		fail "$1: no result for command $seq (stderr: $(cat "$T/$1.err"))"
+	R=$(grep "^R {\"seq\": $seq, " "$f" | sed 's/^R //')
+}
+r() { jq -r "$1" <<<"$R"; }
+
+# --- psql holder: a session held open on a fifo -------------------------------
+psql_start() { # POLICY APP
+	mkfifo "$T/holder.in"
+	PGAPPNAME=$2 clean "$PQSHIM" run -p "$1" -- "$PSQL" -X -A -t -q -v ON_ERROR_STOP=1 \
+		<"$T/holder.in" >"$T/holder.out" 2>"$T/holder.err" &
+	HOLDER=$!
+	bg_track "$HOLDER"
+	exec {HFD}>"$T/holder.in"
+}
+hn=0
+psql_send() { # LINES...: run them, wait until psql has
+	hn=$((hn + 1))
+	printf '%s\n' "$@" "\\! touch $T/holder.done.$hn" >&"$HFD"
+	wait_until 10 test -e "$T/holder.done.$hn" -o ! -d "/proc/$HOLDER" || true
+	[ -e "$T/holder.done.$hn" ] || fail "psql holder did not run: $* ($(cat "$T/holder.err"))"
+}
+backend() { # APP COLUMN: the one backend of APP
+	sql_primary "select $2 from pg_stat_activity where application_name = '$1'"
+}
+
+# ============ max_active = 1, wait_timeout = 500ms ===========================
+POL=$(policy_new timeout "[cap]
+max_active = 1
+wait_timeout = 500ms
+")
+psql_start "$POL" t_cap_timeout_holder
+psql_send "begin;" "select 1;"
+assert_eq "$(backend t_cap_timeout_holder state)" "idle in transaction" "server: the holder"
+assert_eq "$(jqp "$POL" '"\(.cap.active) \(.cap.waiting)"')" "1 0" "stat: active waiting (held)"
+assert_eq "$(jqp "$POL" '[.connections[] | .slot] | join(" ")')" held "stat: the holder's slot"
+
+probe_start p "$POL" t_cap_timeout_probe
+pcmd p "a connect c"
+assert_eq "$(r .ok)" true "probe: connect (max_active does not cap connects): $R"
+pcmd p "a exec c select 1"
+note "probe, select 1 while the slot is held: $R"
+assert_eq "$(r .ok)" false "probe: select 1 while the slot is held fails"
+assert_eq "$(r .cls)" TooManyConnections "probe: the exception's class (psycopg2.errors)"
+assert_eq "$(r .pgcode)" 53300 "probe: pgcode"
+assert_ge "$(r .elapsed)" 0.5 "probe: seconds before the failure"
+assert_le "$(r .elapsed)" 1.0 "probe: seconds before the failure"
+msg=$(r .msg)
+w=$(sed -n 's/^pqshim: no slot free after waiting \([0-9.]*\) s (.*/\1/p' <<<"$msg")
+_pqt_num "$w" || fail "probe: message: $msg"
+assert_ge "$w" 0.5 "probe: the time waited the message names"
+assert_le "$w" 1.0 "probe: the time waited the message names"
+want="pqshim: no slot free after waiting $w s (max_active = 1, wait_timeout = 500ms, policy $POL)"
+[[ $msg == "$want"* ]] || fail "probe: message '$msg' does not start with '$want'"
+# The statement never reached the server.
+assert_eq "$(backend t_cap_timeout_probe "state || '|' || query")" "idle|" \
+	"server: the probe's backend (state|last query)"
+assert_eq "$(backend t_cap_timeout_holder state)" "idle in transaction" "server: the holder, still"
+
+# psql, the real binary under the shim: PQsendQuery fails, psql prints
+# PQerrorMessage (the SQLSTATE travels in results: checked with psycopg2 above)
+t0=${EPOCHREALTIME/./} rc=0
+(PGAPPNAME=t_cap_timeout_psql clean "$PQSHIM" run -p "$POL" -- "$PSQL" -X -A -t \
+	-v VERBOSITY=verbose -c "select 1") >"$T/psql1.out" 2>"$T/psql1.err" || rc=$?
+took=$(awk -v us=$((${EPOCHREALTIME/./} - t0)) 'BEGIN { printf "%.3f", us / 1e6 }')
+note "psql -c 'select 1' while the slot is held: exit $rc after $took s: $(cat "$T/psql1.err")"
+assert_eq "$rc" 1 "psql: exit status"
+assert_match "$(cat "$T/psql1.err")" \
+	"^pqshim: no slot free after waiting [0-9.]+ s \(max_active = 1, wait_timeout = 500ms, policy $POL\)" \
+	"psql: the error it prints"
+assert_eq "$(cat "$T/psql1.out")" "" "psql: output"
+assert_ge "$took" 0.5 "psql: seconds before the failure"
+assert_le "$took" 2.0 "psql: seconds before the failure (process start included)"
+
+assert_eq "$(jqp "$POL" '.cap.timeouts')" 2 "stat: .cap.timeouts (probe, psql)"
+assert_eq "$(jqp "$POL" '(.cap.semaphores.max_active // .cap.semaphores.active).timeouts // "missing"')" 2 \
+	"stat: .cap.semaphores.max_active.timeouts"
+assert_eq "$(jqp "$POL" '"\(.cap.active) \(.cap.waiting)"')" "1 0" "stat: active waiting after the timeouts"
+
+# The holder commits: the next statement gets the slot at once.
+psql_send "commit;"
+assert_eq "$(backend t_cap_timeout_holder state)" idle "server: the holder after commit"
+assert_eq "$(jqp "$POL" '.cap.active')" 0 "stat: .cap.active after the commit"
+pcmd p "a exec c select 1"
+assert_eq "$(r .ok) $(r ".rows | tojson")" "true [[1]]" "probe: select 1 after the commit: $R"
+assert_le "$(r .elapsed)" 0.3 "probe: seconds for select 1 after the commit"
+assert_eq "$(backend t_cap_timeout_probe "state || '|' || query")" "idle|select 1" \
+	"server: the probe's backend ran it"
+assert_eq "$(jqp "$POL" '.cap.timeouts')" 2 "stat: .cap.timeouts at the end"
+probe_end p
+exec {HFD}>&-
+HFD=
+rc=0
+wait "$HOLDER" || rc=$?
+assert_eq "$rc" 0 "psql holder exit status ($(cat "$T/holder.err"))"
+
+# ============ max_connections = 2, wait_timeout = 500ms ======================
+POL=$(policy_new conns "[cap]
+max_connections = 2
+wait_timeout = 500ms
+")
+APP=t_cap_timeout_conn
+probe_start h "$POL" "$APP"
+pcmd h "a connect c1"
+assert_eq "$(r .ok)" true "two open: connect c1: $R"
+pcmd h "a connect c2"
+assert_eq "$(r .ok)" true "two open: connect c2: $R"
+assert_eq "$(server_backends "$APP")" 2 "server: backends with two open"
+assert_eq "$(jqp "$POL" '"\(.cap.max_connections) \(.cap.connections)"')" "2 2" \
+	"stat: max_connections connections"
+
+probe_start q "$POL" "$APP"
+pcmd q "a connect c3"
+note "third connect: $R"
+assert_eq "$(r .ok)" false "third connect fails"
+assert_eq "$(r .cls)" OperationalError "third connect: the exception's class"
+assert_ge "$(r .elapsed)" 0.5 "third connect: seconds before the failure"
+assert_le "$(r .elapsed)" 1.0 "third connect: seconds before the failure"
+msg=$(r .msg)
+w=$(sed -n 's/^pqshim: connection refused: no slot free after waiting \([0-9.]*\) s (.*/\1/p' <<<"$msg")
+_pqt_num "$w" || fail "third connect: message: $msg"
+assert_ge "$w" 0.5 "third connect: the time waited the message names"
+want="pqshim: connection refused: no slot free after waiting $w s (max_connections = 2, wait_timeout = 500ms, policy $POL)"
+[[ $msg == "$want"* ]] || fail "third connect: message '$msg' does not start with '$want'"
+assert_eq "$(server_backends "$APP")" 2 "server: backends after the refused connect"
+assert_eq "$(jqp "$POL" '.cap.timeouts')" 1 "stat: .cap.timeouts (the connect)"
+assert_eq "$(jqp "$POL" '(.cap.semaphores.max_connections // .cap.semaphores.connections).timeouts // "missing"')" 1 \
+	"stat: .cap.semaphores.max_connections.timeouts"
+
+pcmd h "a close c2"
+assert_eq "$(r .ok)" true "close c2: $R"
+pcmd q "a connect c3"
+assert_eq "$(r .ok)" true "connect after a close: $R"
+assert_le "$(r .elapsed)" 0.3 "connect after a close: seconds"
+pcmd q "a exec c3 select 2"
+assert_eq "$(r .ok) $(r ".rows | tojson")" "true [[2]]" "the new connection works: $R"
+assert_eq "$(server_backends "$APP")" 2 "server: backends after close + connect"
+probe_end h
+probe_end q
+assert_eq "$(jqp "$POL" '"\(.cap.connections) \(.cap.active) \(.cap.waiting)"')" "0 0 0" \
+	"stat: connections active waiting at the end"
+no_backends() { [ "$(server_backends "$APP")" = 0 ]; }
+wait_until 5 no_backends || fail "server: backends of $APP left"
+echo "ok: wait_timeout on max_active (psycopg2, psql) and max_connections"
