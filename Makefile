@@ -91,6 +91,9 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5
 	install -m 0644 doc/pqshim.1 $(DESTDIR)$(PREFIX)/share/man/man1/pqshim.1
 	install -m 0644 doc/pqshim-policy.5 $(DESTDIR)$(PREFIX)/share/man/man5/pqshim-policy.5
+	install -d $(DESTDIR)$(PREFIX)/share/pqshim
+	install -m 0755 tools/demo.sh $(DESTDIR)$(PREFIX)/share/pqshim/demo.sh
+	install -m 0644 tools/demo_app.py tests/integration/pgbed.sh $(DESTDIR)$(PREFIX)/share/pqshim/
 
 clean:
 	rm -rf $(BUILD)

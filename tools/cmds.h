@@ -11,6 +11,7 @@
 int cmd_run(int argc, char **argv);
 int cmd_stat(int argc, char **argv);
 int cmd_check(int argc, char **argv);
+int cmd_demo(int argc, char **argv);
 
 /* The segment a command reads: -p POLICY, -s SEGMENT, $PQSHIM_POLICY, or
  * "default".  Fills `name`; `policy_path` is "" when no policy was named. */

@@ -4,14 +4,22 @@
 # service, 14 clients in all, under a cap of 3; the live view; read-only
 # switched on mid-run and off again; a report checked against what the
 # server saw, and a picture of the run.  Leaves nothing behind but the
-# report and the picture (in build/demo/).
+# report and the picture (build/demo/ in the source tree, ./pqshim-demo/
+# when installed; PQSHIM_DEMO_OUT overrides).
 set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
-PQSHIM=${PQSHIM:-$root/build/pqshim}
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
 BIN=/usr/lib/postgresql/15/bin
-out=$root/build/demo
-# shellcheck source=../tests/integration/pgbed.sh
-. "$root/tests/integration/pgbed.sh"
+if [ -f "$here/pgbed.sh" ]; then     # installed: share/pqshim/{demo.sh,demo_app.py,pgbed.sh}
+	PQSHIM=${PQSHIM:-$root/../bin/pqshim}
+	out=${PQSHIM_DEMO_OUT:-$PWD/pqshim-demo}
+	. "$here/pgbed.sh"
+else                                  # the source tree
+	PQSHIM=${PQSHIM:-$root/build/pqshim}
+	out=${PQSHIM_DEMO_OUT:-$root/build/demo}
+	# shellcheck source=../tests/integration/pgbed.sh
+	. "$root/tests/integration/pgbed.sh"
+fi
 
 work=$(mktemp -d /tmp/pqshim-demo.XXXXXX)
 chmod 0755 "$work"
@@ -73,7 +81,7 @@ select abalance from pgbench_accounts where aid = :aid;' >"$work/read.sql"
 p1=$!
 "$PQSHIM" run -p "$policy" -- "$BIN/pgbench" -n -c 4 -j 4 -T $secs -S >"$work/pgb2.log" 2>&1 &
 p2=$!
-"$PQSHIM" run -p "$policy" -- /usr/bin/python3 "$root/tools/demo_app.py" 6 $secs >"$work/app.log" 2>"$work/app.err" &
+"$PQSHIM" run -p "$policy" -- /usr/bin/python3 "$here/demo_app.py" 6 $secs >"$work/app.log" 2>"$work/app.err" &
 p3=$!
 pids="$p1 $p2 $p3"
 

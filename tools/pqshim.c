@@ -21,6 +21,8 @@ static const char usage[] =
 	"  drain [-p POLICY|-s SEGMENT] [--timeout 2m]\n"
 	"                                          wait until no connection is left on a target\n"
 	"                                          the policy forbids (exit 0; 1 on timeout)\n"
+	"  demo                                    the main job: a primary, a replica, 14 clients\n"
+	"                                          under a cap of 3, read-only on and off\n"
 	"\n"
 	"Without -p or -s, commands use $PQSHIM_POLICY, else the segment \"default\".\n"
 	"`pqshim COMMAND --help` describes each command.\n";
@@ -69,6 +71,8 @@ int main(int argc, char **argv)
 		return cmd_top(argc - 1, argv + 1);
 	if (!strcmp(cmd, "drain"))
 		return cmd_drain(argc - 1, argv + 1);
+	if (!strcmp(cmd, "demo"))
+		return cmd_demo(argc - 1, argv + 1);
 	fprintf(stderr, "pqshim: unknown command \"%s\"\n\n%s", cmd, usage);
 	return 2;
 }
