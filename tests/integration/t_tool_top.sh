@@ -89,6 +89,8 @@ in_pty() {
 restored() {
 	local name=$1
 	[ -s "$T/$name.rc" ] || fail "$name: top did not end: $(od -c "$T/$name.out" | tail -3)"
+	# the shell writes .rc, then .after: wait for the second too
+	wait_until 5 test -s "$T/$name.after" || fail "$name: the shell did not record the terminal after top"
 	[ "$(head -c 8 "$T/$name.out")" = "${ESC}[?1049h" ] || fail "$name: no alternate screen at the start"
 	grep -q "$ESC\[?25l" "$T/$name.out" || fail "$name: the cursor was not hidden"
 	grep -q 'pqshim top ' "$T/$name.out" || fail "$name: nothing drawn"
