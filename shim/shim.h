@@ -50,6 +50,12 @@ struct prepared {
 	Oid *types;
 };
 
+enum defer_kind {
+	DEFER_QUERY, DEFER_PARAMS, DEFER_PREPARED, DEFER_PREPARE,
+	DEFER_DESCRIBE_PREPARED, DEFER_DESCRIBE_PORTAL,
+};
+struct deferred;
+
 /* The shim's view of one PGconn. */
 struct conn {
 	PGconn *pg;
@@ -64,6 +70,7 @@ struct conn {
 	struct connargs args;     /* the program's connect arguments (route.c) */
 	struct connargs where;    /* ... as routed: where it is connected now */
 	struct prepared *prepared;
+	struct deferred *deferred; /* a send waiting for its slot (defer.c; g.lock) */
 	struct seg_conn local;
 };
 
@@ -95,6 +102,7 @@ struct shim {
 	unsigned ro_gen;          /* bumped at every switch (atomic) */
 	int drainer;              /* the drainer thread runs (drain.c) */
 	int pipelines;            /* connections in pipeline mode (atomic) */
+	int deferrals;            /* sends waiting in defer.c (atomic) */
 	struct connmap map;
 };
 
@@ -155,7 +163,19 @@ static inline int route_enabled(void)
 
 /* The cap (slots.c). */
 void slots_configure(void);
-const char *slot_wait_active(struct conn *c);
+extern const char SLOT_DEFERRED[];
+const char *slot_wait_active(struct conn *c, int may_defer);
+int slot_thread_busy(struct conn *except);
+
+/* Event loops' sends waiting for a slot (defer.c). */
+int defer_save(struct conn *c, enum defer_kind kind, const char *command, const char *name,
+               int nparams, const Oid *types, const char *const *values, const int *lengths,
+               const int *formats, int result_format);
+void defer_kick(void);
+int defer_busy(struct conn *c);
+PGresult *defer_result(struct conn *c, int *answered);
+void defer_forget(struct conn *c);
+void defer_after_fork(void);
 void slot_release_active_slow(struct conn *c);
 const char *slot_connect(struct conn *c, char *buf, size_t size);
 void slots_release_all(struct conn *c);
@@ -224,6 +244,9 @@ ALWAYS_INLINE void track_settle(struct conn *c)
 		if (h == HOLD_HELD) {
 			if (!sem_try_release(&g.cap->sems[SEM_ACTIVE], hold))
 				slot_release_active_slow(c);
+			/* an event loop's deferred send may take it now */
+			if (unlikely(__atomic_load_n(&g.deferrals, __ATOMIC_RELAXED)))
+				defer_kick();
 		} else if (h != HOLD_NONE) {
 			__atomic_store_n(hold, HOLD_NONE, __ATOMIC_RELEASE);
 		}
@@ -236,7 +259,7 @@ ALWAYS_INLINE void track_settle(struct conn *c)
  * connection up, apply the rules, count.  Returns NULL to go on, or why the
  * call is refused.  *cp is the connection (NULL: not one of ours).
  */
-ALWAYS_INLINE const char *work_begin(PGconn *pg, struct conn **cp)
+ALWAYS_INLINE const char *work_begin(PGconn *pg, struct conn **cp, int may_defer)
 {
 	shim_enter();
 	struct conn *c = conn_lookup(pg);
@@ -259,9 +282,9 @@ ALWAYS_INLINE const char *work_begin(PGconn *pg, struct conn **cp)
 	uint8_t *hold = &c->rec->hold[SEM_ACTIVE];
 	if (__atomic_load_n(&sem->max, __ATOMIC_RELAXED) && *hold == HOLD_NONE) {
 		if (!sem_try_acquire(sem, hold)) {
-			const char *why = slot_wait_active(c);
+			const char *why = slot_wait_active(c, may_defer && !c->pipeline);
 			if (why)
-				return why;
+				return why;  /* refused, or SLOT_DEFERRED */
 		}
 		c->rec->holder_tid = t.tid;
 	}

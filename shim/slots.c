@@ -67,7 +67,7 @@ static void holds_active(void *value, void *arg)
 /* Would the calling thread wait on itself?  Only then may it not wait: it
  * has work in flight on another connection that only it can finish (an
  * event loop driving several connections, or MAAS's nested connection). */
-static int thread_holds_slot(struct conn *except)
+int slot_thread_busy(struct conn *except)
 {
 	struct holds_arg a = { except, 0 };
 	pthread_mutex_lock(&g.lock);
@@ -78,11 +78,13 @@ static int thread_holds_slot(struct conn *except)
 
 /* Wait for a slot of sem on behalf of c.  NULL when granted (or shared),
  * else the message for the program, with t.sqlstate set. */
-static const char *wait_for(struct conn *c, int sem, char *buf, size_t size)
+const char SLOT_DEFERRED[] = "deferred";
+
+static const char *wait_for(struct conn *c, int sem, char *buf, size_t size, int may_defer)
 {
 	uint8_t scratch = HOLD_NONE, *hold = c ? &c->rec->hold[sem] : &scratch;
 	uint64_t waited = 0;
-	int nested = thread_holds_slot(c);
+	int nested = slot_thread_busy(c);
 	uint32_t max = __atomic_load_n(&g.cap->sems[sem].max, __ATOMIC_RELAXED);
 	enum cap_result r = cap_acquire_slow(g.capseg, g.cap, sem, hold, (uint32_t)g.proc_idx,
 	                                     t.tid, g.pol.wait_timeout_ms * 1000000ull, nested,
@@ -95,6 +97,11 @@ static const char *wait_for(struct conn *c, int sem, char *buf, size_t size)
 	case CAP_OK:
 		return NULL;
 	case CAP_NESTED:
+		if (may_defer && g.pol.nested == NESTED_SHARE) {
+			/* An event loop's send: it waits its turn without blocking
+			 * the loop (defer.c). */
+			return SLOT_DEFERRED;
+		}
 		if (g.pol.nested == NESTED_SHARE) {
 			/* It would wait on itself: ride on the slot it holds. */
 			__atomic_store_n(hold, HOLD_SHARED, __ATOMIC_RELEASE);
@@ -121,10 +128,10 @@ static const char *wait_for(struct conn *c, int sem, char *buf, size_t size)
 	return buf;
 }
 
-const char *slot_wait_active(struct conn *c)
+const char *slot_wait_active(struct conn *c, int may_defer)
 {
 	static TLS char msg[512];
-	return wait_for(c, SEM_ACTIVE, msg, sizeof msg);
+	return wait_for(c, SEM_ACTIVE, msg, sizeof msg, may_defer);
 }
 
 const char *slot_connect(struct conn *c, char *buf, size_t size)
@@ -142,7 +149,7 @@ const char *slot_connect(struct conn *c, char *buf, size_t size)
 	}
 	if (sem_try_acquire(s, &c->rec->hold[SEM_CONNECTIONS]))
 		return NULL;
-	return wait_for(c, SEM_CONNECTIONS, buf, size);
+	return wait_for(c, SEM_CONNECTIONS, buf, size, 0);
 }
 
 void slot_release_active_slow(struct conn *c)

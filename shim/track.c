@@ -101,6 +101,7 @@ static void at_fork_child(void)
 	 * the child (t.tid == 0) re-registers everything as its own. */
 	t.tid = 0;
 	g.drainer = 0;           /* threads do not survive fork() */
+	defer_after_fork();
 	g.ticking = 0;
 }
 
@@ -170,6 +171,7 @@ static void adopt(void *value, void *arg)
 	c->rec->pid = g.pid;
 	c->rec->flags |= CONN_INHERITED;
 	memset(c->rec->hold, 0, sizeof c->rec->hold);  /* the parent's slots stay the parent's */
+	c->deferred = NULL;      /* the parent's loop sends what it deferred */
 	c->rec->queries = c->rec->xacts = c->rec->cross_thread_uses = 0;
 	g.proc->connections++;
 	g.proc->inherited++;
@@ -409,6 +411,11 @@ void track_close(PGconn *pg)
 	pthread_mutex_lock(&g.lock);
 	struct conn *c = connmap_del(&g.map, pg);
 	if (c) {
+		if (c->deferred) {
+			pthread_mutex_unlock(&g.lock);
+			defer_forget(c);
+			pthread_mutex_lock(&g.lock);
+		}
 		slots_release_all(c);
 		release(c, 0);
 		__atomic_fetch_sub(&g.proc->connections, 1, __ATOMIC_RELAXED);

@@ -20,7 +20,7 @@
 		if (t.depth) \
 			return real.name args; \
 		struct conn *c; \
-		const char *why = work_begin(conn, &c); \
+		const char *why = work_begin(conn, &c, 0); \
 		if (unlikely(why != NULL)) \
 			return pqerr_result(conn, t.sqlstate, why); \
 		t.depth = 1; \
@@ -31,14 +31,21 @@
 		return r; \
 	}
 
-/* An asynchronous send: counts, may be refused (0 and PQerrorMessage). */
-#define WRAP_SEND(name, params, args) \
+/* An asynchronous send: counts, may be refused (0 and PQerrorMessage), or
+ * deferred (an event loop's turn, defer.c: `save` keeps a copy). */
+#define WRAP_SEND(name, params, args, save) \
 	SHIM_EXPORT int name params \
 	{ \
 		if (t.depth) \
 			return real.name args; \
 		struct conn *c; \
-		const char *why = work_begin(conn, &c); \
+		if (unlikely(busy_deferred(conn))) \
+			return 0; \
+		const char *why = work_begin(conn, &c, 1); \
+		if (unlikely(why == SLOT_DEFERRED) && (save) == 0) \
+			return 1; \
+		if (unlikely(why == SLOT_DEFERRED)) \
+			why = slot_wait_active(c, 0); \
 		if (unlikely(why != NULL)) { \
 			pqerr_set_message(conn, why); \
 			return 0; \
@@ -63,7 +70,7 @@ SHIM_EXPORT PGresult *PQprepare(PGconn *conn, const char *stmtName, const char *
 	if (t.depth)
 		return real.PQprepare(conn, stmtName, query, nParams, paramTypes);
 	struct conn *c;
-	const char *why = work_begin(conn, &c);
+	const char *why = work_begin(conn, &c, 0);
 	if (unlikely(why != NULL))
 		return pqerr_result(conn, t.sqlstate, why);
 	t.depth = 1;
@@ -87,19 +94,44 @@ WRAP_SYNC(PQfn,
 	 const PQArgBlock *args, int nargs),
 	(conn, fnid, result_buf, result_len, result_is_int, args, nargs))
 
-WRAP_SEND(PQsendQuery, (PGconn *conn, const char *query), (conn, query))
+/* A send on a connection whose previous send still waits in defer.c is
+ * what libpq says of any send while a command is in progress. */
+static int busy_deferred(PGconn *conn)
+{
+	if (likely(!__atomic_load_n(&g.deferrals, __ATOMIC_RELAXED)))
+		return 0;
+	shim_enter();
+	struct conn *c = conn_lookup(conn);
+	if (!c || !c->deferred)
+		return 0;
+	pqerr_set_message(conn, "another command is already in progress");
+	return 1;
+}
+
+WRAP_SEND(PQsendQuery, (PGconn *conn, const char *query), (conn, query),
+	defer_save(c, DEFER_QUERY, query, NULL, 0, NULL, NULL, NULL, NULL, 0))
 WRAP_SEND(PQsendQueryParams,
 	(PGconn *conn, const char *command, int nParams, const Oid *paramTypes,
 	 const char *const *paramValues, const int *paramLengths, const int *paramFormats,
 	 int resultFormat),
-	(conn, command, nParams, paramTypes, paramValues, paramLengths, paramFormats, resultFormat))
+	(conn, command, nParams, paramTypes, paramValues, paramLengths, paramFormats, resultFormat),
+	defer_save(c, DEFER_PARAMS, command, NULL, nParams, paramTypes, paramValues, paramLengths,
+	           paramFormats, resultFormat))
 SHIM_EXPORT int PQsendPrepare(PGconn *conn, const char *stmtName, const char *query,
                               int nParams, const Oid *paramTypes)
 {
 	if (t.depth)
 		return real.PQsendPrepare(conn, stmtName, query, nParams, paramTypes);
 	struct conn *c;
-	const char *why = work_begin(conn, &c);
+	if (unlikely(busy_deferred(conn)))
+		return 0;
+	const char *why = work_begin(conn, &c, 1);
+	if (unlikely(why == SLOT_DEFERRED)
+	    && defer_save(c, DEFER_PREPARE, query, stmtName, nParams, paramTypes, NULL, NULL,
+	                  NULL, 0) == 0)
+		return 1;
+	if (unlikely(why == SLOT_DEFERRED))
+		why = slot_wait_active(c, 0);
 	if (unlikely(why != NULL)) {
 		pqerr_set_message(conn, why);
 		return 0;
@@ -114,9 +146,13 @@ SHIM_EXPORT int PQsendPrepare(PGconn *conn, const char *stmtName, const char *qu
 WRAP_SEND(PQsendQueryPrepared,
 	(PGconn *conn, const char *stmtName, int nParams, const char *const *paramValues,
 	 const int *paramLengths, const int *paramFormats, int resultFormat),
-	(conn, stmtName, nParams, paramValues, paramLengths, paramFormats, resultFormat))
-WRAP_SEND(PQsendDescribePrepared, (PGconn *conn, const char *stmt), (conn, stmt))
-WRAP_SEND(PQsendDescribePortal, (PGconn *conn, const char *portal), (conn, portal))
+	(conn, stmtName, nParams, paramValues, paramLengths, paramFormats, resultFormat),
+	defer_save(c, DEFER_PREPARED, NULL, stmtName, nParams, NULL, paramValues, paramLengths,
+	           paramFormats, resultFormat))
+WRAP_SEND(PQsendDescribePrepared, (PGconn *conn, const char *stmt), (conn, stmt),
+	defer_save(c, DEFER_DESCRIBE_PREPARED, NULL, stmt, 0, NULL, NULL, NULL, NULL, 0))
+WRAP_SEND(PQsendDescribePortal, (PGconn *conn, const char *portal), (conn, portal),
+	defer_save(c, DEFER_DESCRIBE_PORTAL, NULL, portal, 0, NULL, NULL, NULL, NULL, 0))
 
 /* Called twice or more per statement: the cheapest wrapper of all.  Work
  * can only have completed when it returns NULL, or, in pipeline mode, after
@@ -128,11 +164,27 @@ __attribute__((noinline)) static void settle_after_result(PGconn *conn)
 		track_settle(c);
 }
 
+/* PQgetResult on a connection whose statement still waits in defer.c. */
+__attribute__((noinline)) static PGresult *deferred_result(PGconn *conn, int *answered)
+{
+	*answered = 0;
+	struct conn *c = conn_lookup(conn);
+	if (!c || !c->deferred)
+		return NULL;
+	return defer_result(c, answered);
+}
+
 SHIM_EXPORT PGresult *PQgetResult(PGconn *conn)
 {
 	if (t.depth)
 		return real.PQgetResult(conn);
 	shim_enter();
+	if (unlikely(__atomic_load_n(&g.deferrals, __ATOMIC_RELAXED))) {
+		int answered;
+		PGresult *r = deferred_result(conn, &answered);
+		if (answered)
+			return r;
+	}
 	t.depth = 1;
 	PGresult *r = real.PQgetResult(conn);
 	t.depth = 0;
@@ -200,4 +252,20 @@ SHIM_EXPORT int PQexitPipelineMode(PGconn *conn)
 		track_settle(c);
 	}
 	return r;
+}
+
+/* Busy while its statement waits for a slot (defer.c); libpq's answer
+ * otherwise.  Costs one load when nothing is deferred. */
+SHIM_EXPORT int PQisBusy(PGconn *conn)
+{
+	if (likely(!__atomic_load_n(&g.deferrals, __ATOMIC_RELAXED)) || t.depth)
+		return real.PQisBusy(conn);
+	shim_enter();
+	struct conn *c = conn_lookup(conn);
+	if (c && c->deferred) {
+		int b = defer_busy(c);
+		if (b >= 0)
+			return b;
+	}
+	return real.PQisBusy(conn);
 }

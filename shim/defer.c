@@ -1,0 +1,278 @@
+/*
+ * defer.c - an event loop's statement waits its turn without blocking the
+ * loop.
+ *
+ * A thread that drives several connections (pgbench -j 1 -c 4, asyncio)
+ * and has work in flight on one of them cannot block in PQsendQuery for a
+ * slot on another: the slot it waits for may be its own, freed only when
+ * the loop reads that work's results.  Such a send is deferred instead: the
+ * call and its arguments are copied, PQsend* returns 1, and PQisBusy says
+ * busy.  The statement leaves when a slot comes to this thread: after one
+ * of its own connections gives its slot back (track_settle calls
+ * defer_kick), or, once the thread has nothing in flight any more, by
+ * waiting in line like anyone else.  The program sees a slow statement,
+ * never a wrong one; the cap is never exceeded.  A deferred statement that
+ * finally times out is answered by PQgetResult with the usual 53300 result.
+ */
+#include "shim.h"
+#include "log.h"
+#include "pqerr.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct deferred {
+	struct deferred *next;     /* the process's queue, in order (g.lock) */
+	struct conn *c;
+	pid_t tid;                 /* the thread whose loop sends it */
+	enum defer_kind kind;
+	char *command, *name;
+	int nparams, result_format;
+	Oid *types;
+	char **values;
+	int *lengths, *formats;
+	int failed;                /* it will not be sent: PQgetResult answers `error` */
+	PGresult *error;           /* ... this result (NULL once given), then NULL */
+};
+
+static struct deferred *queue_head;   /* under g.lock */
+
+static char *dup_or_null(const char *s)
+{
+	return s ? strdup(s) : NULL;
+}
+
+static void free_deferred(struct deferred *d)
+{
+	free(d->command);
+	free(d->name);
+	free(d->types);
+	if (d->values)
+		for (int i = 0; i < d->nparams; i++)
+			free(d->values[i]);
+	free(d->values);
+	free(d->lengths);
+	free(d->formats);
+	free(d);
+}
+
+/* Keep a copy of a send for later.  0, or -1 (out of memory: send now). */
+int defer_save(struct conn *c, enum defer_kind kind, const char *command, const char *name,
+               int nparams, const Oid *types, const char *const *values, const int *lengths,
+               const int *formats, int result_format)
+{
+	struct deferred *d = calloc(1, sizeof *d);
+	if (!d)
+		return -1;
+	d->c = c;
+	d->tid = t.tid;
+	d->kind = kind;
+	d->command = dup_or_null(command);
+	d->name = dup_or_null(name);
+	d->nparams = nparams > 0 ? nparams : 0;
+	d->result_format = result_format;
+	if (d->nparams) {
+		size_t n = (size_t)d->nparams;
+		if (types && (d->types = malloc(n * sizeof *types)))
+			memcpy(d->types, types, n * sizeof *types);
+		if (lengths && (d->lengths = malloc(n * sizeof *lengths)))
+			memcpy(d->lengths, lengths, n * sizeof *lengths);
+		if (formats && (d->formats = malloc(n * sizeof *formats)))
+			memcpy(d->formats, formats, n * sizeof *formats);
+		if (values && (d->values = calloc(n, sizeof *d->values)))
+			for (int i = 0; i < d->nparams; i++) {
+				if (!values[i])
+					continue;
+				int binary = formats && formats[i] == 1;
+				size_t len = binary && lengths ? (size_t)lengths[i] : strlen(values[i]) + 1;
+				if ((d->values[i] = malloc(len ? len : 1)))
+					memcpy(d->values[i], values[i], len);
+			}
+	}
+	__atomic_store_n(&c->rec->cstate, CS_WAITING, __ATOMIC_RELAXED);
+	pthread_mutex_lock(&g.lock);
+	struct deferred **tail = &queue_head;
+	while (*tail)
+		tail = &(*tail)->next;
+	*tail = d;
+	c->deferred = d;
+	__atomic_fetch_add(&g.deferrals, 1, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&g.lock);
+	return 0;
+}
+
+static void unlink_locked(struct deferred *d)
+{
+	for (struct deferred **p = &queue_head; *p; p = &(*p)->next)
+		if (*p == d) {
+			*p = d->next;
+			break;
+		}
+}
+
+/* The slot is ours: send it for real. */
+static void send_now(struct deferred *d)
+{
+	struct conn *c = d->c;
+	PGconn *pg = c->pg;
+	c->rec->holder_tid = t.tid;
+	track_sent(c);
+	t.depth++;
+	int ok = 0;
+	switch (d->kind) {
+	case DEFER_QUERY:
+		ok = real.PQsendQuery(pg, d->command);
+		break;
+	case DEFER_PARAMS:
+		ok = real.PQsendQueryParams(pg, d->command, d->nparams, d->types,
+		                            (const char *const *)d->values, d->lengths, d->formats,
+		                            d->result_format);
+		break;
+	case DEFER_PREPARED:
+		ok = real.PQsendQueryPrepared(pg, d->name, d->nparams, (const char *const *)d->values,
+		                              d->lengths, d->formats, d->result_format);
+		break;
+	case DEFER_PREPARE:
+		ok = real.PQsendPrepare(pg, d->name, d->command, d->nparams, d->types);
+		if (ok)
+			switch_note_prepare(c, d->name, d->command, d->nparams, d->types);
+		break;
+	case DEFER_DESCRIBE_PREPARED:
+		ok = real.PQsendDescribePrepared(pg, d->name);
+		break;
+	case DEFER_DESCRIBE_PORTAL:
+		ok = real.PQsendDescribePortal(pg, d->name);
+		break;
+	}
+	t.depth--;
+	if (!ok) {
+		/* libpq refused it (a lost connection): answer as libpq would */
+		d->failed = 1;
+		d->error = real.PQmakeEmptyPGresult(pg, PGRES_FATAL_ERROR);
+		track_settle(c);
+	}
+}
+
+/* Done with d (sent, or its error returned): forget it. */
+static void retire(struct deferred *d)
+{
+	pthread_mutex_lock(&g.lock);
+	unlink_locked(d);
+	if (d->c->deferred == d)
+		d->c->deferred = NULL;
+	__atomic_fetch_sub(&g.deferrals, 1, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&g.lock);
+	free_deferred(d);
+}
+
+/* The oldest deferred send of the calling thread still waiting for a slot. */
+static struct deferred *next_of_mine(void)
+{
+	struct deferred *d;
+	pthread_mutex_lock(&g.lock);
+	for (d = queue_head; d; d = d->next)
+		if (d->tid == t.tid && !d->failed)
+			break;
+	pthread_mutex_unlock(&g.lock);
+	return d;
+}
+
+/* Give d its slot (waiting if `block`); 1 when it was sent or failed. */
+static int try_send(struct deferred *d, int block)
+{
+	struct seg_sem *sem = &g.cap->sems[SEM_ACTIVE];
+	uint8_t *hold = &d->c->rec->hold[SEM_ACTIVE];
+	if (!__atomic_load_n(&sem->max, __ATOMIC_RELAXED) || sem_try_acquire(sem, hold)) {
+		send_now(d);
+		return 1;
+	}
+	if (!block)
+		return 0;
+	const char *why = slot_wait_active(d->c, 0);
+	if (why == SLOT_DEFERRED)
+		return 0;
+	if (why) {
+		/* waited its turn and timed out: PQgetResult will say so */
+		d->failed = 1;
+		d->error = pqerr_result(d->c->pg, t.sqlstate, why);
+		__atomic_store_n(&d->c->rec->cstate, CS_IDLE, __ATOMIC_RELAXED);
+		return 1;
+	}
+	send_now(d);
+	return 1;
+}
+
+/*
+ * A slot may be free for this thread's deferred sends (one of its
+ * connections just gave one back, or the loop polls).  Send what can be
+ * sent in order; once the thread has nothing in flight, wait in line.
+ */
+void defer_kick(void)
+{
+	struct deferred *d;
+	while ((d = next_of_mine())) {
+		int idle = !slot_thread_busy(d->c);
+		if (!try_send(d, idle))
+			return;
+		if (!d->failed)
+			retire(d);
+	}
+}
+
+/* PQisBusy on a connection whose statement has not left yet. */
+int defer_busy(struct conn *c)
+{
+	struct deferred *d = c->deferred;
+	if (d->tid == t.tid && !d->failed && try_send(d, 0) && !d->failed) {
+		retire(d);
+		return -1;           /* sent now: libpq knows the rest */
+	}
+	return d->failed ? 0 : 1;
+}
+
+/* PQgetResult on it: the program waits for it, so we wait for its slot. */
+PGresult *defer_result(struct conn *c, int *answered)
+{
+	struct deferred *d = c->deferred;
+	*answered = 1;
+	/* The program blocks on it: so may we (bounded by wait_timeout). */
+	while (!d->failed && !try_send(d, 1))
+		;
+	if (!d->failed) {
+		retire(d);
+		*answered = 0;       /* sent: libpq has the result */
+		return NULL;
+	}
+	if (d->error) {
+		PGresult *r = d->error;
+		d->error = NULL;
+		return r;
+	}
+	retire(d);               /* then NULL, as after any result */
+	return NULL;
+}
+
+/* PQfinish, or a fork child: drop whatever waits. */
+void defer_forget(struct conn *c)
+{
+	pthread_mutex_lock(&g.lock);
+	struct deferred *d = c->deferred;
+	if (d) {
+		unlink_locked(d);
+		c->deferred = NULL;
+		__atomic_fetch_sub(&g.deferrals, 1, __ATOMIC_RELEASE);
+	}
+	pthread_mutex_unlock(&g.lock);
+	if (d) {
+		if (d->error)
+			real.PQclear(d->error);
+		free_deferred(d);
+	}
+}
+
+/* A fork child: what the parent's loops deferred is theirs to send. */
+void defer_after_fork(void)
+{
+	queue_head = NULL;       /* the parent's copies: not ours to free */
+	g.deferrals = 0;
+}
