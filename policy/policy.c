@@ -1099,3 +1099,22 @@ void policy_segment_name(const struct policy *p, const char *path,
 
 	snprintf(buf, size, "p-%s-%08x", base, (unsigned)fnv1a(full));
 }
+
+/* The value of a `segment = NAME` line of a policy that does not load: a
+ * broken policy still names the segment its programs use (the shim and
+ * the tool must agree on it, or `pqshim stat` could not show the error). */
+void policy_recover_segment(const char *path, char *out, size_t size)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return;
+	char line[512];
+	while (fgets(line, sizeof line, f)) {
+		char name[65];
+		if (sscanf(line, " segment = %64[A-Za-z0-9._-]", name) == 1) {
+			snprintf(out, size, "%s", name);
+			break;
+		}
+	}
+	fclose(f);
+}

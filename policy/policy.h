@@ -88,4 +88,11 @@ void policy_segment_name(const struct policy *p, const char *path,
  */
 const char *policy_scope_word(enum cap_scope scope);
 
+/*
+ * For a policy that does not load: the value of its `segment = NAME` line,
+ * if it has one (out untouched otherwise), so that the shim and the tool
+ * still agree on the segment that shows the error.
+ */
+void policy_recover_segment(const char *path, char *out, size_t size);
+
 #endif

@@ -187,8 +187,9 @@ enum cap_result cap_acquire_slow(struct segment *seg, struct seg_cap *cap, int s
 			break;
 		}
 		if (cap_now_ns() >= start + timeout_ns) {
+			if (me->state == WAITER_QUEUED)   /* an audit may have dropped it */
+				word_add(s, -(int64_t)SEM_WAIT_ONE);
 			me->state = WAITER_FREE;
-			word_add(s, -(int64_t)SEM_WAIT_ONE);
 			__atomic_store_n(hold, HOLD_NONE, __ATOMIC_RELEASE);
 			cap_unlock(cap);
 			break;

@@ -129,11 +129,21 @@ static inline int sem_try_acquire(struct seg_sem *s, uint8_t *hold)
 	return 0;
 }
 
+/* Claim the release of a held slot: only one of two threads racing to give
+ * the same slot back (a thread exiting, the one using the connection) wins. */
+static inline int hold_claim_release(uint8_t *hold)
+{
+	uint8_t held = HOLD_HELD;
+	return __atomic_compare_exchange_n(hold, &held, HOLD_RELEASING, 0, __ATOMIC_ACQ_REL,
+	                                   __ATOMIC_RELAXED);
+}
+
+/* The caller has claimed the release (hold is RELEASING).  1: done; 0: the
+ * slow path must finish it (cap_release_slow), the hold still RELEASING. */
 static inline int sem_try_release(struct seg_sem *s, uint8_t *hold)
 {
 	uint32_t max = __atomic_load_n(&s->max, __ATOMIC_RELAXED);
 	uint64_t w = __atomic_load_n(&s->word, __ATOMIC_RELAXED);
-	__atomic_store_n(hold, HOLD_RELEASING, __ATOMIC_RELAXED);
 	/* With waiters queued the slot is handed over under the lock. */
 	while (!(w & SEM_FROZEN) && (sem_waiting(w) == 0 || (max && sem_count(w) > max))
 	       && sem_count(w) > 0) {
@@ -143,7 +153,6 @@ static inline int sem_try_release(struct seg_sem *s, uint8_t *hold)
 			return 1;
 		}
 	}
-	__atomic_store_n(hold, HOLD_HELD, __ATOMIC_RELEASE);
 	return 0;
 }
 

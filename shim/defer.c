@@ -31,11 +31,13 @@ struct deferred {
 	Oid *types;
 	char **values;
 	int *lengths, *formats;
+	int inflight;              /* a kicker is sending it (g.lock): don't free */
 	int failed;                /* it will not be sent: PQgetResult answers `error` */
 	PGresult *error;           /* ... this result (NULL once given), then NULL */
 };
 
 static struct deferred *queue_head;   /* under g.lock */
+static pthread_cond_t settled = PTHREAD_COND_INITIALIZER;   /* inflight cleared */
 
 static char *dup_or_null(const char *s)
 {
@@ -165,16 +167,39 @@ static void retire(struct deferred *d)
 	free_deferred(d);
 }
 
-/* The oldest deferred send of the calling thread still waiting for a slot. */
+/* The oldest deferred send of the calling thread still waiting for a
+ * slot, marked in flight: a PQfinish from another thread waits for us. */
 static struct deferred *next_of_mine(void)
 {
 	struct deferred *d;
 	pthread_mutex_lock(&g.lock);
 	for (d = queue_head; d; d = d->next)
-		if (d->tid == t.tid && !d->failed)
+		if (d->tid == t.tid && !d->failed && !d->inflight)
 			break;
+	if (d)
+		d->inflight = 1;
 	pthread_mutex_unlock(&g.lock);
 	return d;
+}
+
+/* Done with d for now: forget it if it left (sent), and let a waiting
+ * PQfinish go on. */
+static void land(struct deferred *d, int sent)
+{
+	int gone = 0;
+	pthread_mutex_lock(&g.lock);
+	d->inflight = 0;
+	if (sent && !d->failed) {
+		unlink_locked(d);
+		if (d->c->deferred == d)
+			d->c->deferred = NULL;
+		__atomic_fetch_sub(&g.deferrals, 1, __ATOMIC_RELEASE);
+		gone = 1;
+	}
+	pthread_cond_broadcast(&settled);
+	pthread_mutex_unlock(&g.lock);
+	if (gone)
+		free_deferred(d);
 }
 
 /* Give d its slot (waiting if `block`); 1 when it was sent or failed. */
@@ -211,11 +236,14 @@ void defer_kick(void)
 {
 	struct deferred *d;
 	while ((d = next_of_mine())) {
-		int idle = !slot_thread_busy(d->c);
-		if (!try_send(d, idle))
+		/* With results still coming on another of its connections, the
+		 * loop will be back: keep waiting.  Without, wait in line (or,
+		 * holding a slot idle in a transaction, follow `nested`). */
+		int pending = slot_thread_pending(d->c);
+		int sent = try_send(d, !pending);
+		land(d, sent);
+		if (!sent)
 			return;
-		if (!d->failed)
-			retire(d);
 	}
 }
 
@@ -256,6 +284,8 @@ PGresult *defer_result(struct conn *c, int *answered)
 void defer_forget(struct conn *c)
 {
 	pthread_mutex_lock(&g.lock);
+	while (c->deferred && c->deferred->inflight)
+		pthread_cond_wait(&settled, &g.lock);   /* a kicker is sending it */
 	struct deferred *d = c->deferred;
 	if (d) {
 		unlink_locked(d);

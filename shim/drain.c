@@ -28,7 +28,8 @@
 
 struct victim {
 	uint32_t backend;
-	struct conn *c;
+	struct conn *c;          /* compared, never dereferenced, unless still mapped */
+	PGconn *pg;
 	struct connargs where;
 };
 
@@ -64,6 +65,7 @@ static void collect_one(void *value, void *arg)
 	struct victim *v = &col->v[col->n++];
 	v->backend = r->backend_pid;
 	v->c = c;
+	v->pg = c->pg;
 	v->where.n = 0;
 	connargs_copy(&v->where, &c->where);
 }
@@ -73,6 +75,8 @@ static void collect_one(void *value, void *arg)
 static int terminate(struct victim *v)
 {
 	int ended = 0;
+	if (g.disabled)
+		return 0;            /* the process is exiting */
 	const char *kw[CONNARGS_MAX + 2], *val[CONNARGS_MAX + 2];
 	connargs_arrays(&v->where, kw, val);
 	int n = v->where.n;
@@ -103,7 +107,7 @@ static int terminate(struct victim *v)
 static void mark_ended(struct victim *v)
 {
 	pthread_mutex_lock(&g.lock);
-	if (connmap_get(&g.map, v->c->pg) == v->c && v->c->rec->backend_pid == v->backend) {
+	if (connmap_get(&g.map, v->pg) == v->c && v->c->rec->backend_pid == v->backend) {
 		v->c->rec->backend_pid = 0;
 		v->c->rec->status = CST_BAD;
 	}

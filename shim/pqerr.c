@@ -102,8 +102,13 @@ int pqint_can_swap(const PGconn *conn)
 	 * to, and event procedures keep per-connection data: such a
 	 * connection cannot change its contents under the program.  Nor can
 	 * one with work in flight. */
-	return !conn->ssl_in_use && !conn->gssenc && conn->nEvents == 0
-	    && conn->asyncStatus == PGASYNC_IDLE && conn->pipelineStatus == PQ_PIPELINE_OFF;
+	/* In pipeline mode with nothing queued (pgbench's \startpipeline
+	 * before the first statement) it can move: the new side enters
+	 * pipeline mode too (switch.c). */
+	int idle = conn->asyncStatus == PGASYNC_IDLE
+	           || (conn->asyncStatus == PGASYNC_PIPELINE_IDLE && !conn->cmd_queue_head);
+	return !conn->ssl_in_use && !conn->gssenc && conn->nEvents == 0 && !conn->notifyHead
+	    && idle && !conn->cmd_queue_head;
 }
 
 void pqint_swap(PGconn *a, PGconn *b)

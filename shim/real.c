@@ -12,7 +12,9 @@
 
 #include <dlfcn.h>
 #include <link.h>
+#include <limits.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 
 struct real_libpq real;
@@ -29,6 +31,8 @@ void real_dlsym_init(void)
 	__atomic_store_n(&real_dlsym, (void *(*)(void *, const char *))f, __ATOMIC_RELEASE);
 }
 
+/* Copy out the name only: dlopen() inside the callback would take the
+ * loader's locks in the opposite order to a concurrent dlopen. */
 static int find_libpq_by_scan(struct dl_phdr_info *info, size_t size, void *out)
 {
 	(void)size;
@@ -36,18 +40,19 @@ static int find_libpq_by_scan(struct dl_phdr_info *info, size_t size, void *out)
 	const char *base = slash ? slash + 1 : info->dlpi_name;
 	if (strncmp(base, "libpq.so", 8) != 0 && strncmp(base, "libpq-", 6) != 0)
 		return 0;
-	void *h = dlopen(info->dlpi_name, RTLD_LAZY | RTLD_NOLOAD);
-	if (!h)
-		return 0;
-	*(void **)out = h;
+	snprintf(out, PATH_MAX, "%s", info->dlpi_name);
 	return 1;
 }
 
 static void *libpq_handle(void)
 {
 	void *h = dlopen("libpq.so.5", RTLD_LAZY | RTLD_NOLOAD);
-	if (!h)
-		dl_iterate_phdr(find_libpq_by_scan, &h);
+	if (!h) {
+		char name[PATH_MAX] = "";
+		dl_iterate_phdr(find_libpq_by_scan, name);
+		if (name[0])
+			h = dlopen(name, RTLD_LAZY | RTLD_NOLOAD);
+	}
 	return h;
 }
 

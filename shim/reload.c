@@ -58,6 +58,11 @@ static void reload_policy(void)
 	}
 	if (strcmp(p.segment, g.pol.segment) != 0)
 		shim_log(LOG_WARNING, "[shim] segment changed: programs keep their segment until restarted");
+	if (p.scope != g.pol.scope) {
+		/* slots taken from one cap must go back to the same one */
+		shim_log(LOG_WARNING, "[cap] scope changed: programs keep their scope until restarted");
+		p.scope = g.pol.scope;
+	}
 	/* Fields are swapped one by one; each is read on its own, so a reader
 	 * sees either value of any field, never a torn one. */
 	g.pol = p;

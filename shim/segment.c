@@ -183,11 +183,8 @@ int seg_conn_claim(struct segment *seg, uint32_t proc)
 		struct seg_conn *c = &seg->conns[i];
 		if (__atomic_load_n(&c->state, __ATOMIC_RELAXED) != SLOT_FREE)
 			continue;
-		/* Owner first, then the claim, then the owner again (a loser of
-		 * the race may have written its own): the reaper then never sees
-		 * a claimed record that names a dead owner while ours is alive. */
-		__atomic_store_n(&c->pid, pid, __ATOMIC_RELAXED);
-		__atomic_store_n(&c->proc, proc, __ATOMIC_RELAXED);
+		/* A free record names no owner (pid 0, cleared on release), so
+		 * the reaper leaves it alone until the winner writes its own. */
 		if (claim(&c->state, &c->gen)) {
 			__atomic_store_n(&c->pid, pid, __ATOMIC_RELAXED);
 			__atomic_store_n(&c->proc, proc, __ATOMIC_RELAXED);
@@ -213,6 +210,7 @@ void seg_conn_release(struct segment *seg, int idx, int leaked)
 		if (leaked)
 			seg_add(&t->leaked, 1);
 	}
+	__atomic_store_n(&c->pid, 0, __ATOMIC_RELAXED);
 	__atomic_fetch_add(&c->gen, 1, __ATOMIC_RELEASE);
 	__atomic_store_n(&c->state, SLOT_FREE, __ATOMIC_RELEASE);
 }
@@ -296,24 +294,38 @@ int seg_reap(struct segment *seg)
 		struct seg_proc *p = &seg->procs[i];
 		if (__atomic_load_n(&p->state, __ATOMIC_ACQUIRE) != SLOT_LIVE)
 			continue;
-		if (seg_process_alive(p->pid, p->starttime))
+		/* Judge the owner we read, and take the record only if it is
+		 * still that owner's: it may have exited and been replaced
+		 * by a new process while we looked. */
+		uint32_t gen = __atomic_load_n(&p->gen, __ATOMIC_ACQUIRE);
+		pid_t pid = p->pid;
+		uint64_t start = p->starttime;
+		if (seg_process_alive(pid, start))
 			continue;
 		uint32_t expect = SLOT_LIVE;
 		if (!__atomic_compare_exchange_n(&p->state, &expect, SLOT_REAPING, 0,
 		                                 __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
 			continue;
+		if (__atomic_load_n(&p->gen, __ATOMIC_ACQUIRE) != gen || p->pid != pid
+		    || p->starttime != start) {
+			__atomic_store_n(&p->state, SLOT_LIVE, __ATOMIC_RELEASE);
+			continue;
+		}
 		for (int j = 0; j < SEG_MAX_CONNS; j++) {
 			struct seg_conn *c = &seg->conns[j];
 			uint32_t live = SLOT_LIVE, claimed = SLOT_CLAIMED;
-			if (c->proc != (uint32_t)i || c->pid != p->pid)
+			if (c->proc != (uint32_t)i || c->pid != pid)
 				continue;
 			if (__atomic_compare_exchange_n(&c->state, &live, SLOT_REAPING, 0,
 			                                __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
 				seg_conn_release(seg, j, 1);
 			/* claimed but never opened: it died connecting */
-			else if (__atomic_compare_exchange_n(&c->state, &claimed, SLOT_FREE, 0,
-			                                     __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+			else if (c->state == SLOT_CLAIMED && c->pid == pid) {
+				c->pid = 0;
 				__atomic_fetch_add(&c->gen, 1, __ATOMIC_RELEASE);
+				__atomic_compare_exchange_n(&c->state, &claimed, SLOT_FREE, 0,
+				                            __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+			}
 		}
 		seg_proc_release(seg, i);
 		reaped++;

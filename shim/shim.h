@@ -166,6 +166,7 @@ void slots_configure(void);
 extern const char SLOT_DEFERRED[];
 const char *slot_wait_active(struct conn *c, int may_defer);
 int slot_thread_busy(struct conn *except);
+int slot_thread_pending(struct conn *except);
 
 /* Event loops' sends waiting for a slot (defer.c). */
 int defer_save(struct conn *c, enum defer_kind kind, const char *command, const char *name,
@@ -241,17 +242,18 @@ ALWAYS_INLINE void track_settle(struct conn *c)
 		/* Idle outside a transaction: the active slot goes back. */
 		uint8_t *hold = &r->hold[SEM_ACTIVE];
 		uint8_t h = __atomic_load_n(hold, __ATOMIC_RELAXED);
-		if (h == HOLD_HELD) {
+		if (h == HOLD_HELD && hold_claim_release(hold)) {
 			if (!sem_try_release(&g.cap->sems[SEM_ACTIVE], hold))
 				slot_release_active_slow(c);
-			/* an event loop's deferred send may take it now */
-			if (unlikely(__atomic_load_n(&g.deferrals, __ATOMIC_RELAXED)))
-				defer_kick();
-		} else if (h != HOLD_NONE) {
+		} else if (h == HOLD_SHARED || h == HOLD_WAITING) {
 			__atomic_store_n(hold, HOLD_NONE, __ATOMIC_RELEASE);
 		}
 	}
 	__atomic_store_n(&r->cstate, now, __ATOMIC_RELAXED);
+	/* Results done on one of an event loop's connections: its deferred
+	 * sends may take the slot, or must stop waiting for it (defer.c). */
+	if (was == CS_ACTIVE && unlikely(__atomic_load_n(&g.deferrals, __ATOMIC_RELAXED)))
+		defer_kick();
 }
 
 /*

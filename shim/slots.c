@@ -64,6 +64,26 @@ static void holds_active(void *value, void *arg)
 		a->found = 1;
 }
 
+/* Has the calling thread results still to read on another connection?
+ * Then its event loop will run again without anything from us. */
+static void pending_one(void *value, void *arg)
+{
+	struct conn *c = value;
+	struct holds_arg *a = arg;
+	if (c != a->except && (c->opener == t.tid || c->rec->holder_tid == t.tid)
+	    && __atomic_load_n(&c->rec->cstate, __ATOMIC_RELAXED) == CS_ACTIVE)
+		a->found = 1;
+}
+
+int slot_thread_pending(struct conn *except)
+{
+	struct holds_arg a = { except, 0 };
+	pthread_mutex_lock(&g.lock);
+	connmap_each(&g.map, pending_one, &a);
+	pthread_mutex_unlock(&g.lock);
+	return a.found;
+}
+
 /* Would the calling thread wait on itself?  Only then may it not wait: it
  * has work in flight on another connection that only it can finish (an
  * event loop driving several connections, or MAAS's nested connection). */
@@ -97,7 +117,7 @@ static const char *wait_for(struct conn *c, int sem, char *buf, size_t size, int
 	case CAP_OK:
 		return NULL;
 	case CAP_NESTED:
-		if (may_defer && g.pol.nested == NESTED_SHARE) {
+		if (may_defer && g.pol.nested == NESTED_SHARE && slot_thread_pending(c)) {
 			/* An event loop's send: it waits its turn without blocking
 			 * the loop (defer.c). */
 			return SLOT_DEFERRED;
@@ -162,10 +182,12 @@ static void release_one(struct conn *c, int sem)
 	uint8_t *hold = &c->rec->hold[sem];
 	switch (__atomic_load_n(hold, __ATOMIC_ACQUIRE)) {
 	case HOLD_HELD:
-		if (!sem_try_release(&g.cap->sems[sem], hold))
+		if (hold_claim_release(hold) && !sem_try_release(&g.cap->sems[sem], hold))
 			cap_release_slow(g.capseg, g.cap, sem, hold);
 		break;
 	case HOLD_NONE:
+	case HOLD_RELEASING:     /* another thread is giving it back */
+	case HOLD_ACQUIRING:
 		break;
 	default:
 		__atomic_store_n(hold, HOLD_NONE, __ATOMIC_RELEASE);

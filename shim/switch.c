@@ -189,6 +189,11 @@ static PGconn *open_routed(struct conn *c, int async, int *target, struct connar
 static void take_over(struct conn *c, PGconn *fresh, int target, struct connargs *where)
 {
 	pqint_carry_hooks(c->pg, fresh);
+	if (real.PQpipelineStatus(c->pg) != PQ_PIPELINE_OFF) {
+		t.depth++;
+		real.PQenterPipelineMode(fresh);   /* the program is in pipeline mode */
+		t.depth--;
+	}
 	pqint_swap(c->pg, fresh);
 	t.depth++;
 	real.PQfinish(fresh);        /* now the old connection */
@@ -242,6 +247,15 @@ const char *switch_check(struct conn *c)
 		int target;
 		struct connargs where = { 0 };
 		PGconn *fresh = open_routed(c, 0, &target, &where, err, sizeof err);
+		if (fresh && !pqint_can_swap(fresh)) {
+			/* SSL or GSS on the new side: its state points at `fresh`
+			 * itself and cannot change hands; reset instead. */
+			t.depth++;
+			real.PQfinish(fresh);
+			t.depth--;
+			connargs_free(&where);
+			goto reset;
+		}
 		if (!fresh)
 			return refuse("08006", "pqshim: could not move the connection from the %s to the %s: %s "
 			              "(on_switch = migrate, policy %s)", from, to, err, g.policy_path);
@@ -259,6 +273,7 @@ const char *switch_check(struct conn *c)
 			seg_add(&g.seg.hdr->totals.migrations, 1);
 		return NULL;
 	}
+reset:
 	/* reset: close it, and let the program reconnect where the policy says */
 	const char *why = refuse("08006", "pqshim: the connection to the %s was closed: read-only is now %s "
 	                         "(on_switch = %s, policy %s); reconnect", from,
@@ -307,6 +322,15 @@ int switch_reset(PGconn *pg, int async)
 	if (!fresh) {
 		pqerr_set_message(pg, err);
 		return 1;
+	}
+	if (!async && !pqint_can_swap(fresh)) {
+		/* SSL or GSS: cannot change hands; the program keeps its own
+		 * connection, and libpq resets it in place */
+		t.depth++;
+		real.PQfinish(fresh);
+		t.depth--;
+		connargs_free(&where);
+		return 0;
 	}
 	if (!async && carry_session(c, pg, fresh, err, sizeof err) != 0)
 		shim_log(LOG_WARNING, "after a reset: %s", err);

@@ -64,6 +64,7 @@ static void load_policy(void)
 		return;
 	}
 	g.policy_ok = 0;
+	policy_recover_segment(path, g.pol.segment, sizeof g.pol.segment);
 	snprintf(g.policy_error, sizeof g.policy_error, "%s", errs.count ? errs.msg[0] : path);
 	shim_log(LOG_ERR, "%s; refusing connections (on_error = fail-closed)", g.policy_error);
 }
@@ -101,6 +102,12 @@ static void at_fork_child(void)
 	 * the child (t.tid == 0) re-registers everything as its own. */
 	t.tid = 0;
 	g.drainer = 0;           /* threads do not survive fork() */
+	if (g.cap == &g.private_cap) {
+		/* the parent's counts and waiters are not the child's */
+		cap_init_private(&g.private_cap);
+		g.private_cap.sems[SEM_ACTIVE].max = g.pol.max_active;
+		g.private_cap.sems[SEM_CONNECTIONS].max = g.pol.max_connections;
+	}
 	defer_after_fork();
 	g.ticking = 0;
 }
@@ -191,11 +198,14 @@ void thread_register(void)
 	t.tid = (pid_t)syscall(SYS_gettid);
 	t.cache_pg = NULL;
 	if (g.pid != pid) {
-		/* First call in a fork child: this thread is its only thread. */
+		/* First call in a fork child (another of its threads may race
+		 * us here: only one registers). */
 		pthread_mutex_lock(&g.lock);
-		pid_t parent = g.pid;
-		register_process(parent);
-		connmap_each(&g.map, adopt, NULL);
+		if (g.pid != pid) {
+			pid_t parent = g.pid;
+			register_process(parent);
+			connmap_each(&g.map, adopt, NULL);
+		}
 		pthread_mutex_unlock(&g.lock);
 	}
 	__atomic_fetch_add(&g.proc->threads, 1, __ATOMIC_RELAXED);
@@ -282,6 +292,7 @@ static void release(struct conn *c, int leaked)
 		if (__atomic_load_n(&r->state, __ATOMIC_RELAXED) == SLOT_LIVE) {
 			seg_conn_release(&g.seg, c->idx, leaked);
 		} else {                 /* claimed, never opened */
+			__atomic_store_n(&r->pid, 0, __ATOMIC_RELAXED);
 			__atomic_fetch_add(&r->gen, 1, __ATOMIC_RELEASE);
 			__atomic_store_n(&r->state, SLOT_FREE, __ATOMIC_RELEASE);
 		}
@@ -486,6 +497,7 @@ static void report_leak(void *value, void *arg)
 		shim_log(LOG_WARNING, "connection to %s opened by thread %d was never closed "
 		         "(%llu statements; leak_report = yes)", c->rec->server, (int)c->opener,
 		         (unsigned long long)c->rec->queries);
+	slots_release_all(c);
 	release(c, 1);
 }
 
@@ -501,4 +513,8 @@ static void leak_report_at_exit(void)
 	g.proc = &g.proc_local;
 	g.disabled = 1;      /* calls made after this point are not recorded */
 	pthread_mutex_unlock(&g.lock);
+	/* A thread still queued for a slot as we exit leaves an entry of a
+	 * process that no longer has a record: count again without it. */
+	if (g.capseg)
+		cap_audit(g.capseg);
 }

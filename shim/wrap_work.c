@@ -53,6 +53,8 @@
 		t.depth = 1; \
 		int r = real.name args; \
 		t.depth = 0; \
+		if (unlikely(!r) && c) \
+			track_settle(c);  /* refused by libpq: no work, no slot */ \
 		return r; \
 	}
 

@@ -59,11 +59,18 @@ static int parse_duration(const char *text, uint64_t *ms)
 	return 0;
 }
 
+/* A connection still on the forbidden target: one whose backend the shim
+ * ended (status bad, no backend) has left the server already. */
+static int holds_out(const struct seg_conn *r, uint32_t forbidden)
+{
+	return r->target == forbidden && r->status != CST_BAD && r->backend_pid != 0;
+}
+
 static int count_holdouts(const struct snapshot *s, uint32_t forbidden)
 {
 	int n = 0;
 	for (int i = 0; i < s->nconns; i++)
-		n += s->conns[i].r.target == forbidden;
+		n += holds_out(&s->conns[i].r, forbidden);
 	return n;
 }
 
@@ -88,7 +95,7 @@ static void list_holdouts(FILE *out, const struct snapshot *s, uint32_t forbidde
 	        "STATE", "TARGET", "OPENED", "LAST USED", "SERVER");
 	for (int i = 0; i < s->nconns; i++) {
 		const struct snap_conn *c = &s->conns[i];
-		if (c->r.target != forbidden)
+		if (!holds_out(&c->r, forbidden))
 			continue;
 		char program[SEG_PROGRAM_MAX], server[SEG_SERVER_MAX], opened[16], used[24];
 		snap_printable(program, sizeof program, program_of(s, c->r.pid));
@@ -153,10 +160,7 @@ static int drain(struct snap_source *src, struct snapshot *s, uint64_t timeout_m
 	int said = 0;
 	for (;;) {
 		snap_take(src, s);
-		if (s->policy.loaded)
-			read_only = s->policy.read_only;
-		else
-			s->policy.read_only = read_only;
+		(void)read_only;     /* the snapshot knows: the policy, else the segment */
 		uint32_t forbidden = snap_forbidden_target(s);
 		int n = count_holdouts(s, forbidden);
 		uint64_t now = mono_ns();

@@ -49,8 +49,12 @@ void target_segment(const char *policy, const char *segment,
 	snprintf(policy_path, psize, "%s", abs);
 	struct policy p;
 	struct policy_errors errs;
-	if (policy_load(abs, &p, &errs) != 0)
+	if (policy_load(abs, &p, &errs) != 0) {
+		/* Broken now, but the programs keep the segment of the last good
+		 * version: find its [shim] segment line if it is still there. */
 		policy_defaults(&p);
+		policy_recover_segment(abs, p.segment, sizeof p.segment);
+	}
 	policy_segment_name(&p, abs, name, size);
 }
 

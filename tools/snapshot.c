@@ -143,8 +143,8 @@ static int file_exists(const char *path)
 	return path[0] && stat(path, &st) == 0;
 }
 
-/* Read the policy file itself: the segment has no read-only flag yet, and
- * the flag file's presence is the truth anyway. */
+/* Read the policy file itself (the flag file's presence is the truth); when
+ * it does not load, the segment says what the programs still enforce. */
 static void read_policy(const struct snap_source *src, const struct seg_header *h,
                         struct snap_policy *p)
 {
@@ -158,8 +158,12 @@ static void read_policy(const struct snap_source *src, const struct seg_header *
 	if (policy_load(p->path, &p->pol, &errs) == 0) {
 		p->loaded = 1;
 		p->read_only = p->pol.ro_enabled || file_exists(p->pol.flag_file);
-	} else if (!p->error[0] && errs.count > 0) {
-		snprintf(p->error, sizeof p->error, "%s", errs.msg[0]);
+	} else {
+		/* A policy that does not load is not in force: the programs keep
+		 * the last good one, whose read-only state they publish. */
+		p->read_only = __atomic_load_n(&h->read_only, __ATOMIC_ACQUIRE) != 0;
+		if (!p->error[0] && errs.count > 0)
+			snprintf(p->error, sizeof p->error, "%s", errs.msg[0]);
 	}
 }
 

@@ -51,7 +51,7 @@ static void side(struct segment *seg, uint64_t *stamp, uint64_t *lat, int rounds
 		       && sem_waiting(__atomic_load_n(&s->word, __ATOMIC_ACQUIRE)) == 0)
 			;
 		__atomic_store_n(stamp, cap_now_ns(), __ATOMIC_RELEASE);
-		if (!sem_try_release(s, &hold))
+		if (hold_claim_release(&hold) && !sem_try_release(s, &hold))
 			cap_release_slow(seg, cap, SEM_ACTIVE, &hold);
 	}
 }

@@ -914,6 +914,26 @@ static void segment_name_of_a_relative_path_is_absolute(void **state)
 	assert_string_equal(a, b);
 }
 
+/* A broken policy still names its segment, so that the shim and the tool
+ * agree on where the error shows. */
+static void segment_recovered_from_a_broken_policy(void **state)
+{
+	(void)state;
+	char path[] = "/tmp/pqshim-test-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	const char *text = "[cap]\nmax_active = lots\n[shim]\n  segment = app-1.x\ngarbage\n";
+	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+	char out[64] = "untouched";
+	policy_recover_segment(path, out, sizeof out);
+	assert_string_equal(out, "app-1.x");
+	unlink(path);
+	strcpy(out, "untouched");
+	policy_recover_segment(path, out, sizeof out);   /* gone: out left alone */
+	assert_string_equal(out, "untouched");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -959,6 +979,7 @@ int main(void)
 		cmocka_unit_test(segment_name_is_derived_from_the_path),
 		cmocka_unit_test(segment_name_is_sanitised),
 		cmocka_unit_test(segment_name_of_a_relative_path_is_absolute),
+		cmocka_unit_test(segment_recovered_from_a_broken_policy),
 	};
 
 	return cmocka_run_group_tests_name("policy", tests, NULL, NULL);
