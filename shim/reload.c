@@ -63,9 +63,11 @@ static void reload_policy(void)
 		shim_log(LOG_WARNING, "[cap] scope changed: programs keep their scope until restarted");
 		p.scope = g.pol.scope;
 	}
-	/* Fields are swapped one by one; each is read on its own, so a reader
-	 * sees either value of any field, never a torn one. */
+	/* Numbers are read one at a time (either value is fine); the strings
+	 * routing reads are copied under this sequence count (route.c). */
+	__atomic_fetch_add(&g.pol_seq, 1, __ATOMIC_ACQ_REL);
 	g.pol = p;
+	__atomic_fetch_add(&g.pol_seq, 1, __ATOMIC_RELEASE);
 	g.policy_error[0] = '\0';
 	g.policy_ok = 1;
 	slots_configure();

@@ -134,10 +134,10 @@ static int matches(const struct connargs *a, const char *want, PQconninfoOption 
 }
 
 /* Rewrite a (a primary connection) to go to the replica. */
-static void to_replica(struct connargs *a, PQconninfoOption *defaults)
+static void to_replica(struct connargs *a, const char *replica, PQconninfoOption *defaults)
 {
 	char *err = NULL;
-	PQconninfoOption *opts = real.PQconninfoParse(g.pol.replica, &err);
+	PQconninfoOption *opts = real.PQconninfoParse(replica, &err);
 	if (!opts) {
 		if (err)
 			real.PQfreemem(err);
@@ -163,6 +163,22 @@ static void to_replica(struct connargs *a, PQconninfoOption *defaults)
 	free(both);
 }
 
+/* The policy's primary and replica, copied whole even during a reload. */
+static void routes_now(char *primary, char *replica)
+{
+	for (;;) {
+		unsigned s1 = __atomic_load_n(&g.pol_seq, __ATOMIC_ACQUIRE);
+		if (s1 & 1)
+			continue;
+		memcpy(primary, g.pol.primary, POLICY_STR_MAX);
+		memcpy(replica, g.pol.replica, POLICY_STR_MAX);
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		if (__atomic_load_n(&g.pol_seq, __ATOMIC_RELAXED) == s1)
+			break;
+	}
+	primary[POLICY_STR_MAX - 1] = replica[POLICY_STR_MAX - 1] = '\0';
+}
+
 /*
  * Decide where the connection described by `a` goes now.  Fills `out` with
  * the arguments to connect with when they differ from the program's (a
@@ -172,19 +188,21 @@ int route_plan(const struct connargs *a, struct connargs *out, int *redirect)
 {
 	*redirect = 0;
 	out->n = 0;
-	if (!g.pol.primary[0] && !g.pol.replica[0])
+	char primary[POLICY_STR_MAX], replica[POLICY_STR_MAX];
+	routes_now(primary, replica);
+	if (!primary[0] && !replica[0])
 		return TGT_DIRECT;
 	PQconninfoOption *defaults = real.PQconndefaults();
 	int target = TGT_DIRECT;
-	if (matches(a, g.pol.primary, defaults)) {
+	if (matches(a, primary, defaults)) {
 		target = TGT_PRIMARY;
-		if (__atomic_load_n(&g.read_only, __ATOMIC_ACQUIRE) && g.pol.replica[0]) {
+		if (__atomic_load_n(&g.read_only, __ATOMIC_ACQUIRE) && replica[0]) {
 			connargs_copy(out, a);
-			to_replica(out, defaults);
+			to_replica(out, replica, defaults);
 			*redirect = 1;
 			target = TGT_REPLICA;
 		}
-	} else if (matches(a, g.pol.replica, defaults)) {
+	} else if (matches(a, replica, defaults)) {
 		target = TGT_REPLICA;
 	}
 	if (defaults)

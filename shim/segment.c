@@ -398,3 +398,28 @@ const char *seg_strerror(int err)
 		return strerror(-err);
 	}
 }
+
+int seg_release_pid(struct segment *seg, pid_t pid)
+{
+	int n = 0;
+	for (int i = 0; i < SEG_MAX_PROCS; i++) {
+		struct seg_proc *p = &seg->procs[i];
+		uint32_t live = SLOT_LIVE;
+		if (p->pid != pid || !__atomic_compare_exchange_n(&p->state, &live, SLOT_REAPING, 0,
+		                                                  __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+			continue;
+		for (int j = 0; j < SEG_MAX_CONNS; j++) {
+			struct seg_conn *c = &seg->conns[j];
+			uint32_t cl = SLOT_LIVE;
+			if (c->proc == (uint32_t)i && c->pid == pid
+			    && __atomic_compare_exchange_n(&c->state, &cl, SLOT_REAPING, 0,
+			                                   __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+				seg_conn_release(seg, j, 1);
+		}
+		seg_proc_release(seg, i);
+		n++;
+	}
+	if (n)
+		cap_audit(seg);
+	return n;
+}

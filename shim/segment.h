@@ -155,6 +155,10 @@ void seg_conn_release(struct segment *seg, int idx, int leaked);
 /* Free a process record (its connections must be released first). */
 void seg_proc_release(struct segment *seg, int idx);
 
+/* Release the records of a process that exec()ed: same pid and start
+ * time, so never reaped, but none of its connections survived the exec. */
+int seg_release_pid(struct segment *seg, pid_t pid);
+
 /* Reap the records of processes that are gone.  Returns how many. */
 int seg_reap(struct segment *seg);
 

@@ -92,6 +92,7 @@ struct shim {
 	struct seg_cap *cap;      /* the semaphores in force: the segment's or private_cap */
 	struct segment *capseg;   /* &seg for a shared cap, NULL for scope = process */
 	struct seg_cap private_cap;
+	unsigned pol_seq;         /* odd while reload.c rewrites `pol` (atomic) */
 	/* reload.c: when to look at the policy file next, and what it was */
 	uint64_t next_tick;       /* clock_ticks() (atomic) */
 	int ticking;              /* a thread is looking (atomic) */

@@ -146,6 +146,9 @@ void shim_init(void)
 		         name, seg_strerror(err));
 	if (g.seg.hdr) {
 		seg_reap(&g.seg);
+		/* Records of this very pid are from before an exec(): libpq's
+		 * sockets are close-on-exec, so those connections are gone. */
+		seg_release_pid(&g.seg, getpid());
 		shim_publish_policy();
 	}
 	register_process(0);
