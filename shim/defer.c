@@ -6,8 +6,9 @@
  * and has work in flight on one of them cannot block in PQsendQuery for a
  * slot on another: the slot it waits for may be its own, freed only when
  * the loop reads that work's results.  Such a send is deferred instead: the
- * call and its arguments are copied, PQsend* returns 1, and PQisBusy says
- * busy.  The statement leaves when a slot comes to this thread: after one
+ * call and its arguments are copied, PQsend* returns 1, and libpq is told
+ * the connection is busy (pqint_hold_back), so that PQisBusy says so with no
+ * wrapper on that hot call.  The statement leaves when a slot comes to this thread: after one
  * of its own connections gives its slot back (track_settle calls
  * defer_kick), or, once the thread has nothing in flight any more, by
  * waiting in line like anyone else.  The program sees a slow statement,
@@ -63,9 +64,13 @@ int defer_save(struct conn *c, enum defer_kind kind, const char *command, const 
                int nparams, const Oid *types, const char *const *values, const int *lengths,
                const int *formats, int result_format)
 {
+	if (pqint_hold_back(c->pg, 1) != 0)
+		return -1;           /* libpq could not be told: send now instead */
 	struct deferred *d = calloc(1, sizeof *d);
-	if (!d)
+	if (!d) {
+		pqint_hold_back(c->pg, 0);
 		return -1;
+	}
 	d->c = c;
 	d->tid = t.tid;
 	d->kind = kind;
@@ -117,6 +122,7 @@ static void send_now(struct deferred *d)
 {
 	struct conn *c = d->c;
 	PGconn *pg = c->pg;
+	pqint_hold_back(pg, 0);
 	c->rec->holder_tid = t.tid;
 	track_sent(c);
 	t.depth++;
@@ -218,6 +224,7 @@ static int try_send(struct deferred *d, int block)
 		return 0;
 	if (why) {
 		/* waited its turn and timed out: PQgetResult will say so */
+		pqint_hold_back(d->c->pg, 0);
 		d->failed = 1;
 		d->error = pqerr_result(d->c->pg, t.sqlstate, why);
 		__atomic_store_n(&d->c->rec->cstate, CS_IDLE, __ATOMIC_RELAXED);
@@ -245,17 +252,6 @@ void defer_kick(void)
 		if (!sent)
 			return;
 	}
-}
-
-/* PQisBusy on a connection whose statement has not left yet. */
-int defer_busy(struct conn *c)
-{
-	struct deferred *d = c->deferred;
-	if (d->tid == t.tid && !d->failed && try_send(d, 0) && !d->failed) {
-		retire(d);
-		return -1;           /* sent now: libpq knows the rest */
-	}
-	return d->failed ? 0 : 1;
 }
 
 /* PQgetResult on it: the program waits for it, so we wait for its slot. */
@@ -294,6 +290,8 @@ void defer_forget(struct conn *c)
 	}
 	pthread_mutex_unlock(&g.lock);
 	if (d) {
+		if (!d->failed)
+			pqint_hold_back(c->pg, 0);
 		if (d->error)
 			real.PQclear(d->error);
 		free_deferred(d);

@@ -128,3 +128,19 @@ void pqint_carry_hooks(const PGconn *from, PGconn *to)
 	to->Pfdebug = from->Pfdebug;
 	to->traceFlags = from->traceFlags;
 }
+
+/* defer.c holds a statement back: libpq must say busy meanwhile (PQisBusy,
+ * PQtransactionStatus) and refuse another send, as if it had left. */
+int pqint_hold_back(PGconn *conn, int on)
+{
+	if (!conn || !pqerr_init())
+		return -1;
+	if (on) {
+		if (conn->asyncStatus != PGASYNC_IDLE || conn->pipelineStatus != PQ_PIPELINE_OFF)
+			return -1;
+		conn->asyncStatus = PGASYNC_BUSY;
+	} else if (conn->asyncStatus == PGASYNC_BUSY) {
+		conn->asyncStatus = PGASYNC_IDLE;
+	}
+	return 0;
+}

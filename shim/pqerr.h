@@ -43,6 +43,10 @@ PGconn *pqerr_bad_conn(const char *msg);
  */
 int pqint_can_swap(const PGconn *conn);
 void pqint_swap(PGconn *a, PGconn *b);
+/* Mark a connection busy while the shim holds its statement back (on = 1),
+ * or idle again just before sending it (on = 0).  -1: not possible. */
+int pqint_hold_back(PGconn *conn, int on);
+
 /* Copy notice hooks, blocking mode and tracing from one PGconn to another. */
 void pqint_carry_hooks(const PGconn *from, PGconn *to);
 

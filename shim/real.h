@@ -46,14 +46,14 @@
 	X(PQgetResult, PGresult *, (PGconn *conn)) \
 	X(PQenterPipelineMode, int, (PGconn *conn)) \
 	X(PQexitPipelineMode, int, (PGconn *conn)) \
-	X(PQendcopy, int, (PGconn *conn)) \
-	X(PQisBusy, int, (PGconn *conn))
+	X(PQendcopy, int, (PGconn *conn))
 
 /* Called by the shim, never wrapped. */
 #define REAL_CALLED(X) \
 	X(PQstatus, ConnStatusType, (const PGconn *conn)) \
 	X(PQpipelineStatus, PGpipelineStatus, (const PGconn *conn)) \
 	X(PQconsumeInput, int, (PGconn *conn)) \
+	X(PQisBusy, int, (PGconn *conn)) \
 	X(PQtransactionStatus, PGTransactionStatusType, (const PGconn *conn)) \
 	X(PQhost, char *, (const PGconn *conn)) \
 	X(PQport, char *, (const PGconn *conn)) \

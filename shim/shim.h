@@ -174,7 +174,6 @@ int defer_save(struct conn *c, enum defer_kind kind, const char *command, const 
                int nparams, const Oid *types, const char *const *values, const int *lengths,
                const int *formats, int result_format);
 void defer_kick(void);
-int defer_busy(struct conn *c);
 PGresult *defer_result(struct conn *c, int *answered);
 void defer_forget(struct conn *c);
 void defer_after_fork(void);

@@ -98,10 +98,11 @@ WRAP_SYNC(PQfn,
 
 /* A send on a connection whose previous send still waits in defer.c is
  * what libpq says of any send while a command is in progress. */
-static int busy_deferred(PGconn *conn)
+#define busy_deferred(conn) \
+	(unlikely(__atomic_load_n(&g.deferrals, __ATOMIC_RELAXED)) && busy_deferred_slow(conn))
+
+__attribute__((noinline)) static int busy_deferred_slow(PGconn *conn)
 {
-	if (likely(!__atomic_load_n(&g.deferrals, __ATOMIC_RELAXED)))
-		return 0;
 	shim_enter();
 	struct conn *c = conn_lookup(conn);
 	if (!c || !c->deferred)
@@ -156,9 +157,29 @@ WRAP_SEND(PQsendDescribePrepared, (PGconn *conn, const char *stmt), (conn, stmt)
 WRAP_SEND(PQsendDescribePortal, (PGconn *conn, const char *portal), (conn, portal),
 	defer_save(c, DEFER_DESCRIBE_PORTAL, NULL, portal, 0, NULL, NULL, NULL, NULL, 0))
 
-/* Called twice or more per statement: the cheapest wrapper of all.  Work
- * can only have completed when it returns NULL, or, in pipeline mode, after
- * any result (a PGRES_PIPELINE_SYNC is not followed by a NULL). */
+/* PQgetResult while some send of this process waits in defer.c: the same,
+ * plus answering for a connection whose statement has not left yet. */
+__attribute__((noinline)) static PGresult *get_result_deferred(PGconn *conn)
+{
+	shim_enter();
+	struct conn *c = conn_lookup(conn);
+	if (c && c->deferred) {
+		int answered;
+		PGresult *r = defer_result(c, &answered);
+		if (answered)
+			return r;
+	}
+	t.depth = 1;
+	PGresult *r = real.PQgetResult(conn);
+	t.depth = 0;
+	if (!r) {
+		c = conn_lookup(conn);
+		if (c)
+			track_settle(c);
+	}
+	return r;
+}
+
 __attribute__((noinline)) static void settle_after_result(PGconn *conn)
 {
 	struct conn *c = conn_lookup(conn);
@@ -166,32 +187,22 @@ __attribute__((noinline)) static void settle_after_result(PGconn *conn)
 		track_settle(c);
 }
 
-/* PQgetResult on a connection whose statement still waits in defer.c. */
-__attribute__((noinline)) static PGresult *deferred_result(PGconn *conn, int *answered)
-{
-	*answered = 0;
-	struct conn *c = conn_lookup(conn);
-	if (!c || !c->deferred)
-		return NULL;
-	return defer_result(c, answered);
-}
-
+/* Called twice or more per statement: the cheapest wrapper of all.  Work
+ * can only have completed when it returns NULL.  (In pipeline mode libpq
+ * says ACTIVE until the program leaves it, even between syncs: the
+ * PQexitPipelineMode wrapper settles those.) */
 SHIM_EXPORT PGresult *PQgetResult(PGconn *conn)
 {
 	if (t.depth)
 		return real.PQgetResult(conn);
+	if (unlikely(__atomic_load_n(&g.deferrals, __ATOMIC_RELAXED)))
+		return get_result_deferred(conn);
 	shim_enter();
-	if (unlikely(__atomic_load_n(&g.deferrals, __ATOMIC_RELAXED))) {
-		int answered;
-		PGresult *r = deferred_result(conn, &answered);
-		if (answered)
-			return r;
-	}
 	t.depth = 1;
 	PGresult *r = real.PQgetResult(conn);
 	t.depth = 0;
 	/* Out of line, so that the common case (a result) saves few registers. */
-	if (!r || unlikely(__atomic_load_n(&g.pipelines, __ATOMIC_RELAXED)))
+	if (!r)
 		settle_after_result(conn);
 	return r;
 }
@@ -254,20 +265,4 @@ SHIM_EXPORT int PQexitPipelineMode(PGconn *conn)
 		track_settle(c);
 	}
 	return r;
-}
-
-/* Busy while its statement waits for a slot (defer.c); libpq's answer
- * otherwise.  Costs one load when nothing is deferred. */
-SHIM_EXPORT int PQisBusy(PGconn *conn)
-{
-	if (likely(!__atomic_load_n(&g.deferrals, __ATOMIC_RELAXED)) || t.depth)
-		return real.PQisBusy(conn);
-	shim_enter();
-	struct conn *c = conn_lookup(conn);
-	if (c && c->deferred) {
-		int b = defer_busy(c);
-		if (b >= 0)
-			return b;
-	}
-	return real.PQisBusy(conn);
 }
