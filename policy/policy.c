@@ -1118,3 +1118,23 @@ void policy_recover_segment(const char *path, char *out, size_t size)
 	}
 	fclose(f);
 }
+
+/* Likewise `on_error`: a policy that does not load still says what to do
+ * about it.  Anything but a clear "fail-open" means fail-closed. */
+enum onerror_mode policy_recover_on_error(const char *path)
+{
+	enum onerror_mode mode = ONERROR_FAIL_CLOSED;
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return mode;
+	char line[512];
+	while (fgets(line, sizeof line, f)) {
+		char word[32];
+		if (sscanf(line, " on_error = %31[a-z-]", word) == 1) {
+			mode = strcmp(word, "fail-open") == 0 ? ONERROR_FAIL_OPEN : ONERROR_FAIL_CLOSED;
+			break;
+		}
+	}
+	fclose(f);
+	return mode;
+}

@@ -94,5 +94,6 @@ const char *policy_scope_word(enum cap_scope scope);
  * still agree on the segment that shows the error.
  */
 void policy_recover_segment(const char *path, char *out, size_t size);
+enum onerror_mode policy_recover_on_error(const char *path);
 
 #endif

@@ -63,9 +63,16 @@ static void load_policy(void)
 		g.pol = p;
 		return;
 	}
-	g.policy_ok = 0;
 	policy_recover_segment(path, g.pol.segment, sizeof g.pol.segment);
 	snprintf(g.policy_error, sizeof g.policy_error, "%s", errs.count ? errs.msg[0] : path);
+	if (policy_recover_on_error(path) == ONERROR_FAIL_OPEN) {
+		/* the program runs, tracked, with nothing enforced */
+		g.pol.on_error = ONERROR_FAIL_OPEN;
+		shim_log(LOG_ERR, "%s; nothing enforced until it is fixed (on_error = fail-open)",
+		         g.policy_error);
+		return;
+	}
+	g.policy_ok = 0;
 	shim_log(LOG_ERR, "%s; refusing connections (on_error = fail-closed)", g.policy_error);
 }
 

@@ -57,6 +57,17 @@ assert_eq "$(jqp "$BAD" .totals.refused)" 1 "refusal counted"
 if "$PQSHIM" run -p "$BAD" -- true 2>"$T/run.err"; then fail "pqshim run accepted a bad policy"; fi
 assert_match "$(cat "$T/run.err")" 'bad.ini:4: bad value' "pqshim run says why"
 
+# ... unless the broken policy itself says on_error = fail-open: then the
+# program runs, tracked, with nothing enforced, and stat shows the error.
+OPEN=$T/open.ini
+printf '[shim]\nsegment = pqt-open-%s\non_error = fail-open\n[cap]\nmax_active = lots\n' "$$" >"$OPEN"
+chmod 600 "$OPEN"
+at_exit "rm -f /dev/shm/pqshim.$(id -u).pqt-open-$$"
+out=$(LD_PRELOAD="$PQSHIM_LIB" PQSHIM_POLICY="$OPEN" "$PSQL" -X -At -c 'select 42' 2>&1)
+assert_match "$out" '42' "fail-open: the program works"
+assert_match "$out" 'nothing enforced until it is fixed \(on_error = fail-open\)' "fail-open: the shim says so"
+assert_match "$(jqp "$OPEN" .policy.error)" 'open.ini:5: bad value' "fail-open: stat shows the error"
+
 # 4. A segment file others can read is not used; the program still works.
 POL=$(policy_new perm)
 seg=$(sed -n 's/^segment = //p' "$POL")
