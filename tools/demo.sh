@@ -99,12 +99,24 @@ while kill -0 $p1 2>/dev/null || kill -0 $p2 2>/dev/null || kill -0 $p3 2>/dev/n
 		say "t=${t}s: the flag file goes: read-only OFF"
 	fi
 	read -r act wai < <("$PQSHIM" stat -p "$policy" --json | jq -r '"\(.cap.active) \(.cap.waiting)"')
-	srv=$(backends "$PQT_PRIMARY_PORT" "and (state = 'active' or state like 'idle in transaction%')")
-	srv_r=$(backends "$PQT_REPLICA_PORT" "and (state = 'active' or state like 'idle in transaction%')")
+	# Busy backends that were all busy at one instant T0 (the primary's
+	# statement start): pg_stat_activity is read one backend after the
+	# other, and the two servers one after the other, so only those busy
+	# since before T0 and still busy when read can be added up honestly.
+	res=$(_pgbed_sql "$PQT_PRIMARY_PORT" "select statement_timestamp(), count(*)
+		from pg_stat_activity where application_name in ('pgbench', 'demo_app')
+		and backend_type = 'client backend' and xact_start < statement_timestamp()
+		and (state = 'active' or state like 'idle in transaction%')")
+	t0=${res%|*} srv=${res##*|}
+	srv_r=$(backends "$PQT_REPLICA_PORT" "and xact_start < '$t0'::timestamptz
+		and (state = 'active' or state like 'idle in transaction%')")
 	onp=$(backends "$PQT_PRIMARY_PORT") onr=$(backends "$PQT_REPLICA_PORT")
-	busy=$((srv + srv_r))
-	[ "$busy" -gt "$peak" ] && peak=$busy
-	echo "$t $act $wai $busy $onp $onr" >>"$work/samples.dat"
+	together=$((srv + srv_r))
+	[ "$together" -gt "$peak" ] && peak=$together
+	# for the picture: every busy backend each read saw (not all at once)
+	seen=$(( $(backends "$PQT_PRIMARY_PORT" "and (state = 'active' or state like 'idle in transaction%')")
+	       + $(backends "$PQT_REPLICA_PORT" "and (state = 'active' or state like 'idle in transaction%')") ))
+	echo "$t $act $wai $seen $onp $onr" >>"$work/samples.dat"
 	if [ -n "$switch_on" ] && [ -z "$drained_on" ] && [ "$onp" = 0 ]; then
 		drained_on=$(since "$switch_on")
 		echo "    the primary has no connection of the workload left, ${drained_on}s after the switch"
@@ -132,7 +144,7 @@ cp "$work/samples.dat" "$out/samples.dat"
 {
 	echo "pqshim demo, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores"
 	echo
-	echo "peak active transactions seen by the servers  $peak   (cap: max_active = $cap)"
+	echo "peak of transactions busy together, seen by the servers  $peak   (cap: max_active = $cap)"
 	jq -r '"waits for a slot                              \(.cap.waits), p50 \(.cap.wait_ms_p50) ms, p99 \(.cap.wait_ms_p99) ms, timeouts \(.cap.timeouts)"' <<<"$final"
 	echo "switch to read-only until the primary was empty   ${drained_on:-never} s"
 	echo "switch back until the replica was empty           ${drained_off:-never} s"
@@ -159,7 +171,7 @@ set yrange [0:*]
 set arrow from $on_at, graph 0 to $on_at, graph 1 nohead dt 2 lc rgb "red"
 set arrow from $off_at, graph 0 to $off_at, graph 1 nohead dt 2 lc rgb "red"
 plot "$out/samples.dat" using 1:2 with steps lw 2 title "slots held (pqshim)", \
-     "" using 1:4 with steps lw 2 title "active on the servers", \
+     "" using 1:4 with steps lw 2 title "busy on the servers (as sampled)", \
      "" using 1:3 with steps title "waiting for a slot", \
      "" using 1:5 with lines lw 2 title "connections on the primary", \
      "" using 1:6 with lines lw 2 title "connections on the replica", \
