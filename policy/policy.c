@@ -1100,41 +1100,37 @@ void policy_segment_name(const struct policy *p, const char *path,
 	snprintf(buf, size, "p-%s-%08x", base, (unsigned)fnv1a(full));
 }
 
+/* The first value matching `format` (one %s-style conversion) on a line of
+ * a file that may not parse as a whole.  1 when found. */
+static int recover_value(const char *path, const char *format, char *out)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return 0;
+	char line[512];
+	int found = 0;
+	while (!found && fgets(line, sizeof line, f))
+		found = sscanf(line, format, out) == 1;
+	fclose(f);
+	return found;
+}
+
 /* The value of a `segment = NAME` line of a policy that does not load: a
  * broken policy still names the segment its programs use (the shim and
  * the tool must agree on it, or `pqshim stat` could not show the error). */
 void policy_recover_segment(const char *path, char *out, size_t size)
 {
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return;
-	char line[512];
-	while (fgets(line, sizeof line, f)) {
-		char name[65];
-		if (sscanf(line, " segment = %64[A-Za-z0-9._-]", name) == 1) {
-			snprintf(out, size, "%s", name);
-			break;
-		}
-	}
-	fclose(f);
+	char name[65];
+	if (recover_value(path, " segment = %64[A-Za-z0-9._-]", name))
+		snprintf(out, size, "%s", name);
 }
 
 /* Likewise `on_error`: a policy that does not load still says what to do
  * about it.  Anything but a clear "fail-open" means fail-closed. */
 enum onerror_mode policy_recover_on_error(const char *path)
 {
-	enum onerror_mode mode = ONERROR_FAIL_CLOSED;
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return mode;
-	char line[512];
-	while (fgets(line, sizeof line, f)) {
-		char word[32];
-		if (sscanf(line, " on_error = %31[a-z-]", word) == 1) {
-			mode = strcmp(word, "fail-open") == 0 ? ONERROR_FAIL_OPEN : ONERROR_FAIL_CLOSED;
-			break;
-		}
-	}
-	fclose(f);
-	return mode;
+	char word[32];
+	if (recover_value(path, " on_error = %31[a-z-]", word) && strcmp(word, "fail-open") == 0)
+		return ONERROR_FAIL_OPEN;
+	return ONERROR_FAIL_CLOSED;
 }

@@ -336,36 +336,32 @@ int seg_reap(struct segment *seg)
 	return reaped;
 }
 
-int seg_proc_read(const struct segment *seg, int idx, struct seg_proc *out)
+/* Copy a LIVE record whose state word and generation come first: the
+ * same generation before and after the copy means nobody reclaimed it. */
+static int read_record(const void *rec, void *out, size_t size)
 {
-	const struct seg_proc *p = &seg->procs[idx];
+	const uint32_t *state = rec, *gen = state + 1;
 	for (int tries = 0; tries < 4; tries++) {
-		uint32_t g1 = __atomic_load_n(&p->gen, __ATOMIC_ACQUIRE);
-		if (__atomic_load_n(&p->state, __ATOMIC_ACQUIRE) != SLOT_LIVE)
+		uint32_t g1 = __atomic_load_n(gen, __ATOMIC_ACQUIRE);
+		if (__atomic_load_n(state, __ATOMIC_ACQUIRE) != SLOT_LIVE)
 			return -1;
-		memcpy(out, (const void *)p, sizeof *out);
+		memcpy(out, rec, size);
 		__atomic_thread_fence(__ATOMIC_ACQUIRE);
-		if (__atomic_load_n(&p->gen, __ATOMIC_RELAXED) == g1
-		    && __atomic_load_n(&p->state, __ATOMIC_RELAXED) == SLOT_LIVE)
+		if (__atomic_load_n(gen, __ATOMIC_RELAXED) == g1
+		    && __atomic_load_n(state, __ATOMIC_RELAXED) == SLOT_LIVE)
 			return 0;
 	}
 	return -1;
 }
 
+int seg_proc_read(const struct segment *seg, int idx, struct seg_proc *out)
+{
+	return read_record(&seg->procs[idx], out, sizeof *out);
+}
+
 int seg_conn_read(const struct segment *seg, int idx, struct seg_conn *out)
 {
-	const struct seg_conn *c = &seg->conns[idx];
-	for (int tries = 0; tries < 4; tries++) {
-		uint32_t g1 = __atomic_load_n(&c->gen, __ATOMIC_ACQUIRE);
-		if (__atomic_load_n(&c->state, __ATOMIC_ACQUIRE) != SLOT_LIVE)
-			return -1;
-		memcpy(out, (const void *)c, sizeof *out);
-		__atomic_thread_fence(__ATOMIC_ACQUIRE);
-		if (__atomic_load_n(&c->gen, __ATOMIC_RELAXED) == g1
-		    && __atomic_load_n(&c->state, __ATOMIC_RELAXED) == SLOT_LIVE)
-			return 0;
-	}
-	return -1;
+	return read_record(&seg->conns[idx], out, sizeof *out);
 }
 
 uint64_t seg_ticks_to_ns(const struct seg_header *h, uint64_t ticks)

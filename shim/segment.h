@@ -63,6 +63,8 @@ struct seg_totals {
 	uint64_t untracked;       /* connections not recorded: the table was full */
 };
 
+/* Both record kinds start with the state word and the generation:
+ * seg_proc_read/seg_conn_read rely on it. */
 struct seg_proc {
 	uint32_t state;           /* enum slot_state (atomic) */
 	uint32_t gen;             /* bumped on every claim (atomic) */

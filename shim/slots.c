@@ -47,12 +47,13 @@ void slots_configure(void)
 	cap_set_max(g.capseg, g.cap, SEM_CONNECTIONS, g.pol.max_connections);
 }
 
-struct holds_arg { struct conn *except; int found; };
+struct holds_arg { struct conn *except; int pending_only; int found; };
 
 /* Is this connection something the calling thread must finish before
  * anyone can get what it waits for?  A slot it took, a slot it shares, or
- * any work in flight (a transaction holding row locks others wait on). */
-static void holds_active(void *value, void *arg)
+ * any work in flight (a transaction holding row locks others wait on).
+ * With pending_only: only results still to read. */
+static void holds_work(void *value, void *arg)
 {
 	struct conn *c = value;
 	struct holds_arg *a = arg;
@@ -60,28 +61,25 @@ static void holds_active(void *value, void *arg)
 		return;
 	uint8_t h = __atomic_load_n(&c->rec->hold[SEM_ACTIVE], __ATOMIC_ACQUIRE);
 	uint32_t st = __atomic_load_n(&c->rec->cstate, __ATOMIC_RELAXED);
-	if (h == HOLD_HELD || h == HOLD_SHARED || st == CS_ACTIVE || st == CS_IN_TRANSACTION)
+	if (st == CS_ACTIVE || (!a->pending_only && (h == HOLD_HELD || h == HOLD_SHARED
+	                                              || st == CS_IN_TRANSACTION)))
 		a->found = 1;
+}
+
+static int thread_has(struct conn *except, int pending_only)
+{
+	struct holds_arg a = { except, pending_only, 0 };
+	pthread_mutex_lock(&g.lock);
+	connmap_each(&g.map, holds_work, &a);
+	pthread_mutex_unlock(&g.lock);
+	return a.found;
 }
 
 /* Has the calling thread results still to read on another connection?
  * Then its event loop will run again without anything from us. */
-static void pending_one(void *value, void *arg)
-{
-	struct conn *c = value;
-	struct holds_arg *a = arg;
-	if (c != a->except && (c->opener == t.tid || c->rec->holder_tid == t.tid)
-	    && __atomic_load_n(&c->rec->cstate, __ATOMIC_RELAXED) == CS_ACTIVE)
-		a->found = 1;
-}
-
 int slot_thread_pending(struct conn *except)
 {
-	struct holds_arg a = { except, 0 };
-	pthread_mutex_lock(&g.lock);
-	connmap_each(&g.map, pending_one, &a);
-	pthread_mutex_unlock(&g.lock);
-	return a.found;
+	return thread_has(except, 1);
 }
 
 /* Would the calling thread wait on itself?  Only then may it not wait: it
@@ -89,11 +87,7 @@ int slot_thread_pending(struct conn *except)
  * event loop driving several connections, or MAAS's nested connection). */
 int slot_thread_busy(struct conn *except)
 {
-	struct holds_arg a = { except, 0 };
-	pthread_mutex_lock(&g.lock);
-	connmap_each(&g.map, holds_active, &a);
-	pthread_mutex_unlock(&g.lock);
-	return a.found;
+	return thread_has(except, 0);
 }
 
 /* Wait for a slot of sem on behalf of c.  NULL when granted (or shared),
