@@ -61,6 +61,12 @@ int main(int argc, char **argv)
 	int rounds = argc > 1 ? atoi(argv[1]) : 2000;
 	char name[64];
 	snprintf(name, sizeof name, "bench-handoff-%d", (int)getpid());
+	/* A fresh segment: the two sides hold slots without connection
+	 * records, so an audit (after reaping a dead process left in an old
+	 * segment of the same name) would not see them. */
+	char path[320];
+	seg_path(name, path, sizeof path);
+	unlink(path);
 	struct segment seg;
 	if (seg_attach(&seg, name, 1) != 0)
 		return 1;
@@ -97,8 +103,6 @@ int main(int argc, char **argv)
 		all[n++] = theirs[i];
 	qsort(all, (size_t)n, sizeof *all, cmp);
 	printf("handoff_us %.1f %.1f %d\n", all[n / 2] / 1e3, all[(size_t)n * 99 / 100] / 1e3, n);
-	char path[320];
-	seg_path(name, path, sizeof path);
 	unlink(path);
 	return 0;
 }

@@ -5,21 +5,27 @@
 # Method: callgrind counts the instructions of the client (pgbench) only, for
 # two run lengths (N and 2N transactions); the difference divided by N is the
 # steady per-transaction cost, with start-up, connection and exit cancelled.
+# The contenders alternate within each round (direct, A, B, ..., direct, A,
+# B, ...), and each contender's overhead is the ratio to direct in the same
+# round: the median over ROUNDS rounds, with the spread (min-max).
 # Two figures per contender:
 #  - total: all of pgbench's instructions.  pgbench polls the socket, and how
 #    often it finds the answer not yet there depends on timing, so this
-#    varies by a few percent between runs: ROUNDS runs, the median shown
-#    with the spread;
+#    varies by a few percent between runs;
 #  - in the shim: the instructions executed inside libpqshim.so (its own
 #    functions and the code inlined into its wrappers, which callgrind files
-#    under the header it came from) plus the libpq status calls the shim
-#    makes (PQtransactionStatus), which depend only on the calls the program
-#    makes: the same in every run.
+#    under the header it came from: any file in a shim/ or policy/ directory,
+#    however callgrind_annotate prints it: it shortens the paths under the
+#    current directory to relative ones) plus the libpq status calls the shim
+#    makes (PQtransactionStatus).  The wrappers of the calls that send and
+#    collect work run once per call the program makes: the same in every
+#    run.  The PQisBusy wrapper runs once per poll, as often as pgbench
+#    finds the answer not there yet: shown apart, it varies with timing.
 #
 # Usage: overhead.sh [N] [MODE] [ROUNDS] with PG* pointing at a database
 # initialised with `pgbench -i`.  Contenders: NAME=POLICY pairs in
 # $OVERHEAD_CONTENDERS (default "tracking-only=" : the shim with no policy).
-# Prints a Markdown table.
+# Prints a Markdown table; progress goes to stderr.
 set -euo pipefail
 N=${1:-2000}
 MODE=${2:-simple}
@@ -30,44 +36,64 @@ lib=$root/build/libpqshim.so
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
-# run N env... : callgrind one pgbench run; prints "total shim status"
+# run N env... : callgrind one pgbench run; prints "total shim status busy"
 run() {
 	local n=$1; shift
 	env "$@" valgrind --tool=callgrind --callgrind-out-file="$out/cg" \
 		"$PGBENCH" -n -S -M "$MODE" -t "$n" >/dev/null 2>&1
-	callgrind_annotate --threshold=100 "$out/cg" 2>/dev/null | awk -v root="$root" '
+	callgrind_annotate --threshold=100 "$out/cg" 2>/dev/null | awk '
 		/PROGRAM TOTALS/ { gsub(",", "", $1); total = $1 }
 		/^-- Auto-annotated/ { done = 1 }
 		done { next }
-		$1 ~ /^[0-9,]+$/ && ($0 ~ /libpqshim\.so\]/ || index($0, root "/shim/") || index($0, root "/policy/")) {
-			gsub(",", "", $1); shim += $1 }
+		$1 ~ /^[0-9,]+$/ && ($0 ~ /libpqshim\.so\]/ || $0 ~ /(^|[ \/])(shim|policy)\/[A-Za-z0-9_]+\.[ch]:/) {
+			gsub(",", "", $1); shim += $1
+			if ($0 ~ /:PQisBusy( |$)/) busy += $1 }
 		/:PQtransactionStatus \[/ { gsub(",", "", $1); status += $1 }
-		END { print total, shim + 0, status + 0 }'
+		END { print total, shim + 0, status + 0, busy + 0 }'
 }
 
-# measure env... : prints "median_total min_total max_total shim status"
-# per transaction
-measure() {
-	local r at as ast bt bs bst totals=() shim=0 status=0
-	for ((r = 0; r < ROUNDS; r++)); do
-		read -r at as ast < <(run "$N" "$@")
-		read -r bt bs bst < <(run $((2 * N)) "$@")
-		totals+=($(( (bt - at) / N )))
-		shim=$(( (bs - as) / N )) status=$(( (bst - ast) / N ))
-	done
-	printf '%s\n' "${totals[@]}" | sort -n | awk -v shim="$shim" -v st="$status" '
-		{ v[NR] = $1 } END { print v[int((NR + 1) / 2)], v[1], v[NR], shim, st }'
+# one env... : prints "total shim status busy" per transaction (2N run minus N run)
+one() {
+	local at as ast ab bt bs bst bb
+	read -r at as ast ab < <(run "$N" "$@")
+	read -r bt bs bst bb < <(run $((2 * N)) "$@")
+	echo $(( (bt - at) / N )) $(( (bs - as) / N )) $(( (bst - ast) / N )) $(( (bb - ab) / N ))
 }
 
-read -r base bmin bmax _ bstatus < <(measure PQSHIM_BENCH=direct)
-printf '| pgbench -S -M %s | instructions / transaction (median of %d, min-max) | total overhead | inside the shim |\n' "$MODE" "$ROUNDS"
-printf '|---|---:|---:|---:|\n'
-printf '| direct libpq | %d (%d-%d) | - | - |\n' "$base" "$bmin" "$bmax"
+names=(direct) envs=("PQSHIM_BENCH=direct")
 for pair in ${OVERHEAD_CONTENDERS:-tracking-only=}; do
-	name=${pair%%=*} pol=${pair#*=}
-	read -r med min max shim status < <(measure LD_PRELOAD="$lib" PQSHIM_POLICY="$pol")
-	shim=$((shim + status - bstatus))   # the status calls the shim adds
-	awk -v n="$med" -v lo="$min" -v hi="$max" -v b="$base" -v s="$shim" -v name="$name" 'BEGIN {
-		printf "| pqshim %s | %d (%d-%d) | %+.2f%% | %d = %.2f%% |\n",
-			name, n, lo, hi, 100 * (n - b) / b, s, 100 * s / b }'
+	names+=("${pair%%=*}") envs+=("LD_PRELOAD=$lib PQSHIM_POLICY=${pair#*=}")
+done
+# $out/c<i>: one line per round, "total shim status"
+for ((r = 1; r <= ROUNDS; r++)); do
+	printf '[bench]   callgrind -M %s round %d/%d:' "$MODE" "$r" "$ROUNDS" >&2
+	for i in "${!names[@]}"; do
+		# shellcheck disable=SC2086
+		one ${envs[$i]} >>"$out/c$i"
+		printf ' %s' "${names[$i]}" >&2
+	done
+	echo >&2
+done
+
+# median, min and max of a column of numbers on stdin: "med min max"
+mmm() {
+	sort -g | awk '{ v[NR] = $1 } END {
+		print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2), v[1], v[NR] }'
+}
+
+read -r base bmin bmax < <(cut -d' ' -f1 "$out/c0" | mmm)
+printf '| pgbench -S -M %s | instructions / transaction (median of %d, min-max) | total overhead (median of the per-round ratios, min-max) | inside the shim (median, min-max) | of which the PQisBusy wrapper (per poll), median (min-max) |\n' "$MODE" "$ROUNDS"
+printf '|---|---:|---:|---:|---:|\n'
+printf '| direct libpq | %d (%d-%d) | - | - | - |\n' "$base" "$bmin" "$bmax"
+for ((i = 1; i < ${#names[@]}; i++)); do
+	read -r med min max < <(cut -d' ' -f1 "$out/c$i" | mmm)
+	# the shim's own instructions plus the status calls it adds, round by round
+	read -r smed smin smax < <(paste -d' ' "$out/c0" "$out/c$i" | awk '{ print $6 + $7 - $3 }' | mmm)
+	read -r busy bmn bmx < <(cut -d' ' -f4 "$out/c$i" | mmm)
+	read -r rmed rmin rmax < <(paste -d' ' "$out/c0" "$out/c$i" |
+		awk '{ printf "%.3f\n", 100 * ($5 - $1) / $1 }' | mmm)
+	awk -v n="$med" -v lo="$min" -v hi="$max" -v b="$base" -v s="$smed" -v slo="$smin" -v shi="$smax" \
+		-v busy="$busy" -v bmn="$bmn" -v bmx="$bmx" -v name="${names[$i]}" -v rmed="$rmed" -v rmin="$rmin" -v rmax="$rmax" 'BEGIN {
+		printf "| pqshim %s | %d (%d-%d) | %+.2f%% (%+.2f%% to %+.2f%%) | %d (%d-%d) = %.2f%% | %d (%d-%d) |\n",
+			name, n, lo, hi, rmed, rmin, rmax, s, slo, shi, 100 * s / b, busy, bmn, bmx }'
 done
