@@ -240,6 +240,12 @@ export OVERHEAD_CONTENDERS="tracking-only=$P_TRACK cap-uncontended=$P_CAP read-o
 	echo "  wrappers of the calls that send and collect work run once per call pgbench makes (the"
 	echo "  same in every run); the PQisBusy wrapper runs once per poll, as often as pgbench finds"
 	echo "  the answer not there yet, so that part (last column) varies with timing."
+	echo "- *read-only-off* costs the same inside the shim as tracking-only, but its total is higher:"
+	echo "  a \`[read_only]\` policy starts the shim's drain thread, and once a process has a second"
+	echo "  thread glibc takes its multi-threaded path in every cancellable system call (\`send\`,"
+	echo "  \`recv\`, \`ppoll\`: \`__pthread_enable_asynccancel\` and its pair, about 200 instructions"
+	echo "  per transaction of single-threaded pgbench, in libc). Programs that already run threads"
+	echo "  pay that anyway."
 	echo "- The total varies by several percent from run to run, direct libpq included, because"
 	echo "  pgbench polls its socket a timing-dependent number of times: that noise, not the shim,"
 	echo "  is most of the spread of the total; \"inside the shim\" is the figure to watch."
@@ -454,6 +460,10 @@ label() {
 	echo
 	echo "On 2 cores pgbench, the servers and PgBouncer share the CPUs: at 4 and 16 clients the"
 	echo "machine is saturated and the figures measure CPU spent per transaction on both sides."
+	echo "At 1 client pgbench and its backend ping-pong, and the rate depends mostly on whether"
+	echo "the scheduler puts the two on the same core: on this machine a run lands on one of two"
+	echo "levels about 2.5 times apart, whatever the contender, so the 1-client ratio is the"
+	echo "noisiest figure here; the instruction counts of section 1 are the shim's cost."
 	echo
 } >"$work/s2.md"
 
