@@ -21,45 +21,10 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 [ -x "$PQSHIM" ] && [ -f "$PQSHIM_LIB" ] || fail "build first: no $PQSHIM or $PQSHIM_LIB"
-LOAD=$PQT_ROOT/tests/clients/py_cap_load.py
-
-declare -A PFD PRUN SEQ_OF
-# --- probes: py_cap_load.py probe under the shim, fed on a fifo ---------------
+# shellcheck source=probe.sh
+. "$(dirname "$0")/probe.sh"
 # Each connection CONN gets application_name ${APP}_CONN (--suffix).
-probe_start() { # NAME POLICY APP
-	local name=$1 fd
-	mkfifo "$T/$name.in"
-	"$PQSHIM" run -p "$2" -- "$PY" "$LOAD" probe --suffix --app "$3" \
-		<"$T/$name.in" >"$T/$name.out" 2>"$T/$name.err" &
-	PRUN[$name]=$!
-	bg_track "$!"
-	exec {fd}>"$T/$name.in"
-	PFD[$name]=$fd
-	ready() { grep -qx READY "$T/$name.out" || ! kill -0 "${PRUN[$name]}" 2>/dev/null; }
-	wait_until 20 ready || fail "$name: probe never READY"
-	grep -qx READY "$T/$name.out" || fail "$name: probe failed: $(cat "$T/$name.err")"
-	PID=${PRUN[$name]} # pqshim run execs python
-}
-probe_end() { # NAME: EOF, exit 0
-	local rc=0 fd=${PFD[$1]}
-	exec {fd}>&-
-	unset "PFD[$1]"
-	wait "${PRUN[$1]}" || rc=$?
-	assert_eq "$rc" 0 "$1: probe exit status (stderr: $(cat "$T/$1.err"))"
-}
-psend() { # NAME LINE: send a command; its number in $SEQ
-	SEQ_OF[$1]=$((${SEQ_OF[$1]:-0} + 1))
-	SEQ=${SEQ_OF[$1]}
-	printf '%s\n' "$2" >&"${PFD[$1]}"
-}
-presult() { # NAME SEQ SECONDS: the command's result (JSON) in $R
-	wait_until "$3" grep -q "^R {\"seq\": $2, " "$T/$1.out" ||
-		fail "$1: no result for command $2 (stderr: $(cat "$T/$1.err"))"
-	R=$(grep "^R {\"seq\": $2, " "$T/$1.out" | sed 's/^R //')
-}
-pending() { ! grep -q "^R {\"seq\": $2, " "$T/$1.out"; }
-pcmd() { psend "$1" "$2" && presult "$1" "$SEQ" "${3:-10}"; }
-r() { jq -r "$1" <<<"$R"; }
+PROBE_ARGS=(--suffix)
 ok() { # NAME LINE WHAT: the command must succeed; result in $R
 	pcmd "$1" "$2"
 	assert_eq "$(r .ok)" true "$3: $2: $R"

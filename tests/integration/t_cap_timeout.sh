@@ -22,10 +22,9 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 [ -x "$PQSHIM" ] && [ -f "$PQSHIM_LIB" ] || fail "build first: no $PQSHIM or $PQSHIM_LIB"
-LOAD=$PQT_ROOT/tests/clients/py_cap_load.py
-
-# --- probes: py_cap_load.py probe under the shim, fed on a fifo ---------------
-declare -A PFD PRUN
+# shellcheck source=probe.sh
+. "$(dirname "$0")/probe.sh"
+PROBE_WRAP=(clean)
 HFD=
 # clean CMD...: (in a subshell or background job) exec CMD without the write ends of our fifos (else a probe
 # would hold another's stdin open and that one would never see EOF)
@@ -34,40 +33,6 @@ clean() {
 	for fd in "${PFD[@]}" $HFD; do exec {fd}>&-; done
 	exec "$@"
 }
-probe_start() { # NAME POLICY APP
-	local name=$1 fd
-	mkfifo "$T/$name.in"
-	clean "$PQSHIM" run -p "$2" -- "$PY" "$LOAD" probe --app "$3" \
-		<"$T/$name.in" >"$T/$name.out" 2>"$T/$name.err" &
-	PRUN[$name]=$!
-	bg_track "$!"
-	exec {fd}>"$T/$name.in"
-	PFD[$name]=$fd
-	ready() { grep -qx READY "$T/$name.out" || ! kill -0 "${PRUN[$name]}" 2>/dev/null; }
-	wait_until 20 ready || fail "$name: probe never READY"
-	grep -qx READY "$T/$name.out" || fail "$name: probe failed: $(cat "$T/$name.err")"
-}
-probe_end() { # NAME: EOF, exit 0
-	local rc=0 fd=${PFD[$1]}
-	exec {fd}>&-
-	unset "PFD[$1]"
-	wait "${PRUN[$1]}" || rc=$?
-	assert_eq "$rc" 0 "$1: probe exit status (stderr: $(cat "$T/$1.err"))"
-}
-# pcmd NAME LINE [SECONDS]: run one command, its result (JSON) in $R
-pcmd() {
-	SEQ_OF[$1]=$((${SEQ_OF[$1]:-0} + 1))
-	printf '%s\n' "$2" >&"${PFD[$1]}"
-	presult "$1" "${SEQ_OF[$1]}" "${3:-10}"
-}
-declare -A SEQ_OF
-presult() { # NAME SEQ SECONDS
-	local f=$T/$1.out seq=$2
-	wait_until "$3" grep -q "^R {\"seq\": $seq, " "$f" ||
-		fail "$1: no result for command $seq (stderr: $(cat "$T/$1.err"))"
-	R=$(grep "^R {\"seq\": $seq, " "$f" | sed 's/^R //')
-}
-r() { jq -r "$1" <<<"$R"; }
 
 # --- psql holder: a session held open on a fifo -------------------------------
 psql_start() { # POLICY APP
