@@ -227,6 +227,8 @@ void cap_release_slow(struct segment *seg, struct seg_cap *cap, int sem, uint8_t
 
 void cap_set_max(struct segment *seg, struct seg_cap *cap, int sem, uint32_t max)
 {
+	if (max > SEM_COUNT_MASK - 1)   /* the fast paths rely on it (the policy's limit is 10^6) */
+		max = SEM_COUNT_MASK - 1;
 	if (__atomic_load_n(&cap->sems[sem].max, __ATOMIC_RELAXED) == max)
 		return;
 	if (cap_lock(seg, cap) != 0)

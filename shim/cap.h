@@ -110,15 +110,18 @@ static inline double cap_bucket_le_ms(unsigned b)
 struct segment;
 
 /* The uncontended paths: one CAS on the semaphore word.  1 on success; 0
- * when the caller must take the slow path (full, waiters queued, frozen). */
-static inline int sem_try_acquire(struct seg_sem *s, uint8_t *hold)
+ * when the caller must take the slow path (full, waiters queued, frozen).
+ * `max` as the caller read it (0: no cap). */
+static inline int sem_try_acquire_max(struct seg_sem *s, uint8_t *hold, uint32_t max)
 {
-	uint32_t max = __atomic_load_n(&s->max, __ATOMIC_RELAXED);
+	/* Not frozen, nobody queued and count below max, in one compare: the
+	 * flags and the waiting count lie above the count's bits (max < 2^24). */
+	uint64_t limit = max ? max : SEM_COUNT_MASK;
 	uint64_t w = __atomic_load_n(&s->word, __ATOMIC_RELAXED);
 	/* Announce first: an audit that freezes the word after our CAS must
 	 * find us. */
 	__atomic_store_n(hold, HOLD_ACQUIRING, __ATOMIC_RELAXED);
-	while (!(w & SEM_FROZEN) && sem_waiting(w) == 0 && (max == 0 || sem_count(w) < max)) {
+	while (w < limit) {
 		if (__atomic_compare_exchange_n(&s->word, &w, w + 1, 1, __ATOMIC_SEQ_CST,
 		                                __ATOMIC_RELAXED)) {
 			__atomic_store_n(hold, HOLD_HELD, __ATOMIC_RELEASE);
@@ -127,6 +130,11 @@ static inline int sem_try_acquire(struct seg_sem *s, uint8_t *hold)
 	}
 	__atomic_store_n(hold, HOLD_NONE, __ATOMIC_RELEASE);
 	return 0;
+}
+
+static inline int sem_try_acquire(struct seg_sem *s, uint8_t *hold)
+{
+	return sem_try_acquire_max(s, hold, __atomic_load_n(&s->max, __ATOMIC_RELAXED));
 }
 
 /* Claim the release of a held slot: only one of two threads racing to give
@@ -142,18 +150,22 @@ static inline int hold_claim_release(uint8_t *hold)
  * slow path must finish it (cap_release_slow), the hold still RELEASING. */
 static inline int sem_try_release(struct seg_sem *s, uint8_t *hold)
 {
-	uint32_t max = __atomic_load_n(&s->max, __ATOMIC_RELAXED);
 	uint64_t w = __atomic_load_n(&s->word, __ATOMIC_RELAXED);
-	/* With waiters queued the slot is handed over under the lock. */
-	while (!(w & SEM_FROZEN) && (sem_waiting(w) == 0 || (max && sem_count(w) > max))
-	       && sem_count(w) > 0) {
+	for (;;) {
+		/* Common: held, nobody queued, not frozen (one compare).  Else
+		 * with waiters queued the slot is handed over under the lock,
+		 * unless the count is above a lowered max. */
+		if (w - 1 >= SEM_COUNT_MASK) {
+			uint32_t max = __atomic_load_n(&s->max, __ATOMIC_RELAXED);
+			if ((w & SEM_FROZEN) || sem_count(w) == 0 || !max || sem_count(w) <= max)
+				return 0;
+		}
 		if (__atomic_compare_exchange_n(&s->word, &w, w - 1, 1, __ATOMIC_SEQ_CST,
 		                                __ATOMIC_RELAXED)) {
 			__atomic_store_n(hold, HOLD_NONE, __ATOMIC_RELEASE);
 			return 1;
 		}
 	}
-	return 0;
 }
 
 enum cap_result { CAP_OK = 0, CAP_TIMEOUT, CAP_NESTED, CAP_ERROR };

@@ -13,12 +13,25 @@
 #include <string.h>
 
 static int layout_known = -1;
+struct pqint_layout pqint;
+
+/* What PQtransactionStatus reads, as libpq-int.h lays it out. */
+_Static_assert(sizeof(((struct pg_conn *)0)->status) == sizeof(int), "ConnStatusType is an int");
+_Static_assert(sizeof(((struct pg_conn *)0)->asyncStatus) == sizeof(int), "PGAsyncStatusType is an int");
+_Static_assert(sizeof(((struct pg_conn *)0)->xactStatus) == sizeof(int), "PGTransactionStatusType is an int");
+_Static_assert(PGASYNC_IDLE == PQINT_ASYNC_IDLE, "PGASYNC_IDLE");
 
 int pqerr_init(void)
 {
 	if (layout_known < 0) {
 		int major = real.PQlibVersion ? real.PQlibVersion() / 10000 : 0;
 		layout_known = (major == PG_VERSION_NUM / 10000);
+		if (layout_known) {
+			pqint.status = offsetof(struct pg_conn, status);
+			pqint.async = offsetof(struct pg_conn, asyncStatus);
+			pqint.xact = offsetof(struct pg_conn, xactStatus);
+			__atomic_store_n(&pqint.known, 1, __ATOMIC_RELEASE);
+		}
 		if (!layout_known)
 			shim_log(LOG_WARNING, "libpq %d is not the libpq %d pqshim was built for: "
 			         "refusals will carry no SQLSTATE", major, PG_VERSION_NUM / 10000);

@@ -23,6 +23,16 @@
 /* Check the loaded libpq once; 1 when the internal layout is known. */
 int pqerr_init(void);
 
+/* Where a PGconn keeps what PQtransactionStatus reads (byte offsets), for
+ * the shim's fast path to read in place without a call (pqint_xact_status,
+ * shim.h).  Set by pqerr_init when the layout is known; else known = 0. */
+struct pqint_layout {
+	unsigned known;
+	unsigned status, async, xact;
+};
+extern struct pqint_layout pqint;
+#define PQINT_ASYNC_IDLE 0
+
 /* Replace the text PQerrorMessage(conn) returns.  msg has no trailing \n. */
 void pqerr_set_message(PGconn *conn, const char *msg);
 

@@ -2,23 +2,27 @@
  * shim.h - the shim's process-wide and per-thread state, and the fast path
  * that every wrapper shares.
  *
- * Every wrapper has the same shape:
+ * Every wrapper that sends work has the same shape:
  *
- *     if (t.depth) return real.PQxxx(...);        // libpq calling itself
- *     why = work_begin(conn, &c);                  // look up, rules, count
- *     if (why) return <libpq-shaped error>;
+ *     if (t.depth) return real.PQxxx(...);         // libpq calling itself
+ *     c = work_fast(conn);                          // the thread's connection, as before?
+ *     if (!c) return PQxxx_slow(...);               // no: look up, rules, wait, count
  *     t.depth = 1; r = real.PQxxx(...); t.depth = 0;
- *     if (c) track_settle(c);                      // work may be complete
+ *     track_settle(c);                              // work may be complete
  *
- * A nested call costs one TLS read.  An outermost one costs a per-thread
- * one-entry cache check (or a lock-free map probe) and a few stores into
- * the connection's own record.  No system call, lock or allocation happens
- * on it once the thread and the connection are known.
+ * A nested call costs one TLS read.  An outermost one on the connection the
+ * thread used last, with nothing changed since, costs two compares, a
+ * time stamp, a few stores into the connection's own record and, with a
+ * cap, one CAS on the semaphore word (work_fast).  Anything else (another
+ * connection, another thread's, a switch, a reload due, a full cap) takes
+ * the whole path, work_begin.  No system call, lock or allocation happens
+ * on either once the thread and the connection are known.
  */
 #ifndef PQSHIM_SHIM_H
 #define PQSHIM_SHIM_H
 
 #include "connmap.h"
+#include "pqerr.h"
 #include "real.h"
 #include "segment.h"
 #include "clock.h"
@@ -88,7 +92,9 @@ struct shim {
 	char policy_error[SEG_ERROR_MAX];
 	pthread_mutex_t lock;     /* connmap writers, process registration */
 	pthread_key_t thread_key; /* its destructor counts threads out */
-	unsigned map_epoch;       /* bumped on every insert/remove (atomic) */
+	unsigned map_epoch;       /* bumped on every insert/remove and read-only
+	                           * switch (atomic): thread caches check it.
+	                           * Odd, so never the 0 of a fresh thread's cache */
 	struct seg_cap *cap;      /* the semaphores in force: the segment's or private_cap */
 	struct segment *capseg;   /* &seg for a shared cap, NULL for scope = process */
 	struct seg_cap private_cap;
@@ -122,6 +128,12 @@ struct thread_state {
 	unsigned cache_epoch;
 	PGconn *cache_pg;
 	struct conn *cache_conn;
+	/* The connection the fast path may take as it is (work_fast): ours,
+	 * opened by this thread, on the route in force.  Valid while the map
+	 * epoch (also bumped by every read-only switch) is fast_epoch. */
+	unsigned fast_epoch;
+	PGconn *fast_pg;
+	struct conn *fast_conn;
 	const char *sqlstate;     /* of the last refusal made on this thread */
 };
 extern TLS struct thread_state t;
@@ -195,6 +207,12 @@ ALWAYS_INLINE void shim_enter(void)
 		shim_enter_slow();
 }
 
+/* Every thread's cached look-ups are stale (under g.lock or a switch). */
+static inline void map_epoch_bump(void)
+{
+	__atomic_fetch_add(&g.map_epoch, 2, __ATOMIC_RELEASE);
+}
+
 ALWAYS_INLINE struct conn *conn_lookup(PGconn *pg)
 {
 	unsigned epoch = __atomic_load_n(&g.map_epoch, __ATOMIC_ACQUIRE);
@@ -208,26 +226,51 @@ ALWAYS_INLINE struct conn *conn_lookup(PGconn *pg)
 }
 
 /* A statement leaves: count it, the connection is active. */
-ALWAYS_INLINE void track_sent(struct conn *c)
+ALWAYS_INLINE void track_sent_at(struct seg_conn *r, uint64_t now)
 {
-	struct seg_conn *r = c->rec;
 	/* Only the thread using the connection writes these (libpq forbids
 	 * concurrent use of one PGconn), so plain relaxed stores suffice. */
 	__atomic_store_n(&r->queries, r->queries + 1, __ATOMIC_RELAXED);
 	__atomic_store_n(&r->cstate, CS_ACTIVE, __ATOMIC_RELAXED);
-	uint64_t now = clock_ticks();
 	__atomic_store_n(&r->last_used, now, __ATOMIC_RELAXED);
+}
+
+ALWAYS_INLINE void track_sent(struct conn *c)
+{
+	uint64_t now = clock_ticks();
+	track_sent_at(c->rec, now);
 	if (unlikely(now >= __atomic_load_n(&g.next_tick, __ATOMIC_RELAXED)))
 		shim_tick();
 }
 
-/* Work may have completed: read libpq's own view.  PQtransactionStatus
- * says ACTIVE while results are pending, IDLE only outside a transaction. */
-ALWAYS_INLINE void track_settle(struct conn *c)
+/* PQtransactionStatus(pg), read in place when libpq's layout is known
+ * (pqerr.c checked the major version): it is what libpq itself does. */
+ALWAYS_INLINE PGTransactionStatusType xact_status(const PGconn *pg)
+{
+	if (likely(pqint.known)) {
+		const char *p = (const char *)pg;
+		if (*(const int *)(p + pqint.status) != CONNECTION_OK)
+			return PQTRANS_UNKNOWN;
+		if (*(const int *)(p + pqint.async) != PQINT_ASYNC_IDLE)
+			return PQTRANS_ACTIVE;
+		return (PGTransactionStatusType)*(const int *)(p + pqint.xact);
+	}
+	return real.PQtransactionStatus(pg);
+}
+
+/* What track_settle leaves to settle_finish (slots.c). */
+#define SETTLE_RELEASE 1u   /* the slot's release must finish on the slow path */
+#define SETTLE_KICK    2u   /* results done: an event loop's deferred sends may go */
+
+/* Work may have completed: libpq's own view (PQtransactionStatus says
+ * ACTIVE while results are pending, IDLE only outside a transaction)
+ * becomes the record's state; idle outside a transaction gives the active
+ * slot back.  Calls nothing: returns what is left to do, if anything. */
+ALWAYS_INLINE unsigned settle_state(struct conn *c, PGTransactionStatusType ts)
 {
 	struct seg_conn *r = c->rec;
 	uint32_t now;
-	switch (real.PQtransactionStatus(c->pg)) {
+	switch (ts) {
 	case PQTRANS_ACTIVE:  now = CS_ACTIVE; break;
 	case PQTRANS_INTRANS:
 	case PQTRANS_INERROR: now = CS_IN_TRANSACTION; break;
@@ -235,16 +278,16 @@ ALWAYS_INLINE void track_settle(struct conn *c)
 	}
 	uint32_t was = r->cstate;
 	if (now == was)
-		return;
+		return 0;
+	unsigned todo = 0;
 	if (now == CS_IDLE) {
 		if (was == CS_ACTIVE || was == CS_IN_TRANSACTION)
 			__atomic_store_n(&r->xacts, r->xacts + 1, __ATOMIC_RELAXED);
-		/* Idle outside a transaction: the active slot goes back. */
 		uint8_t *hold = &r->hold[SEM_ACTIVE];
 		uint8_t h = __atomic_load_n(hold, __ATOMIC_RELAXED);
 		if (h == HOLD_HELD && hold_claim_release(hold)) {
 			if (!sem_try_release(&g.cap->sems[SEM_ACTIVE], hold))
-				slot_release_active_slow(c);
+				todo = SETTLE_RELEASE;
 		} else if (h == HOLD_SHARED || h == HOLD_WAITING) {
 			__atomic_store_n(hold, HOLD_NONE, __ATOMIC_RELEASE);
 		}
@@ -253,46 +296,63 @@ ALWAYS_INLINE void track_settle(struct conn *c)
 	/* Results done on one of an event loop's connections: its deferred
 	 * sends may take the slot, or must stop waiting for it (defer.c). */
 	if (was == CS_ACTIVE && unlikely(__atomic_load_n(&g.deferrals, __ATOMIC_RELAXED)))
-		defer_kick();
+		todo |= SETTLE_KICK;
+	return todo;
+}
+
+void settle_finish(struct conn *c, unsigned todo);
+
+ALWAYS_INLINE void track_settle(struct conn *c)
+{
+	unsigned todo = settle_state(c, xact_status(c->pg));
+	if (unlikely(todo))
+		settle_finish(c, todo);
 }
 
 /*
- * The outermost call of a thread that sends a statement on pg: look the
- * connection up, apply the rules, count.  Returns NULL to go on, or why the
- * call is refused.  *cp is the connection (NULL: not one of ours).
+ * The fast path of the outermost call of a thread that sends a statement
+ * on pg: the connection is the one this thread last sent on, nothing has
+ * changed since (the map epoch: opens, closes, read-only switches) and a
+ * slot, if one is needed, is free.  Then take the slot, count, and return
+ * the connection.  Otherwise do nothing and return NULL: the caller takes
+ * the whole path (work_begin, wrap_work.c).  Nothing here calls out, so
+ * the wrapper's arguments stay in their registers; the time stamp (and
+ * the reload it may call for) comes after the send, work_fast_sent.
  */
-ALWAYS_INLINE const char *work_begin(PGconn *pg, struct conn **cp, int may_defer)
+ALWAYS_INLINE struct conn *work_fast(PGconn *pg)
 {
-	shim_enter();
-	struct conn *c = conn_lookup(pg);
-	*cp = c;
-	if (!c)
+	if (unlikely(pg != t.fast_pg
+	             || __atomic_load_n(&g.map_epoch, __ATOMIC_ACQUIRE) != t.fast_epoch))
 		return NULL;
-	if (unlikely(c->opener != t.tid)) {
-		const char *why = cross_thread_use(c, 1);
-		if (why)
-			return why;
-	}
-	/* The policy switched since this connection last looked: move it? */
-	if (unlikely(c->ro_gen != __atomic_load_n(&g.ro_gen, __ATOMIC_RELAXED))) {
-		const char *why = switch_check(c);
-		if (why)
-			return why;
-	}
+	struct conn *c = t.fast_conn;
+	struct seg_conn *r = c->rec;
 	/* An idle connection about to work takes an active slot (if capped). */
 	struct seg_sem *sem = &g.cap->sems[SEM_ACTIVE];
-	uint8_t *hold = &c->rec->hold[SEM_ACTIVE];
-	if (__atomic_load_n(&sem->max, __ATOMIC_RELAXED) && *hold == HOLD_NONE) {
-		if (!sem_try_acquire(sem, hold)) {
-			const char *why = slot_wait_active(c, may_defer && !c->pipeline);
-			if (why)
-				return why;  /* refused, or SLOT_DEFERRED */
-		}
-		c->rec->holder_tid = t.tid;
+	uint32_t max = __atomic_load_n(&sem->max, __ATOMIC_RELAXED);
+	if (max && r->hold[SEM_ACTIVE] == HOLD_NONE) {
+		if (unlikely(!sem_try_acquire_max(sem, &r->hold[SEM_ACTIVE], max)))
+			return NULL;
+		r->holder_tid = t.tid;
 	}
-	track_sent(c);
-	return NULL;
+	__atomic_store_n(&r->queries, r->queries + 1, __ATOMIC_RELAXED);
+	__atomic_store_n(&r->cstate, CS_ACTIVE, __ATOMIC_RELAXED);
+	return c;
 }
+
+/* After the fast path's send: when it left, and whether a look at the
+ * policy file is due (reload.c).  1: nothing else to do. */
+ALWAYS_INLINE int work_fast_sent(struct conn *c)
+{
+	uint64_t now = clock_ticks();
+	__atomic_store_n(&c->rec->last_used, now, __ATOMIC_RELAXED);
+	return likely(now < __atomic_load_n(&g.next_tick, __ATOMIC_RELAXED));
+}
+
+/* The whole path (wrap_work.c): registers the thread, looks up, applies
+ * the rules (cross-thread use, a read-only switch to follow, a slot to
+ * wait for), counts.  Returns NULL to go on, or why the call is refused;
+ * *cp is the connection (NULL: not one of ours). */
+const char *work_begin(PGconn *pg, struct conn **cp, int may_defer);
 
 /* Connect side (track.c). */
 const char *track_connect_begin(struct conn **cp, char *buf, size_t size);

@@ -171,6 +171,14 @@ void slot_release_active_slow(struct conn *c)
 	cap_release_slow(g.capseg, g.cap, SEM_ACTIVE, &c->rec->hold[SEM_ACTIVE]);
 }
 
+void settle_finish(struct conn *c, unsigned todo)
+{
+	if (todo & SETTLE_RELEASE)
+		slot_release_active_slow(c);
+	if (todo & SETTLE_KICK)
+		defer_kick();
+}
+
 static void release_one(struct conn *c, int sem)
 {
 	uint8_t *hold = &c->rec->hold[sem];

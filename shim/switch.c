@@ -42,6 +42,8 @@ void readonly_update(void)
 		return;
 	__atomic_store_n(&g.read_only, ro, __ATOMIC_RELEASE);
 	__atomic_fetch_add(&g.ro_gen, 1, __ATOMIC_RELEASE);
+	/* every thread's fast connection must look again (work_begin) */
+	map_epoch_bump();
 	shim_log(LOG_INFO, "read-only %s (%s)", ro ? "on" : "off",
 	         g.pol.ro_enabled ? "[read_only] enabled" : g.pol.flag_file);
 	struct seg_header *h = g.seg.hdr;
@@ -273,7 +275,7 @@ const char *switch_check(struct conn *c)
 			seg_add(&g.seg.hdr->totals.migrations, 1);
 		return NULL;
 	}
-reset:
+reset:;
 	/* reset: close it, and let the program reconnect where the policy says */
 	const char *why = refuse("08006", "pqshim: the connection to the %s was closed: read-only is now %s "
 	                         "(on_switch = %s, policy %s); reconnect", from,

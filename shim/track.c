@@ -24,7 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
-struct shim g = { .lock = PTHREAD_MUTEX_INITIALIZER, .proc_idx = -1 };
+struct shim g = { .lock = PTHREAD_MUTEX_INITIALIZER, .proc_idx = -1, .map_epoch = 1 };
 TLS struct thread_state t;
 
 static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -108,6 +108,8 @@ static void at_fork_child(void)
 	/* The child must not write its parent's records: the first call in
 	 * the child (t.tid == 0) re-registers everything as its own. */
 	t.tid = 0;
+	t.fast_pg = t.cache_pg = NULL;
+	t.fast_epoch = t.cache_epoch = 0;
 	g.drainer = 0;           /* threads do not survive fork() */
 	if (g.cap == &g.private_cap) {
 		/* the parent's counts and waiters are not the child's */
@@ -206,7 +208,8 @@ void thread_register(void)
 {
 	pid_t pid = getpid();
 	t.tid = (pid_t)syscall(SYS_gettid);
-	t.cache_pg = NULL;
+	t.cache_pg = t.fast_pg = NULL;
+	t.fast_epoch = t.cache_epoch = 0;
 	if (g.pid != pid) {
 		/* First call in a fork child (another of its threads may race
 		 * us here: only one registers). */
@@ -404,7 +407,7 @@ void track_connect_end(struct conn *c, PGconn *pg, struct connargs *args,
 		seg_add(&g.seg.hdr->totals.untracked, 1);
 	}
 	__atomic_fetch_add(&g.proc->connections, 1, __ATOMIC_RELAXED);
-	__atomic_fetch_add(&g.map_epoch, 1, __ATOMIC_RELEASE);
+	map_epoch_bump();
 	pthread_mutex_unlock(&g.lock);
 }
 
@@ -443,7 +446,7 @@ void track_close(PGconn *pg)
 		if (c->pipeline)
 			__atomic_fetch_sub(&g.pipelines, 1, __ATOMIC_RELAXED);
 	}
-	__atomic_fetch_add(&g.map_epoch, 1, __ATOMIC_RELEASE);
+	map_epoch_bump();
 	pthread_mutex_unlock(&g.lock);
 	if (c)
 		switch_forget(c);

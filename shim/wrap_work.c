@@ -12,13 +12,82 @@
 #include "shim.h"
 #include "pqerr.h"
 
+/*
+ * The whole path, for the calls the fast path (work_fast, shim.h) turns
+ * away: the thread's first call, another connection than last time, a
+ * cross-thread use, a read-only switch to follow, a reload due, a slot to
+ * wait for.  When nothing stood in the way, the connection becomes the
+ * thread's fast one.
+ */
+const char *work_begin(PGconn *pg, struct conn **cp, int may_defer)
+{
+	shim_enter();
+	struct conn *c = conn_lookup(pg);
+	*cp = c;
+	if (!c)
+		return NULL;
+	int plain = 1;
+	if (unlikely(c->opener != t.tid)) {
+		const char *why = cross_thread_use(c, 1);
+		if (why)
+			return why;
+		plain = 0;       /* every such use is counted: never fast */
+	}
+	/* The policy switched since this connection last looked: move it? */
+	if (unlikely(c->ro_gen != __atomic_load_n(&g.ro_gen, __ATOMIC_ACQUIRE))) {
+		const char *why = switch_check(c);
+		if (why)
+			return why;
+	}
+	/* An idle connection about to work takes an active slot (if capped). */
+	struct seg_sem *sem = &g.cap->sems[SEM_ACTIVE];
+	uint8_t *hold = &c->rec->hold[SEM_ACTIVE];
+	if (__atomic_load_n(&sem->max, __ATOMIC_RELAXED) && *hold == HOLD_NONE) {
+		if (!sem_try_acquire(sem, hold)) {
+			const char *why = slot_wait_active(c, may_defer && !c->pipeline);
+			if (why)
+				return why;  /* refused, or SLOT_DEFERRED */
+		}
+		c->rec->holder_tid = t.tid;
+	}
+	track_sent(c);
+	/* The epoch is the one read before the look-up: a close or a switch
+	 * since then has bumped it, and the next call will not trust this. */
+	if (plain && t.cache_pg == pg && t.cache_conn == c
+	    && c->ro_gen == __atomic_load_n(&g.ro_gen, __ATOMIC_ACQUIRE)) {
+		t.fast_pg = pg;
+		t.fast_conn = c;
+		t.fast_epoch = t.cache_epoch;
+	}
+	return NULL;
+}
+
+/* Work refused by libpq itself (a send returning 0): no work, no slot. */
+__attribute__((noinline)) static void settle_refused(struct conn *c)
+{
+	track_settle(c);
+}
+
+/* After a fast send: the connection is the thread's fast one (nothing ran
+ * on this thread in between but libpq's send, which calls no wrapper).
+ * Stamp it, tick if due, and if libpq refused the send, settle.  Returns
+ * r, for the wrapper to tail-call. */
+__attribute__((noinline)) static int fast_sent_slow(int r)
+{
+	struct conn *c = t.fast_conn;
+	if (!work_fast_sent(c))
+		shim_tick();
+	if (!r)
+		track_settle(c);
+	return r;
+}
+
 /* A synchronous call: counts, may be refused (a FATAL_ERROR result), and
- * the work is complete when it returns. */
+ * the work is complete when it returns.  The exported function is the
+ * fast path; name##_slow the whole one. */
 #define WRAP_SYNC(name, params, args) \
-	SHIM_EXPORT PGresult *name params \
+	__attribute__((noinline)) static PGresult *name##_slow params \
 	{ \
-		if (t.depth) \
-			return real.name args; \
 		struct conn *c; \
 		const char *why = work_begin(conn, &c, 0); \
 		if (unlikely(why != NULL)) \
@@ -29,15 +98,32 @@
 		if (c) \
 			track_settle(c); \
 		return r; \
-	}
-
-/* An asynchronous send: counts, may be refused (0 and PQerrorMessage), or
- * deferred (an event loop's turn, defer.c: `save` keeps a copy). */
-#define WRAP_SEND(name, params, args, save) \
-	SHIM_EXPORT int name params \
+	} \
+	SHIM_EXPORT PGresult *name params \
 	{ \
 		if (t.depth) \
 			return real.name args; \
+		struct conn *c = work_fast(conn); \
+		if (unlikely(!c)) \
+			return name##_slow args; \
+		t.depth = 1; \
+		PGresult *r = real.name args; \
+		t.depth = 0; \
+		if (unlikely(!work_fast_sent(c))) \
+			shim_tick(); \
+		track_settle(c); \
+		return r; \
+	}
+
+/* An asynchronous send: counts, may be refused (0 and PQerrorMessage), or
+ * deferred (an event loop's turn, defer.c: `save` keeps a copy).  libpq's
+ * sends call none of the functions the shim wraps (checked in libpq 15's
+ * PLT calls; were one to, a statement would be counted twice, no more:
+ * the slot is already held), so the fast path keeps nothing live across
+ * the call: no depth mark, no saved registers. */
+#define WRAP_SEND(name, params, args, save) \
+	__attribute__((noinline)) static int name##_slow params \
+	{ \
 		struct conn *c; \
 		if (unlikely(busy_deferred(conn))) \
 			return 0; \
@@ -54,9 +140,36 @@
 		int r = real.name args; \
 		t.depth = 0; \
 		if (unlikely(!r) && c) \
-			track_settle(c);  /* refused by libpq: no work, no slot */ \
+			settle_refused(c); \
+		return r; \
+	} \
+	SHIM_EXPORT int name params \
+	{ \
+		if (t.depth) \
+			return real.name args; \
+		if (unlikely(__atomic_load_n(&g.deferrals, __ATOMIC_RELAXED)) \
+		    || unlikely(!work_fast(conn))) \
+			return name##_slow args; \
+		int r = real.name args;  /* calls no wrapper: no depth mark needed */ \
+		if (unlikely(!r) || unlikely(!work_fast_sent(t.fast_conn))) \
+			return fast_sent_slow(r); \
 		return r; \
 	}
+
+/* A send on a connection whose previous send still waits in defer.c is
+ * what libpq says of any send while a command is in progress. */
+#define busy_deferred(conn) \
+	(unlikely(__atomic_load_n(&g.deferrals, __ATOMIC_RELAXED)) && busy_deferred_slow(conn))
+
+__attribute__((noinline)) static int busy_deferred_slow(PGconn *conn)
+{
+	shim_enter();
+	struct conn *c = conn_lookup(conn);
+	if (!c || !c->deferred)
+		return 0;
+	pqerr_set_message(conn, "another command is already in progress");
+	return 1;
+}
 
 WRAP_SYNC(PQexec, (PGconn *conn, const char *query), (conn, query))
 WRAP_SYNC(PQexecParams,
@@ -95,21 +208,6 @@ WRAP_SYNC(PQfn,
 	(PGconn *conn, int fnid, int *result_buf, int *result_len, int result_is_int,
 	 const PQArgBlock *args, int nargs),
 	(conn, fnid, result_buf, result_len, result_is_int, args, nargs))
-
-/* A send on a connection whose previous send still waits in defer.c is
- * what libpq says of any send while a command is in progress. */
-#define busy_deferred(conn) \
-	(unlikely(__atomic_load_n(&g.deferrals, __ATOMIC_RELAXED)) && busy_deferred_slow(conn))
-
-__attribute__((noinline)) static int busy_deferred_slow(PGconn *conn)
-{
-	shim_enter();
-	struct conn *c = conn_lookup(conn);
-	if (!c || !c->deferred)
-		return 0;
-	pqerr_set_message(conn, "another command is already in progress");
-	return 1;
-}
 
 WRAP_SEND(PQsendQuery, (PGconn *conn, const char *query), (conn, query),
 	defer_save(c, DEFER_QUERY, query, NULL, 0, NULL, NULL, NULL, NULL, 0))
@@ -180,30 +278,56 @@ __attribute__((noinline)) static PGresult *get_result_deferred(PGconn *conn)
 	return r;
 }
 
-__attribute__((noinline)) static void settle_after_result(PGconn *conn)
+__attribute__((noinline)) static PGresult *settle_slow(PGconn *conn)
 {
+	shim_enter();
 	struct conn *c = conn_lookup(conn);
 	if (c)
 		track_settle(c);
+	return NULL;
+}
+
+__attribute__((noinline)) static PGresult *settle_finish_null(struct conn *c, unsigned todo)
+{
+	settle_finish(c, todo);
+	return NULL;
+}
+
+/* PQgetResult returned NULL: the work may be over.  The connection the
+ * thread looked up last, with libpq's layout known, is settled without a
+ * call (so without saving registers); anything else goes the whole way.
+ * Returns NULL, for the wrapper to tail-call. */
+__attribute__((noinline)) static PGresult *settle_after_result(PGconn *conn)
+{
+	struct conn *c = t.cache_conn;
+	if (unlikely(conn != t.cache_pg
+	             || __atomic_load_n(&g.map_epoch, __ATOMIC_ACQUIRE) != t.cache_epoch
+	             || !c || !pqint.known))
+		return settle_slow(conn);
+	unsigned todo = settle_state(c, xact_status(conn));
+	if (unlikely(todo))
+		return settle_finish_null(c, todo);
+	return NULL;
 }
 
 /* Called twice or more per statement: the cheapest wrapper of all.  Work
  * can only have completed when it returns NULL.  (In pipeline mode libpq
  * says ACTIVE until the program leaves it, even between syncs: the
- * PQexitPipelineMode wrapper settles those.) */
+ * PQexitPipelineMode wrapper settles those.)  libpq's PQgetResult calls
+ * none of the functions the shim wraps (it is a leaf as far as the shim
+ * is concerned: checked in libpq 15's PLT calls), so it runs without the
+ * depth mark: what a notice processor or event procedure called from it
+ * sends is the program's own work and is counted as such. */
 SHIM_EXPORT PGresult *PQgetResult(PGconn *conn)
 {
 	if (t.depth)
 		return real.PQgetResult(conn);
 	if (unlikely(__atomic_load_n(&g.deferrals, __ATOMIC_RELAXED)))
 		return get_result_deferred(conn);
-	shim_enter();
-	t.depth = 1;
 	PGresult *r = real.PQgetResult(conn);
-	t.depth = 0;
 	/* Out of line, so that the common case (a result) saves few registers. */
 	if (!r)
-		settle_after_result(conn);
+		return settle_after_result(conn);
 	return r;
 }
 
