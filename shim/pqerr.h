@@ -30,7 +30,7 @@ struct pqint_layout {
 	unsigned known;
 	unsigned status, async, xact;
 };
-extern struct pqint_layout pqint;
+extern struct pqint_layout pqint __attribute__((visibility("hidden")));
 #define PQINT_ASYNC_IDLE 0
 
 /* Replace the text PQerrorMessage(conn) returns.  msg has no trailing \n. */

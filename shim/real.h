@@ -87,7 +87,7 @@ struct real_libpq {
 };
 #undef REAL_DECLARE
 
-extern struct real_libpq real;
+extern struct real_libpq real __attribute__((visibility("hidden")));
 
 /* Fill `real` once (thread-safe); returns 0 when every function was found. */
 int real_resolve(void);

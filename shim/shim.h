@@ -115,7 +115,7 @@ struct shim {
 
 enum shim_state { SHIM_UNINIT = 0, SHIM_READY = 1 };
 
-extern struct shim g;
+extern struct shim g __attribute__((visibility("hidden")));
 
 /* Per thread, in one block so that a wrapper finds all of it with one
  * address computation. */
@@ -136,7 +136,7 @@ struct thread_state {
 	struct conn *fast_conn;
 	const char *sqlstate;     /* of the last refusal made on this thread */
 };
-extern TLS struct thread_state t;
+extern TLS struct thread_state t __attribute__((visibility("hidden")));
 
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
