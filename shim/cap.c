@@ -225,6 +225,21 @@ void cap_release_slow(struct segment *seg, struct seg_cap *cap, int sem, uint8_t
 	cap_unlock(cap);
 }
 
+int cap_hand_over(struct segment *seg, struct seg_cap *cap, uint8_t *from, uint8_t *to)
+{
+	if (cap_lock(seg, cap) != 0)
+		return 0;
+	/* Under the lock no audit runs: it never sees both holds, or neither. */
+	int done = __atomic_load_n(from, __ATOMIC_ACQUIRE) == HOLD_HELD
+	           && __atomic_load_n(to, __ATOMIC_ACQUIRE) == HOLD_SHARED;
+	if (done) {
+		__atomic_store_n(to, HOLD_HELD, __ATOMIC_RELEASE);
+		__atomic_store_n(from, HOLD_NONE, __ATOMIC_RELEASE);
+	}
+	cap_unlock(cap);
+	return done;
+}
+
 void cap_set_max(struct segment *seg, struct seg_cap *cap, int sem, uint32_t max)
 {
 	if (max > SEM_COUNT_MASK - 1)   /* the fast paths rely on it (the policy's limit is 10^6) */

@@ -188,6 +188,11 @@ enum cap_result cap_acquire_slow(struct segment *seg, struct seg_cap *cap, int s
 /* Give the slot back: to the head waiter if one is queued. */
 void cap_release_slow(struct segment *seg, struct seg_cap *cap, int sem, uint8_t *hold);
 
+/* Move a held slot from one hold to another that shares it (HOLD_SHARED):
+ * the count does not change.  1 if done; 0 if either hold was not (any
+ * longer) in that state. */
+int cap_hand_over(struct segment *seg, struct seg_cap *cap, uint8_t *from, uint8_t *to);
+
 /* Set a semaphore's cap and admit waiters the new cap has room for. */
 void cap_set_max(struct segment *seg, struct seg_cap *cap, int sem, uint32_t max);
 

@@ -110,6 +110,8 @@ struct shim {
 	int drainer;              /* the drainer thread runs (drain.c) */
 	int pipelines;            /* connections in pipeline mode (atomic) */
 	int deferrals;            /* sends waiting in defer.c (atomic) */
+	int shares;               /* holds riding on their thread's slot,
+	                           * HOLD_SHARED (atomic; slots.c) */
 	struct connmap map;
 };
 
@@ -192,6 +194,7 @@ void defer_after_fork(void);
 void slot_release_active_slow(struct conn *c);
 const char *slot_connect(struct conn *c, char *buf, size_t size);
 void slots_release_all(struct conn *c);
+void slots_hand_over_locked(struct conn *c);
 void slots_thread_exit(pid_t tid);
 
 ALWAYS_INLINE void shim_ensure(void)
@@ -261,6 +264,7 @@ ALWAYS_INLINE PGTransactionStatusType xact_status(const PGconn *pg)
 /* What track_settle leaves to settle_finish (slots.c). */
 #define SETTLE_RELEASE 1u   /* the slot's release must finish on the slow path */
 #define SETTLE_KICK    2u   /* results done: an event loop's deferred sends may go */
+#define SETTLE_HAND    4u   /* the slot goes back, or to a connection sharing it */
 
 /* Work may have completed: libpq's own view (PQtransactionStatus says
  * ACTIVE while results are pending, IDLE only outside a transaction)
@@ -285,10 +289,15 @@ ALWAYS_INLINE unsigned settle_state(struct conn *c, PGTransactionStatusType ts)
 			__atomic_store_n(&r->xacts, r->xacts + 1, __ATOMIC_RELAXED);
 		uint8_t *hold = &r->hold[SEM_ACTIVE];
 		uint8_t h = __atomic_load_n(hold, __ATOMIC_RELAXED);
-		if (h == HOLD_HELD && hold_claim_release(hold)) {
-			if (!sem_try_release(&g.cap->sems[SEM_ACTIVE], hold))
+		if (h == HOLD_HELD) {
+			if (unlikely(__atomic_load_n(&g.shares, __ATOMIC_RELAXED)))
+				todo = SETTLE_HAND;   /* another may ride on it */
+			else if (hold_claim_release(hold)
+			         && !sem_try_release(&g.cap->sems[SEM_ACTIVE], hold))
 				todo = SETTLE_RELEASE;
 		} else if (h == HOLD_SHARED || h == HOLD_WAITING) {
+			if (h == HOLD_SHARED)
+				__atomic_fetch_sub(&g.shares, 1, __ATOMIC_RELAXED);
 			__atomic_store_n(hold, HOLD_NONE, __ATOMIC_RELEASE);
 		}
 	}

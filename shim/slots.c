@@ -118,6 +118,7 @@ static const char *wait_for(struct conn *c, int sem, char *buf, size_t size, int
 		}
 		if (g.pol.nested == NESTED_SHARE) {
 			/* It would wait on itself: ride on the slot it holds. */
+			__atomic_fetch_add(&g.shares, 1, __ATOMIC_RELAXED);
 			__atomic_store_n(hold, HOLD_SHARED, __ATOMIC_RELEASE);
 			return NULL;
 		}
@@ -171,10 +172,44 @@ void slot_release_active_slow(struct conn *c)
 	cap_release_slow(g.capseg, g.cap, SEM_ACTIVE, &c->rec->hold[SEM_ACTIVE]);
 }
 
+/* Is this one of the holder's connections riding on its slot? */
+struct sharer_arg { struct conn *owner, *found; };
+static void find_sharer(void *value, void *arg)
+{
+	struct conn *c = value;
+	struct sharer_arg *a = arg;
+	if (!a->found && c != a->owner && c->rec->holder_tid == a->owner->rec->holder_tid
+	    && __atomic_load_n(&c->rec->hold[SEM_ACTIVE], __ATOMIC_ACQUIRE) == HOLD_SHARED)
+		a->found = c;
+}
+
+/* c no longer needs the active slot it holds.  A connection of the same
+ * thread riding on it (nested = share) takes it over, so that the cap
+ * goes on counting that connection's work; else it goes back. */
+static void release_active_locked(struct conn *c)
+{
+	uint8_t *hold = &c->rec->hold[SEM_ACTIVE];
+	if (__atomic_load_n(&g.shares, __ATOMIC_RELAXED)) {
+		struct sharer_arg a = { c, NULL };
+		connmap_each(&g.map, find_sharer, &a);
+		if (a.found && cap_hand_over(g.capseg, g.cap, hold, &a.found->rec->hold[SEM_ACTIVE])) {
+			__atomic_fetch_sub(&g.shares, 1, __ATOMIC_RELAXED);
+			return;
+		}
+	}
+	if (hold_claim_release(hold) && !sem_try_release(&g.cap->sems[SEM_ACTIVE], hold))
+		cap_release_slow(g.capseg, g.cap, SEM_ACTIVE, hold);
+}
+
 void settle_finish(struct conn *c, unsigned todo)
 {
 	if (todo & SETTLE_RELEASE)
 		slot_release_active_slow(c);
+	if (todo & SETTLE_HAND) {
+		pthread_mutex_lock(&g.lock);
+		release_active_locked(c);
+		pthread_mutex_unlock(&g.lock);
+	}
 	if (todo & SETTLE_KICK)
 		defer_kick();
 }
@@ -191,6 +226,10 @@ static void release_one(struct conn *c, int sem)
 	case HOLD_RELEASING:     /* another thread is giving it back */
 	case HOLD_ACQUIRING:
 		break;
+	case HOLD_SHARED:
+		__atomic_fetch_sub(&g.shares, 1, __ATOMIC_RELAXED);
+		__atomic_store_n(hold, HOLD_NONE, __ATOMIC_RELEASE);
+		break;
 	default:
 		__atomic_store_n(hold, HOLD_NONE, __ATOMIC_RELEASE);
 		break;
@@ -203,6 +242,15 @@ void slots_release_all(struct conn *c)
 		return;
 	for (int sem = 0; sem < CAP_SEMS; sem++)
 		release_one(c, sem);
+}
+
+/* PQfinish of a connection whose slot another of its thread's rides on:
+ * hand it over before the rest goes back (g.lock held). */
+void slots_hand_over_locked(struct conn *c)
+{
+	if (g.cap && __atomic_load_n(&g.shares, __ATOMIC_RELAXED)
+	    && __atomic_load_n(&c->rec->hold[SEM_ACTIVE], __ATOMIC_ACQUIRE) == HOLD_HELD)
+		release_active_locked(c);
 }
 
 static void release_if_mine(void *value, void *arg)

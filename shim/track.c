@@ -118,6 +118,7 @@ static void at_fork_child(void)
 		g.private_cap.sems[SEM_CONNECTIONS].max = g.pol.max_connections;
 	}
 	defer_after_fork();
+	g.shares = 0;            /* adopt() clears the inherited holds */
 	g.ticking = 0;
 }
 
@@ -440,6 +441,7 @@ void track_close(PGconn *pg)
 			defer_forget(c);
 			pthread_mutex_lock(&g.lock);
 		}
+		slots_hand_over_locked(c);
 		slots_release_all(c);
 		release(c, 0);
 		__atomic_fetch_sub(&g.proc->connections, 1, __ATOMIC_RELAXED);

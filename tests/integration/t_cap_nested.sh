@@ -13,6 +13,9 @@
 #    already holds a slot and would wait on itself (max_active = 1,
 #    nested = fail, policy PATH)", and never reaches the server; t2 waits and
 #    completes right after A commits; B works once A's slot is given back.
+#  - nested = share when the owner's transaction (A) ends before the
+#    sharer's (B): the slot passes to B, and the waiting C runs only after
+#    B commits.
 #  - a thread that exits while holding the slot (inside BEGIN on D, D left
 #    open) gives it back at its exit: a waiting thread's statement completes
 #    within 1 s of the exit (the server still shows D 'idle in transaction').
@@ -114,6 +117,42 @@ wait_timeout = 10s
 scenario share
 scenario fail
 
+# --- nested = share, and the owner's transaction ends first -----------------
+# B rides on A's slot; A commits while B is still inside its BEGIN: the slot
+# passes to B (the cap goes on counting B's work), not to the waiting C.
+POL=$(policy_new nested_hand "[cap]
+max_active = 1
+nested = share
+wait_timeout = 10s
+")
+APP=t_cap_nested_hand
+probe_start hand "$POL" "$APP"
+ok hand "t1 connect A" hand
+ok hand "t1 connect B" hand
+ok hand "t2 connect C" hand
+ok hand "t1 exec A begin" hand
+ok hand "t1 exec B begin" hand
+assert_eq "$(slots)" "A=held B=shared C=none" "hand: stat: slots with A and B inside BEGIN"
+psend hand "t2 exec C select 1"
+CSEQ=$SEQ
+wait_until 5 queued || fail "hand: t2 never queued: $(stat_json "$POL")"
+ok hand "t1 exec A commit" hand
+assert_eq "$(slots)" "A=none B=held C=waiting" "hand: stat: slots after A's commit"
+assert_eq "$(jqp "$POL" '"\(.cap.active) \(.cap.waiting)"')" "1 1" "hand: stat: active waiting after A's commit"
+sleep 0.2
+pending hand "$CSEQ" || fail "hand: C ran while B still worked on the handed-over slot: $(cat "$T/hand.out")"
+assert_eq "$(server C)" "idle|" "hand: server: C still waiting"
+assert_eq "$(server B)" "idle in transaction|begin" "hand: server: B"
+ok hand "t1 exec B commit" hand
+bcommit_end=$(r .t1)
+presult hand "$CSEQ" 5
+assert_eq "$(r .ok) $(r '.rows | tojson')" "true [[1]]" "hand: C's select 1: $R"
+after=$(secs "$bcommit_end" "$(r .t1)")
+note "hand: C done $after s after B's commit returned"
+assert_le "$after" 0.3 "hand: seconds from B's commit to C's result"
+assert_eq "$(jqp "$POL" '"\(.cap.active) \(.cap.waiting)"')" "0 0" "hand: stat: active waiting at the end"
+probe_end hand
+
 # --- a thread exits while holding the slot ----------------------------------
 POL=$(policy_new nested_exit "[cap]
 max_active = 1
@@ -141,4 +180,4 @@ assert_eq "$(server E)" "idle|select 1" "exit: server: E ran it"
 assert_eq "$(server D)" "idle in transaction|begin" "exit: server: D (left open, in its transaction)"
 assert_eq "$(jqp "$POL" '"\(.cap.active) \(.cap.waiting)"')" "0 0" "exit: stat: active waiting"
 probe_end exit
-echo "ok: nested = share and fail on max_active = 1; a thread's exit gives its slot back"
+echo "ok: nested = share and fail on max_active = 1; a shared slot passes to the sharer; a thread's exit gives its slot back"
