@@ -119,6 +119,8 @@ enum shim_state { SHIM_UNINIT = 0, SHIM_READY = 1 };
 
 extern struct shim g __attribute__((visibility("hidden")));
 
+#define FAST_WAYS 4
+
 /* Per thread, in one block so that a wrapper finds all of it with one
  * address computation. */
 struct thread_state {
@@ -130,12 +132,15 @@ struct thread_state {
 	unsigned cache_epoch;
 	PGconn *cache_pg;
 	struct conn *cache_conn;
-	/* The connection the fast path may take as it is (work_fast): ours,
-	 * opened by this thread, on the route in force.  Valid while the map
-	 * epoch (also bumped by every read-only switch) is fast_epoch. */
+	/* The connections the fast path may take as they are (work_fast):
+	 * ours, opened by this thread, on the route in force.  Valid while
+	 * the map epoch (also bumped by every read-only switch) is
+	 * fast_epoch.  The one used last comes first; an event loop's few
+	 * connections fit in the others.  Never a NULL way once filled: the
+	 * first connection fills them all. */
 	unsigned fast_epoch;
-	PGconn *fast_pg;
-	struct conn *fast_conn;
+	struct fast_way { PGconn *pg; struct conn *conn; } fast[FAST_WAYS];
+	struct conn *sent;        /* what the last fast send went out on */
 	const char *sqlstate;     /* of the last refusal made on this thread */
 };
 extern TLS struct thread_state t __attribute__((visibility("hidden")));
@@ -226,6 +231,31 @@ ALWAYS_INLINE struct conn *conn_lookup(PGconn *pg)
 	t.cache_conn = c;
 	t.cache_epoch = epoch;
 	return c;
+}
+
+/* Is pg one of the thread's fast connections (see struct thread_state)?
+ * 1 and *cp, or 0.  (A flag rather than a NULL test: the ways are never
+ * NULL, and the compiler then knows it.) */
+ALWAYS_INLINE int fast_find(PGconn *pg, struct conn **cp)
+{
+	if (unlikely(__atomic_load_n(&g.map_epoch, __ATOMIC_ACQUIRE) != t.fast_epoch))
+		return 0;
+	if (likely(pg == t.fast[0].pg)) {
+		*cp = t.fast[0].conn;
+		return 1;
+	}
+	for (int i = 1; i < FAST_WAYS; i++)
+		if (pg == t.fast[i].pg) {
+			*cp = t.fast[i].conn;
+			return 1;
+		}
+	return 0;
+}
+
+/* Forget the fast connections (a new thread, a fork child). */
+static inline void fast_forget(void)
+{
+	t.fast_epoch = 0;        /* the map epoch is odd: never equal */
 }
 
 /* A statement leaves: count it, the connection is active. */
@@ -330,10 +360,10 @@ ALWAYS_INLINE void track_settle(struct conn *c)
  */
 ALWAYS_INLINE struct conn *work_fast(PGconn *pg)
 {
-	if (unlikely(pg != t.fast_pg
-	             || __atomic_load_n(&g.map_epoch, __ATOMIC_ACQUIRE) != t.fast_epoch))
+	struct conn *c;
+	if (unlikely(!fast_find(pg, &c)))
 		return NULL;
-	struct conn *c = t.fast_conn;
+	t.sent = c;
 	struct seg_conn *r = c->rec;
 	/* An idle connection about to work takes an active slot (if capped). */
 	struct seg_sem *sem = &g.cap->sems[SEM_ACTIVE];

@@ -108,8 +108,9 @@ static void at_fork_child(void)
 	/* The child must not write its parent's records: the first call in
 	 * the child (t.tid == 0) re-registers everything as its own. */
 	t.tid = 0;
-	t.fast_pg = t.cache_pg = NULL;
-	t.fast_epoch = t.cache_epoch = 0;
+	t.cache_pg = NULL;
+	t.cache_epoch = 0;
+	fast_forget();
 	g.drainer = 0;           /* threads do not survive fork() */
 	if (g.cap == &g.private_cap) {
 		/* the parent's counts and waiters are not the child's */
@@ -209,8 +210,9 @@ void thread_register(void)
 {
 	pid_t pid = getpid();
 	t.tid = (pid_t)syscall(SYS_gettid);
-	t.cache_pg = t.fast_pg = NULL;
-	t.fast_epoch = t.cache_epoch = 0;
+	t.cache_pg = NULL;
+	t.cache_epoch = 0;
+	fast_forget();
 	if (g.pid != pid) {
 		/* First call in a fork child (another of its threads may race
 		 * us here: only one registers). */

@@ -12,6 +12,25 @@
 #include "shim.h"
 #include "pqerr.h"
 
+/* pg (connection c, found in map epoch `epoch`) goes first among the
+ * thread's fast connections; the one used longest ago drops out. */
+static void fast_learn(PGconn *pg, struct conn *c, unsigned epoch)
+{
+	struct fast_way w = { pg, c };
+	if (t.fast_epoch != epoch) {
+		for (int i = 0; i < FAST_WAYS; i++)
+			t.fast[i] = w;
+		t.fast_epoch = epoch;
+		return;
+	}
+	int i = 0;
+	while (i < FAST_WAYS - 1 && t.fast[i].pg != pg)
+		i++;
+	for (; i > 0; i--)
+		t.fast[i] = t.fast[i - 1];
+	t.fast[0] = w;
+}
+
 /*
  * The whole path, for the calls the fast path (work_fast, shim.h) turns
  * away: the thread's first call, another connection than last time, a
@@ -54,11 +73,8 @@ const char *work_begin(PGconn *pg, struct conn **cp, int may_defer)
 	/* The epoch is the one read before the look-up: a close or a switch
 	 * since then has bumped it, and the next call will not trust this. */
 	if (plain && t.cache_pg == pg && t.cache_conn == c
-	    && c->ro_gen == __atomic_load_n(&g.ro_gen, __ATOMIC_ACQUIRE)) {
-		t.fast_pg = pg;
-		t.fast_conn = c;
-		t.fast_epoch = t.cache_epoch;
-	}
+	    && c->ro_gen == __atomic_load_n(&g.ro_gen, __ATOMIC_ACQUIRE))
+		fast_learn(pg, c, t.cache_epoch);
 	return NULL;
 }
 
@@ -74,7 +90,7 @@ __attribute__((noinline)) static void settle_refused(struct conn *c)
  * r, for the wrapper to tail-call. */
 __attribute__((noinline)) static int fast_sent_slow(int r)
 {
-	struct conn *c = t.fast_conn;
+	struct conn *c = t.sent;
 	if (!work_fast_sent(c))
 		shim_tick();
 	if (!r)
@@ -151,7 +167,7 @@ __attribute__((noinline)) static int fast_sent_slow(int r)
 		    || unlikely(!work_fast(conn))) \
 			return name##_slow args; \
 		int r = real.name args;  /* calls no wrapper: no depth mark needed */ \
-		if (unlikely(!r) || unlikely(!work_fast_sent(t.fast_conn))) \
+		if (unlikely(!r) || unlikely(!work_fast_sent(t.sent))) \
 			return fast_sent_slow(r); \
 		return r; \
 	}
@@ -293,16 +309,14 @@ __attribute__((noinline)) static PGresult *settle_finish_null(struct conn *c, un
 	return NULL;
 }
 
-/* PQgetResult returned NULL: the work may be over.  The connection the
- * thread looked up last, with libpq's layout known, is settled without a
- * call (so without saving registers); anything else goes the whole way.
+/* PQgetResult returned NULL: the work may be over.  One of the thread's
+ * fast connections, with libpq's layout known, is settled without a call
+ * (so without saving registers); anything else goes the whole way.
  * Returns NULL, for the wrapper to tail-call. */
 __attribute__((noinline)) static PGresult *settle_after_result(PGconn *conn)
 {
-	struct conn *c = t.cache_conn;
-	if (unlikely(conn != t.cache_pg
-	             || __atomic_load_n(&g.map_epoch, __ATOMIC_ACQUIRE) != t.cache_epoch
-	             || !c || !pqint.known))
+	struct conn *c;
+	if (unlikely(!fast_find(conn, &c) || !pqint.known))
 		return settle_slow(conn);
 	unsigned todo = settle_state(c, xact_status(conn));
 	if (unlikely(todo))

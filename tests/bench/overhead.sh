@@ -21,13 +21,16 @@
 #    makes (PQtransactionStatus), less those direct libpq makes itself.  The
 #    wrappers run once per call the program makes: the same in every run.
 #
-# Usage: overhead.sh [N] [MODE] [ROUNDS] with PG* pointing at a database
+# Usage: overhead.sh [N] [MODE] [ROUNDS] [CLIENTS] with PG* pointing at a database
 # initialised with `pgbench -i`.  Contenders: NAME=POLICY pairs in
 # $OVERHEAD_CONTENDERS (default "tracking-only=" : the shim with no policy).
 # Prints a Markdown table; progress goes to stderr.
 set -euo pipefail
 N=${1:-2000}
 MODE=${2:-simple}
+# CLIENTS > 1: that many connections driven by one thread (-j 1: pgbench's
+# event loop), N transactions each
+CLIENTS=${4:-1}
 ROUNDS=${3:-3}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 PGBENCH=/usr/lib/postgresql/15/bin/pgbench
@@ -39,7 +42,7 @@ trap 'rm -rf "$out"' EXIT
 run() {
 	local n=$1; shift
 	env "$@" valgrind --tool=callgrind --callgrind-out-file="$out/cg" \
-		"$PGBENCH" -n -S -M "$MODE" -t "$n" >/dev/null 2>&1
+		"$PGBENCH" -n -S -M "$MODE" -c "$CLIENTS" -j 1 -t "$n" >/dev/null 2>&1
 	callgrind_annotate --threshold=100 "$out/cg" 2>/dev/null | awk '
 		/PROGRAM TOTALS/ { gsub(",", "", $1); total = $1 }
 		/^-- Auto-annotated/ { done = 1 }
@@ -56,7 +59,8 @@ one() {
 	local at as ast bt bs bst
 	read -r at as ast < <(run "$N" "$@")
 	read -r bt bs bst < <(run $((2 * N)) "$@")
-	echo $(( (bt - at) / N )) $(( (bs - as) / N )) $(( (bst - ast) / N ))
+	local x=$((N * CLIENTS))
+	echo $(( (bt - at) / x )) $(( (bs - as) / x )) $(( (bst - ast) / x ))
 }
 
 names=(direct) envs=("PQSHIM_BENCH=direct")
@@ -65,7 +69,7 @@ for pair in ${OVERHEAD_CONTENDERS:-tracking-only=}; do
 done
 # $out/c<i>: one line per round, "total shim status"
 for ((r = 1; r <= ROUNDS; r++)); do
-	printf '[bench]   callgrind -M %s round %d/%d:' "$MODE" "$r" "$ROUNDS" >&2
+	printf '[bench]   callgrind -M %s -c %d round %d/%d:' "$MODE" "$CLIENTS" "$r" "$ROUNDS" >&2
 	for i in "${!names[@]}"; do
 		# shellcheck disable=SC2086
 		one ${envs[$i]} >>"$out/c$i"
@@ -81,7 +85,9 @@ mmm() {
 }
 
 read -r base bmin bmax < <(cut -d' ' -f1 "$out/c0" | mmm)
-printf '| pgbench -S -M %s | instructions / transaction (median of %d, min-max) | total overhead (median of the per-round ratios, min-max) | inside the shim (median, min-max) |\n' "$MODE" "$ROUNDS"
+label="-M $MODE"
+[ "$CLIENTS" -gt 1 ] && label="$label -c $CLIENTS -j 1"
+printf '| pgbench -S %s | instructions / transaction (median of %d, min-max) | total overhead (median of the per-round ratios, min-max) | inside the shim (median, min-max) |\n' "$label" "$ROUNDS"
 printf '|---|---:|---:|---:|\n'
 printf '| direct libpq | %d (%d-%d) | - | - |\n' "$base" "$bmin" "$bmax"
 for ((i = 1; i < ${#names[@]}; i++)); do

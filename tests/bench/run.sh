@@ -216,7 +216,7 @@ res=$work/results.md
 } >"$res"
 
 # ---- 1. overhead per transaction ----------------------------------------------------
-log "overhead per transaction (callgrind, $ROUNDS rounds x 4 contenders x 2 modes)"
+log "overhead per transaction (callgrind, $ROUNDS rounds x 4 contenders x 2 modes, then an event loop)"
 export OVERHEAD_CONTENDERS="tracking-only=$P_TRACK cap-uncontended=$P_CAP read-only-off=$P_RO"
 {
 	echo "### 1. Overhead per transaction (client-side instructions, callgrind)"
@@ -231,6 +231,11 @@ export OVERHEAD_CONTENDERS="tracking-only=$P_TRACK cap-uncontended=$P_CAP read-o
 		"$here/overhead.sh" "$N" "$mode" "$ROUNDS"
 		echo
 	done
+	echo "One thread driving four connections (\`-c 4 -j 1\`: pgbench's event loop, like an async"
+	echo "driver's pool), $((N / 4)) and $((N / 2)) transactions per connection, 3 rounds:"
+	echo
+	"$here/overhead.sh" $((N / 4)) simple 3 4
+	echo
 	echo "- *tracking-only*: a policy with \`[tracking]\` only; *cap-uncontended*: \`max_active = 1000\`,"
 	echo "  \`max_connections = 1000\`: every transaction takes and gives back a slot (the fast path:"
 	echo "  compare-and-swaps in the shared segment, no system call); *read-only-off*: \`[read_only]\` with \`primary\`, \`replica\` and a"
@@ -239,6 +244,9 @@ export OVERHEAD_CONTENDERS="tracking-only=$P_TRACK cap-uncontended=$P_CAP read-o
 	echo "  code inlined into its wrappers from shim/*.h and the compiler's headers (the time stamp),"
 	echo "  and the libpq status calls it adds. The wrappers run once per call pgbench makes (the"
 	echo "  same in every run): this figure does not move between runs."
+	echo "- A thread remembers the last $(sed -n 's/^#define FAST_WAYS \([0-9]*\).*/\1/p' "$root/shim/shim.h") connections it sent on (shim.h, FAST_WAYS): an event loop's"
+	echo "  statements take the fast path too; a thread cycling through more connections than"
+	echo "  that takes the whole path (work_begin) every time, as every thread did before."
 	echo "- *read-only-off* costs the same inside the shim as tracking-only, but its total is higher:"
 	echo "  a \`[read_only]\` policy starts the shim's drain thread, and once a process has a second"
 	echo "  thread glibc takes its multi-threaded path in every cancellable system call (\`send\`,"
