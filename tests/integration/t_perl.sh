@@ -8,6 +8,8 @@
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
+# shellcheck source-path=SCRIPTDIR source=client.sh
+. "$(dirname "$0")/client.sh"
 
 [ -x "$PQSHIM" ] && [ -f "$PQSHIM_LIB" ] || fail "build first: no $PQSHIM or $PQSHIM_LIB"
 PERL=/usr/bin/perl
@@ -29,25 +31,10 @@ SECRET=sekrit-t-perl
 #     statements, 3 xacts
 QA=$((K + 7)) XA=$((K + 7)) QB=$((K + 9)) XB=3
 
-mkfifo "$T/in"
-PGPASSWORD=$SECRET "$PQSHIM" run -p "$POL" -- "$PERL" "$PQT_ROOT/tests/clients/perl_client.pl" \
-	--app "$APP" --stmts "$K" --copy "$R" <"$T/in" >"$T/out" 2>"$T/err" &
-RUN=$!
-bg_track "$RUN"
-exec 3>"$T/in"
-at_exit 'exec 3>&-'
+client_start perl_client.pl "$PERL" "$PQT_ROOT/tests/clients/perl_client.pl" \
+	--app "$APP" --stmts "$K" --copy "$R"
 
-ready_or_gone() { grep -qx READY "$T/out" || ! kill -0 "$RUN" 2>/dev/null; }
-wait_until 20 ready_or_gone || fail "perl_client.pl never got READY"
-grep -qx READY "$T/out" || fail "perl_client.pl failed before READY: $(cat "$T/err")"
-PID=$(awk '$1 == "PID" { print $2 }' "$T/out")
-
-assert_eq "$(server_backends "$APP")" 2 "backends with application_name $APP"
-
-stat_json "$POL" >"$T/held.json"
-! grep -q "$SECRET" "$T/held.json" || fail "stat shows the password"
-q() { jq -r "$1" "$T/held.json"; }
-mine=".connections[] | select(.pid == $PID)"
+client_held
 assert_eq "$(q "[$mine] | length")" 2 "connection records of pid $PID"
 assert_eq "$(q "[$mine | .tid] | unique | map(tostring) | join(\" \")")" "$PID" \
 	"opener tid of both records (single-threaded perl)"
@@ -68,16 +55,5 @@ assert_eq "$(who a_async)" 1 "rows: A's async INSERT"
 assert_eq "$(who b)" "$K" "rows: B's committed INSERTs"
 assert_eq "$(who b_rolled_back)" 0 "rows: B's rolled back INSERTs"
 
-exec 3>&-
-rc=0
-wait "$RUN" || rc=$?
-assert_eq "$rc" 0 "perl_client.pl exit status (stderr: $(cat "$T/err"))"
-grep -q '^DONE ' "$T/out" || fail "no DONE line"
-
-gone() { [ "$(jqp "$POL" "[.connections[] | select(.pid == $PID)] | length")" = 0 ]; }
-wait_until 5 gone || fail "records of pid $PID still listed after exit"
-assert_eq "$(jqp "$POL" '.totals | [.connects, .closes, .queries, .xacts] |
-	map(tostring) | join(" ")')" "2 2 $((QA + QB)) $((XA + XB))" \
-	"totals: connects closes queries xacts"
-assert_eq "$(server_backends "$APP")" 0 "backends left after exit"
+client_end perl_client.pl $((QA + QB)) $((XA + XB))
 echo "ok: DBD::Pg: 2 connections in one thread, $((QA + QB)) statements"

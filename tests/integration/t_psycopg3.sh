@@ -9,6 +9,8 @@
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
+# shellcheck source-path=SCRIPTDIR source=client.sh
+. "$(dirname "$0")/client.sh"
 
 [ -x "$PQSHIM" ] && [ -f "$PQSHIM_LIB" ] || fail "build first: no $PQSHIM or $PQSHIM_LIB"
 POL=$(policy_new psycopg3)
@@ -26,30 +28,13 @@ SECRET=sekrit-t-psycopg3
 #     COMMIT: K+9 statements, 3 xacts
 QA=$((K + P + 7)) XA=$((K + 8)) QB=$((K + 9)) XB=3
 
-mkfifo "$T/in"
-PGPASSWORD=$SECRET "$PQSHIM" run -p "$POL" -- env PSYCOPG_IMPL=python \
-	"$PY" "$PQT_ROOT/tests/clients/py3_client.py" --app "$APP" --stmts "$K" \
-	--pipeline "$P" --copy "$R" <"$T/in" >"$T/out" 2>"$T/err" &
-RUN=$!
-bg_track "$RUN"
-exec 3>"$T/in"
-at_exit 'exec 3>&-'
-
-ready_or_gone() { grep -qx READY "$T/out" || ! kill -0 "$RUN" 2>/dev/null; }
-wait_until 20 ready_or_gone || fail "py3_client.py never got READY"
-grep -qx READY "$T/out" || fail "py3_client.py failed before READY: $(cat "$T/err")"
-PID=$(awk '$1 == "PID" { print $2 }' "$T/out")
-tid_of() { sed -n 's/^CONN //p' "$T/out" | jq -r "select(.name == \"$1\") | .tid"; }
-TA=$(tid_of A) TB=$(tid_of B)
+client_start py3_client.py env PSYCOPG_IMPL=python "$PY" "$PQT_ROOT/tests/clients/py3_client.py" \
+	--app "$APP" --stmts "$K" --pipeline "$P" --copy "$R"
+TA=$(client_tid A) TB=$(client_tid B)
 assert_eq "$TA" "$PID" "connection A is opened by the main thread"
 [ -n "$TB" ] && [ "$TB" != "$TA" ] || fail "connection B's thread: '$TB'"
 
-assert_eq "$(server_backends "$APP")" 2 "backends with application_name $APP"
-
-stat_json "$POL" >"$T/held.json"
-! grep -q "$SECRET" "$T/held.json" || fail "stat shows the password"
-q() { jq -r "$1" "$T/held.json"; }
-mine=".connections[] | select(.pid == $PID)"
+client_held
 assert_eq "$(q "[$mine] | length")" 2 \
 	"connection records of pid $PID (none: the ctypes look-ups escaped the shim)"
 assert_eq "$(q "[$mine | .tid] | sort | map(tostring) | join(\" \")")" \
@@ -76,16 +61,6 @@ assert_eq "$(who a_copy)" "$R" "rows: A's COPY FROM"
 assert_eq "$(who b)" "$K" "rows: B's transaction"
 assert_eq "$(who b_rolled_back)" 0 "rows: B's rolled back transaction"
 
-exec 3>&-
-rc=0
-wait "$RUN" || rc=$?
-assert_eq "$rc" 0 "py3_client.py exit status (stderr: $(cat "$T/err"))"
+client_end py3_client.py $((QA + QB)) $((XA + XB))
 assert_match "$(sed -n 's/^DONE //p' "$T/out")" '"impl": "python"' "psycopg implementation"
-
-gone() { [ "$(jqp "$POL" "[.connections[] | select(.pid == $PID)] | length")" = 0 ]; }
-wait_until 5 gone || fail "records of pid $PID still listed after exit"
-assert_eq "$(jqp "$POL" '.totals | [.connects, .closes, .queries, .xacts] |
-	map(tostring) | join(" ")')" "2 2 $((QA + QB)) $((XA + XB))" \
-	"totals: connects closes queries xacts"
-assert_eq "$(server_backends "$APP")" 0 "backends left after exit"
 echo "ok: psycopg 3 (ctypes): 2 connections, $((QA + QB)) statements"

@@ -1,0 +1,60 @@
+# shellcheck shell=bash
+# tests/integration/client.sh: a driver's client (tests/clients/*_client.*)
+# held open while the test looks; sourced after lib.sh by t_psycopg3, t_ruby
+# and t_perl.  The client opens its connections, prints READY, "PID n" and
+# "CONN {json}" lines, waits for EOF on its stdin, finishes and prints
+# "DONE ...".
+#
+#   client_start NAME CMD...  runs CMD under pqshim (policy $POL, $SECRET as
+#                             PGPASSWORD), its stdin on a fifo; waits for
+#                             READY; sets RUN and PID
+#   client_tid CONN           the opener tid the client reported for CONN
+#   client_held               the server sees $APP's 2 backends; pqshim stat
+#                             kept in $T/held.json, without the password;
+#                             q JQ queries it, $mine selects PID's records
+#   client_end NAME QUERIES XACTS
+#                             EOF; exit status 0 and a DONE line; PID's
+#                             records go; totals 2 connects, 2 closes, QUERIES,
+#                             XACTS; no backend of $APP left
+
+_client_ready_or_gone() { grep -qx READY "$T/out" || ! kill -0 "$RUN" 2>/dev/null; }
+_client_gone() { [ "$(jqp "$POL" "[.connections[] | select(.pid == $PID)] | length")" = 0 ]; }
+
+client_start() {
+	local name=$1
+	shift
+	mkfifo "$T/in"
+	PGPASSWORD=$SECRET "$PQSHIM" run -p "$POL" -- "$@" <"$T/in" >"$T/out" 2>"$T/err" &
+	RUN=$!
+	bg_track "$RUN"
+	exec 3>"$T/in"
+	at_exit 'exec 3>&-'
+	wait_until 20 _client_ready_or_gone || fail "$name never got READY"
+	grep -qx READY "$T/out" || fail "$name failed before READY: $(cat "$T/err")"
+	PID=$(awk '$1 == "PID" { print $2 }' "$T/out")
+}
+
+client_tid() { sed -n 's/^CONN //p' "$T/out" | jq -r "select(.name == \"$1\") | .tid"; }
+
+client_held() {
+	assert_eq "$(server_backends "$APP")" 2 "backends with application_name $APP"
+	stat_json "$POL" >"$T/held.json"
+	! grep -q "$SECRET" "$T/held.json" || fail "stat shows the password"
+	# shellcheck disable=SC2034 # used by the tests that source this
+	mine=".connections[] | select(.pid == $PID)"
+}
+
+q() { jq -r "$1" "$T/held.json"; }
+
+client_end() {
+	local name=$1 queries=$2 xacts=$3 rc=0
+	exec 3>&-
+	wait "$RUN" || rc=$?
+	assert_eq "$rc" 0 "$name exit status (stderr: $(cat "$T/err"))"
+	grep -q '^DONE ' "$T/out" || fail "$name: no DONE line"
+	wait_until 5 _client_gone || fail "records of pid $PID still listed after exit"
+	assert_eq "$(jqp "$POL" '.totals | [.connects, .closes, .queries, .xacts] |
+		map(tostring) | join(" ")')" "2 2 $queries $xacts" \
+		"totals: connects closes queries xacts"
+	assert_eq "$(server_backends "$APP")" 0 "backends left after exit"
+}
