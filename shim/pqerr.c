@@ -142,6 +142,15 @@ void pqint_carry_hooks(const PGconn *from, PGconn *to)
 	to->traceFlags = from->traceFlags;
 }
 
+int pqint_cancel_copy(PGcancel *dst, const PGcancel *src)
+{
+	if (!dst || !src || !pqerr_init())
+		return -1;
+	/* An address, a backend pid and key, TCP settings: no pointers. */
+	memcpy(dst, src, sizeof(struct pg_cancel));
+	return 0;
+}
+
 /* defer.c holds a statement back: libpq must say busy meanwhile (PQisBusy,
  * PQtransactionStatus) and refuse another send, as if it had left. */
 int pqint_hold_back(PGconn *conn, int on)

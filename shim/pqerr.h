@@ -60,4 +60,8 @@ int pqint_hold_back(PGconn *conn, int on);
 /* Copy notice hooks, blocking mode and tracing from one PGconn to another. */
 void pqint_carry_hooks(const PGconn *from, PGconn *to);
 
+/* Make the program's cancel object `dst` cancel what `src` (a fresh one,
+ * from the connection's new server) cancels.  0, or -1 if not possible. */
+int pqint_cancel_copy(PGcancel *dst, const PGcancel *src);
+
 #endif

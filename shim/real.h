@@ -46,7 +46,9 @@
 	X(PQgetResult, PGresult *, (PGconn *conn)) \
 	X(PQenterPipelineMode, int, (PGconn *conn)) \
 	X(PQexitPipelineMode, int, (PGconn *conn)) \
-	X(PQendcopy, int, (PGconn *conn))
+	X(PQendcopy, int, (PGconn *conn)) \
+	X(PQgetCancel, PGcancel *, (PGconn *conn)) \
+	X(PQfreeCancel, void, (PGcancel *cancel))
 
 /* Called by the shim, never wrapped. */
 #define REAL_CALLED(X) \

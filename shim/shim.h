@@ -74,6 +74,7 @@ struct conn {
 	struct connargs args;     /* the program's connect arguments (route.c) */
 	struct connargs where;    /* ... as routed: where it is connected now */
 	struct prepared *prepared;
+	int cancels;              /* the program's cancel objects kept up to date (switch.c) */
 	struct deferred *deferred; /* a send waiting for its slot (defer.c; g.lock) */
 	struct seg_conn local;
 };
@@ -172,6 +173,8 @@ const char *switch_check(struct conn *c);
 void switch_note_prepare(struct conn *c, const char *name, const char *query,
                          int nparams, const Oid *types);
 void switch_forget(struct conn *c);
+void switch_note_cancel(struct conn *c, PGcancel *cancel);
+void switch_forget_cancel(PGcancel *cancel);
 int switch_reset(PGconn *pg, int async);
 void readonly_update(void);
 void drainer_start(void);

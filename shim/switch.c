@@ -87,8 +87,88 @@ void switch_note_prepare(struct conn *c, const char *name, const char *query,
 	}
 }
 
+/*
+ * The program's cancel objects (PQgetCancel) of connections that may move:
+ * a PGcancel holds the server's address and the backend's pid and key, so
+ * after a move it must be made to point at the new backend, or the
+ * program's cancel (psycopg2's connection.cancel(), psql's Ctrl-C for the
+ * statement that moved) would reach the old one.  A fixed table, claimed
+ * with a CAS: an object hashes to a window of CANCEL_PROBE entries, so
+ * PQfreeCancel finds it without a lock; one that finds its window full is
+ * not followed (logged once).
+ */
+#define CANCELS        256
+#define CANCEL_PROBE   8
+static struct { PGcancel *cancel; struct conn *c; } cancels[CANCELS];
+
+static unsigned cancel_home(const PGcancel *cancel)
+{
+	uint64_t h = (uint64_t)(uintptr_t)cancel * 0x9e3779b97f4a7c15ull;
+	return (unsigned)(h >> 56) % CANCELS;
+}
+
+void switch_note_cancel(struct conn *c, PGcancel *cancel)
+{
+	unsigned home = cancel_home(cancel);
+	for (unsigned i = 0; i < CANCEL_PROBE; i++) {
+		unsigned k = (home + i) % CANCELS;
+		PGcancel *none = NULL;
+		if (__atomic_compare_exchange_n(&cancels[k].cancel, &none, cancel, 0,
+		                                __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
+			__atomic_store_n(&cancels[k].c, c, __ATOMIC_RELEASE);
+			__atomic_fetch_add(&c->cancels, 1, __ATOMIC_RELAXED);
+			return;
+		}
+	}
+	static int warned;
+	if (!__atomic_exchange_n(&warned, 1, __ATOMIC_RELAXED))
+		shim_log(LOG_WARNING, "too many cancel objects to follow: one of them will "
+		         "still point at the old server if its connection moves");
+}
+
+static void cancel_drop(unsigned k)
+{
+	struct conn *c = __atomic_exchange_n(&cancels[k].c, NULL, __ATOMIC_ACQ_REL);
+	if (c)
+		__atomic_fetch_sub(&c->cancels, 1, __ATOMIC_RELAXED);
+	__atomic_store_n(&cancels[k].cancel, NULL, __ATOMIC_RELEASE);
+}
+
+void switch_forget_cancel(PGcancel *cancel)
+{
+	unsigned home = cancel_home(cancel);
+	for (unsigned i = 0; i < CANCEL_PROBE; i++) {
+		unsigned k = (home + i) % CANCELS;
+		if (__atomic_load_n(&cancels[k].cancel, __ATOMIC_ACQUIRE) == cancel) {
+			cancel_drop(k);
+			return;
+		}
+	}
+}
+
+/* c now talks to another backend: so do its cancel objects. */
+static void cancels_follow(struct conn *c)
+{
+	if (!__atomic_load_n(&c->cancels, __ATOMIC_RELAXED))
+		return;
+	t.depth++;
+	PGcancel *fresh = real.PQgetCancel(c->pg);
+	t.depth--;
+	for (unsigned k = 0; fresh && k < CANCELS; k++) {
+		PGcancel *cancel = __atomic_load_n(&cancels[k].cancel, __ATOMIC_ACQUIRE);
+		if (cancel && __atomic_load_n(&cancels[k].c, __ATOMIC_ACQUIRE) == c)
+			pqint_cancel_copy(cancel, fresh);
+	}
+	if (fresh)
+		real.PQfreeCancel(fresh);
+}
+
 void switch_forget(struct conn *c)
 {
+	/* the program's cancel objects outlive the connection: stop following them */
+	for (unsigned k = 0; k < CANCELS && __atomic_load_n(&c->cancels, __ATOMIC_RELAXED); k++)
+		if (__atomic_load_n(&cancels[k].c, __ATOMIC_ACQUIRE) == c)
+			cancel_drop(k);
 	struct prepared *p = c->prepared;
 	while (p) {
 		struct prepared *next = p->next;
@@ -200,6 +280,7 @@ static void take_over(struct conn *c, PGconn *fresh, int target, struct connargs
 	t.depth++;
 	real.PQfinish(fresh);        /* now the old connection */
 	t.depth--;
+	cancels_follow(c);
 	pthread_mutex_lock(&g.lock); /* the drainer reads `where` */
 	connargs_free(&c->where);
 	c->where = *where;

@@ -4,7 +4,8 @@
  * Only a thread's outermost call is the program's: PQconnectdb calls
  * PQconnectStart and PQconnectPoll through libpq's PLT, and those nested
  * calls pass straight through.  PQcancel is deliberately not wrapped: psql
- * calls it from a signal handler, where nothing may lock or allocate.
+ * calls it from a signal handler, where nothing may lock or allocate; the
+ * cancel objects it uses are followed instead (PQgetCancel, switch.c).
  */
 #include "shim.h"
 #include "pqerr.h"
@@ -161,4 +162,28 @@ SHIM_EXPORT PGPing PQpingParams(const char *const *keywords, const char *const *
 	PGPing r = real.PQpingParams(keywords, values, expand_dbname);
 	t.depth--;
 	return r;
+}
+
+/* A cancel object of a connection that may move to another server is
+ * followed, to point at the new backend after a move (switch.c). */
+SHIM_EXPORT PGcancel *PQgetCancel(PGconn *conn)
+{
+	if (t.depth)
+		return real.PQgetCancel(conn);
+	shim_enter();
+	PGcancel *r = real.PQgetCancel(conn);
+	if (r) {
+		struct conn *c = conn_lookup(conn);
+		if (c && c->routed)
+			switch_note_cancel(c, r);
+	}
+	return r;
+}
+
+SHIM_EXPORT void PQfreeCancel(PGcancel *cancel)
+{
+	shim_ensure();
+	if (cancel && t.depth == 0)
+		switch_forget_cancel(cancel);
+	real.PQfreeCancel(cancel);
 }

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# t_ro_cancel.sh: a cancel after a move reaches the new backend. psycopg2
+# takes its cancel object (PQgetCancel) once, at connect; its connection
+# then moves to the replica (on_switch = migrate) and connection.cancel()
+# must cancel the statement running there: `select pg_sleep(5)` ends with
+# QueryCanceled about 0.5 s in (tests/clients/py_cancel_ro.py), and the
+# backend the replica shows for it is the one the client reported.
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "$0")/lib.sh"
+
+[ -x "$PQSHIM" ] && [ -f "$PQSHIM_LIB" ] || fail "build first: no $PQSHIM or $PQSHIM_LIB"
+FLAG=$T/read-only.flag
+APP=t_ro_cancel
+POL=$(policy_new cancel "[read_only]
+flag_file = $FLAG
+primary = port=$PQT_PRIMARY_PORT
+replica = port=$PQT_REPLICA_PORT
+[shim]
+log = $T/shim.log")
+
+mkfifo "$T/in"
+"$PQSHIM" run -p "$POL" -- "$PY" "$PQT_ROOT/tests/clients/py_cancel_ro.py" --app "$APP" \
+	<"$T/in" >"$T/out" 2>"$T/err" &
+RUN=$!
+bg_track "$RUN"
+exec 3>"$T/in"
+at_exit 'exec 3>&-'
+wait_until 20 grep -q READY "$T/out" || fail "program not ready: $(cat "$T/err")"
+assert_eq "$(server_backends "$APP")" 1 "the client on the primary"
+
+touch "$FLAG"
+# the client's own tick (its drainer thread, twice a second) has seen the flag
+noticed() { grep -q "read-only on" "$T/shim.log" 2>/dev/null; }
+wait_until 5 noticed || fail "the client never noticed the flag: $(cat "$T/shim.log")"
+echo go >&3
+result() { grep -q '^{' "$T/out"; }
+wait_until 15 result || fail "no result: $(cat "$T/out") $(cat "$T/err")"
+R=$(grep '^{' "$T/out")
+note "client: $R"
+r() { jq -r ".$1" <<<"$R"; }
+assert_eq "$(r before) $(r after)" "false true" "reads: before and after the switch"
+assert_eq "$(r sleep)" canceled "how pg_sleep(5) ended after connection.cancel()"
+assert_le "$(r seconds)" 2 "seconds until the cancel took effect"
+assert_ge "$(r seconds)" 0.4 "seconds until the cancel took effect (the timer fires at 0.5)"
+assert_eq "$(sql_replica "select count(*) from pg_stat_activity where application_name = '$APP'
+	and pid = $(r backend)")" 1 "the replica's backend is the one the client reported"
+assert_eq "$(server_backends "$APP")" 0 "nothing left on the primary"
+assert_eq "$(jqp "$POL" .totals.migrations)" 1 "totals: migrations"
+exec 3>&-
+rc=0
+wait "$RUN" || rc=$?
+assert_eq "$rc" 0 "client exit status (stderr: $(cat "$T/err"))"
+echo "ok: a cancel object taken before the move cancels on the replica"
