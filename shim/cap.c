@@ -230,12 +230,14 @@ int cap_hand_over(struct segment *seg, struct seg_cap *cap, uint8_t *from, uint8
 	if (cap_lock(seg, cap) != 0)
 		return 0;
 	/* Under the lock no audit runs: it never sees both holds, or neither. */
+	uint8_t shared = HOLD_SHARED;
+	/* `to` may end its share at this very moment (hold_unshare, shim.h):
+	 * whichever CAS comes first wins. */
 	int done = __atomic_load_n(from, __ATOMIC_ACQUIRE) == HOLD_HELD
-	           && __atomic_load_n(to, __ATOMIC_ACQUIRE) == HOLD_SHARED;
-	if (done) {
-		__atomic_store_n(to, HOLD_HELD, __ATOMIC_RELEASE);
+	           && __atomic_compare_exchange_n(to, &shared, HOLD_HELD, 0, __ATOMIC_ACQ_REL,
+	                                          __ATOMIC_ACQUIRE);
+	if (done)
 		__atomic_store_n(from, HOLD_NONE, __ATOMIC_RELEASE);
-	}
 	cap_unlock(cap);
 	return done;
 }

@@ -27,6 +27,17 @@ int pqerr_init(void)
 		int major = real.PQlibVersion ? real.PQlibVersion() / 10000 : 0;
 		layout_known = (major == PG_VERSION_NUM / 10000);
 		if (layout_known) {
+			/* The same major version, and the loaded libpq agrees on where
+			 * a connection keeps its status (a refused connect, made
+			 * without touching the network, is CONNECTION_BAD). */
+			PGconn *probe = real.PQconnectStart("pqshim_probe=1");
+			if (probe && (probe->status != real.PQstatus(probe) || probe->status != CONNECTION_BAD
+			              || probe->asyncStatus != PGASYNC_IDLE))
+				layout_known = 0;
+			if (probe)
+				real.PQfinish(probe);
+		}
+		if (layout_known) {
 			pqint.status = offsetof(struct pg_conn, status);
 			pqint.async = offsetof(struct pg_conn, asyncStatus);
 			pqint.xact = offsetof(struct pg_conn, xactStatus);
@@ -37,6 +48,23 @@ int pqerr_init(void)
 			         "refusals will carry no SQLSTATE", major, PG_VERSION_NUM / 10000);
 	}
 	return layout_known;
+}
+
+void pqint_verify(const PGconn *conn)
+{
+	if (!conn || !__atomic_load_n(&pqint.known, __ATOMIC_ACQUIRE))
+		return;
+	/* read as the fast path reads (shim.h, xact_status) */
+	const char *p = (const char *)conn;
+	PGTransactionStatusType mine = PQTRANS_UNKNOWN;
+	if (*(const int *)(p + pqint.status) == CONNECTION_OK)
+		mine = *(const int *)(p + pqint.async) != PGASYNC_IDLE ? PQTRANS_ACTIVE
+		     : (PGTransactionStatusType)*(const int *)(p + pqint.xact);
+	PGTransactionStatusType theirs = real.PQtransactionStatus(conn);
+	if (mine != theirs && __atomic_exchange_n(&pqint.known, 0, __ATOMIC_ACQ_REL))
+		shim_log(LOG_WARNING, "libpq's connection layout is not the one pqshim was built "
+		         "for (status %d read in place, %d from libpq): asking libpq from now on",
+		         (int)mine, (int)theirs);
 }
 
 void pqerr_set_message(PGconn *conn, const char *msg)

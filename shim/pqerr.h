@@ -31,6 +31,11 @@ struct pqint_layout {
 	unsigned status, async, xact;
 };
 extern struct pqint_layout pqint __attribute__((visibility("hidden")));
+
+/* Compare what the fast path reads in place with what libpq says; on a
+ * difference, stop reading in place (and say so once).  The slow paths
+ * call it, so a layout that differs is caught at the first one. */
+void pqint_verify(const PGconn *conn);
 #define PQINT_ASYNC_IDLE 0
 
 /* Replace the text PQerrorMessage(conn) returns.  msg has no trailing \n. */

@@ -93,9 +93,10 @@ struct shim {
 	char policy_error[SEG_ERROR_MAX];
 	pthread_mutex_t lock;     /* connmap writers, process registration */
 	pthread_key_t thread_key; /* its destructor counts threads out */
-	unsigned map_epoch;       /* bumped on every insert/remove and read-only
+	uint64_t map_epoch;       /* bumped on every insert/remove and read-only
 	                           * switch (atomic): thread caches check it.
-	                           * Odd, so never the 0 of a fresh thread's cache */
+	                           * Odd, so never the 0 of a fresh thread's cache;
+	                           * 64 bits: it never comes round again */
 	struct seg_cap *cap;      /* the semaphores in force: the segment's or private_cap */
 	struct segment *capseg;   /* &seg for a shared cap, NULL for scope = process */
 	struct seg_cap private_cap;
@@ -110,13 +111,17 @@ struct shim {
 	unsigned ro_gen;          /* bumped at every switch (atomic) */
 	int drainer;              /* the drainer thread runs (drain.c) */
 	int pipelines;            /* connections in pipeline mode (atomic) */
-	int deferrals;            /* sends waiting in defer.c (atomic) */
+	int deferrals;            /* sends waiting in defer.c (atomic), plus
+	                           * DEFER_UNINIT until shim_init: nonzero sends
+	                           * PQgetResult and the sends down their slow
+	                           * paths, which initialise */
 	int shares;               /* holds riding on their thread's slot,
 	                           * HOLD_SHARED (atomic; slots.c) */
 	struct connmap map;
 };
 
 enum shim_state { SHIM_UNINIT = 0, SHIM_READY = 1 };
+#define DEFER_UNINIT (1 << 30)
 
 extern struct shim g __attribute__((visibility("hidden")));
 
@@ -130,7 +135,7 @@ struct thread_state {
 	                           * and again in a fork child */
 	/* A one-entry cache of the last look-up, valid while the process's
 	 * map epoch (bumped by every open and close) is unchanged. */
-	unsigned cache_epoch;
+	uint64_t cache_epoch;
 	PGconn *cache_pg;
 	struct conn *cache_conn;
 	/* The connections the fast path may take as they are (work_fast):
@@ -139,7 +144,7 @@ struct thread_state {
 	 * fast_epoch.  The one used last comes first; an event loop's few
 	 * connections fit in the others.  Never a NULL way once filled: the
 	 * first connection fills them all. */
-	unsigned fast_epoch;
+	uint64_t fast_epoch;
 	struct fast_way { PGconn *pg; struct conn *conn; } fast[FAST_WAYS];
 	struct conn *sent;        /* what the last fast send went out on */
 	const char *sqlstate;     /* of the last refusal made on this thread */
@@ -226,7 +231,7 @@ static inline void map_epoch_bump(void)
 
 ALWAYS_INLINE struct conn *conn_lookup(PGconn *pg)
 {
-	unsigned epoch = __atomic_load_n(&g.map_epoch, __ATOMIC_ACQUIRE);
+	uint64_t epoch = __atomic_load_n(&g.map_epoch, __ATOMIC_ACQUIRE);
 	if (likely(pg == t.cache_pg && epoch == t.cache_epoch))
 		return t.cache_conn;
 	struct conn *c = (struct conn *)connmap_get(&g.map, pg);
@@ -294,6 +299,18 @@ ALWAYS_INLINE PGTransactionStatusType xact_status(const PGconn *pg)
 	return real.PQtransactionStatus(pg);
 }
 
+/* An active hold riding on its thread's slot (nested = share) ends: 1, or
+ * 0 if the slot was handed over to it meanwhile (it is HELD now). */
+static inline int hold_unshare(uint8_t *hold)
+{
+	uint8_t shared = HOLD_SHARED;
+	if (!__atomic_compare_exchange_n(hold, &shared, HOLD_NONE, 0, __ATOMIC_ACQ_REL,
+	                                 __ATOMIC_ACQUIRE))
+		return 0;
+	__atomic_fetch_sub(&g.shares, 1, __ATOMIC_RELAXED);
+	return 1;
+}
+
 /* What track_settle leaves to settle_finish (slots.c). */
 #define SETTLE_RELEASE 1u   /* the slot's release must finish on the slow path */
 #define SETTLE_KICK    2u   /* results done: an event loop's deferred sends may go */
@@ -322,15 +339,15 @@ ALWAYS_INLINE unsigned settle_state(struct conn *c, PGTransactionStatusType ts)
 			__atomic_store_n(&r->xacts, r->xacts + 1, __ATOMIC_RELAXED);
 		uint8_t *hold = &r->hold[SEM_ACTIVE];
 		uint8_t h = __atomic_load_n(hold, __ATOMIC_RELAXED);
+		if (unlikely(h == HOLD_SHARED) && !hold_unshare(hold))
+			h = HOLD_HELD;        /* handed over to it meanwhile (slots.c) */
 		if (h == HOLD_HELD) {
 			if (unlikely(__atomic_load_n(&g.shares, __ATOMIC_RELAXED)))
 				todo = SETTLE_HAND;   /* another may ride on it */
 			else if (hold_claim_release(hold)
 			         && !sem_try_release(&g.cap->sems[SEM_ACTIVE], hold))
 				todo = SETTLE_RELEASE;
-		} else if (h == HOLD_SHARED || h == HOLD_WAITING) {
-			if (h == HOLD_SHARED)
-				__atomic_fetch_sub(&g.shares, 1, __ATOMIC_RELAXED);
+		} else if (h == HOLD_WAITING) {
 			__atomic_store_n(hold, HOLD_NONE, __ATOMIC_RELEASE);
 		}
 	}
@@ -372,9 +389,11 @@ ALWAYS_INLINE struct conn *work_fast(PGconn *pg)
 	struct seg_sem *sem = &g.cap->sems[SEM_ACTIVE];
 	uint32_t max = __atomic_load_n(&sem->max, __ATOMIC_RELAXED);
 	if (max && r->hold[SEM_ACTIVE] == HOLD_NONE) {
+		/* the holder first: a thread that held it before and exits now
+		 * must not take this slot for its own (slots_thread_exit) */
+		r->holder_tid = t.tid;
 		if (unlikely(!sem_try_acquire_max(sem, &r->hold[SEM_ACTIVE], max)))
 			return NULL;
-		r->holder_tid = t.tid;
 	}
 	__atomic_store_n(&r->queries, r->queries + 1, __ATOMIC_RELAXED);
 	__atomic_store_n(&r->cstate, CS_ACTIVE, __ATOMIC_RELAXED);

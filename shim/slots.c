@@ -117,8 +117,10 @@ static const char *wait_for(struct conn *c, int sem, char *buf, size_t size, int
 			return SLOT_DEFERRED;
 		}
 		if (g.pol.nested == NESTED_SHARE) {
-			/* It would wait on itself: ride on the slot it holds. */
-			__atomic_fetch_add(&g.shares, 1, __ATOMIC_RELAXED);
+			/* It would wait on itself: ride on the slot it holds.
+			 * (Only active shares can take a slot over: counted.) */
+			if (sem == SEM_ACTIVE)
+				__atomic_fetch_add(&g.shares, 1, __ATOMIC_RELAXED);
 			__atomic_store_n(hold, HOLD_SHARED, __ATOMIC_RELEASE);
 			return NULL;
 		}
@@ -227,8 +229,10 @@ static void release_one(struct conn *c, int sem)
 	case HOLD_ACQUIRING:
 		break;
 	case HOLD_SHARED:
-		__atomic_fetch_sub(&g.shares, 1, __ATOMIC_RELAXED);
-		__atomic_store_n(hold, HOLD_NONE, __ATOMIC_RELEASE);
+		if (sem != SEM_ACTIVE)
+			__atomic_store_n(hold, HOLD_NONE, __ATOMIC_RELEASE);
+		else if (!hold_unshare(hold))
+			release_one(c, sem);     /* handed over to it meanwhile: HELD */
 		break;
 	default:
 		__atomic_store_n(hold, HOLD_NONE, __ATOMIC_RELEASE);

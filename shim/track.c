@@ -24,7 +24,8 @@
 #include <time.h>
 #include <unistd.h>
 
-struct shim g = { .lock = PTHREAD_MUTEX_INITIALIZER, .proc_idx = -1, .map_epoch = 1 };
+struct shim g = { .lock = PTHREAD_MUTEX_INITIALIZER, .proc_idx = -1, .map_epoch = 1,
+                  .deferrals = DEFER_UNINIT };
 TLS struct thread_state t;
 
 static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -170,6 +171,7 @@ void shim_init(void)
 	pthread_atfork(at_fork_prepare, at_fork_parent, at_fork_child);
 	atexit(leak_report_at_exit);
 	__atomic_store_n(&g.state, SHIM_READY, __ATOMIC_RELEASE);
+	__atomic_fetch_sub(&g.deferrals, DEFER_UNINIT, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&init_lock);
 }
 

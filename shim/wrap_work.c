@@ -14,7 +14,7 @@
 
 /* pg (connection c, found in map epoch `epoch`) goes first among the
  * thread's fast connections; the one used longest ago drops out. */
-static void fast_learn(PGconn *pg, struct conn *c, unsigned epoch)
+static void fast_learn(PGconn *pg, struct conn *c, uint64_t epoch)
 {
 	struct fast_way w = { pg, c };
 	if (t.fast_epoch != epoch) {
@@ -62,12 +62,12 @@ const char *work_begin(PGconn *pg, struct conn **cp, int may_defer)
 	struct seg_sem *sem = &g.cap->sems[SEM_ACTIVE];
 	uint8_t *hold = &c->rec->hold[SEM_ACTIVE];
 	if (__atomic_load_n(&sem->max, __ATOMIC_RELAXED) && *hold == HOLD_NONE) {
+		c->rec->holder_tid = t.tid;   /* before the slot: see work_fast */
 		if (!sem_try_acquire(sem, hold)) {
 			const char *why = slot_wait_active(c, may_defer && !c->pipeline);
 			if (why)
 				return why;  /* refused, or SLOT_DEFERRED */
 		}
-		c->rec->holder_tid = t.tid;
 	}
 	track_sent(c);
 	/* The epoch is the one read before the look-up: a close or a switch
@@ -122,11 +122,11 @@ __attribute__((noinline)) static int fast_sent_slow(int r)
 		struct conn *c = work_fast(conn); \
 		if (unlikely(!c)) \
 			return name##_slow args; \
+		if (unlikely(!work_fast_sent(c))) \
+			shim_tick(); \
 		t.depth = 1; \
 		PGresult *r = real.name args; \
 		t.depth = 0; \
-		if (unlikely(!work_fast_sent(c))) \
-			shim_tick(); \
 		track_settle(c); \
 		return r; \
 	}
@@ -157,6 +157,8 @@ __attribute__((noinline)) static int fast_sent_slow(int r)
 		t.depth = 0; \
 		if (unlikely(!r) && c) \
 			settle_refused(c); \
+		else if (c) \
+			pqint_verify(conn);  /* busy now: a check of the layout */ \
 		return r; \
 	} \
 	SHIM_EXPORT int name params \
@@ -298,8 +300,10 @@ __attribute__((noinline)) static PGresult *settle_slow(PGconn *conn)
 {
 	shim_enter();
 	struct conn *c = conn_lookup(conn);
-	if (c)
+	if (c) {
+		pqint_verify(conn);
 		track_settle(c);
+	}
 	return NULL;
 }
 
