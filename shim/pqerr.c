@@ -135,6 +135,78 @@ PGconn *pqerr_bad_conn(const char *msg)
 
 /* ---- moving a program's PGconn to another server ------------------------ */
 
+/*
+ * OpenSSL's objects point back at the PGconn they serve: the SSL object's
+ * app data, and its BIO's app data (libpq 15.6 and later) or data (before:
+ * it moved for OpenSSL 3.2).  After two PGconn exchange contents, each SSL
+ * object must point at the structure it now lives in.  The functions come
+ * from the OpenSSL that libpq loaded; without them SSL connections are not
+ * moved (reset instead).
+ */
+static struct {
+	void *(*ssl_get_ex)(const void *ssl, int idx);
+	int (*ssl_set_ex)(void *ssl, int idx, void *arg);
+	void *(*ssl_rbio)(const void *ssl);
+	void *(*ssl_wbio)(const void *ssl);
+	void *(*bio_get_ex)(const void *bio, int idx);
+	int (*bio_set_ex)(void *bio, int idx, void *arg);
+	void *(*bio_get_data)(void *bio);
+	void (*bio_set_data)(void *bio, void *ptr);
+} ossl;
+
+static int ossl_ready(void)
+{
+	static int state;        /* 0: not looked yet; 1: found; -1: not there */
+	int st = __atomic_load_n(&state, __ATOMIC_ACQUIRE);
+	if (st)
+		return st > 0;
+	*(void **)&ossl.ssl_get_ex = real_libpq_dep("SSL_get_ex_data");
+	*(void **)&ossl.ssl_set_ex = real_libpq_dep("SSL_set_ex_data");
+	*(void **)&ossl.ssl_rbio = real_libpq_dep("SSL_get_rbio");
+	*(void **)&ossl.ssl_wbio = real_libpq_dep("SSL_get_wbio");
+	*(void **)&ossl.bio_get_ex = real_libpq_dep("BIO_get_ex_data");
+	*(void **)&ossl.bio_set_ex = real_libpq_dep("BIO_set_ex_data");
+	*(void **)&ossl.bio_get_data = real_libpq_dep("BIO_get_data");
+	*(void **)&ossl.bio_set_data = real_libpq_dep("BIO_set_data");
+	st = ossl.ssl_get_ex && ossl.ssl_set_ex && ossl.ssl_rbio && ossl.ssl_wbio && ossl.bio_get_ex
+	     && ossl.bio_set_ex && ossl.bio_get_data && ossl.bio_set_data ? 1 : -1;
+	__atomic_store_n(&state, st, __ATOMIC_RELEASE);
+	return st > 0;
+}
+
+/* Does the BIO point at `was`?  Then make it point at `now` (if not NULL). */
+static int bio_repoint(void *bio, const PGconn *was, PGconn *now)
+{
+	if (!bio)
+		return 0;
+	if (ossl.bio_get_ex(bio, 0) == was) {
+		if (now)
+			ossl.bio_set_ex(bio, 0, now);
+		return 1;
+	}
+	if (ossl.bio_get_data(bio) == was) {
+		if (now)
+			ossl.bio_set_data(bio, now);
+		return 1;
+	}
+	return 0;
+}
+
+/* conn's SSL object points at `was`: make it point at `now`.  With now
+ * NULL, only say whether every pointer we know of is where expected. */
+static int ssl_repoint(const PGconn *conn, const PGconn *was, PGconn *now)
+{
+	void *ssl = conn->ssl;
+	if (!ssl || !ossl_ready() || ossl.ssl_get_ex(ssl, 0) != was)
+		return 0;
+	void *rbio = ossl.ssl_rbio(ssl), *wbio = ossl.ssl_wbio(ssl);
+	if (!bio_repoint(rbio, was, now) || (wbio != rbio && !bio_repoint(wbio, was, now)))
+		return 0;
+	if (now)
+		ossl.ssl_set_ex(ssl, 0, now);
+	return 1;
+}
+
 int pqint_can_swap(const PGconn *conn)
 {
 	if (!conn || !pqerr_init())
@@ -148,7 +220,10 @@ int pqint_can_swap(const PGconn *conn)
 	 * pipeline mode too (switch.c). */
 	int idle = conn->asyncStatus == PGASYNC_IDLE
 	           || (conn->asyncStatus == PGASYNC_PIPELINE_IDLE && !conn->cmd_queue_head);
-	return !conn->ssl_in_use && !conn->gssenc && conn->nEvents == 0 && !conn->notifyHead
+	/* SSL: if its objects point at this PGconn the way we know how to
+	 * change (ssl_repoint) */
+	int ssl_ok = !conn->ssl_in_use || ssl_repoint(conn, conn, NULL);
+	return ssl_ok && !conn->gssenc && conn->nEvents == 0 && !conn->notifyHead
 	    && idle && !conn->cmd_queue_head;
 }
 
@@ -158,6 +233,11 @@ void pqint_swap(PGconn *a, PGconn *b)
 	memcpy(&tmp, a, sizeof tmp);
 	memcpy(a, b, sizeof tmp);
 	memcpy(b, &tmp, sizeof tmp);
+	/* each SSL object now lives in the other structure */
+	if (a->ssl_in_use)
+		ssl_repoint(a, b, a);
+	if (b->ssl_in_use)
+		ssl_repoint(b, a, b);
 }
 
 void pqint_carry_hooks(const PGconn *from, PGconn *to)

@@ -53,8 +53,9 @@ PGconn *pqerr_bad_conn(const char *msg);
  * The program's PGconn * must stay valid while the connection behind it
  * moves to another server: a fresh connection is opened, and the contents
  * of the two PGconn structures are exchanged.  Only possible when nothing
- * inside points back at the structure (no SSL, no GSS encryption, no event
- * procedures) and no work is in flight; pqint_can_swap says.
+ * inside points back at the structure that cannot be pointed elsewhere
+ * (TLS can: OpenSSL's objects are re-pointed; GSS encryption and event
+ * procedures cannot) and no work is in flight; pqint_can_swap says.
  */
 int pqint_can_swap(const PGconn *conn);
 void pqint_swap(PGconn *a, PGconn *b);

@@ -57,11 +57,17 @@ static void *libpq_handle(void)
 }
 
 static int resolve_status = -1;
+static void *libpq;              /* its handle, once resolved */
+
+void *real_libpq_dep(const char *name)
+{
+	return libpq ? real_dlsym(libpq, name) : NULL;
+}
 
 static void resolve_once(void)
 {
 	real_dlsym_init();
-	void *h = libpq_handle();
+	void *h = libpq = libpq_handle();
 	int missing = 0;
 
 	/* With a handle, dlsym searches libpq itself, never the shim. */

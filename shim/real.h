@@ -98,6 +98,9 @@ int real_resolve(void);
 extern void *(*real_dlsym)(void *handle, const char *name);
 void real_dlsym_init(void);
 
+/* A symbol of libpq or of a library it loaded (OpenSSL), or NULL. */
+void *real_libpq_dep(const char *name);
+
 /* For dlsym(): the shim's wrapper for a libpq name, or NULL. */
 void *real_wrapper_for(const char *name);
 

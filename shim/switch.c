@@ -10,8 +10,9 @@
  *    the statements it prepared by name are carried over, and the contents
  *    of the two PGconn structures are exchanged (pqerr.c): the program's
  *    PGconn * stays valid and now talks to the new server; the old
- *    connection is closed.  Connections that cannot be moved that way (SSL,
- *    event procedures) are reset instead.
+ *    connection is closed (TLS included: pqerr.c points OpenSSL's objects
+ *    at their new home).  Connections that cannot be moved that way (GSS
+ *    encryption, event procedures) are reset instead.
  *  - reset: the old connection is closed and replaced by a CONNECTION_BAD
  *    one saying why; the program's own reconnect (PQreset included, see
  *    switch_reset) lands where the policy says.
@@ -331,8 +332,9 @@ const char *switch_check(struct conn *c)
 		struct connargs where = { 0 };
 		PGconn *fresh = open_routed(c, 0, &target, &where, err, sizeof err);
 		if (fresh && !pqint_can_swap(fresh)) {
-			/* SSL or GSS on the new side: its state points at `fresh`
-			 * itself and cannot change hands; reset instead. */
+			/* GSS on the new side (or TLS whose OpenSSL objects are
+			 * not as pqerr.c knows them): its state cannot change
+			 * hands; reset instead. */
 			t.depth++;
 			real.PQfinish(fresh);
 			t.depth--;
@@ -407,8 +409,9 @@ int switch_reset(PGconn *pg, int async)
 		return 1;
 	}
 	if (!async && !pqint_can_swap(fresh)) {
-		/* SSL or GSS: cannot change hands; the program keeps its own
-		 * connection, and libpq resets it in place */
+		/* GSS (or TLS not as pqerr.c knows it): cannot change hands;
+		 * the program keeps its own connection, and libpq resets it in
+		 * place */
 		t.depth++;
 		real.PQfinish(fresh);
 		t.depth--;

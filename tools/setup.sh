@@ -12,7 +12,7 @@ pkgs=(
 	libkrb5-dev libssl-dev
 	uthash-dev libcmocka-dev            # unit tests
 	postgresql-15                       # the test bed: primary and streaming replica
-	jq procps util-linux                # integration tests (jq, pgrep, runuser, script)
+	jq procps util-linux openssl        # integration tests (jq, pgrep, runuser, script; a TLS bed)
 	python3 python3-psycopg2 python3-psycopg ruby-pg libdbd-pg-perl   # client tests
 	clang                               # libFuzzer for policy/fuzz_policy.c
 	valgrind                            # tests/bench: callgrind instruction counts

@@ -12,7 +12,9 @@
 #
 # Unix sockets only (listen_addresses=''), trust auth. As root the servers run
 # as user postgres (runuser), otherwise as the calling user.
-# PQT_PGBIN overrides the server binaries' directory.
+# PQT_PGBIN overrides the server binaries' directory. PQT_BED_TLS=1: both
+# servers also listen on 127.0.0.1 (same port numbers) with ssl = on and a
+# throw-away self-signed certificate (openssl), for tests of TLS connections.
 
 _PGBED_BIN=${PQT_PGBIN:-/usr/lib/postgresql/15/bin}
 _PGBED_TMP=
@@ -51,6 +53,10 @@ _pgbed_pick_port() { # a port with no socket in ours or the usual socket dirs
 		for d in "$_PGBED_TMP/sock" /tmp /var/run/postgresql; do
 			[ -e "$d/.s.PGSQL.$p" ] && used=1
 		done
+		# with TLS, nothing may listen on it on 127.0.0.1 either
+		if [ "${PQT_BED_TLS:-}" = 1 ] && (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+			used=1
+		fi
 		[ -z "$used" ] && [ "$p" != "${1:-}" ] && break
 	done
 	echo "$p"
@@ -102,6 +108,15 @@ pgbed_start() {
 		wal_receiver_status_interval = 1s
 		client_connection_check_interval = 250ms
 	EOF
+	if [ "${PQT_BED_TLS:-}" = 1 ]; then
+		# the replica's base backup copies the certificate and the settings
+		_pgbed_srv openssl req -new -x509 -days 2 -nodes -subj /CN=localhost \
+			-keyout "$t/primary/server.key" -out "$t/primary/server.crt" \
+			>"$t/openssl.log" 2>&1 &&
+			_pgbed_srv chmod 0600 "$t/primary/server.key" &&
+			printf "listen_addresses = '127.0.0.1'\nssl = on\n" >>"$t/primary/postgresql.conf" ||
+			{ _pgbed_fail "TLS set-up (needs openssl)"; return 1; }
+	fi
 	_pgbed_srv "$_PGBED_BIN/pg_ctl" -D "$t/primary" -l "$t/primary.log" -w -t 30 \
 		start >>"$t/pg_ctl.log" 2>&1 || { _pgbed_fail "primary start"; return 1; }
 	# Create pqt before the base backup: the replica gets it from the backup.
