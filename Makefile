@@ -20,7 +20,7 @@ SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-re
 POLICY_SRCS := policy/policy.c
 # Modules that know nothing of interposition: shared by the shim, the tool and the unit tests.
 CORE_SRCS   := $(POLICY_SRCS) shim/segment.c shim/cap.c shim/connmap.c shim/log.c
-SHIM_SRCS   := $(CORE_SRCS) shim/real.c shim/track.c shim/slots.c shim/reload.c shim/route.c shim/switch.c shim/drain.c shim/defer.c shim/pqerr.c \
+SHIM_SRCS   := $(CORE_SRCS) shim/real.c shim/track.c shim/slots.c shim/reload.c shim/route.c shim/switch.c shim/session.c shim/drain.c shim/defer.c shim/pqerr.c \
                shim/wrap_connect.c shim/wrap_work.c shim/wrap_dlsym.c
 TOOL_SRCS   := $(CORE_SRCS) $(sort $(wildcard tools/*.c))
 UNIT_TESTS  := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(sort $(wildcard tests/unit/test_*.c)))

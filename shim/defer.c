@@ -143,7 +143,7 @@ static void send_now(struct deferred *d)
 	case DEFER_PREPARE:
 		ok = real.PQsendPrepare(pg, d->name, d->command, d->nparams, d->types);
 		if (ok)
-			switch_note_prepare(c, d->name, d->command, d->nparams, d->types);
+			session_note_prepare(c, d->name, d->command, d->nparams, d->types);
 		break;
 	case DEFER_DESCRIBE_PREPARED:
 		ok = real.PQsendDescribePrepared(pg, d->name);

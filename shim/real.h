@@ -73,6 +73,7 @@
 	X(PQconninfoFree, void, (PQconninfoOption *connOptions)) \
 	X(PQfreemem, void, (void *ptr)) \
 	X(PQgetvalue, char *, (const PGresult *res, int row, int col)) \
+	X(PQntuples, int, (const PGresult *res)) \
 	X(PQresultStatus, ExecStatusType, (const PGresult *res)) \
 	X(PQresultErrorMessage, char *, (const PGresult *res)) \
 	X(PQsetNoticeReceiver, PQnoticeReceiver, (PGconn *conn, PQnoticeReceiver proc, void *arg)) \

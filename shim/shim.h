@@ -175,12 +175,16 @@ void connargs_arrays(const struct connargs *a, const char **kw, const char **val
 int route_plan(const struct connargs *a, struct connargs *out, int *redirect);
 PGconn *route_connect(const struct connargs *a, int async);
 const char *switch_check(struct conn *c);
-void switch_note_prepare(struct conn *c, const char *name, const char *query,
-                         int nparams, const Oid *types);
-void switch_forget(struct conn *c);
-void switch_note_cancel(struct conn *c, PGcancel *cancel);
-void switch_forget_cancel(PGcancel *cancel);
 int switch_reset(PGconn *pg, int async);
+
+/* What moves with a connection (session.c). */
+void session_note_prepare(struct conn *c, const char *name, const char *query,
+                          int nparams, const Oid *types);
+void session_note_cancel(struct conn *c, PGcancel *cancel);
+void session_forget_cancel(PGcancel *cancel);
+void session_forget(struct conn *c);
+int session_carry(struct conn *c, PGconn *from, PGconn *to, int sets, char *err, size_t size);
+void session_follow_cancels(struct conn *c);
 void readonly_update(void);
 void drainer_start(void);
 

@@ -58,182 +58,6 @@ void readonly_update(void)
 	}
 }
 
-void switch_note_prepare(struct conn *c, const char *name, const char *query,
-                         int nparams, const Oid *types)
-{
-	if (!name || !*name || !query || !c->routed)
-		return;              /* unnamed statements last one use */
-	struct prepared *p;
-	for (p = c->prepared; p; p = p->next)
-		if (strcmp(p->name, name) == 0)
-			break;
-	if (!p) {
-		p = calloc(1, sizeof *p);
-		if (!p)
-			return;
-		p->name = strdup(name);
-		p->next = c->prepared;
-		c->prepared = p;
-	} else {
-		free(p->query);
-		free(p->types);
-		p->types = NULL;
-	}
-	p->query = strdup(query);
-	p->nparams = nparams;
-	if (nparams > 0 && types) {
-		p->types = malloc((size_t)nparams * sizeof *types);
-		if (p->types)
-			memcpy(p->types, types, (size_t)nparams * sizeof *types);
-	}
-}
-
-/*
- * The program's cancel objects (PQgetCancel) of connections that may move:
- * a PGcancel holds the server's address and the backend's pid and key, so
- * after a move it must be made to point at the new backend, or the
- * program's cancel (psycopg2's connection.cancel(), psql's Ctrl-C for the
- * statement that moved) would reach the old one.  A fixed table, claimed
- * with a CAS: an object hashes to a window of CANCEL_PROBE entries, so
- * PQfreeCancel finds it without a lock; one that finds its window full is
- * not followed (logged once).
- */
-#define CANCELS        256
-#define CANCEL_PROBE   8
-static struct { PGcancel *cancel; struct conn *c; } cancels[CANCELS];
-
-static unsigned cancel_home(const PGcancel *cancel)
-{
-	uint64_t h = (uint64_t)(uintptr_t)cancel * 0x9e3779b97f4a7c15ull;
-	return (unsigned)(h >> 56) % CANCELS;
-}
-
-void switch_note_cancel(struct conn *c, PGcancel *cancel)
-{
-	unsigned home = cancel_home(cancel);
-	for (unsigned i = 0; i < CANCEL_PROBE; i++) {
-		unsigned k = (home + i) % CANCELS;
-		PGcancel *none = NULL;
-		if (__atomic_compare_exchange_n(&cancels[k].cancel, &none, cancel, 0,
-		                                __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
-			__atomic_store_n(&cancels[k].c, c, __ATOMIC_RELEASE);
-			__atomic_fetch_add(&c->cancels, 1, __ATOMIC_RELAXED);
-			return;
-		}
-	}
-	static int warned;
-	if (!__atomic_exchange_n(&warned, 1, __ATOMIC_RELAXED))
-		shim_log(LOG_WARNING, "too many cancel objects to follow: one of them will "
-		         "still point at the old server if its connection moves");
-}
-
-static void cancel_drop(unsigned k)
-{
-	struct conn *c = __atomic_exchange_n(&cancels[k].c, NULL, __ATOMIC_ACQ_REL);
-	if (c)
-		__atomic_fetch_sub(&c->cancels, 1, __ATOMIC_RELAXED);
-	__atomic_store_n(&cancels[k].cancel, NULL, __ATOMIC_RELEASE);
-}
-
-void switch_forget_cancel(PGcancel *cancel)
-{
-	unsigned home = cancel_home(cancel);
-	for (unsigned i = 0; i < CANCEL_PROBE; i++) {
-		unsigned k = (home + i) % CANCELS;
-		if (__atomic_load_n(&cancels[k].cancel, __ATOMIC_ACQUIRE) == cancel) {
-			cancel_drop(k);
-			return;
-		}
-	}
-}
-
-/* c now talks to another backend: so do its cancel objects. */
-static void cancels_follow(struct conn *c)
-{
-	if (!__atomic_load_n(&c->cancels, __ATOMIC_RELAXED))
-		return;
-	t.depth++;
-	PGcancel *fresh = real.PQgetCancel(c->pg);
-	t.depth--;
-	for (unsigned k = 0; fresh && k < CANCELS; k++) {
-		PGcancel *cancel = __atomic_load_n(&cancels[k].cancel, __ATOMIC_ACQUIRE);
-		if (cancel && __atomic_load_n(&cancels[k].c, __ATOMIC_ACQUIRE) == c)
-			pqint_cancel_copy(cancel, fresh);
-	}
-	if (fresh)
-		real.PQfreeCancel(fresh);
-}
-
-void switch_forget(struct conn *c)
-{
-	/* the program's cancel objects outlive the connection: stop following them */
-	for (unsigned k = 0; k < CANCELS && __atomic_load_n(&c->cancels, __ATOMIC_RELAXED); k++)
-		if (__atomic_load_n(&cancels[k].c, __ATOMIC_ACQUIRE) == c)
-			cancel_drop(k);
-	struct prepared *p = c->prepared;
-	while (p) {
-		struct prepared *next = p->next;
-		free(p->name);
-		free(p->query);
-		free(p->types);
-		free(p);
-		p = next;
-	}
-	c->prepared = NULL;
-	connargs_free(&c->args);
-	connargs_free(&c->where);
-}
-
-static int carry_session_inner(struct conn *c, PGconn *from, PGconn *to, char *err,
-                               size_t size);
-
-/* Settings a driver changes after connecting (psycopg2 sets DateStyle),
- * which a fresh session must get again. */
-static const char *carried_settings[] = {
-	"client_encoding", "DateStyle", "IntervalStyle", "TimeZone",
-	"standard_conforming_strings", "application_name", NULL
-};
-
-static int carry_session(struct conn *c, PGconn *from, PGconn *to, char *err, size_t size)
-{
-	t.depth++;                   /* the shim's own statements */
-	int r = carry_session_inner(c, from, to, err, size);
-	t.depth--;
-	return r;
-}
-
-static int carry_session_inner(struct conn *c, PGconn *from, PGconn *to, char *err, size_t size)
-{
-	for (const char **s = carried_settings; *s; s++) {
-		const char *want = real.PQparameterStatus(from, *s);
-		const char *have = real.PQparameterStatus(to, *s);
-		if (!want || (have && strcmp(want, have) == 0))
-			continue;
-		char *lit = real.PQescapeLiteral(to, want, strlen(want));
-		if (!lit)
-			continue;
-		char sql[512];
-		snprintf(sql, sizeof sql, "SET %s = %s", *s, lit);
-		real.PQfreemem(lit);
-		PGresult *r = real.PQexec(to, sql);
-		int ok = real.PQresultStatus(r) == PGRES_COMMAND_OK;
-		real.PQclear(r);
-		if (!ok)
-			shim_log(LOG_WARNING, "could not carry %s over to the new session", *s);
-	}
-	for (struct prepared *p = c->prepared; p; p = p->next) {
-		PGresult *r = real.PQprepare(to, p->name, p->query, p->nparams, p->types);
-		if (real.PQresultStatus(r) != PGRES_COMMAND_OK) {
-			snprintf(err, size, "statement \"%s\" could not be prepared again: %s", p->name,
-			         real.PQresultErrorMessage(r));
-			real.PQclear(r);
-			return -1;
-		}
-		real.PQclear(r);
-	}
-	return 0;
-}
-
 /* Open where the policy says now.  NULL and err filled on failure; on
  * success *where holds the arguments used. */
 static PGconn *open_routed(struct conn *c, int async, int *target, struct connargs *where,
@@ -281,7 +105,7 @@ static void take_over(struct conn *c, PGconn *fresh, int target, struct connargs
 	t.depth++;
 	real.PQfinish(fresh);        /* now the old connection */
 	t.depth--;
-	cancels_follow(c);
+	session_follow_cancels(c);
 	pthread_mutex_lock(&g.lock); /* the drainer reads `where` */
 	connargs_free(&c->where);
 	c->where = *where;
@@ -344,7 +168,7 @@ const char *switch_check(struct conn *c)
 		if (!fresh)
 			return refuse("08006", "pqshim: could not move the connection from the %s to the %s: %s "
 			              "(on_switch = migrate, policy %s)", from, to, err, g.policy_path);
-		if (carry_session(c, c->pg, fresh, err, sizeof err) != 0) {
+		if (session_carry(c, c->pg, fresh, 1, err, sizeof err) != 0) {
 			t.depth++;
 			real.PQfinish(fresh);
 			t.depth--;
@@ -418,7 +242,7 @@ int switch_reset(PGconn *pg, int async)
 		connargs_free(&where);
 		return 0;
 	}
-	if (!async && carry_session(c, pg, fresh, err, sizeof err) != 0)
+	if (!async && session_carry(c, pg, fresh, 0, err, sizeof err) != 0)
 		shim_log(LOG_WARNING, "after a reset: %s", err);
 	take_over(c, fresh, target, &where);
 	c->reroute = 0;

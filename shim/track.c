@@ -455,7 +455,7 @@ void track_close(PGconn *pg)
 	map_epoch_bump();
 	pthread_mutex_unlock(&g.lock);
 	if (c)
-		switch_forget(c);
+		session_forget(c);
 	free(c);
 }
 

@@ -175,7 +175,7 @@ SHIM_EXPORT PGcancel *PQgetCancel(PGconn *conn)
 	if (r) {
 		struct conn *c = conn_lookup(conn);
 		if (c && c->routed)
-			switch_note_cancel(c, r);
+			session_note_cancel(c, r);
 	}
 	return r;
 }
@@ -184,6 +184,6 @@ SHIM_EXPORT void PQfreeCancel(PGcancel *cancel)
 {
 	shim_ensure();
 	if (cancel && t.depth == 0)
-		switch_forget_cancel(cancel);
+		session_forget_cancel(cancel);
 	real.PQfreeCancel(cancel);
 }

@@ -212,7 +212,7 @@ SHIM_EXPORT PGresult *PQprepare(PGconn *conn, const char *stmtName, const char *
 	if (c) {
 		track_settle(c);
 		if (c->routed && real.PQresultStatus(r) == PGRES_COMMAND_OK)
-			switch_note_prepare(c, stmtName, query, nParams, paramTypes);
+			session_note_prepare(c, stmtName, query, nParams, paramTypes);
 	}
 	return r;
 }
@@ -259,7 +259,7 @@ SHIM_EXPORT int PQsendPrepare(PGconn *conn, const char *stmtName, const char *qu
 	int r = real.PQsendPrepare(conn, stmtName, query, nParams, paramTypes);
 	t.depth = 0;
 	if (c && r && c->routed)
-		switch_note_prepare(c, stmtName, query, nParams, paramTypes);
+		session_note_prepare(c, stmtName, query, nParams, paramTypes);
 	return r;
 }
 WRAP_SEND(PQsendQueryPrepared,
