@@ -74,6 +74,7 @@
 	X(PQfreemem, void, (void *ptr)) \
 	X(PQgetvalue, char *, (const PGresult *res, int row, int col)) \
 	X(PQntuples, int, (const PGresult *res)) \
+	X(PQresultErrorField, char *, (const PGresult *res, int fieldcode)) \
 	X(PQresultStatus, ExecStatusType, (const PGresult *res)) \
 	X(PQresultErrorMessage, char *, (const PGresult *res)) \
 	X(PQsetNoticeReceiver, PQnoticeReceiver, (PGconn *conn, PQnoticeReceiver proc, void *arg)) \

@@ -226,8 +226,9 @@ static int carry_session_inner(struct conn *c, PGconn *from, PGconn *to, char *e
 	for (struct prepared *p = c->prepared; p; p = p->next) {
 		PGresult *r = real.PQprepare(to, p->name, p->query, p->nparams, p->types);
 		if (real.PQresultStatus(r) != PGRES_COMMAND_OK) {
+			const char *why = real.PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
 			snprintf(err, size, "statement \"%s\" could not be prepared again: %s", p->name,
-			         real.PQresultErrorMessage(r));
+			         why ? why : "no reason given");
 			real.PQclear(r);
 			return -1;
 		}

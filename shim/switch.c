@@ -150,8 +150,10 @@ const char *switch_check(struct conn *c)
 	}
 	const char *from = target_names[c->rec->target < 3 ? c->rec->target : 0];
 	const char *to = target_names[now < 3 ? now : 0];
+	char err[512];
+	const char *cannot = "its state cannot change hands (GSS encryption, event procedures, "
+	                     "unread notifications)";
 	if (g.pol.on_switch == SWITCH_MIGRATE && pqint_can_swap(c->pg)) {
-		char err[512];
 		int target;
 		struct connargs where = { 0 };
 		PGconn *fresh = open_routed(c, 0, &target, &where, err, sizeof err);
@@ -169,12 +171,13 @@ const char *switch_check(struct conn *c)
 			return refuse("08006", "pqshim: could not move the connection from the %s to the %s: %s "
 			              "(on_switch = migrate, policy %s)", from, to, err, g.policy_path);
 		if (session_carry(c, c->pg, fresh, 1, err, sizeof err) != 0) {
+			/* it would fail again at every statement: reset instead */
 			t.depth++;
 			real.PQfinish(fresh);
 			t.depth--;
 			connargs_free(&where);
-			return refuse("08006", "pqshim: could not move the connection from the %s to the %s: %s "
-			              "(on_switch = migrate, policy %s)", from, to, err, g.policy_path);
+			cannot = err;
+			goto reset;
 		}
 		take_over(c, fresh, target, &where);
 		c->ro_gen = gen;
@@ -185,10 +188,12 @@ const char *switch_check(struct conn *c)
 reset:;
 	/* reset: close it, and let the program reconnect where the policy says */
 	const char *why = refuse("08006", "pqshim: the connection to the %s was closed: read-only is now %s "
-	                         "(on_switch = %s, policy %s); reconnect", from,
+	                         "(on_switch = %s%s%s, policy %s); reconnect", from,
 	                         __atomic_load_n(&g.read_only, __ATOMIC_RELAXED) ? "on" : "off",
 	                         g.pol.on_switch == SWITCH_RESET ? "reset" : "migrate, but this "
-	                         "connection cannot be moved", g.policy_path);
+	                         "connection cannot be moved",
+	                         g.pol.on_switch == SWITCH_RESET ? "" : ": ",
+	                         g.pol.on_switch == SWITCH_RESET ? "" : cannot, g.policy_path);
 	t.depth++;
 	PGconn *bad = pqerr_bad_conn(why);
 	t.depth--;
