@@ -33,8 +33,9 @@ struct pqint_layout {
 extern struct pqint_layout pqint __attribute__((visibility("hidden")));
 
 /* Compare what the fast path reads in place with what libpq says; on a
- * difference, stop reading in place (and say so once).  The slow paths
- * call it, so a layout that differs is caught at the first one. */
+ * difference, stop reading in place (and say so once).  Called after every
+ * connect step and on the slow paths of sends and settles, so a layout that
+ * differs is caught at a program's first connection. */
 void pqint_verify(const PGconn *conn);
 #define PQINT_ASYNC_IDLE 0
 

@@ -82,7 +82,8 @@
 	X(PQisnonblocking, int, (const PGconn *conn)) \
 	X(PQsetnonblocking, int, (PGconn *conn, int arg)) \
 	X(PQsslInUse, int, (PGconn *conn)) \
-	X(PQescapeLiteral, char *, (PGconn *conn, const char *str, size_t len))
+	X(PQescapeLiteral, char *, (PGconn *conn, const char *str, size_t len)) \
+	X(PQescapeIdentifier, char *, (PGconn *conn, const char *str, size_t len))
 
 #define REAL_DECLARE(name, ret, params) ret (*name) params;
 struct real_libpq {

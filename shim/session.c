@@ -8,6 +8,8 @@
  * set_config (pg_settings, source 'session': search_path, work_mem, ...;
  * and SET ROLE, SET SESSION AUTHORIZATION), asked of the old session just
  * before the move.  Not custom settings (app.tenant): no view lists them.
+ * The channels it LISTENs on are listened to again (a replica refuses:
+ * then the connection is reset rather than moved deaf).
  * Prepared statements: noted as PQprepare/PQsendPrepare succeed, prepared
  * again on the new server.  Cancel objects: rewritten to reach the new
  * backend.
@@ -16,8 +18,11 @@
 #include "log.h"
 #include "pqerr.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#define NAMEDATALEN_SQL 160      /* "LISTEN " and a quoted 63-byte name, doubled quotes */
 
 void session_note_prepare(struct conn *c, const char *name, const char *query,
                          int nparams, const Oid *types)
@@ -161,30 +166,52 @@ static const char session_sets_sql[] =
 	" union all select 1, name, setting from pg_catalog.pg_settings"
 	" where source = 'session' and name <> 'default_transaction_read_only'"
 	" union all select 2, 'role', current_setting('role') where current_setting('role') <> 'none'"
-	" order by 1, 2";
+	" union all select 3, 'LISTEN', c from pg_catalog.pg_listening_channels() c"
+	" order by 1, 2, 3";
 
-static void carry_sets(PGconn *from, PGconn *to)
+/* Give `to` what `from` changed; the channels it listens on too.  -1 and
+ * err when the new side refuses one of those (a replica cannot LISTEN):
+ * a connection that silently stopped hearing its channels would be worse
+ * than one reset. */
+static int carry_sets(PGconn *from, PGconn *to, char *err, size_t size)
 {
 	if (real.PQstatus(from) != CONNECTION_OK)
-		return;              /* its backend is gone (the drainer): nothing to ask */
+		return 0;            /* its backend is gone (the drainer): nothing to ask */
 	const char *user = real.PQuser(from);
 	PGresult *sets = real.PQexecParams(from, session_sets_sql, 1, NULL, &user, NULL, NULL, 0);
 	if (real.PQresultStatus(sets) != PGRES_TUPLES_OK) {
 		shim_log(LOG_WARNING, "could not read the session's settings: %s",
 		         real.PQresultErrorMessage(sets));
 		real.PQclear(sets);
-		return;
+		return 0;
 	}
-	for (int i = 0; i < real.PQntuples(sets); i++) {
+	int rc = 0;
+	for (int i = 0; i < real.PQntuples(sets) && rc == 0; i++) {
 		const char *vals[2] = { real.PQgetvalue(sets, i, 1), real.PQgetvalue(sets, i, 2) };
-		PGresult *r = real.PQexecParams(to, "select pg_catalog.set_config($1, $2, false)", 2,
-		                                NULL, vals, NULL, NULL, 0);
-		if (real.PQresultStatus(r) != PGRES_TUPLES_OK)
-			shim_log(LOG_WARNING, "could not carry %s over to the new session: %s", vals[0],
-			         real.PQresultErrorMessage(r));
+		PGresult *r;
+		if (real.PQgetvalue(sets, i, 0)[0] == '3') {
+			char *id = real.PQescapeIdentifier(to, vals[1], strlen(vals[1]));
+			char sql[NAMEDATALEN_SQL];
+			snprintf(sql, sizeof sql, "LISTEN %s", id ? id : "\"\"");
+			real.PQfreemem(id);
+			r = real.PQexec(to, sql);
+			if (real.PQresultStatus(r) != PGRES_COMMAND_OK) {
+				const char *why = real.PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+				snprintf(err, size, "it listens on channel \"%s\", and the new server refuses "
+				         "to: %s", vals[1], why ? why : "no reason given");
+				rc = -1;
+			}
+		} else {
+			r = real.PQexecParams(to, "select pg_catalog.set_config($1, $2, false)", 2, NULL,
+			                      vals, NULL, NULL, 0);
+			if (real.PQresultStatus(r) != PGRES_TUPLES_OK)
+				shim_log(LOG_WARNING, "could not carry %s over to the new session: %s",
+				         vals[0], real.PQresultErrorMessage(r));
+		}
 		real.PQclear(r);
 	}
 	real.PQclear(sets);
+	return rc;
 }
 
 /* Settings a driver changes after connecting (psycopg2 sets DateStyle),
@@ -199,7 +226,7 @@ int session_carry(struct conn *c, PGconn *from, PGconn *to, int sets, char *err,
 	t.depth++;                   /* the shim's own statements */
 	int r = carry_session_inner(c, from, to, err, size);
 	if (r == 0 && sets)
-		carry_sets(from, to);
+		r = carry_sets(from, to, err, size);
 	t.depth--;
 	return r;
 }

@@ -422,6 +422,7 @@ void track_connected(PGconn *pg)
 	struct conn *c = conn_lookup(pg);
 	if (!c)
 		return;
+	pqint_verify(pg);
 	set_status(c->rec, pg);
 	if (c->rec->status == CST_OK) {
 		describe_server(pg, c->rec);

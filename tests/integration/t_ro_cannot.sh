@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # t_ro_cannot.sh: on_switch = migrate, and a connection that cannot be moved
-# is reset with the reason, once. psycopg 3 prepared a statement (PQprepare)
-# on a temporary table, which the replica cannot prepare again
-# (tests/clients/py3_temp_ro.py). After the flag appears, its next statement
-# fails with the pqshim: message that names the statement and the server's
-# reason; the connection is then closed (the next statement fails
-# as on any closed connection, not with another move attempt), and nothing
-# of it is left on the primary.
+# is reset with the reason, once. Two clients:
+#  - psycopg 3 prepared a statement (PQprepare) on a temporary table, which
+#    the replica cannot prepare again (tests/clients/py3_temp_ro.py);
+#  - psycopg2 LISTENs on a channel, which a replica refuses
+#    (tests/clients/py_listen_ro.py): moved, it would silently stop hearing.
+# After the flag appears, each one's next statement fails with the pqshim:
+# message that names what could not be carried and the server's reason
+# (08006 where libpq gives a result); the connection is then closed (the
+# next statement fails as on any closed connection, not with another move
+# attempt), and nothing of either is left on the primary.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -21,33 +24,52 @@ replica = port=$PQT_REPLICA_PORT
 [shim]
 log = $T/shim.log")
 
-mkfifo "$T/in"
-"$PQSHIM" run -p "$POL" -- "$PY" "$PQT_ROOT/tests/clients/py3_temp_ro.py" --app "$APP" \
-	<"$T/in" >"$T/out" 2>"$T/err" &
-RUN=$!
-bg_track "$RUN"
-exec 3>"$T/in"
-at_exit 'exec 3>&-'
-wait_until 20 grep -q READY "$T/out" || fail "program not ready: $(cat "$T/out" "$T/err")"
-assert_eq "$(server_backends "$APP")" 1 "the client on the primary"
+# start NAME SCRIPT: the client, its stdin on $T/NAME.in (fd 3 or 4)
+start() {
+	mkfifo "$T/$1.in"
+	"$PQSHIM" run -p "$POL" -- "$PY" "$PQT_ROOT/tests/clients/$2" --app "${APP}_$1" \
+		<"$T/$1.in" >"$T/$1.out" 2>"$T/$1.err" &
+	bg_track "$!"
+}
+start temp py3_temp_ro.py
+exec 3>"$T/temp.in"
+start listen py_listen_ro.py
+exec 4>"$T/listen.in"
+at_exit 'exec 3>&- 4>&-'
+for n in temp listen; do
+	wait_until 20 grep -q READY "$T/$n.out" || fail "$n: not ready: $(cat "$T/$n.out" "$T/$n.err")"
+	assert_eq "$(server_backends "${APP}_$n")" 1 "$n: on the primary"
+done
 
 touch "$FLAG"
-noticed() { grep -q "read-only on" "$T/shim.log" 2>/dev/null; }
-wait_until 5 noticed || fail "the client never noticed the flag: $(cat "$T/shim.log")"
+# both processes' own ticks have seen the flag (each logs it)
+noticed() { [ "$(grep -c "read-only on" "$T/shim.log" 2>/dev/null)" -ge 2 ]; }
+wait_until 5 noticed || fail "the clients never both noticed the flag: $(cat "$T/shim.log")"
 echo go >&3
-result() { grep -q '^\[' "$T/out"; }
-wait_until 10 result || fail "no result: $(cat "$T/out" "$T/err")"
-R=$(grep '^\[' "$T/out")
-note "client: $R"
+echo go >&4
+result() { grep -q '^\[' "$T/$1.out"; }
+for n in temp listen; do
+	wait_until 10 result "$n" || fail "$n: no result: $(cat "$T/$n.out" "$T/$n.err")"
+	note "$n: $(grep '^\[' "$T/$n.out")"
+done
+r() { jq -r "$2" <<<"$(grep '^\[' "$T/$1.out")"; }
+
 # a send refused: libpq has no result to carry a SQLSTATE, only its error
 # message, whose first "word: " psycopg 3 drops (as it drops "FATAL: ")
-assert_eq "$(jq -r '.[0] | "\(.ok) \(.cls)"' <<<"$R")" "false OperationalError" "first statement: fails"
-assert_match "$(jq -r '.[0].msg' <<<"$R")" \
+assert_eq "$(r temp '.[0] | "\(.ok) \(.cls)"')" "false OperationalError" "temp: first statement fails"
+assert_match "$(r temp '.[0].msg')" \
 	'the connection to the primary was closed: read-only is now on \(on_switch = migrate, but this connection cannot be moved: statement "_pg3_0" could not be prepared again: relation "tmp_t" does not exist, policy [^)]*\); reconnect$' \
-	"first statement: the reason"
-assert_eq "$(jq -r '.[1].ok' <<<"$R")" false "second statement: the connection is closed"
-! grep -Eq 'cannot be moved|could not move' <<<"$(jq -r '.[1].msg' <<<"$R")" ||
-	fail "second statement: tried to move again: $R"
-assert_eq "$(server_backends "$APP")" 0 "nothing left on the primary"
+	"temp: the reason"
+# PQexec refused: a result with 08006
+assert_eq "$(r listen '.[0] | "\(.ok) \(.pgcode)"')" "false 08006" "listen: first statement fails, SQLSTATE"
+assert_match "$(r listen '.[0].msg')" \
+	'^pqshim: the connection to the primary was closed: read-only is now on \(on_switch = migrate, but this connection cannot be moved: it listens on channel "jobs", and the new server refuses to: cannot execute LISTEN during recovery, policy [^)]*\); reconnect$' \
+	"listen: the reason"
+for n in temp listen; do
+	assert_eq "$(r $n '.[1].ok')" false "$n: second statement: the connection is closed"
+	! grep -Eq 'cannot be moved|could not move' <<<"$(r $n '.[1].msg')" ||
+		fail "$n: second statement: tried to move again: $(r $n '.[1]')"
+	assert_eq "$(server_backends "${APP}_$n")" 0 "$n: nothing left on the primary"
+done
 assert_eq "$(jqp "$POL" .totals.migrations)" 0 "totals: migrations"
-echo "ok: a connection that cannot move is reset once, with the reason"
+echo "ok: connections that cannot move (a prepared statement, a LISTEN) are reset once, with the reason"
