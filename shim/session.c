@@ -59,10 +59,11 @@ void session_note_prepare(struct conn *c, const char *name, const char *query,
  * a PGcancel holds the server's address and the backend's pid and key, so
  * after a move it must be made to point at the new backend, or the
  * program's cancel (psycopg2's connection.cancel(), psql's Ctrl-C for the
- * statement that moved) would reach the old one.  A fixed table, claimed
- * with a CAS: an object hashes to a window of CANCEL_PROBE entries, so
- * PQfreeCancel finds it without a lock; one that finds its window full is
- * not followed (logged once).
+ * statement that moved) would reach the old one.  A fixed table under
+ * g.lock (never taken where psql's signal handler runs: it calls only
+ * PQcancel): an object hashes to a window of CANCEL_PROBE entries, so
+ * PQfreeCancel looks at eight; one that finds its window full is not
+ * followed (logged once).
  */
 #define CANCELS        256
 #define CANCEL_PROBE   8
@@ -77,40 +78,47 @@ static unsigned cancel_home(const PGcancel *cancel)
 void session_note_cancel(struct conn *c, PGcancel *cancel)
 {
 	unsigned home = cancel_home(cancel);
+	pthread_mutex_lock(&g.lock);
 	for (unsigned i = 0; i < CANCEL_PROBE; i++) {
 		unsigned k = (home + i) % CANCELS;
-		PGcancel *none = NULL;
-		if (__atomic_compare_exchange_n(&cancels[k].cancel, &none, cancel, 0,
-		                                __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
-			__atomic_store_n(&cancels[k].c, c, __ATOMIC_RELEASE);
+		if (!cancels[k].cancel) {
+			cancels[k].cancel = cancel;
+			cancels[k].c = c;
 			__atomic_fetch_add(&c->cancels, 1, __ATOMIC_RELAXED);
+			pthread_mutex_unlock(&g.lock);
 			return;
 		}
 	}
+	pthread_mutex_unlock(&g.lock);
 	static int warned;
 	if (!__atomic_exchange_n(&warned, 1, __ATOMIC_RELAXED))
 		shim_log(LOG_WARNING, "too many cancel objects to follow: one of them will "
 		         "still point at the old server if its connection moves");
 }
 
-static void cancel_drop(unsigned k)
+static void cancel_drop_locked(unsigned k)
 {
-	struct conn *c = __atomic_exchange_n(&cancels[k].c, NULL, __ATOMIC_ACQ_REL);
-	if (c)
-		__atomic_fetch_sub(&c->cancels, 1, __ATOMIC_RELAXED);
-	__atomic_store_n(&cancels[k].cancel, NULL, __ATOMIC_RELEASE);
+	if (cancels[k].c)
+		__atomic_fetch_sub(&cancels[k].c->cancels, 1, __ATOMIC_RELAXED);
+	cancels[k].c = NULL;
+	cancels[k].cancel = NULL;
 }
 
+/* The program frees a cancel object (perhaps on another thread than the
+ * one moving its connection: the lock keeps a move from writing into it
+ * once it is gone). */
 void session_forget_cancel(PGcancel *cancel)
 {
 	unsigned home = cancel_home(cancel);
+	pthread_mutex_lock(&g.lock);
 	for (unsigned i = 0; i < CANCEL_PROBE; i++) {
 		unsigned k = (home + i) % CANCELS;
-		if (__atomic_load_n(&cancels[k].cancel, __ATOMIC_ACQUIRE) == cancel) {
-			cancel_drop(k);
-			return;
+		if (cancels[k].cancel == cancel) {
+			cancel_drop_locked(k);
+			break;
 		}
 	}
+	pthread_mutex_unlock(&g.lock);
 }
 
 /* c now talks to another backend: so do its cancel objects. */
@@ -121,21 +129,26 @@ void session_follow_cancels(struct conn *c)
 	t.depth++;
 	PGcancel *fresh = real.PQgetCancel(c->pg);
 	t.depth--;
-	for (unsigned k = 0; fresh && k < CANCELS; k++) {
-		PGcancel *cancel = __atomic_load_n(&cancels[k].cancel, __ATOMIC_ACQUIRE);
-		if (cancel && __atomic_load_n(&cancels[k].c, __ATOMIC_ACQUIRE) == c)
-			pqint_cancel_copy(cancel, fresh);
-	}
-	if (fresh)
-		real.PQfreeCancel(fresh);
+	if (!fresh)
+		return;
+	pthread_mutex_lock(&g.lock);
+	for (unsigned k = 0; k < CANCELS; k++)
+		if (cancels[k].cancel && cancels[k].c == c)
+			pqint_cancel_copy(cancels[k].cancel, fresh);
+	pthread_mutex_unlock(&g.lock);
+	real.PQfreeCancel(fresh);
 }
 
 void session_forget(struct conn *c)
 {
 	/* the program's cancel objects outlive the connection: stop following them */
-	for (unsigned k = 0; k < CANCELS && __atomic_load_n(&c->cancels, __ATOMIC_RELAXED); k++)
-		if (__atomic_load_n(&cancels[k].c, __ATOMIC_ACQUIRE) == c)
-			cancel_drop(k);
+	if (__atomic_load_n(&c->cancels, __ATOMIC_RELAXED)) {
+		pthread_mutex_lock(&g.lock);
+		for (unsigned k = 0; k < CANCELS; k++)
+			if (cancels[k].c == c)
+				cancel_drop_locked(k);
+		pthread_mutex_unlock(&g.lock);
+	}
 	struct prepared *p = c->prepared;
 	while (p) {
 		struct prepared *next = p->next;
