@@ -47,12 +47,7 @@ void pqint_verify(const PGconn *conn)
 {
 	if (!conn || !__atomic_load_n(&pqint.known, __ATOMIC_ACQUIRE))
 		return;
-	/* read as the fast path reads (shim.h, xact_status) */
-	const char *p = (const char *)conn;
-	PGTransactionStatusType mine = PQTRANS_UNKNOWN;
-	if (*(const int *)(p + pqint.status) == CONNECTION_OK)
-		mine = *(const int *)(p + pqint.async) != PGASYNC_IDLE ? PQTRANS_ACTIVE
-		     : (PGTransactionStatusType)*(const int *)(p + pqint.xact);
+	PGTransactionStatusType mine = pqint_xact_status(conn);   /* as the fast path reads */
 	PGTransactionStatusType theirs = real.PQtransactionStatus(conn);
 	if (mine != theirs && __atomic_exchange_n(&pqint.known, 0, __ATOMIC_ACQ_REL))
 		shim_log(LOG_WARNING, "libpq's connection layout is not the one pqshim was built "

@@ -24,20 +24,33 @@
 int pqerr_init(void);
 
 /* Where a PGconn keeps what PQtransactionStatus reads (byte offsets), for
- * the shim's fast path to read in place without a call (pqint_xact_status,
+ * the shim's fast path to read in place without a call (xact_status,
  * shim.h).  Set by pqerr_init when the layout is known; else known = 0. */
 struct pqint_layout {
 	unsigned known;
 	unsigned status, async, xact;
 };
 extern struct pqint_layout pqint __attribute__((visibility("hidden")));
+#define PQINT_ASYNC_IDLE 0
+
+/* PQtransactionStatus(conn) as libpq computes it, read in place: only
+ * when pqint.known. */
+static inline __attribute__((always_inline)) PGTransactionStatusType
+pqint_xact_status(const PGconn *conn)
+{
+	const char *p = (const char *)conn;
+	if (*(const int *)(p + pqint.status) != CONNECTION_OK)
+		return PQTRANS_UNKNOWN;
+	if (*(const int *)(p + pqint.async) != PQINT_ASYNC_IDLE)
+		return PQTRANS_ACTIVE;
+	return (PGTransactionStatusType)*(const int *)(p + pqint.xact);
+}
 
 /* Compare what the fast path reads in place with what libpq says; on a
  * difference, stop reading in place (and say so once).  Called after every
  * connect step and on the slow paths of sends and settles, so a layout that
  * differs is caught at a program's first connection. */
 void pqint_verify(const PGconn *conn);
-#define PQINT_ASYNC_IDLE 0
 
 /* Replace the text PQerrorMessage(conn) returns.  msg has no trailing \n. */
 void pqerr_set_message(PGconn *conn, const char *msg);

@@ -163,9 +163,6 @@ void session_forget(struct conn *c)
 	connargs_free(&c->where);
 }
 
-static int carry_session_inner(struct conn *c, PGconn *from, PGconn *to, char *err,
-                               size_t size);
-
 /* What the old session changed with SET or set_config, in an order that
  * works: who the session is first (SET SESSION AUTHORIZATION), the
  * settings, then SET ROLE (the settings were made before it as often as
@@ -234,16 +231,6 @@ static const char *carried_settings[] = {
 	"standard_conforming_strings", "application_name", NULL
 };
 
-int session_carry(struct conn *c, PGconn *from, PGconn *to, int sets, char *err, size_t size)
-{
-	t.depth++;                   /* the shim's own statements */
-	int r = carry_session_inner(c, from, to, err, size);
-	if (r == 0 && sets)
-		r = carry_sets(from, to, err, size);
-	t.depth--;
-	return r;
-}
-
 static int carry_session_inner(struct conn *c, PGconn *from, PGconn *to, char *err, size_t size)
 {
 	for (const char **s = carried_settings; *s; s++) {
@@ -277,3 +264,12 @@ static int carry_session_inner(struct conn *c, PGconn *from, PGconn *to, char *e
 	return 0;
 }
 
+int session_carry(struct conn *c, PGconn *from, PGconn *to, int sets, char *err, size_t size)
+{
+	t.depth++;                   /* the shim's own statements */
+	int r = carry_session_inner(c, from, to, err, size);
+	if (r == 0 && sets)
+		r = carry_sets(from, to, err, size);
+	t.depth--;
+	return r;
+}

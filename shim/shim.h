@@ -264,10 +264,13 @@ ALWAYS_INLINE int fast_find(PGconn *pg, struct conn **cp)
 	return 0;
 }
 
-/* Forget the fast connections (a new thread, a fork child). */
-static inline void fast_forget(void)
+/* Forget the thread's look-up cache and fast connections (a thread's
+ * registration, a fork child). */
+static inline void thread_caches_forget(void)
 {
-	t.fast_epoch = 0;        /* the map epoch is odd: never equal */
+	t.cache_pg = NULL;
+	t.cache_epoch = 0;       /* the map epoch is odd: never equal */
+	t.fast_epoch = 0;
 }
 
 /* A statement leaves: count it, the connection is active. */
@@ -292,14 +295,8 @@ ALWAYS_INLINE void track_sent(struct conn *c)
  * (pqerr.c checked the major version): it is what libpq itself does. */
 ALWAYS_INLINE PGTransactionStatusType xact_status(const PGconn *pg)
 {
-	if (likely(pqint.known)) {
-		const char *p = (const char *)pg;
-		if (*(const int *)(p + pqint.status) != CONNECTION_OK)
-			return PQTRANS_UNKNOWN;
-		if (*(const int *)(p + pqint.async) != PQINT_ASYNC_IDLE)
-			return PQTRANS_ACTIVE;
-		return (PGTransactionStatusType)*(const int *)(p + pqint.xact);
-	}
+	if (likely(pqint.known))
+		return pqint_xact_status(pg);
 	return real.PQtransactionStatus(pg);
 }
 

@@ -109,9 +109,7 @@ static void at_fork_child(void)
 	/* The child must not write its parent's records: the first call in
 	 * the child (t.tid == 0) re-registers everything as its own. */
 	t.tid = 0;
-	t.cache_pg = NULL;
-	t.cache_epoch = 0;
-	fast_forget();
+	thread_caches_forget();
 	g.drainer = 0;           /* threads do not survive fork() */
 	if (g.cap == &g.private_cap) {
 		/* the parent's counts and waiters are not the child's */
@@ -212,9 +210,7 @@ void thread_register(void)
 {
 	pid_t pid = getpid();
 	t.tid = (pid_t)syscall(SYS_gettid);
-	t.cache_pg = NULL;
-	t.cache_epoch = 0;
-	fast_forget();
+	thread_caches_forget();
 	if (g.pid != pid) {
 		/* First call in a fork child (another of its threads may race
 		 * us here: only one registers). */

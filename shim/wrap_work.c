@@ -78,12 +78,6 @@ const char *work_begin(PGconn *pg, struct conn **cp, int may_defer)
 	return NULL;
 }
 
-/* Work refused by libpq itself (a send returning 0): no work, no slot. */
-__attribute__((noinline)) static void settle_refused(struct conn *c)
-{
-	track_settle(c);
-}
-
 /* After a fast send: the connection is the thread's fast one (nothing ran
  * on this thread in between but libpq's send, which calls no wrapper).
  * Stamp it, tick if due, and if libpq refused the send, settle.  Returns
@@ -156,7 +150,7 @@ __attribute__((noinline)) static int fast_sent_slow(int r)
 		int r = real.name args; \
 		t.depth = 0; \
 		if (unlikely(!r) && c) \
-			settle_refused(c); \
+			track_settle(c);  /* refused by libpq: no work, no slot */ \
 		else if (c) \
 			pqint_verify(conn);  /* busy now: a check of the layout */ \
 		return r; \
