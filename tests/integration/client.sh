@@ -1,13 +1,13 @@
 # shellcheck shell=bash
-# tests/integration/client.sh: a driver's client (tests/clients/*_client.*)
-# held open while the test looks; sourced after lib.sh by t_psycopg3, t_ruby
-# and t_perl.  The client opens its connections, prints READY, "PID n" and
+# tests/integration/client.sh: a driver's client (tests/clients/*) held open
+# while the test looks; sourced after lib.sh by t_psycopg3, t_ruby, t_perl
+# and the read-only tests with one client.  The client opens its connections, prints READY, "PID n" and
 # "CONN {json}" lines, waits for EOF on its stdin, finishes and prints
 # "DONE ...".
 #
-#   client_start NAME CMD...  runs CMD under pqshim (policy $POL, $SECRET as
-#                             PGPASSWORD), its stdin on a fifo; waits for
-#                             READY; sets RUN and PID
+#   client_start NAME CMD...  runs CMD under pqshim (policy $POL, $SECRET if
+#                             set as PGPASSWORD), its stdin on a fifo (fd 3);
+#                             waits for READY; sets RUN and PID (if printed)
 #   client_tid CONN           the opener tid the client reported for CONN
 #   client_held               the server sees $APP's 2 backends; pqshim stat
 #                             kept in $T/held.json, without the password;
@@ -24,7 +24,8 @@ client_start() {
 	local name=$1
 	shift
 	mkfifo "$T/in"
-	PGPASSWORD=$SECRET "$PQSHIM" run -p "$POL" -- "$@" <"$T/in" >"$T/out" 2>"$T/err" &
+	env ${SECRET:+"PGPASSWORD=$SECRET"} "$PQSHIM" run -p "$POL" -- "$@" \
+		<"$T/in" >"$T/out" 2>"$T/err" &
 	RUN=$!
 	bg_track "$RUN"
 	exec 3>"$T/in"

@@ -5,7 +5,7 @@
 #
 # Exports: T (scratch dir) PQSHIM PQSHIM_LIB PSQL PGBENCH PY PQT_ROOT PQT_TMP
 #          PQT_TEST, plus the bed's PQT_*/PG* variables (see pgbed.sh).
-# Functions: policy_new stat_json jqp sql_primary sql_replica server_backends
+# Functions: policy_new ro_policy ro_noticed stat_json jqp sql_primary sql_replica server_backends
 #   wait_until fail note assert_eq assert_ge assert_le assert_match
 #   bg_track PID (killed, with its descendants, at exit)
 #   at_exit 'CMD' (extra cleanup, run at exit before tracked pids are killed;
@@ -111,6 +111,30 @@ policy_new() {
 	chmod 0600 "$f"
 	echo "$seg" >>"$T/.segments" # removed from /dev/shm at exit
 	echo "$f"
+}
+
+# ro_policy NAME LOG [KEYS]: policy_new NAME with a [read_only] section:
+# flag_file = $FLAG, primary and replica the bed's two servers (by port;
+# host=$RO_HOST first when that is set), the further [read_only] KEYS, and
+# [shim] log = LOG.
+ro_policy() {
+	local h=${RO_HOST:+host=$RO_HOST }
+	policy_new "$1" "[read_only]
+flag_file = $FLAG
+primary = ${h}port=$PQT_PRIMARY_PORT
+replica = ${h}port=$PQT_REPLICA_PORT
+${3:+$3
+}[shim]
+log = $2"
+}
+
+# ro_noticed LOG WORDS [N]: the shim's log LOG has at least N (1) lines
+# "read-only WORDS" (an extended regex: on, off, on|off); every process logs
+# the switches its own tick sees.
+ro_noticed() {
+	local n
+	n=$(grep -cE "read-only ($2)" "$1" 2>/dev/null) || true
+	[ "${n:-0}" -ge "${3:-1}" ]
 }
 
 stat_json() {

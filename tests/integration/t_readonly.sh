@@ -13,13 +13,7 @@ wait_until 10 sh -c "$PSQL -XAtq -p $PQT_REPLICA_PORT -c 'select 1 from ro_t lim
 	fail "table never reached the replica"
 
 FLAG=$T/read-only.flag
-POL=$(policy_new ro "[read_only]
-flag_file = $FLAG
-primary = port=$PQT_PRIMARY_PORT
-replica = port=$PQT_REPLICA_PORT
-drain_timeout = 5s
-[shim]
-log = $T/shim.log")
+POL=$(ro_policy ro "$T/shim.log" "drain_timeout = 5s")
 
 mkfifo "$T/in"
 "$PQSHIM" run -p "$POL" -- "$PY" "$PQT_ROOT/tests/clients/py_readonly.py" --app t_ro <"$T/in" >"$T/out" 2>"$T/err" &

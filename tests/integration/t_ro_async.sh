@@ -19,13 +19,7 @@ wait_until 10 replica_has_table || fail "table never reached the replica"
 
 FLAG=$T/read-only.flag
 APP=t_ro_async
-POL=$(policy_new async "[read_only]
-flag_file = $FLAG
-primary = port=$PQT_PRIMARY_PORT
-replica = port=$PQT_REPLICA_PORT
-drain_timeout = 5s
-[shim]
-log = $T/shim.log")
+POL=$(ro_policy async "$T/shim.log" "drain_timeout = 5s")
 
 mkfifo "$T/in"
 "$PQSHIM" run -p "$POL" -- "$PY" "$PQT_ROOT/tests/clients/py_async_ro.py" --app "$APP" \

@@ -8,31 +8,20 @@
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
+# shellcheck source-path=SCRIPTDIR source=client.sh
+. "$(dirname "$0")/client.sh"
 
 [ -x "$PQSHIM" ] && [ -f "$PQSHIM_LIB" ] || fail "build first: no $PQSHIM or $PQSHIM_LIB"
 FLAG=$T/read-only.flag
 APP=t_ro_cancel
-POL=$(policy_new cancel "[read_only]
-flag_file = $FLAG
-primary = port=$PQT_PRIMARY_PORT
-replica = port=$PQT_REPLICA_PORT
-[shim]
-log = $T/shim.log")
+POL=$(ro_policy cancel "$T/shim.log")
 
-mkfifo "$T/in"
-"$PQSHIM" run -p "$POL" -- "$PY" "$PQT_ROOT/tests/clients/py_cancel_ro.py" --app "$APP" \
-	<"$T/in" >"$T/out" 2>"$T/err" &
-RUN=$!
-bg_track "$RUN"
-exec 3>"$T/in"
-at_exit 'exec 3>&-'
-wait_until 20 grep -q READY "$T/out" || fail "program not ready: $(cat "$T/err")"
+client_start py_cancel_ro.py "$PY" "$PQT_ROOT/tests/clients/py_cancel_ro.py" --app "$APP"
 assert_eq "$(server_backends "$APP")" 1 "the client on the primary"
 
 touch "$FLAG"
 # the client's own tick (its drainer thread, twice a second) has seen the flag
-noticed() { grep -q "read-only on" "$T/shim.log" 2>/dev/null; }
-wait_until 5 noticed || fail "the client never noticed the flag: $(cat "$T/shim.log")"
+wait_until 5 ro_noticed "$T/shim.log" on || fail "the client never noticed the flag: $(cat "$T/shim.log")"
 echo go >&3
 result() { grep -q '^{' "$T/out"; }
 wait_until 15 result || fail "no result: $(cat "$T/out") $(cat "$T/err")"

@@ -17,12 +17,7 @@ set -euo pipefail
 [ -x "$PQSHIM" ] && [ -f "$PQSHIM_LIB" ] || fail "build first: no $PQSHIM or $PQSHIM_LIB"
 FLAG=$T/read-only.flag
 APP=t_ro_cannot
-POL=$(policy_new cannot "[read_only]
-flag_file = $FLAG
-primary = port=$PQT_PRIMARY_PORT
-replica = port=$PQT_REPLICA_PORT
-[shim]
-log = $T/shim.log")
+POL=$(ro_policy cannot "$T/shim.log")
 
 # start NAME SCRIPT: the client, its stdin on $T/NAME.in (fd 3 or 4)
 start() {
@@ -43,8 +38,7 @@ done
 
 touch "$FLAG"
 # both processes' own ticks have seen the flag (each logs it)
-noticed() { [ "$(grep -c "read-only on" "$T/shim.log" 2>/dev/null)" -ge 2 ]; }
-wait_until 5 noticed || fail "the clients never both noticed the flag: $(cat "$T/shim.log")"
+wait_until 5 ro_noticed "$T/shim.log" on 2 || fail "the clients never both noticed the flag: $(cat "$T/shim.log")"
 echo go >&3
 echo go >&4
 result() { grep -q '^\[' "$T/$1.out"; }

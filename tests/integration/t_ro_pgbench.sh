@@ -38,13 +38,7 @@ select_run() {
 	local mode=$1 pol rc=0 t0 took out
 	shift
 	rm -f "$FLAG"
-	pol=$(policy_new "sel_$mode" "[read_only]
-flag_file = $FLAG
-primary = port=$PQT_PRIMARY_PORT
-replica = port=$PQT_REPLICA_PORT
-drain_timeout = 5s
-[shim]
-log = $T/shim_$mode.log")
+	pol=$(ro_policy "sel_$mode" "$T/shim_$mode.log" "drain_timeout = 5s")
 	PGAPPNAME=$APP "$PQSHIM" run -p "$pol" -- "$PGBENCH" -n "$@" -c 4 -j 4 -T 6 \
 		>"$T/$mode.out" 2>"$T/$mode.err" &
 	local run=$!

@@ -21,14 +21,8 @@ set -euo pipefail
 [ -x "$PQSHIM" ] && [ -f "$PQSHIM_LIB" ] || fail "build first: no $PQSHIM or $PQSHIM_LIB"
 
 FLAG=$T/read-only.flag
-POL=$(policy_new reset "[read_only]
-flag_file = $FLAG
-primary = port=$PQT_PRIMARY_PORT
-replica = port=$PQT_REPLICA_PORT
-on_switch = reset
-drain_timeout = 5s
-[shim]
-log = $T/shim.log")
+POL=$(ro_policy reset "$T/shim.log" "on_switch = reset
+drain_timeout = 5s")
 PYAPP=t_ro_reset_py CAPP=t_ro_reset_c
 
 # --- the psycopg2 program: "read" runs `select pg_is_in_recovery(),
@@ -188,8 +182,7 @@ where() {
 		from pg_stat_activity where application_name = '$1'")"
 }
 # noticed N: both processes have logged read-only switching N times in all.
-switches() { grep -cE 'read-only (on|off)' "$T/shim.log" 2>/dev/null || true; }
-noticed() { [ "$(switches)" -ge "$1" ]; }
+noticed() { ro_noticed "$T/shim.log" 'on|off' "$1"; }
 RESET_MSG='^pqshim: the connection to the primary was closed: read-only is now on \(on_switch = reset, policy [^)]*\); reconnect'
 
 py read

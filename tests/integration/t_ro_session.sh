@@ -9,6 +9,8 @@
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
+# shellcheck source-path=SCRIPTDIR source=client.sh
+. "$(dirname "$0")/client.sh"
 
 [ -x "$PQSHIM" ] && [ -f "$PQSHIM_LIB" ] || fail "build first: no $PQSHIM or $PQSHIM_LIB"
 sql_primary "do \$\$ begin create role pqt_app; exception when duplicate_object then null; end \$\$;
@@ -21,41 +23,28 @@ wait_until 10 on_replica || fail "the table never reached the replica"
 
 FLAG=$T/read-only.flag
 APP=t_ro_session
-POL=$(policy_new session "[read_only]
-flag_file = $FLAG
-primary = port=$PQT_PRIMARY_PORT
-replica = port=$PQT_REPLICA_PORT
-[shim]
-log = $T/shim.log")
+POL=$(ro_policy session "$T/shim.log")
 
-mkfifo "$T/in"
-"$PQSHIM" run -p "$POL" -- "$PY" "$PQT_ROOT/tests/clients/py_session_ro.py" --app "$APP" \
-	<"$T/in" >"$T/out" 2>"$T/err" &
-RUN=$!
-bg_track "$RUN"
-exec 3>"$T/in"
-at_exit 'exec 3>&-'
-wait_until 20 grep -q READY "$T/out" || fail "program not ready: $(cat "$T/out" "$T/err")"
+client_start py_session_ro.py "$PY" "$PQT_ROOT/tests/clients/py_session_ro.py" --app "$APP"
 
 line() { grep "\"step\": \"$1\"" "$T/out"; }
 seen() { jq -r '"\(.error // "-") \(.search_path)|\(.work_mem)|\(.timeout)|\(.user)|\(.rows) \(.recovery)"' <<<"$(line "$1")"; }
 same="- pqt_s, public|7MB|42s|pqt_app|3"
 assert_eq "$(seen start)" "$same false" "start: the session's settings, on the primary"
 
-noticed() { grep -q "read-only $1" "$T/shim.log" 2>/dev/null; }
 step() { # NAME: ask the client to look again
 	echo "$1" >&3
 	wait_until 10 line "$1" || fail "no step $1: $(cat "$T/out" "$T/err")"
 	note "$1: $(line "$1")"
 }
 touch "$FLAG"
-wait_until 5 noticed on || fail "the client never noticed the flag: $(cat "$T/shim.log")"
+wait_until 5 ro_noticed "$T/shim.log" on || fail "the client never noticed the flag: $(cat "$T/shim.log")"
 step replica
 assert_eq "$(seen replica)" "$same true" "replica: the same settings, user and table"
 assert_eq "$(server_backends "$APP")" 0 "nothing left on the primary"
 
 rm -f "$FLAG"
-wait_until 5 noticed off || fail "the client never noticed the flag go: $(cat "$T/shim.log")"
+wait_until 5 ro_noticed "$T/shim.log" off || fail "the client never noticed the flag go: $(cat "$T/shim.log")"
 step primary
 assert_eq "$(seen primary)" "$same false" "primary again: the same settings, user and table"
 assert_eq "$(jqp "$POL" .totals.migrations)" 2 "totals: migrations"

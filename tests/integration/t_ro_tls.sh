@@ -11,26 +11,16 @@ unset PQT_SOCKDIR PQT_PGTMP PQT_PRIMARY_PORT PQT_REPLICA_PORT PGHOST PGPORT PGUS
 export PQT_BED_TLS=1
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
+# shellcheck source-path=SCRIPTDIR source=client.sh
+. "$(dirname "$0")/client.sh"
 
 [ -x "$PQSHIM" ] && [ -f "$PQSHIM_LIB" ] || fail "build first: no $PQSHIM or $PQSHIM_LIB"
 FLAG=$T/read-only.flag
 APP=t_ro_tls
-POL=$(policy_new tls "[read_only]
-flag_file = $FLAG
-primary = host=127.0.0.1 port=$PQT_PRIMARY_PORT
-replica = host=127.0.0.1 port=$PQT_REPLICA_PORT
-[shim]
-log = $T/shim.log")
+POL=$(RO_HOST=127.0.0.1 ro_policy tls "$T/shim.log")
 
-mkfifo "$T/in"
-"$PQSHIM" run -p "$POL" -- "$PY" "$PQT_ROOT/tests/clients/py_tls_ro.py" \
-	"host=127.0.0.1 port=$PQT_PRIMARY_PORT user=postgres dbname=pqt sslmode=require application_name=$APP" \
-	<"$T/in" >"$T/out" 2>"$T/err" &
-RUN=$!
-bg_track "$RUN"
-exec 3>"$T/in"
-at_exit 'exec 3>&-'
-wait_until 20 grep -q READY "$T/out" || fail "program not ready: $(cat "$T/out" "$T/err")"
+client_start py_tls_ro.py "$PY" "$PQT_ROOT/tests/clients/py_tls_ro.py" \
+	"host=127.0.0.1 port=$PQT_PRIMARY_PORT user=postgres dbname=pqt sslmode=require application_name=$APP"
 
 line() { grep "\"step\": \"$1\"" "$T/out"; }
 # step NAME EXPECTED: the client's step NAME reads EXPECTED (recovery ssl ok)
@@ -48,15 +38,14 @@ assert_eq "$(line start | jq -r '"\(.recovery) \(.ssl) \(.ok)"')" "false true tr
 	"start: on the primary over TLS"
 
 touch "$FLAG"
-noticed() { grep -q "read-only $1" "$T/shim.log" 2>/dev/null; }
-wait_until 5 noticed on || fail "the client never noticed the flag: $(cat "$T/shim.log")"
+wait_until 5 ro_noticed "$T/shim.log" on || fail "the client never noticed the flag: $(cat "$T/shim.log")"
 step replica "true true true"
 assert_eq "$(sql_replica "select ssl from pg_stat_ssl join pg_stat_activity using (pid)
 	where pid = $BACKEND and application_name = '$APP'")" t "replica: the moved backend uses TLS"
 assert_eq "$(server_backends "$APP")" 0 "nothing left on the primary"
 
 rm -f "$FLAG"
-wait_until 5 noticed off || fail "the client never noticed the flag go: $(cat "$T/shim.log")"
+wait_until 5 ro_noticed "$T/shim.log" off || fail "the client never noticed the flag go: $(cat "$T/shim.log")"
 step primary "false true true"
 assert_eq "$(sql_primary "select ssl from pg_stat_ssl join pg_stat_activity using (pid)
 	where pid = $BACKEND and application_name = '$APP'")" t "primary: the moved-back backend uses TLS"

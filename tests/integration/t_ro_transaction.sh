@@ -23,14 +23,8 @@ FLAG=$T/read-only.flag
 ms_since() { echo $(((${EPOCHREALTIME/./} - $1) / 1000)); }
 # policy NAME IN_TRANSACTION
 policy() {
-	policy_new "$1" "[read_only]
-flag_file = $FLAG
-primary = port=$PQT_PRIMARY_PORT
-replica = port=$PQT_REPLICA_PORT
-in_transaction = $2
-drain_timeout = 2s
-[shim]
-log = $T/$1.log"
+	ro_policy "$1" "$T/$1.log" "in_transaction = $2
+drain_timeout = 2s"
 }
 # start_psql NAME APP POLICY FD: a psql session reading from a fifo on FD.
 start_psql() {
@@ -56,7 +50,7 @@ on_replica() { server_backends "$1" replica; }
 backends() { # APP PRIMARY REPLICA
 	[ "$(on_primary "$1")" = "$2" ] && [ "$(on_replica "$1")" = "$3" ]
 }
-noticed() { grep -q 'read-only on' "$1"; }
+noticed() { ro_noticed "$1" on; }
 
 # --- in_transaction = keep --------------------------------------------------
 POL=$(policy keep keep)
