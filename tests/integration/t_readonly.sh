@@ -7,6 +7,8 @@
 # goes, everything returns to the primary and writes succeed.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
+# shellcheck source-path=SCRIPTDIR source=client.sh
+. "$(dirname "$0")/client.sh"
 
 sql_primary "create table if not exists ro_t (at timestamptz)"
 wait_until 10 sh -c "$PSQL -XAtq -p $PQT_REPLICA_PORT -c 'select 1 from ro_t limit 0' >/dev/null 2>&1" ||
@@ -15,12 +17,8 @@ wait_until 10 sh -c "$PSQL -XAtq -p $PQT_REPLICA_PORT -c 'select 1 from ro_t lim
 FLAG=$T/read-only.flag
 POL=$(ro_policy ro "$T/shim.log" "drain_timeout = 5s")
 
-mkfifo "$T/in"
-"$PQSHIM" run -p "$POL" -- "$PY" "$PQT_ROOT/tests/clients/py_readonly.py" --app t_ro <"$T/in" >"$T/out" 2>"$T/err" &
-svc=$!
-bg_track $svc
-exec 3>"$T/in"
-wait_until 20 grep -q READY "$T/out" || fail "service not ready: $(cat "$T/err")"
+client_start py_readonly.py "$PY" "$PQT_ROOT/tests/clients/py_readonly.py" --app t_ro
+svc=$RUN
 
 last() { tail -n 1 "$T/out"; }
 field() { last | jq -r ".$1"; }

@@ -11,6 +11,8 @@
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
+# shellcheck source-path=SCRIPTDIR source=client.sh
+. "$(dirname "$0")/client.sh"
 
 [ -x "$PQSHIM" ] && [ -f "$PQSHIM_LIB" ] || fail "build first: no $PQSHIM or $PQSHIM_LIB"
 sql_primary "create table if not exists ro_t (at timestamptz)"
@@ -21,14 +23,7 @@ FLAG=$T/read-only.flag
 APP=t_ro_async
 POL=$(ro_policy async "$T/shim.log" "drain_timeout = 5s")
 
-mkfifo "$T/in"
-"$PQSHIM" run -p "$POL" -- "$PY" "$PQT_ROOT/tests/clients/py_async_ro.py" --app "$APP" \
-	<"$T/in" >"$T/out" 2>"$T/err" &
-RUN=$!
-bg_track "$RUN"
-exec 3>"$T/in"
-at_exit 'exec 3>&-'
-wait_until 20 grep -q READY "$T/out" || fail "program not ready: $(cat "$T/err")"
+client_start py_async_ro.py "$PY" "$PQT_ROOT/tests/clients/py_async_ro.py" --app "$APP"
 
 last() { tail -n 1 "$T/out"; }
 field() { last | jq -r ".$1"; }

@@ -21,6 +21,8 @@
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
+# shellcheck source-path=SCRIPTDIR source=client.sh
+. "$(dirname "$0")/client.sh"
 
 [ -x "$PQSHIM" ] && [ -f "$PQSHIM_LIB" ] || fail "build first: no $PQSHIM or $PQSHIM_LIB"
 sql_primary "create table if not exists ro_t (at timestamptz)"
@@ -51,14 +53,8 @@ put() {
 segstat() { "$PQSHIM" stat -s "$SEG" --json; }
 ms_since() { echo $(((${EPOCHREALTIME/./} - $1) / 1000)); }
 
-mkfifo "$T/in"
-"$PQSHIM" run -p "$POL" -- "$PY" "$PQT_ROOT/tests/clients/py_readonly.py" --app "$APP" \
-	<"$T/in" >"$T/out" 2>"$T/err" &
-SVC=$!
-bg_track "$SVC"
-exec 3>"$T/in"
-at_exit 'exec 3>&-'
-wait_until 20 grep -q READY "$T/out" || fail "service not ready: $(cat "$T/err")"
+client_start py_readonly.py "$PY" "$PQT_ROOT/tests/clients/py_readonly.py" --app "$APP"
+SVC=$RUN
 
 last() { tail -n 1 "$T/out"; }
 field() { last | jq -r ".$1"; }
