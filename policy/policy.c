@@ -146,6 +146,7 @@ void policy_defaults(struct policy *p)
 
 	p->cross_thread = CROSS_WARN;
 	p->leak_report = 1;
+	p->after_fork = FORK_PROTECT;
 
 	p->ro_enabled = 0;
 	p->on_switch = SWITCH_MIGRATE;
@@ -154,6 +155,8 @@ void policy_defaults(struct policy *p)
 
 	p->on_error = ONERROR_FAIL_CLOSED;
 	strcpy(p->log, "stderr");
+	p->max_processes = 512;
+	p->max_tracked = 4096;
 }
 
 const char *policy_scope_word(enum cap_scope scope)

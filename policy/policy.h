@@ -19,9 +19,33 @@ enum cross_mode    { CROSS_ALLOW, CROSS_WARN, CROSS_DENY };
 enum switch_mode   { SWITCH_MIGRATE, SWITCH_RESET };
 enum intx_mode     { INTX_KEEP, INTX_TERMINATE };
 enum onerror_mode  { ONERROR_FAIL_CLOSED, ONERROR_FAIL_OPEN };
+enum fork_mode     { FORK_PROTECT, FORK_ALLOW };
+enum match_kind    { MATCH_PROGRAM, MATCH_APPLICATION_NAME, MATCH_USER, MATCH_DBNAME };
 
 #define POLICY_STR_MAX   256     /* longest string value kept (paths, conninfo) */
 #define POLICY_MAX_ERRORS 16     /* errors reported per parse; the rest are counted */
+#define POLICY_NAME_MAX  64      /* a lane's name, a group's name, a match pattern */
+#define POLICY_MAX_LANES 16      /* [lane "NAME"] sections per policy */
+#define LANE_MAX_MATCH   4       /* conditions in one lane's match = ... */
+
+/* One condition of a lane's `match`: KIND=PATTERN (a glob for program and
+ * application_name, an exact name for user and dbname). */
+struct lane_match {
+	enum match_kind kind;
+	char pattern[POLICY_NAME_MAX];
+};
+
+/* [lane "NAME"]: a named cap inside the global one.  Lanes are kept in
+ * file order: the first whose every condition holds wins. */
+struct policy_lane {
+	char name[POLICY_NAME_MAX];           /* free text, as written between quotes */
+	int nmatch;                           /* conditions, all must hold */
+	struct lane_match match[LANE_MAX_MATCH];
+	uint32_t max_active;                  /* 0 = only the global cap  [0] */
+	int exclusive;                        /* [no] */
+	int32_t priority;                     /* higher is served first  [0] */
+	uint64_t wait_timeout_ms;             /* [the cap's]: filled in by the parser */
+};
 
 struct policy {
 	/* [cap] */
@@ -31,10 +55,12 @@ struct policy {
 	uint32_t max_connections_per_thread;  /* 0 = no limit */
 	uint64_t wait_timeout_ms;             /* [30s] */
 	enum nested_mode nested;              /* [share] */
+	char coordinator[POLICY_STR_MAX];     /* scope = cluster: conninfo, "" = none */
 
 	/* [tracking] */
 	enum cross_mode cross_thread;         /* [warn] */
 	int leak_report;                      /* [yes] */
+	enum fork_mode after_fork;            /* [protect] */
 
 	/* [read_only] */
 	int ro_enabled;                       /* [no] */
@@ -49,6 +75,13 @@ struct policy {
 	char segment[POLICY_STR_MAX];         /* "" = derive from the path */
 	enum onerror_mode on_error;           /* [fail-closed] */
 	char log[POLICY_STR_MAX];             /* "stderr" | "syslog" | a path */
+	char group[POLICY_NAME_MAX];          /* "" = owner only */
+	uint32_t max_processes;               /* [512] */
+	uint32_t max_tracked;                 /* [4096] */
+
+	/* [lane "NAME"] sections, in file order */
+	int nlanes;
+	struct policy_lane lanes[POLICY_MAX_LANES];
 };
 
 struct policy_errors {
