@@ -6,8 +6,10 @@
 # "DONE ...".
 #
 #   client_start NAME CMD...  runs CMD under pqshim (policy $POL, $SECRET if
-#                             set as PGPASSWORD), its stdin on a fifo (fd 3);
-#                             waits for READY; sets RUN and PID (if printed)
+#                             set as PGPASSWORD), its stdin on a fifo (fd 3),
+#                             held as "client" (held_send client LINE,
+#                             held_end client 0); waits for READY; sets RUN
+#                             and PID (if printed)
 #   client_tid CONN           the opener tid the client reported for CONN
 #   client_held               the server sees $APP's 2 backends; pqshim stat
 #                             kept in $T/held.json, without the password;
@@ -17,21 +19,15 @@
 #                             records go; totals 2 connects, 2 closes, QUERIES,
 #                             XACTS; no backend of $APP left
 
-_client_ready_or_gone() { grep -qx READY "$T/out" || ! kill -0 "$RUN" 2>/dev/null; }
 _client_gone() { [ "$(jqp "$POL" "[.connections[] | select(.pid == $PID)] | length")" = 0 ]; }
 
+# held "client" (lib.sh's held_*), on the files and the fd 3 said above
 client_start() {
 	local name=$1
 	shift
-	mkfifo "$T/in"
-	env ${SECRET:+"PGPASSWORD=$SECRET"} "$PQSHIM" run -p "$POL" -- "$@" \
-		<"$T/in" >"$T/out" 2>"$T/err" &
-	RUN=$!
-	bg_track "$RUN"
-	exec 3>"$T/in"
-	at_exit 'exec 3>&-'
-	wait_until 20 _client_ready_or_gone || fail "$name never got READY"
-	grep -qx READY "$T/out" || fail "$name failed before READY: $(cat "$T/err")"
+	_pqt_hold client "$T/in" "$T/out" "$T/err" 3 \
+		env ${SECRET:+"PGPASSWORD=$SECRET"} "$PQSHIM" run -p "$POL" -- "$@"
+	held_ready client
 	PID=$(awk '$1 == "PID" { print $2 }' "$T/out")
 }
 
@@ -48,10 +44,9 @@ client_held() {
 q() { jq -r "$1" "$T/held.json"; }
 
 client_end() {
-	local name=$1 queries=$2 xacts=$3 rc=0
-	exec 3>&-
-	wait "$RUN" || rc=$?
-	assert_eq "$rc" 0 "$name exit status (stderr: $(cat "$T/err"))"
+	local name=$1 queries=$2 xacts=$3
+	held_end client
+	assert_eq "$HELD_RC" 0 "$name exit status (stderr: $(cat "$T/err"))"
 	grep -q '^DONE ' "$T/out" || fail "$name: no DONE line"
 	wait_until 5 _client_gone || fail "records of pid $PID still listed after exit"
 	assert_eq "$(jqp "$POL" '.totals | [.connects, .closes, .queries, .xacts] |

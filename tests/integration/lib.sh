@@ -1,12 +1,39 @@
 # shellcheck shell=bash
 # tests/integration/lib.sh: sourced by every tests/integration/t_*.sh (owned by
 # the test-bed engineer). Run alone, a test starts its own bed (pgbed.sh);
-# under run.sh it uses the runner's bed (PQT_SOCKDIR set).
+# under run.sh it uses the runner's bed (PQT_SOCKDIR set). Sourcing it checks
+# the build (build/pqshim, build/libpqshim.so) once, for every test.
+#
+# How to write a test (tests/integration/t_NAME.sh; run.sh runs it):
+#
+#   . "$(dirname "$0")/lib.sh"               # set -euo pipefail, $T, the bed
+#   POL=$(policy_new cap "[cap]
+#   max_active = 1
+#   ")                                       # $T/cap.ini, its own segment
+#   PGAPPNAME=t_x_h psql_hold h "$POL"        # psql under the shim, on a fifo
+#   psql_feed h "begin;" "select 1;"         # returns once psql has run them
+#   held_start w "$PQSHIM" run -p "$POL" -- "$PY" client.py
+#   held_ready w                             # its stdout ($T/w.out) says READY
+#   held_send w go                           # a line on its stdin
+#   assert_eq "$(server_backends t_x_h)" 1 "server: the holder"   # the SERVER's view
+#   assert_eq "$(server_activity t_x_h state)" "idle in transaction" "server: its state"
+#   assert_eq "$(jqp "$POL" .cap.active)" 1 "stat: active"        # then the shim's
+#   held_end w 0                             # EOF, exit within 20 s, status 0
+#
+# Assert what the server sees (server_backends, server_activity, sql_*), then
+# what `pqshim stat` says; wait with wait_until (bounded, never sleep-and-hope).
+# Cleaned up at exit, even on failure: held fifos closed (programs see EOF),
+# then every held_start/bg_track process and its descendants killed, the
+# policies' segments removed, $T removed (when run alone). Use at_exit for
+# anything else, never `trap ... EXIT`.
 #
 # Exports: T (scratch dir) PQSHIM PQSHIM_LIB PSQL PGBENCH PY PQT_ROOT PQT_TMP
 #          PQT_TEST, plus the bed's PQT_*/PG* variables (see pgbed.sh).
-# Functions: policy_new ro_policy ro_noticed stat_json jqp sql_primary sql_replica server_backends
+# Functions: policy_new ro_policy ro_noticed stat_json jqp sql_primary sql_replica
+#   server_backends server_activity replica_catch_up
 #   wait_until fail note assert_eq assert_ge assert_le assert_match
+#   held_start held_ready held_send held_close held_end held_clean (a program
+#   held open on a fifo), psql_hold psql_feed (a psql session held open)
 #   bg_track PID (killed, with its descendants, at exit)
 #   at_exit 'CMD' (extra cleanup, run at exit before tracked pids are killed;
 #   use it instead of `trap ... EXIT`, which would replace lib.sh's trap).
@@ -102,6 +129,34 @@ server_backends() {
 		where application_name = :'app' and pid <> pg_backend_pid()" -v app="$1"
 }
 
+# server_activity APP COLUMNS [replica]: COLUMNS (SQL over pg_stat_activity,
+# e.g. "state" or "state || '|' || query") of each backend with that
+# application_name, one line each, by pid.
+server_activity() {
+	local port=$PQT_PRIMARY_PORT
+	[ "${3:-}" = replica ] && port=$PQT_REPLICA_PORT
+	_pqt_sql "$port" "select $2 from pg_stat_activity
+		where application_name = :'app' and pid <> pg_backend_pid() order by pid" -v app="$1"
+}
+
+# replica_catch_up [SECONDS [WHAT]]: wait (10 s) until the replica has
+# replayed everything the primary has written so far (so it has every
+# commit made before the call); fail naming WHAT and both positions if not.
+# (The bed runs synchronous_commit = off, so the write position may lag the
+# last commits: a synchronous commit of a transaction that writes WAL, here
+# a logical message, flushes all before it, and the replica's replay reaches
+# the flush position.)
+_pqt_replayed() { [ "$(sql_replica "select pg_last_wal_replay_lsn() >= '$1'")" = t ]; }
+replica_catch_up() {
+	local lsn
+	lsn=$(sql_primary "set synchronous_commit = on;
+		do \$\$ begin perform pg_logical_emit_message(true, 'pqt_lib', 'catch up'); end \$\$;
+		select pg_current_wal_flush_lsn();") || fail "replica_catch_up: no WAL position"
+	wait_until "${1:-10}" _pqt_replayed "$lsn" ||
+		fail "${2:-the changes} never reached the replica: replayed up to $(sql_replica \
+			"select pg_last_wal_replay_lsn()"), the primary at $lsn"
+}
+
 # policy_new NAME [EXTRA_INI_TEXT]: $T/NAME.ini (0600) with a unique segment.
 policy_new() {
 	local f=$T/$1.ini seg
@@ -152,6 +207,107 @@ jqp() { stat_json "$1" | jq -r "$2"; }
 at_exit() { _PQT_AT_EXIT+=("$1"); }
 bg_track() { _PQT_BG+=("$@"); }
 
+# --- a program held open on a fifo -----------------------------------------
+# held_start NAME CMD...  CMD in the background (its pid in RUN and
+#     HELD_PID[NAME]), stdin the fifo $T/NAME.in whose write end the test
+#     holds (fd HELD_FD[NAME]), stdout $T/NAME.out, stderr $T/NAME.err. CMD
+#     gets no other held fifo's write end, so each program sees EOF when, and
+#     only when, its own is closed. Prefix assignments reach CMD
+#     (PGAPPNAME=x held_start ...).
+# held_ready NAME [REGEX [SECONDS]]  wait (20 s) for a line matching REGEX
+#     (^READY$) on its stdout; fail (showing its stderr) if it dies first.
+# held_send NAME LINE...  write the lines to its stdin.
+# held_close NAME         close its stdin: EOF.
+# held_end NAME [STATUS [SECONDS]]  EOF, then wait (20 s) until it exits
+#     (fail if not); its exit status in HELD_RC; with STATUS, assert it.
+# held_clean CMD...       (in a subshell or background job) exec CMD (or run
+#     the shell function CMD) without the write ends of the held fifos: for
+#     programs not started by held_start.
+declare -A HELD_FD=() HELD_PID=() _PQT_OUT=() _PQT_ERR=()
+HELD_RC=
+held_clean() {
+	local fd
+	for fd in "${HELD_FD[@]}"; do exec {fd}>&-; done
+	if declare -F "$1" >/dev/null; then # a shell function (that may exec)
+		"$@"
+		exit
+	fi
+	exec "$@"
+}
+_pqt_hold() { # NAME IN OUT ERR FD CMD...: held_start, the files and fd given (FD "": any)
+	local name=$1 in=$2 out=$3 err=$4 fd=$5
+	shift 5
+	[ -z "${HELD_FD[$name]:-}" ] || fail "held_start: $name is already held"
+	rm -f "$in"
+	mkfifo "$in" || fail "held_start $name: cannot make $in"
+	held_clean "$@" <"$in" >"$out" 2>"$err" &
+	RUN=$!
+	HELD_PID[$name]=$RUN _PQT_OUT[$name]=$out _PQT_ERR[$name]=$err
+	bg_track "$RUN"
+	if [ -n "$fd" ]; then
+		eval "exec $fd>\"\$in\""
+	else
+		exec {fd}>"$in"
+	fi
+	HELD_FD[$name]=$fd
+}
+held_start() {
+	local name=$1
+	shift
+	_pqt_hold "$name" "$T/$name.in" "$T/$name.out" "$T/$name.err" "" "$@"
+}
+_pqt_ready_or_gone() { grep -Eq "$2" "${_PQT_OUT[$1]}" || ! kill -0 "${HELD_PID[$1]}" 2>/dev/null; }
+held_ready() {
+	local re=${2:-^READY\$}
+	wait_until "${3:-20}" _pqt_ready_or_gone "$1" "$re" ||
+		fail "$1 never said /$re/: $(tail -5 "${_PQT_OUT[$1]}" "${_PQT_ERR[$1]}")"
+	grep -Eq "$re" "${_PQT_OUT[$1]}" || fail "$1 failed before /$re/: $(tail -5 "${_PQT_ERR[$1]}")"
+}
+held_send() {
+	local name=$1
+	shift
+	printf '%s\n' "$@" >&"${HELD_FD[$name]}"
+}
+held_close() {
+	local fd=${HELD_FD[$1]:-}
+	[ -n "$fd" ] && exec {fd}>&-
+	unset "HELD_FD[$1]"
+}
+_pqt_gone() { ! kill -0 "$1" 2>/dev/null; }
+held_end() {
+	local name=$1 pid=${HELD_PID[$1]}
+	held_close "$name"
+	wait_until "${3:-20}" _pqt_gone "$pid" || fail "$name did not exit within ${3:-20} s of EOF"
+	HELD_RC=0
+	wait "$pid" || HELD_RC=$?
+	[ -z "${2:-}" ] ||
+		assert_eq "$HELD_RC" "$2" "$name: exit status (stderr: $(tail -5 "${_PQT_ERR[$name]}"))"
+}
+
+# --- a psql session held open ----------------------------------------------
+# psql_hold NAME POLICY [PSQL ARGS...]: held_start NAME with psql -X -A -t -q
+#     -v ON_ERROR_STOP=1 ARGS under the shim (pqshim run -p POLICY, which
+#     execs psql: RUN is psql's pid); application_name from PGAPPNAME.
+# psql_feed NAME LINE...: send the lines and wait (15 s) until psql has run
+#     them all (a `\! touch` after them); fail if it has not (or has died).
+declare -A _PQT_FED=()
+psql_hold() {
+	local name=$1 pol=$2
+	shift 2
+	held_start "$name" "$PQSHIM" run -p "$pol" -- "$PSQL" -X -A -t -q -v ON_ERROR_STOP=1 "$@"
+	_PQT_FED[$name]=0
+}
+_pqt_fed() { [ -e "$1" ] || [ ! -d "/proc/$2" ]; }
+psql_feed() {
+	local name=$1 done
+	shift
+	_PQT_FED[$name]=$((${_PQT_FED[$name]:-0} + 1))
+	done=$T/$name.done.${_PQT_FED[$name]}
+	held_send "$name" "$@" "\\! touch $done"
+	wait_until 15 _pqt_fed "$done" "${HELD_PID[$name]}" || true
+	[ -e "$done" ] || fail "psql $name did not run: $* (stderr: $(tail -5 "${_PQT_ERR[$name]}"))"
+}
+
 _pqt_tree() { # PID and its descendants, children first
 	local c
 	for c in $(ps -o pid= --ppid "$1" 2>/dev/null); do _pqt_tree "$c"; done
@@ -169,6 +325,7 @@ _pqt_exit() {
 	set +eu
 	trap - EXIT INT TERM
 	for c in "${_PQT_AT_EXIT[@]}"; do eval "$c"; done
+	for c in "${!HELD_FD[@]}"; do held_close "$c"; done # EOF first: a clean end
 	for p in "${_PQT_BG[@]}"; do
 		# shellcheck disable=SC2207
 		kill -0 "$p" 2>/dev/null && pids+=($(_pqt_tree "$p"))
@@ -209,6 +366,8 @@ T=$PQT_TMP/$PQT_TEST
 export T
 rm -rf "$T"
 mkdir -m 0755 "$T"
+
+[ -x "$PQSHIM" ] && [ -f "$PQSHIM_LIB" ] || fail "build first (make all): no $PQSHIM or $PQSHIM_LIB"
 
 if [ -z "${PQT_SOCKDIR:-}" ]; then
 	# shellcheck source-path=SCRIPTDIR source=pgbed.sh

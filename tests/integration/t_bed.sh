@@ -20,8 +20,8 @@ assert_eq "$(sql_primary "select count(*) from pg_stat_replication where state =
 
 # A table created on the primary shows up on the replica within 5 s.
 sql_primary "create table t_bed_a(i int); insert into t_bed_a select generate_series(1, 100)"
-rows_on_replica() { [ "$(sql_replica "select count(*) from t_bed_a" 2>/dev/null)" = 100 ]; }
-wait_until 5 rows_on_replica || fail "table t_bed_a did not reach the replica in 5 s"
+replica_catch_up 5 "table t_bed_a (in 5 s)"
+assert_eq "$(sql_replica "select count(*) from t_bed_a")" 100 "rows on the replica once it caught up"
 err=$(sql_replica "insert into t_bed_a values (1)" 2>&1) && fail "replica accepted a write"
 assert_match "$err" "read-only transaction" "write on replica"
 sql_primary "drop table t_bed_a"
@@ -44,3 +44,20 @@ bg_track $!
 one_backend() { [ "$(server_backends t_bed_bg)" = 1 ]; }
 wait_until 5 one_backend || fail "server does not see the t_bed_bg session"
 assert_eq "$(server_backends t_bed_bg replica)" 0 "t_bed_bg backends on the replica"
+
+# Programs held open on fifos: each sees EOF when its own fifo is closed (the
+# second one does not hold the first one's write end), and only then.
+held_start a cat
+held_start b cat
+held_send a READY "a line"
+held_ready a
+held_end a 0 5
+assert_eq "$(cat "$T/a.out")" $'READY\na line' "held a: what it read"
+kill -0 "${HELD_PID[b]}" 2>/dev/null || fail "held b ended before its EOF"
+held_end b 0 5
+# psql_feed returns once psql has run what it was sent; server_activity.
+held_start p env PGAPPNAME=t_bed_psql "$PSQL" -X -A -t -q
+psql_feed p "select 41 + 1;"
+assert_eq "$(cat "$T/p.out")" 42 "psql_feed: psql ran it"
+assert_eq "$(server_activity t_bed_psql "state || '|' || query")" "idle|select 41 + 1;" "server_activity"
+held_end p 0
