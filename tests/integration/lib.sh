@@ -299,13 +299,13 @@ psql_hold() {
 }
 _pqt_fed() { [ -e "$1" ] || [ ! -d "/proc/$2" ]; }
 psql_feed() {
-	local name=$1 done
+	local name=$1 mark
 	shift
 	_PQT_FED[$name]=$((${_PQT_FED[$name]:-0} + 1))
-	done=$T/$name.done.${_PQT_FED[$name]}
-	held_send "$name" "$@" "\\! touch $done"
-	wait_until 15 _pqt_fed "$done" "${HELD_PID[$name]}" || true
-	[ -e "$done" ] || fail "psql $name did not run: $* (stderr: $(tail -5 "${_PQT_ERR[$name]}"))"
+	mark=$T/$name.done.${_PQT_FED[$name]}
+	held_send "$name" "$@" "\\! touch $mark"
+	wait_until 15 _pqt_fed "$mark" "${HELD_PID[$name]}" || true
+	[ -e "$mark" ] || fail "psql $name did not run: $* (stderr: $(tail -5 "${_PQT_ERR[$name]}"))"
 }
 
 _pqt_tree() { # PID and its descendants, children first

@@ -15,6 +15,7 @@
 #   r FILTER                      jq -r FILTER on the last result
 #   sampler_start PREFIX / sampler_stop   the server's view, without the shim
 
+# shellcheck disable=SC2034 # PFD PRUN PID SAMPLER S: for the tests that source this
 LOAD=$PQT_ROOT/tests/clients/py_cap_load.py
 declare -A PFD PRUN SEQ_OF
 PROBE_ARGS=()

@@ -15,16 +15,13 @@ direct=$(echo | "$T/c_client")
 assert_match "$direct" 'dlsym next_is_default 1 handle_is_default 1' "dlsym without the shim"
 
 POL=$(policy_new pol)
-mkfifo "$T/in"
-"$PQSHIM" run -p "$POL" -- "$T/c_client" <"$T/in" >"$T/out" &
-bg_track $!
-exec 3>"$T/in"                      # hold stdin open: the client waits for EOF
-wait_until 20 grep -q READY "$T/out" || fail "client did not get ready: $(cat "$T/out")"
+held_start c "$PQSHIM" run -p "$POL" -- "$T/c_client" # it waits for EOF
+held_ready c READY
 
 # The shim's dlsym: RTLD_NEXT from the program still means "after the
 # program" (the shim itself, preloaded right after it), and a look-up on
 # libpq's own handle (ctypes) gives the wrapper.
-assert_match "$(cat "$T/out")" 'dlsym next_is_default 1 handle_is_default 1 other_untouched 1' "dlsym under the shim"
+assert_match "$(cat "$T/c.out")" 'dlsym next_is_default 1 handle_is_default 1 other_untouched 1' "dlsym under the shim"
 
 S=$(stat_json "$POL")
 pid=$(jq -r '.processes[] | select(.program == "c_client") | .pid' <<<"$S")
@@ -40,10 +37,9 @@ while read -r _ name _ backend _ q _ x; do
 	assert_eq "$(jq -r .application_name <<<"$rec")" c_client "$name: application_name"
 	got=$(sql_primary "select count(*) from pg_stat_activity where pid = $backend and application_name = 'c_client'")
 	assert_eq "$got" 1 "$name: backend $backend on the primary"
-done < <(grep '^conn ' "$T/out")
+done < <(grep '^conn ' "$T/c.out")
 
-exec 3>&-                            # EOF: the client finishes everything
-wait_until 10 sh -c "! kill -0 $pid 2>/dev/null" || fail "client did not exit"
+held_end c "" 10                     # EOF: the client finishes everything
 S=$(stat_json "$POL")
 assert_eq "$(jq '.connections | length' <<<"$S")" 0 "no connection left after PQfinish"
 assert_eq "$(jq .totals.queries <<<"$S")" 25 "total statements survive the process"

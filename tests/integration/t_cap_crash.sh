@@ -21,43 +21,10 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
-[ -x "$PQSHIM" ] && [ -f "$PQSHIM_LIB" ] || fail "build first: no $PQSHIM or $PQSHIM_LIB"
 # shellcheck source=probe.sh
 . "$(dirname "$0")/probe.sh"
-declare -A HFD HRUN HN
-PROBE_WRAP=(clean)
-# clean CMD...: (in a subshell or background job) exec CMD without the write
-# ends of our fifos, so that each reader sees EOF when we close its fifo
-clean() {
-	local fd
-	for fd in "${PFD[@]}" "${HFD[@]}"; do exec {fd}>&-; done
-	exec "$@"
-}
-# --- psql sessions held open on fifos -------------------------------------------
-psql_start() { # NAME POLICY APP
-	local name=$1 fd
-	mkfifo "$T/$name.in"
-	PGAPPNAME=$3 clean "$PQSHIM" run -p "$2" -- "$PSQL" -X -A -t -q -v ON_ERROR_STOP=1 \
-		<"$T/$name.in" >"$T/$name.out" 2>"$T/$name.err" &
-	HRUN[$name]=$! # pqshim run execs psql: this is psql's pid
-	bg_track "$!"
-	exec {fd}>"$T/$name.in"
-	HFD[$name]=$fd HN[$name]=0
-}
-psql_send() { # NAME LINES...: run them, wait until psql has
-	local name=$1
-	shift
-	HN[$name]=$((HN[$name] + 1))
-	local done=$T/$name.done.${HN[$name]}
-	printf '%s\n' "$@" "\\! touch $done" >&"${HFD[$name]}"
-	wait_until 10 test -e "$done" -o ! -d "/proc/${HRUN[$name]}" || true
-	[ -e "$done" ] || fail "psql $name did not run: $* ($(cat "$T/$name.err"))"
-}
-psql_forget() { # NAME: close our end of its fifo
-	local fd=${HFD[$1]}
-	exec {fd}>&-
-	unset "HFD[$1]"
-}
+# --- psql sessions held open on fifos (lib.sh's psql_hold; HELD_PID is psql's pid)
+psql_start() { PGAPPNAME=$3 psql_hold "$1" "$2"; } # NAME POLICY APP
 busy() { # APP-PREFIX: its backends that are busy, as the server sees them
 	sql_primary "select count(*) from pg_stat_activity where application_name like '$1%'
 		and (state = 'active' or state like 'idle in transaction%')"
@@ -71,8 +38,8 @@ wait_timeout = 10s
 ")
 psql_start h1 "$POL" t_cap_crash_h1
 psql_start h2 "$POL" t_cap_crash_h2
-psql_send h1 "begin;" "select pg_backend_pid();"
-psql_send h2 "begin;" "select pg_backend_pid();"
+psql_feed h1 "begin;" "select pg_backend_pid();"
+psql_feed h2 "begin;" "select pg_backend_pid();"
 assert_eq "$(sql_primary "select string_agg(state, ',' order by application_name)
 	from pg_stat_activity where application_name like 't_cap_crash_h%'")" \
 	"idle in transaction,idle in transaction" "server: both holders"
@@ -87,25 +54,25 @@ queued() { [ "$(jqp "$POL" '.cap.waiting')" = 1 ]; }
 wait_until 5 queued || fail "the waiter never queued: $(stat_json "$POL")"
 assert_eq "$(jqp "$POL" "[.connections[] | select(.pid == ${PRUN[w]}) | .slot] | join(\" \")")" \
 	waiting "stat: the waiter's slot"
-assert_eq "$(sql_primary "select state || '|' || query from pg_stat_activity
-	where application_name = 't_cap_crash_w'")" "idle|" "server: the waiter's backend (nothing sent yet)"
+assert_eq "$(server_activity t_cap_crash_w "state || '|' || query")" "idle|" \
+	"server: the waiter's backend (nothing sent yet)"
 sleep 0.3 # it really waits
 grep -q "^R {\"seq\": $WSEQ, " "$T/w.out" && fail "the waiter ran while both slots were held: $(cat "$T/w.out")"
 
 t_kill=$EPOCHREALTIME
-kill -9 "${HRUN[h1]}" "${HRUN[h2]}"
+kill -9 "${HELD_PID[h1]}" "${HELD_PID[h2]}"
 presult w "$WSEQ" 5
 took=$(ms_since "$t_kill" "$(r .t1)")
 echo "waiter: got its slot and its result $took s after both holders were killed (waited $(r .elapsed) s in all)"
 assert_eq "$(r .ok) $(r '.rows | tojson')" "true [[1]]" "waiter: select 1 after the kills: $R"
 assert_le "$took" 1.0 "seconds from the kills to the waiter's result"
-assert_eq "$(sql_primary "select state || '|' || query from pg_stat_activity
-	where application_name = 't_cap_crash_w'")" "idle|select 1" "server: the waiter's statement ran"
+assert_eq "$(server_activity t_cap_crash_w "state || '|' || query")" "idle|select 1" \
+	"server: the waiter's statement ran"
 holders_gone() { [ "$(server_backends t_cap_crash_h1)$(server_backends t_cap_crash_h2)" = 00 ]; }
 wait_until 5 holders_gone || fail "server: the killed holders' backends are still there"
 for h in h1 h2; do
-	wait "${HRUN[$h]}" 2>/dev/null || true
-	psql_forget "$h"
+	wait "${HELD_PID[$h]}" 2>/dev/null || true
+	held_close "$h"
 done
 assert_eq "$(jqp "$POL" '"\(.cap.active) \(.cap.waiting)"')" "0 0" "stat: active waiting after the kills"
 probe_end w
@@ -122,10 +89,10 @@ cpids=() ckind=()
 start_client() { # KIND: pgbench | py
 	nc=$((nc + 1))
 	if [ "$1" = pgbench ]; then
-		PGAPPNAME=t_cap_chaos_$nc clean "$PQSHIM" run -p "$POL" -- "$PGBENCH" -n \
+		PGAPPNAME=t_cap_chaos_$nc held_clean "$PQSHIM" run -p "$POL" -- "$PGBENCH" -n \
 			-f "$T/x5.sql" -c 1 -j 1 -T "$DUR" >"$T/c$nc.out" 2>"$T/c$nc.err" &
 	else
-		clean "$PQSHIM" run -p "$POL" -- "$PY" "$LOAD" load --app t_cap_chaos_$nc \
+		held_clean "$PQSHIM" run -p "$POL" -- "$PY" "$LOAD" load --app t_cap_chaos_$nc \
 			--threads 1 --seconds "$DUR" --sleep 0.005 --mode xact \
 			>"$T/c$nc.out" 2>"$T/c$nc.err" &
 	fi
@@ -195,13 +162,7 @@ print("CHILD %d" % p.pid, flush=True)
 sys.stdin.readline()
 print("REAPED %d" % p.wait(), flush=True)
 EOF
-mkfifo "$T/parent.in"
-PGAPPNAME=t_cap_zombie_h clean "$PY" "$T/parent.py" "$PQSHIM" run -p "$POL" -- "$PSQL" -X -q \
-	<"$T/parent.in" >"$T/parent.out" 2>"$T/parent.err" &
-PARENT=$!
-bg_track "$PARENT"
-exec {PARENT_FD}>"$T/parent.in"
-HFD[parent]=$PARENT_FD
+PGAPPNAME=t_cap_zombie_h held_start parent "$PY" "$T/parent.py" "$PQSHIM" run -p "$POL" -- "$PSQL" -X -q
 held() { [ "$(jqp "$POL" .cap.active)" = 1 ] && [ "$(busy t_cap_zombie_h)" = 1 ]; }
 wait_until 10 held || fail "zombie: the holder never held the slot: $(cat "$T/parent.err")"
 CHILD=$(sed -n 's/^CHILD //p' "$T/parent.out")
@@ -223,12 +184,9 @@ note "zombie: the waiter's result came $took s after the kill: $R"
 	assert_eq "$(r .ok)" true "zombie: the waiter's select 1 (holder killed, not yet reaped)"
 	assert_le "$took" 1.0 "zombie: seconds from the kill to the waiter's result"
 ) || true
-echo >&"$PARENT_FD"
-exec {PARENT_FD}>&-
-unset "HFD[parent]"
-rc=0
-wait "$PARENT" || rc=$?
-assert_eq "$rc" 0 "zombie: the parent's exit status ($(cat "$T/parent.err"))"
+held_send parent ""
+held_end parent
+assert_eq "$HELD_RC" 0 "zombie: the parent's exit status ($(cat "$T/parent.err"))"
 assert_eq "$(sed -n 's/^REAPED //p' "$T/parent.out")" -9 "zombie: the holder's status"
 probe_end z
 assert_eq "$(jqp "$POL" '"\(.cap.active) \(.cap.waiting)"')" "0 0" "zombie: stat at the end"

@@ -12,23 +12,18 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-LOAD=$PQT_ROOT/tests/clients/py_cap_load.py
+# shellcheck source=probe.sh
+. "$(dirname "$0")/probe.sh"
 echo 'select pg_sleep(0.01);' >"$T/sleep.sql"
 POL=$(policy_new loop "[cap]
 max_active = 2
 wait_timeout = 10s")
 
-env -u LD_PRELOAD -u PQSHIM_POLICY "$PY" "$LOAD" sample --prefix t_cap_loop \
-	--seconds 60 --interval 0.02 --stop-file "$T/stop" >"$T/sampler.out" 2>"$T/sampler.err" &
-SAMPLER=$!
-bg_track $SAMPLER
-wait_until 10 grep -qx READY "$T/sampler.out" || fail "sampler not ready: $(cat "$T/sampler.err")"
+sampler_start t_cap_loop
 
 PGAPPNAME=t_cap_loop "$PQSHIM" run -p "$POL" -- "$PGBENCH" -n -c 4 -j 1 -T 4 -f "$T/sleep.sql" \
 	>"$T/pgb1.out" 2>&1 || fail "pgbench failed: $(tail -5 "$T/pgb1.out")"
-touch "$T/stop"
-wait "$SAMPLER" || fail "sampler failed: $(cat "$T/sampler.err")"
-S=$(sed -n 's/^SAMPLE //p' "$T/sampler.out")
+sampler_stop
 note "server view: $S"
 assert_le "$(jq .peak_strict <<<"$S")" 2 "busy backends seen together by the server"
 assert_eq "$(jq .peak_raw <<<"$S")" 2 "the cap used to the full"

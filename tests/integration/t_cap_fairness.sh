@@ -11,21 +11,15 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
-[ -x "$PQSHIM" ] && [ -f "$PQSHIM_LIB" ] || fail "build first: no $PQSHIM or $PQSHIM_LIB"
-LOAD=$PQT_ROOT/tests/clients/py_cap_load.py
+# shellcheck source=probe.sh
+. "$(dirname "$0")/probe.sh"
 CAP=2 SECS=10
 POL=$(policy_new fair "[cap]
 max_active = $CAP
 wait_timeout = 20s
 ")
 
-env -u LD_PRELOAD -u PQSHIM_POLICY "$PY" "$LOAD" sample --prefix t_cap_fair_ \
-	--seconds 60 --interval 0.02 --stop-file "$T/stop" >"$T/sampler.out" 2>"$T/sampler.err" &
-SAMPLER=$!
-bg_track "$SAMPLER"
-sampler_ready() { grep -qx READY "$T/sampler.out" || ! kill -0 "$SAMPLER" 2>/dev/null; }
-wait_until 10 sampler_ready || fail "sampler never READY"
-grep -qx READY "$T/sampler.out" || fail "sampler failed: $(cat "$T/sampler.err")"
+sampler_start t_cap_fair_
 
 pids=()
 for p in 1 2; do
@@ -39,10 +33,7 @@ for k in 0 1; do
 	wait "${pids[$k]}" || rc=$?
 	assert_eq "$rc" 0 "process $((k + 1)): exit status (stderr: $(tail -3 "$T/p$((k + 1)).err"))"
 done
-touch "$T/stop"
-rc=0
-wait "$SAMPLER" || rc=$?
-assert_eq "$rc" 0 "sampler exit status (stderr: $(cat "$T/sampler.err"))"
+sampler_stop
 
 counts=$(sed -n 's/^COUNTS //p' "$T/p1.out" "$T/p2.out" | jq -s -c 'add')
 assert_eq "$(jq length <<<"$counts")" 8 "threads that reported: $counts"
@@ -52,7 +43,6 @@ assert_ge "$min" "$(awk -v m="$mean" 'BEGIN { print m / 2 }')" "the slowest thre
 # 2 slots of ~10 ms transactions for 10 s: far more than a token amount
 assert_ge "$(jq add <<<"$counts")" 500 "completions in all"
 
-S=$(sed -n 's/^SAMPLE //p' "$T/sampler.out")
 note "server's view: $S"
 assert_le "$(jq .peak_strict <<<"$S")" "$CAP" "server: busy backends at one instant (peak)"
 assert_eq "$(jq .peak_strict <<<"$S")" "$CAP" "server: peak busy backends (the cap used)"

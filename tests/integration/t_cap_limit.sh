@@ -21,8 +21,8 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
-[ -x "$PQSHIM" ] && [ -f "$PQSHIM_LIB" ] || fail "build first: no $PQSHIM or $PQSHIM_LIB"
-LOAD=$PQT_ROOT/tests/clients/py_cap_load.py
+# shellcheck source=probe.sh
+. "$(dirname "$0")/probe.sh"
 CAP=3
 POL=$(policy_new limit "[cap]
 max_active = $CAP
@@ -32,13 +32,7 @@ printf 'select pg_sleep(0.01);\n' >"$T/sleep.sql"
 printf 'begin;\nselect pg_sleep(0.01);\ncommit;\n' >"$T/xact.sql"
 
 # --- the sampler: no shim, its own application_name (not matched) ---------
-env -u LD_PRELOAD -u PQSHIM_POLICY "$PY" "$LOAD" sample --prefix t_cap_limit_ \
-	--seconds 60 --interval 0.02 --stop-file "$T/stop" >"$T/sampler.out" 2>"$T/sampler.err" &
-SAMPLER=$!
-bg_track "$SAMPLER"
-sampler_ready() { grep -qx READY "$T/sampler.out" || ! kill -0 "$SAMPLER" 2>/dev/null; }
-wait_until 10 sampler_ready || fail "sampler never READY"
-grep -qx READY "$T/sampler.out" || fail "sampler failed: $(cat "$T/sampler.err")"
+sampler_start t_cap_limit_
 
 # --- 20 clients at once -------------------------------------------------------
 pids=() names=()
@@ -79,11 +73,7 @@ note "py: per-thread transactions $(sed -n 's/^COUNTS //p' "$T/py.out")"
 assert_eq "$(sed -n 's/^COUNTS //p' "$T/py.out" | jq 'map(select(. < 1)) | length')" 0 \
 	"py: threads that completed no transaction"
 
-touch "$T/stop"
-rc=0
-wait "$SAMPLER" || rc=$?
-assert_eq "$rc" 0 "sampler exit status (stderr: $(cat "$T/sampler.err"))"
-S=$(sed -n 's/^SAMPLE //p' "$T/sampler.out")
+sampler_stop
 note "server's view: $S"
 note "pqshim stat: $polls polls, max .cap.active $stat_max, waiters seen $stat_waiting_seen"
 assert_ge "$(jq .samples <<<"$S")" 100 "sampler: samples taken"

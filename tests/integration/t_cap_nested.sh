@@ -23,7 +23,6 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
-[ -x "$PQSHIM" ] && [ -f "$PQSHIM_LIB" ] || fail "build first: no $PQSHIM or $PQSHIM_LIB"
 # shellcheck source=probe.sh
 . "$(dirname "$0")/probe.sh"
 # Each connection CONN gets application_name ${APP}_CONN (--suffix).
@@ -32,10 +31,7 @@ ok() { # NAME LINE WHAT: the command must succeed; result in $R
 	pcmd "$1" "$2"
 	assert_eq "$(r .ok)" true "$3: $2: $R"
 }
-server() { # CONN: state|query of the probe's connection CONN
-	sql_primary "select state || '|' || query from pg_stat_activity
-		where application_name = '${APP}_$1'"
-}
+server() { server_activity "${APP}_$1" "state || '|' || query"; } # CONN: state|query of the probe's connection CONN
 slots() { # the slot of each of the probe's connections, by application_name
 	jqp "$POL" "[.connections[] | select(.pid == $PID) |
 		\"\(.application_name | ltrimstr(\"${APP}_\"))=\(.slot)\"] | sort | join(\" \")"

@@ -21,38 +21,13 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
-[ -x "$PQSHIM" ] && [ -f "$PQSHIM_LIB" ] || fail "build first: no $PQSHIM or $PQSHIM_LIB"
 # shellcheck source=probe.sh
 . "$(dirname "$0")/probe.sh"
-PROBE_WRAP=(clean)
-HFD=
-# clean CMD...: (in a subshell or background job) exec CMD without the write ends of our fifos (else a probe
-# would hold another's stdin open and that one would never see EOF)
-clean() {
-	local fd
-	for fd in "${PFD[@]}" $HFD; do exec {fd}>&-; done
-	exec "$@"
-}
 
 # --- psql holder: a session held open on a fifo -------------------------------
-psql_start() { # POLICY APP
-	mkfifo "$T/holder.in"
-	PGAPPNAME=$2 clean "$PQSHIM" run -p "$1" -- "$PSQL" -X -A -t -q -v ON_ERROR_STOP=1 \
-		<"$T/holder.in" >"$T/holder.out" 2>"$T/holder.err" &
-	HOLDER=$!
-	bg_track "$HOLDER"
-	exec {HFD}>"$T/holder.in"
-}
-hn=0
-psql_send() { # LINES...: run them, wait until psql has
-	hn=$((hn + 1))
-	printf '%s\n' "$@" "\\! touch $T/holder.done.$hn" >&"$HFD"
-	wait_until 10 test -e "$T/holder.done.$hn" -o ! -d "/proc/$HOLDER" || true
-	[ -e "$T/holder.done.$hn" ] || fail "psql holder did not run: $* ($(cat "$T/holder.err"))"
-}
-backend() { # APP COLUMN: the one backend of APP
-	sql_primary "select $2 from pg_stat_activity where application_name = '$1'"
-}
+psql_start() { PGAPPNAME=$2 psql_hold holder "$1"; } # POLICY APP
+psql_send() { psql_feed holder "$@"; }                # LINES...: run them, wait until psql has
+backend() { server_activity "$@"; }                   # APP COLUMN: the one backend of APP
 
 # ============ max_active = 1, wait_timeout = 500ms ===========================
 POL=$(policy_new timeout "[cap]
@@ -90,7 +65,7 @@ assert_eq "$(backend t_cap_timeout_holder state)" "idle in transaction" "server:
 # psql, the real binary under the shim: PQsendQuery fails, psql prints
 # PQerrorMessage (the SQLSTATE travels in results: checked with psycopg2 above)
 t0=${EPOCHREALTIME/./} rc=0
-(PGAPPNAME=t_cap_timeout_psql clean "$PQSHIM" run -p "$POL" -- "$PSQL" -X -A -t \
+(PGAPPNAME=t_cap_timeout_psql held_clean "$PQSHIM" run -p "$POL" -- "$PSQL" -X -A -t \
 	-v VERBOSITY=verbose -c "select 1") >"$T/psql1.out" 2>"$T/psql1.err" || rc=$?
 took=$(awk -v us=$((${EPOCHREALTIME/./} - t0)) 'BEGIN { printf "%.3f", us / 1e6 }')
 note "psql -c 'select 1' while the slot is held: exit $rc after $took s: $(cat "$T/psql1.err")"
@@ -118,11 +93,7 @@ assert_eq "$(backend t_cap_timeout_probe "state || '|' || query")" "idle|select 
 	"server: the probe's backend ran it"
 assert_eq "$(jqp "$POL" '.cap.timeouts')" 2 "stat: .cap.timeouts at the end"
 probe_end p
-exec {HFD}>&-
-HFD=
-rc=0
-wait "$HOLDER" || rc=$?
-assert_eq "$rc" 0 "psql holder exit status ($(cat "$T/holder.err"))"
+held_end holder 0
 
 # ============ max_connections = 2, wait_timeout = 500ms ======================
 POL=$(policy_new conns "[cap]

@@ -22,16 +22,13 @@ assert_match "$(head -1 "$T/leak.log")" '^pqshim\[[0-9]+\]: connection to host=.
 
 # 2. kill -9 with connections open: the next reader reaps the dead process.
 POL=$(policy_new kill)
-mkfifo "$T/in"
-"$PQSHIM" run -p "$POL" -- "$T/c_client" <"$T/in" >"$T/out" &
-pid=$!
-bg_track $pid
-exec 3>"$T/in"
-wait_until 20 grep -q READY "$T/out" || fail "client not ready"
+held_start c "$PQSHIM" run -p "$POL" -- "$T/c_client"
+pid=$RUN
+held_ready c READY
 assert_eq "$(jqp "$POL" '.connections | length')" 4 "four live records"
 kill -9 "$pid"
 wait "$pid" 2>/dev/null || true
-exec 3>&-
+held_close c
 S=$(stat_json "$POL")
 assert_eq "$(jq '.connections | length' <<<"$S")" 0 "reaped: no record of a dead process"
 assert_eq "$(jq '.processes | length' <<<"$S")" 0 "reaped: no process record"

@@ -11,7 +11,6 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=client.sh
 . "$(dirname "$0")/client.sh"
 
-[ -x "$PQSHIM" ] && [ -f "$PQSHIM_LIB" ] || fail "build first: no $PQSHIM or $PQSHIM_LIB"
 PERL=/usr/bin/perl
 "$PERL" -MDBD::Pg -e 1 2>/dev/null || fail "needs DBD::Pg (Debian: libdbd-pg-perl)"
 POL=$(policy_new perl)

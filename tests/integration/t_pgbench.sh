@@ -18,7 +18,6 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
-[ -x "$PQSHIM" ] && [ -f "$PQSHIM_LIB" ] || fail "build first: no $PQSHIM or $PQSHIM_LIB"
 PIPE_SQL=$PQT_ROOT/tests/clients/pipeline.sql
 [ -f "$PIPE_SQL" ] || fail "no $PIPE_SQL"
 

@@ -6,7 +6,6 @@
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
-[ -x "$PQSHIM" ] && [ -f "$PQSHIM_LIB" ] || fail "build first: no $PQSHIM or $PQSHIM_LIB"
 POL=$(policy_new psql)
 
 # One-shot: psql -c runs under the shim; its counts stay in the totals.
@@ -18,30 +17,8 @@ assert_eq "$(jqp "$POL" '.connections | length')" 0 "connections after psql -c e
 
 # A session held open: psql reads its statements from a fifo we keep open.
 # The conninfo carries a password (trust auth ignores it): it must never show.
-mkfifo "$T/in"
-PGAPPNAME=t_psql "$PQSHIM" run -p "$POL" -- "$PSQL" -X -A -t -q -v ON_ERROR_STOP=1 \
-	"dbname=pqt password=sekrit-t-psql" <"$T/in" >"$T/out" 2>"$T/err" &
-RUN=$!
-bg_track "$RUN"
-exec 3>"$T/in"
-at_exit 'exec 3>&-'
-
-# psql's pid: `pqshim run` execs it, or else it is pqshim's child.
-psql_pid() {
-	if [ "$(cat "/proc/$RUN/comm" 2>/dev/null)" = psql ]; then echo "$RUN"
-	else pgrep -P "$RUN" -x psql; fi
-}
-wait_until 5 psql_pid || fail "no psql process under pqshim run"
-PID=$(psql_pid)
-
-# send LINE...: feed psql and wait until it has run everything sent.
-n=0
-send() {
-	n=$((n + 1))
-	printf '%s\n' "$@" "\\! touch $T/done.$n" >&3
-	wait_until 10 test -e "$T/done.$n" -o ! -d "/proc/$PID" || true
-	[ -e "$T/done.$n" ] || fail "psql did not run: $* (stderr: $(cat "$T/err"))"
-}
+PGAPPNAME=t_psql psql_hold psql "$POL" "dbname=pqt password=sekrit-t-psql"
+send() { psql_feed psql "$@"; }
 conn() { jqp "$POL" ".connections[] | select(.pid == $PID) | $1"; }
 # expect STATE QUERIES XACTS WHAT: the held connection's state and counters.
 expect() {
@@ -50,6 +27,7 @@ expect() {
 }
 
 send # connected, nothing run yet
+PID=$RUN # pqshim run execs psql
 expect idle 0 0 "fresh session"
 assert_eq "$(conn .tid)" "$PID" "tid of single-threaded psql"
 assert_eq "$(conn .target)" direct "target"
@@ -70,7 +48,7 @@ send "create table t_psql_a(i int);" "insert into t_psql_a values (1), (2);" \
 expect idle 3 3 "three autocommit statements"
 
 # A running statement shows as active.
-printf 'select pg_sleep(1);\n' >&3
+held_send psql 'select pg_sleep(1);'
 is_active() { [ "$(conn .state)" = active ]; }
 wait_until 5 is_active || fail "state never 'active' during pg_sleep"
 send
@@ -79,8 +57,7 @@ expect idle 4 4 "after pg_sleep"
 # BEGIN ... COMMIT: in_transaction throughout, one xact at the end.
 send "begin;"
 expect in_transaction 5 4 "after begin"
-assert_eq "$(sql_primary "select state from pg_stat_activity
-	where application_name = 't_psql'")" "idle in transaction" "server's view"
+assert_eq "$(server_activity t_psql state)" "idle in transaction" "server's view"
 send "insert into t_psql_a values (3);" "select count(*) from t_psql_a;"
 expect in_transaction 7 4 "inside the transaction"
 send "commit;"
@@ -95,15 +72,12 @@ expect idle 10 7 "after \\copy from"
 assert_eq "$(sql_primary "select count(*), sum(i) from t_psql_a")" "6|12" "rows after \\copy from"
 
 # psql exits: its records go, the totals keep its work, the backend goes.
-exec 3>&-
-rc=0
-wait "$RUN" || rc=$?
-assert_eq "$rc" 0 "psql exit status (stderr: $(cat "$T/err"))"
+held_end psql 0
 gone() { [ "$(jqp "$POL" "[.connections[], .processes[] | select(.pid == $PID)] | length")" = 0 ]; }
 wait_until 5 gone || fail "psql still in stat after exit: $(stat_json "$POL")"
 assert_eq "$(jqp "$POL" '.totals.queries')" 11 "totals.queries after the session"
 assert_eq "$(jqp "$POL" '.totals.xacts')" 8 "totals.xacts after the session"
 no_backend() { [ "$(server_backends t_psql)" = 0 ]; }
 wait_until 5 no_backend || fail "backend t_psql still on the server after psql exited"
-assert_eq "$(cat "$T/out")" $'2\n\n3' "psql's output (counts, pg_sleep's empty row)"
+assert_eq "$(cat "$T/psql.out")" $'2\n\n3' "psql's output (counts, pg_sleep's empty row)"
 sql_primary "drop table t_psql_a"

@@ -14,25 +14,16 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
-[ -x "$PQSHIM" ] && [ -f "$PQSHIM_LIB" ] || fail "build first: no $PQSHIM or $PQSHIM_LIB"
 C=3 # children
 K=5 # INSERTs per process
 
 run_mode() { # MODE
-	local mode=$1 POL APP RUN PID rc kids kid n kid_list
+	local mode=$1 POL APP RUN PID kids kid n kid_list
 	POL=$(policy_new "py_fork_$mode")
 	APP=t_py_fork_$mode
-	mkfifo "$T/$mode.in"
-	"$PQSHIM" run -p "$POL" -- "$PY" "$PQT_ROOT/tests/clients/py_fork.py" --app "$APP" \
-		--mode "$mode" --children "$C" --stmts "$K" \
-		<"$T/$mode.in" >"$T/$mode.out" 2>"$T/$mode.err" &
-	RUN=$!
-	bg_track "$RUN"
-	exec 3>"$T/$mode.in"
-
-	ready_or_gone() { grep -qx READY "$T/$mode.out" || ! kill -0 "$RUN" 2>/dev/null; }
-	wait_until 20 ready_or_gone || fail "$mode: py_fork.py never got READY"
-	grep -qx READY "$T/$mode.out" || fail "$mode: py_fork.py failed: $(cat "$T/$mode.err")"
+	held_start "$mode" "$PQSHIM" run -p "$POL" -- "$PY" "$PQT_ROOT/tests/clients/py_fork.py" \
+		--app "$APP" --mode "$mode" --children "$C" --stmts "$K"
+	held_ready "$mode"
 	PID=$(awk '$1 == "PID" { print $2 }' "$T/$mode.out")
 	kids=$(sed -n 's/^CHILD //p' "$T/$mode.out" | jq -r .pid | sort -n | tr '\n' ' ')
 	read -r -a kid_list <<<"$kids"
@@ -92,10 +83,7 @@ run_mode() { # MODE
 		{pid, tid, inherited, queries}] | tostring")"
 
 	# release: children close theirs and _exit, the parent counts again
-	exec 3>&-
-	rc=0
-	wait "$RUN" || rc=$?
-	assert_eq "$rc" 0 "$mode: py_fork.py exit status (stderr: $(cat "$T/$mode.err"))"
+	held_end "$mode" 0
 	grep -q '^DONE ' "$T/$mode.out" || fail "$mode: no DONE line"
 
 	assert_eq "$(sql_primary "select count(*) from py_fork_t where app = '$APP'")" \

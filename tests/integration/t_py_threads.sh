@@ -11,7 +11,6 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
-[ -x "$PQSHIM" ] && [ -f "$PQSHIM_LIB" ] || fail "build first: no $PQSHIM or $PQSHIM_LIB"
 POL=$(policy_new py_threads)
 APP=t_py_threads
 N=6 # threads: plain, xact, copy, named, async, plain
@@ -35,21 +34,13 @@ declare -A EX=([plain]=$K [xact]=5 [copy]=1 [named]=1 [async]=$K)
 TOTAL_Q=$((2 + (N - 4) * K + 4 * K + 12 + 4 + F + 5 + K))
 TOTAL_X=$((2 + (N - 4) * K + 5 + 1 + 1 + K))
 
-mkfifo "$T/in"
-PGPASSWORD=$SECRET "$PQSHIM" run -p "$POL" -- "$PY" "$PQT_ROOT/tests/clients/py_threads.py" \
-	--app "$APP" --threads "$N" --stmts "$K" <"$T/in" >"$T/out" 2>"$T/err" &
-RUN=$!
-bg_track "$RUN"
-exec 3>"$T/in"
-at_exit 'exec 3>&-'
-
-ready_or_gone() { grep -qx READY "$T/out" || ! kill -0 "$RUN" 2>/dev/null; }
-wait_until 20 ready_or_gone || fail "py_threads.py never got READY"
-grep -qx READY "$T/out" || fail "py_threads.py failed before READY: $(cat "$T/err")"
-PID=$(awk '$1 == "PID" { print $2 }' "$T/out")
-[ -n "$PID" ] || fail "no PID line: $(cat "$T/out")"
+PGPASSWORD=$SECRET held_start py "$PQSHIM" run -p "$POL" -- "$PY" \
+	"$PQT_ROOT/tests/clients/py_threads.py" --app "$APP" --threads "$N" --stmts "$K"
+held_ready py
+PID=$(awk '$1 == "PID" { print $2 }' "$T/py.out")
+[ -n "$PID" ] || fail "no PID line: $(cat "$T/py.out")"
 # role of each worker tid, from the program's own report
-sed -n 's/^THREAD //p' "$T/out" >"$T/threads.jsonl"
+sed -n 's/^THREAD //p' "$T/py.out" >"$T/threads.jsonl"
 assert_eq "$(wc -l <"$T/threads.jsonl")" "$N" "THREAD lines"
 want_tids=$(jq -r .tid "$T/threads.jsonl" | sort -n | tr '\n' ' ')
 
@@ -103,11 +94,8 @@ assert_eq "$(sql_primary "select n from py_threads_t where app = '$APP' and role
 assert_eq "$(rows "= 'async'")" "$K" "rows of the async connection"
 
 # --- release: every thread closes its connection, the program exits 0 ----
-exec 3>&-
-rc=0
-wait "$RUN" || rc=$?
-assert_eq "$rc" 0 "py_threads.py exit status (stderr: $(cat "$T/err"))"
-grep -q '^DONE ' "$T/out" || fail "no DONE line"
+held_end py 0
+grep -q '^DONE ' "$T/py.out" || fail "no DONE line"
 
 gone() { [ "$(jqp "$POL" "[.connections[] | select(.pid == $PID)] | length")" = 0 ]; }
 wait_until 5 gone || fail "records of pid $PID still listed after exit"

@@ -11,19 +11,17 @@ set -euo pipefail
 . "$(dirname "$0")/client.sh"
 
 sql_primary "create table if not exists ro_t (at timestamptz)"
-wait_until 10 sh -c "$PSQL -XAtq -p $PQT_REPLICA_PORT -c 'select 1 from ro_t limit 0' >/dev/null 2>&1" ||
-	fail "table never reached the replica"
+replica_catch_up 10 "table ro_t"
 
 FLAG=$T/read-only.flag
 POL=$(ro_policy ro "$T/shim.log" "drain_timeout = 5s")
 
 client_start py_readonly.py "$PY" "$PQT_ROOT/tests/clients/py_readonly.py" --app t_ro
-svc=$RUN
 
 last() { tail -n 1 "$T/out"; }
 field() { last | jq -r ".$1"; }
-primary_backends() { sql_primary "select count(*) from pg_stat_activity where application_name = 't_ro'"; }
-replica_backends() { sql_replica "select count(*) from pg_stat_activity where application_name = 't_ro'"; }
+primary_backends() { server_backends t_ro; }
+replica_backends() { server_backends t_ro replica; }
 
 wait_until 5 sh -c "[ \$(tail -n1 $T/out | jq .read_primary) -gt 20 ]" || fail "no reads on the primary: $(last)"
 assert_eq "$(primary_backends)" 5 "the service's 5 connections on the primary"
@@ -39,8 +37,9 @@ note "first read from the replica after ${took}s"
 assert_le "$took" 1.5 "reads move within a second (plus a report period)"
 w0=$(field writes_refused)
 wait_until 3 sh -c "[ \$(tail -n1 $T/out | jq .writes_refused) -gt $w0 ]" || fail "writes not refused: $(last)"
-wait_until 8 sh -c "[ \$($PSQL -XAtq -p $PQT_PRIMARY_PORT -c \"select count(*) from pg_stat_activity where application_name = 't_ro'\") = 0 ]" ||
-	fail "connections left on the primary: $(sql_primary "select pid, state, query from pg_stat_activity where application_name = 't_ro'"); stat: $(stat_json "$POL" | jq -c "[.connections[] | {tid, target, state, backend_pid, queries}]"); shim log: $(grep -v ended "$T/shim.log")"
+none_on_primary() { [ "$(primary_backends)" = 0 ]; }
+wait_until 8 none_on_primary ||
+	fail "connections left on the primary: $(server_activity t_ro "pid, state, query"); stat: $(stat_json "$POL" | jq -c "[.connections[] | {tid, target, state, backend_pid, queries}]"); shim log: $(grep -v ended "$T/shim.log")"
 # The four busy connections moved at their next statement; the idle one,
 # never used, had its backend ended (it moves when next used, see the end).
 assert_eq "$(replica_backends)" 4 "the 4 busy connections on the replica"
@@ -56,16 +55,15 @@ rm -f "$FLAG"
 p0=$(field read_primary) w1=$(field writes_ok)
 wait_until 3 sh -c "[ \$(tail -n1 $T/out | jq .read_primary) -gt $p0 ]" || fail "reads never came back: $(last)"
 wait_until 3 sh -c "[ \$(tail -n1 $T/out | jq .writes_ok) -gt $w1 ]" || fail "writes did not come back: $(last)"
-wait_until 8 sh -c "[ \$($PSQL -XAtq -p $PQT_REPLICA_PORT -c \"select count(*) from pg_stat_activity where application_name = 't_ro'\") = 0 ]" ||
-	fail "connections left on the replica"
+none_on_replica() { [ "$(replica_backends)" = 0 ]; }
+wait_until 8 none_on_replica || fail "connections left on the replica"
 assert_eq "$(primary_backends)" 4 "the busy ones back on the primary"
 assert_eq "$(field read_errors)" 0 "still no failed read: $(field last_error)"
 assert_eq "$(field other_errors)" 0 "still no other error: $(field last_error)"
 
 # The idle connection, used again at the end, works: it reconnects where
 # the policy says (the primary now) without the program seeing anything.
-exec 3>&-
-wait_until 10 sh -c "! kill -0 $svc 2>/dev/null" || fail "service did not exit"
+held_end client "" 10
 assert_eq "$(field read_errors)" 0 "the idle connection's late read worked: $(field last_error)"
 S=$(stat_json "$POL")
 assert_eq "$(jq .totals.leaked <<<"$S")" 0 "nothing leaked"

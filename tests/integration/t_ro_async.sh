@@ -14,10 +14,8 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=client.sh
 . "$(dirname "$0")/client.sh"
 
-[ -x "$PQSHIM" ] && [ -f "$PQSHIM_LIB" ] || fail "build first: no $PQSHIM or $PQSHIM_LIB"
 sql_primary "create table if not exists ro_t (at timestamptz)"
-replica_has_table() { sql_replica "select 1 from ro_t limit 0" >/dev/null 2>&1; }
-wait_until 10 replica_has_table || fail "table never reached the replica"
+replica_catch_up 10 "table ro_t"
 
 FLAG=$T/read-only.flag
 APP=t_ro_async
@@ -62,8 +60,7 @@ w0=$(field writes_refused) f0=$(field fresh_replica)
 wait_until 5 more writes_refused "$w0" || fail "writes not refused: $(state)"
 wait_until 5 more fresh_replica "$f0" || fail "new async connects never went to the replica: $(state)"
 none_on_primary() { [ "$(on_primary)" = 0 ]; }
-wait_until 6 none_on_primary || fail "connections left on the primary: $(sql_primary "select pid, state,
-	query from pg_stat_activity where application_name = '$APP'"); $(state)"
+wait_until 6 none_on_primary || fail "connections left on the primary: $(server_activity "$APP" "pid, state, query"); $(state)"
 assert_eq "$(on_replica)" 2 "the reader and writer on the replica"
 # A few more rounds, all on the replica.
 rp=$(field read_primary) r1=$(field read_replica) fp=$(field fresh_primary) wk=$(field writes_ok)
@@ -99,10 +96,7 @@ assert_eq "$(field fresh_replica)" "$fr" "no new connect on the replica after th
 assert_eq "$(field writes_refused)" "$wr" "no write refused after the flag went"
 no_errors "after the flag went"
 
-exec 3>&-
-rc=0
-wait "$RUN" || rc=$?
-assert_eq "$rc" 0 "the program's exit status ($(tail -3 "$T/err"))"
+held_end client 0
 no_errors "at the end"
 assert_eq "$(jqp "$POL" .totals.leaked)" 0 "nothing leaked"
 gone() {

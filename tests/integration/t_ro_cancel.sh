@@ -11,7 +11,6 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=client.sh
 . "$(dirname "$0")/client.sh"
 
-[ -x "$PQSHIM" ] && [ -f "$PQSHIM_LIB" ] || fail "build first: no $PQSHIM or $PQSHIM_LIB"
 FLAG=$T/read-only.flag
 APP=t_ro_cancel
 POL=$(ro_policy cancel "$T/shim.log")
@@ -22,7 +21,7 @@ assert_eq "$(server_backends "$APP")" 1 "the client on the primary"
 touch "$FLAG"
 # the client's own tick (its drainer thread, twice a second) has seen the flag
 wait_until 5 ro_noticed "$T/shim.log" on || fail "the client never noticed the flag: $(cat "$T/shim.log")"
-echo go >&3
+held_send client go
 result() { grep -q '^{' "$T/out"; }
 wait_until 15 result || fail "no result: $(cat "$T/out") $(cat "$T/err")"
 R=$(grep '^{' "$T/out")
@@ -36,8 +35,5 @@ assert_eq "$(sql_replica "select count(*) from pg_stat_activity where applicatio
 	and pid = $(r backend)")" 1 "the replica's backend is the one the client reported"
 assert_eq "$(server_backends "$APP")" 0 "nothing left on the primary"
 assert_eq "$(jqp "$POL" .totals.migrations)" 1 "totals: migrations"
-exec 3>&-
-rc=0
-wait "$RUN" || rc=$?
-assert_eq "$rc" 0 "client exit status (stderr: $(cat "$T/err"))"
+held_end client 0
 echo "ok: a cancel object taken before the move cancels on the replica"

@@ -14,33 +14,24 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
-[ -x "$PQSHIM" ] && [ -f "$PQSHIM_LIB" ] || fail "build first: no $PQSHIM or $PQSHIM_LIB"
 FLAG=$T/read-only.flag
 APP=t_ro_cannot
 POL=$(ro_policy cannot "$T/shim.log")
 
-# start NAME SCRIPT: the client, its stdin on $T/NAME.in (fd 3 or 4)
-start() {
-	mkfifo "$T/$1.in"
-	"$PQSHIM" run -p "$POL" -- "$PY" "$PQT_ROOT/tests/clients/$2" --app "${APP}_$1" \
-		<"$T/$1.in" >"$T/$1.out" 2>"$T/$1.err" &
-	bg_track "$!"
-}
+# start NAME SCRIPT: the client, held NAME
+start() { held_start "$1" "$PQSHIM" run -p "$POL" -- "$PY" "$PQT_ROOT/tests/clients/$2" --app "${APP}_$1"; }
 start temp py3_temp_ro.py
-exec 3>"$T/temp.in"
 start listen py_listen_ro.py
-exec 4>"$T/listen.in"
-at_exit 'exec 3>&- 4>&-'
 for n in temp listen; do
-	wait_until 20 grep -q READY "$T/$n.out" || fail "$n: not ready: $(cat "$T/$n.out" "$T/$n.err")"
+	held_ready "$n" READY
 	assert_eq "$(server_backends "${APP}_$n")" 1 "$n: on the primary"
 done
 
 touch "$FLAG"
 # both processes' own ticks have seen the flag (each logs it)
 wait_until 5 ro_noticed "$T/shim.log" on 2 || fail "the clients never both noticed the flag: $(cat "$T/shim.log")"
-echo go >&3
-echo go >&4
+held_send temp go
+held_send listen go
 result() { grep -q '^\[' "$T/$1.out"; }
 for n in temp listen; do
 	wait_until 10 result "$n" || fail "$n: no result: $(cat "$T/$n.out" "$T/$n.err")"

@@ -15,16 +15,11 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
-[ -x "$PQSHIM" ] && [ -f "$PQSHIM_LIB" ] || fail "build first: no $PQSHIM or $PQSHIM_LIB"
 
 # pgbench's tables, made here without the shim, and on the replica too.
 env -u LD_PRELOAD -u PQSHIM_POLICY "$PGBENCH" -i -q -s 1 >"$T/init.out" 2>&1 ||
 	fail "pgbench -i: $(tail -5 "$T/init.out")"
-replica_has_tables() {
-	[ "$(sql_replica "select count(*) from pgbench_accounts")" = 100000 ] &&
-		[ "$(sql_replica "select count(*) from pgbench_branches")" = 1 ]
-}
-wait_until 15 replica_has_tables || fail "pgbench's tables never reached the replica"
+replica_catch_up 15 "pgbench's tables"
 
 FLAG=$T/read-only.flag
 APP=t_ro_pgbench
@@ -54,8 +49,7 @@ select_run() {
 	t0=${EPOCHREALTIME/./}
 	none_on_primary() { [ "$(on_primary)" = 0 ]; }
 	wait_until 5 none_on_primary ||
-		fail "$mode: pgbench's connections still on the primary 5 s after the flag: $(sql_primary "select pid, state, query
-			from pg_stat_activity where application_name = '$APP'"); stat: $(stat_json "$pol" |
+		fail "$mode: pgbench's connections still on the primary 5 s after the flag: $(server_activity "$APP" "pid, state, query"); stat: $(stat_json "$pol" |
 			jq -c '[.connections[] | {tid, target, state, status, backend_pid, queries}]'); shim log: $(cat "$T/shim_$mode.log")"
 	took=$(ms_since "$t0")
 	note "$mode: the primary had none of pgbench's connections ${took} ms after the flag"

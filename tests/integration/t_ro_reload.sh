@@ -24,10 +24,8 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=client.sh
 . "$(dirname "$0")/client.sh"
 
-[ -x "$PQSHIM" ] && [ -f "$PQSHIM_LIB" ] || fail "build first: no $PQSHIM or $PQSHIM_LIB"
 sql_primary "create table if not exists ro_t (at timestamptz)"
-replica_has_table() { sql_replica "select 1 from ro_t limit 0" >/dev/null 2>&1; }
-wait_until 10 replica_has_table || fail "table never reached the replica"
+replica_catch_up 10 "table ro_t"
 
 APP=t_ro_reload TXAPP=t_ro_reload_tx
 # rules ENABLED: the policy's text with [read_only] enabled = ENABLED
@@ -192,25 +190,10 @@ assert_eq "$("$PQSHIM" check "$POL" 2>&1)" "$POL: ok" "pqshim check on the fixed
 no_errors "after the fix"
 
 # --- a holdout in a transaction (in_transaction = keep) ---------------------------
-mkfifo "$T/tx.in"
-PGAPPNAME=$TXAPP "$PQSHIM" run -p "$POL" -- "$PSQL" -X -A -t -q -v ON_ERROR_STOP=1 \
-	<"$T/tx.in" >"$T/tx.out" 2>"$T/tx.err" &
-TX=$!
-bg_track "$TX"
-exec 4>"$T/tx.in"
-at_exit 'exec 4>&-'
-psql_pid() {
-	if [ "$(cat "/proc/$TX/comm" 2>/dev/null)" = psql ]; then echo "$TX"
-	else pgrep -P "$TX" -x psql; fi
-}
-n=0
-send() {
-	n=$((n + 1))
-	printf '%s\n' "$@" "\\! touch $T/done.$n" >&4
-	wait_until 15 test -e "$T/done.$n" || fail "psql did not run: $* (stderr: $(cat "$T/tx.err"))"
-}
+PGAPPNAME=$TXAPP psql_hold tx "$POL"
+send() { psql_feed tx "$@"; }
 send "begin;" "select pg_is_in_recovery();"
-PSQLPID=$(psql_pid) || fail "no psql process"
+PSQLPID=$RUN # pqshim run execs psql
 assert_eq "$(cat "$T/tx.out")" f "the transaction on the primary"
 
 r0=$(field read_replica)
@@ -248,9 +231,7 @@ fi
 assert_eq "$(on_primary "$APP")" 0 "the primary shows none of the service's connections"
 assert_eq "$(on_replica "$TXAPP")" 1 "the session on the replica"
 
-exec 4>&-
-wait "$TX" || fail "psql's exit status ($(cat "$T/tx.err"))"
-exec 3>&-
-wait_until 10 sh -c "! kill -0 $SVC 2>/dev/null" || fail "service did not exit"
+held_end tx 0
+held_end client "" 10
 no_errors "at the end"
 echo "ok: reloads switch, refused policies keep the last good one, drain waits for the primary to empty"

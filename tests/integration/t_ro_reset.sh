@@ -18,7 +18,6 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
-[ -x "$PQSHIM" ] && [ -f "$PQSHIM_LIB" ] || fail "build first: no $PQSHIM or $PQSHIM_LIB"
 
 FLAG=$T/read-only.flag
 POL=$(ro_policy reset "$T/shim.log" "on_switch = reset
@@ -141,18 +140,10 @@ EOF
 cc -Wall -I"$(pkg-config --variable=includedir libpq)" -o "$T/reset_c" "$T/reset.c" -lpq ||
 	fail "cannot build the PQreset program"
 
-mkfifo "$T/py.in" "$T/c.in"
-"$PQSHIM" run -p "$POL" -- "$PY" "$T/reset.py" "$PYAPP" <"$T/py.in" >"$T/py.out" 2>"$T/py.err" &
-PYRUN=$!
-bg_track "$PYRUN"
-exec 3>"$T/py.in"
-PGAPPNAME=$CAPP "$PQSHIM" run -p "$POL" -- "$T/reset_c" <"$T/c.in" >"$T/c.out" 2>"$T/c.err" &
-CRUN=$!
-bg_track "$CRUN"
-exec 4>"$T/c.in"
-at_exit 'exec 3>&- 4>&-'
-wait_until 20 grep -q ready "$T/py.out" || fail "psycopg2 program not ready: $(cat "$T/py.err")"
-wait_until 10 grep -q ready "$T/c.out" || fail "C program not ready: $(cat "$T/c.err")"
+held_start py "$PQSHIM" run -p "$POL" -- "$PY" "$T/reset.py" "$PYAPP"
+PGAPPNAME=$CAPP held_start c "$PQSHIM" run -p "$POL" -- "$T/reset_c"
+held_ready py ready 20
+held_ready c ready 10
 assert_eq "$(cat "$T/c.out")" "ready OK" "the C program connected"
 
 # py CMD / c CMD: send one command, wait for its line, leave it in $OUT.
@@ -160,13 +151,13 @@ pyn=1 cn=1
 lines() { [ "$(wc -l <"$1")" -ge "$2" ]; }
 py() {
 	pyn=$((pyn + 1))
-	echo "$1" >&3
+	held_send py "$1"
 	wait_until 15 lines "$T/py.out" "$pyn" || fail "psycopg2 program: no answer to $1: $(cat "$T/py.err")"
 	OUT=$(sed -n "${pyn}p" "$T/py.out")
 }
 c() {
 	cn=$((cn + 1))
-	echo "$1" >&4
+	held_send c "$1"
 	wait_until 15 lines "$T/c.out" "$cn" || fail "C program: no answer to $1: $(cat "$T/c.err")"
 	OUT=$(sed -n "${cn}p" "$T/c.out")
 }
@@ -178,8 +169,7 @@ count() { # APP primary|replica
 # going have gone.
 where_ok() { [ "$(count "$1" primary)" = "$2" ] && [ "$(count "$1" replica)" = "$3" ]; }
 where() {
-	wait_until 5 where_ok "$@" || fail "$1: expected $2 on the primary and $3 on the replica, got $(count "$1" primary) and $(count "$1" replica): $(sql_primary "select pid, state, query
-		from pg_stat_activity where application_name = '$1'")"
+	wait_until 5 where_ok "$@" || fail "$1: expected $2 on the primary and $3 on the replica, got $(count "$1" primary) and $(count "$1" replica): $(server_activity "$1" "pid, state, query")"
 }
 # noticed N: both processes have logged read-only switching N times in all.
 noticed() { ro_noticed "$T/shim.log" 'on|off' "$1"; }
@@ -261,13 +251,8 @@ c read
 assert_match "$OUT" '^ok f [0-9]+ OK$' "C: PQresetStart landed on the primary"
 where "$CAPP" 1 0
 
-exec 3>&- 4>&-
-rc=0
-wait "$PYRUN" || rc=$?
-assert_eq "$rc" 0 "psycopg2 program's exit status ($(cat "$T/py.err"))"
-rc=0
-wait "$CRUN" || rc=$?
-assert_eq "$rc" 0 "C program's exit status ($(cat "$T/c.err"))"
+held_end py 0
+held_end c 0
 assert_eq "$(tail -n 1 "$T/c.out")" "same yes" "C: the program's PGconn * never changed"
 where "$PYAPP" 0 0
 where "$CAPP" 0 0

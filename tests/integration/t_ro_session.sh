@@ -12,14 +12,12 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=client.sh
 . "$(dirname "$0")/client.sh"
 
-[ -x "$PQSHIM" ] && [ -f "$PQSHIM_LIB" ] || fail "build first: no $PQSHIM or $PQSHIM_LIB"
 sql_primary "do \$\$ begin create role pqt_app; exception when duplicate_object then null; end \$\$;
 	create schema if not exists pqt_s;
 	create table if not exists pqt_s.session_t (x int);
 	truncate pqt_s.session_t; insert into pqt_s.session_t select generate_series(1, 3);
 	grant usage on schema pqt_s to pqt_app; grant select on pqt_s.session_t to pqt_app" >/dev/null
-on_replica() { [ "$(sql_replica "select count(*) from pqt_s.session_t" 2>/dev/null)" = 3 ]; }
-wait_until 10 on_replica || fail "the table never reached the replica"
+replica_catch_up 10 "the table"
 
 FLAG=$T/read-only.flag
 APP=t_ro_session
@@ -33,7 +31,7 @@ same="- pqt_s, public|7MB|42s|pqt_app|3"
 assert_eq "$(seen start)" "$same false" "start: the session's settings, on the primary"
 
 step() { # NAME: ask the client to look again
-	echo "$1" >&3
+	held_send client "$1"
 	wait_until 10 line "$1" || fail "no step $1: $(cat "$T/out" "$T/err")"
 	note "$1: $(line "$1")"
 }
@@ -50,8 +48,5 @@ assert_eq "$(seen primary)" "$same false" "primary again: the same settings, use
 assert_eq "$(jqp "$POL" .totals.migrations)" 2 "totals: migrations"
 ! grep -q "could not carry" "$T/shim.log" || fail "shim log: $(grep 'could not carry' "$T/shim.log")"
 
-exec 3>&-
-rc=0
-wait "$RUN" || rc=$?
-assert_eq "$rc" 0 "client exit status (stderr: $(cat "$T/err"))"
+held_end client 0
 echo "ok: search_path, work_mem, statement_timeout and SET ROLE survive two moves"

@@ -14,7 +14,6 @@ export PQT_BED_TLS=1
 # shellcheck source-path=SCRIPTDIR source=client.sh
 . "$(dirname "$0")/client.sh"
 
-[ -x "$PQSHIM" ] && [ -f "$PQSHIM_LIB" ] || fail "build first: no $PQSHIM or $PQSHIM_LIB"
 FLAG=$T/read-only.flag
 APP=t_ro_tls
 POL=$(RO_HOST=127.0.0.1 ro_policy tls "$T/shim.log")
@@ -25,7 +24,7 @@ client_start py_tls_ro.py "$PY" "$PQT_ROOT/tests/clients/py_tls_ro.py" \
 line() { grep "\"step\": \"$1\"" "$T/out"; }
 # step NAME EXPECTED: the client's step NAME reads EXPECTED (recovery ssl ok)
 step() {
-	echo "$1" >&3
+	held_send client "$1"
 	wait_until 10 line "$1" || fail "no step $1: $(cat "$T/out" "$T/err")"
 	local l
 	l=$(line "$1")
@@ -52,8 +51,5 @@ assert_eq "$(sql_primary "select ssl from pg_stat_ssl join pg_stat_activity usin
 assert_eq "$(server_backends "$APP" replica)" 0 "nothing left on the replica"
 assert_eq "$(jqp "$POL" '"\(.totals.migrations) \(.totals.refused)"')" "2 0" "totals: migrations refused"
 
-exec 3>&-
-rc=0
-wait "$RUN" || rc=$?
-assert_eq "$rc" 0 "client exit status (stderr: $(cat "$T/err"))"
+held_end client 0
 echo "ok: a TLS connection moved to the replica and back, no error"

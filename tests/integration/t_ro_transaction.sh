@@ -14,10 +14,8 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
-[ -x "$PQSHIM" ] && [ -f "$PQSHIM_LIB" ] || fail "build first: no $PQSHIM or $PQSHIM_LIB"
 sql_primary "create table if not exists ro_tx (i int); truncate ro_tx"
-replica_has_table() { sql_replica "select 1 from ro_tx limit 0" >/dev/null 2>&1; }
-wait_until 10 replica_has_table || fail "table never reached the replica"
+replica_catch_up 10 "table ro_tx"
 
 FLAG=$T/read-only.flag
 ms_since() { echo $(((${EPOCHREALTIME/./} - $1) / 1000)); }
@@ -26,25 +24,10 @@ policy() {
 	ro_policy "$1" "$T/$1.log" "in_transaction = $2
 drain_timeout = 2s"
 }
-# start_psql NAME APP POLICY FD: a psql session reading from a fifo on FD.
-start_psql() {
-	mkfifo "$T/$1.in"
-	PGAPPNAME=$2 "$PQSHIM" run -p "$3" -- "$PSQL" -X -A -t -q -v ON_ERROR_STOP=1 \
-		<"$T/$1.in" >"$T/$1.out" 2>"$T/$1.err" &
-	RUN=$!
-	bg_track "$RUN"
-	eval "exec $4>\"\$T/\$1.in\""
-	at_exit "exec $4>&-"
-}
-# send FD NAME LINE...: feed psql and wait until it has run everything sent.
-n=0
-send() {
-	local fd=$1 name=$2
-	shift 2
-	n=$((n + 1))
-	printf '%s\n' "$@" "\\! touch $T/done.$n" >&"$fd"
-	wait_until 15 test -e "$T/done.$n" || fail "$name: psql did not run: $* (stderr: $(cat "$T/$name.err"))"
-}
+# start_psql NAME APP POLICY: a psql session held open (held NAME).
+start_psql() { PGAPPNAME=$2 psql_hold "$1" "$3"; }
+# send NAME LINE...: feed psql and wait until it has run everything sent.
+send() { psql_feed "$@"; }
 on_primary() { server_backends "$1"; }
 on_replica() { server_backends "$1" replica; }
 backends() { # APP PRIMARY REPLICA
@@ -55,11 +38,10 @@ noticed() { ro_noticed "$1" on; }
 # --- in_transaction = keep --------------------------------------------------
 POL=$(policy keep keep)
 APP=t_ro_tx_keep
-start_psql keep "$APP" "$POL" 3
-KEEP=$RUN
-send 3 keep "begin;" "insert into ro_tx values (1);" "select pg_is_in_recovery();"
+start_psql keep "$APP" "$POL"
+send keep "begin;" "insert into ro_tx values (1);" "select pg_is_in_recovery();"
 assert_eq "$(cat "$T/keep.out")" f "keep: the transaction runs on the primary"
-assert_eq "$(sql_primary "select state from pg_stat_activity where application_name = '$APP'")" \
+assert_eq "$(server_activity "$APP" state)" \
 	"idle in transaction" "keep: the server's view before the flag"
 
 touch "$FLAG"
@@ -69,27 +51,25 @@ wait_until 5 noticed "$T/keep.log" || fail "keep: psql did not notice the flag: 
 # (2 s): a transaction is kept all the same.
 sleep 3
 note "keep: $(ms_since "$t0") ms after the flag"
-assert_eq "$(sql_primary "select state from pg_stat_activity where application_name = '$APP'")" \
+assert_eq "$(server_activity "$APP" state)" \
 	"idle in transaction" "keep: the transaction still on the primary after drain_timeout"
 assert_eq "$(on_replica "$APP")" 0 "keep: nothing on the replica during the transaction"
 assert_eq "$(jqp "$POL" '[.connections[] | [.target, .state, .status]]' | jq -c .)" \
 	'[["primary","in_transaction","ok"]]' "keep: stat during the transaction"
-send 3 keep "insert into ro_tx values (2);" "select pg_is_in_recovery();"
+send keep "insert into ro_tx values (2);" "select pg_is_in_recovery();"
 assert_eq "$(tail -n 1 "$T/keep.out")" f "keep: statements inside the transaction still run on the primary"
-send 3 keep "commit;"
+send keep "commit;"
 assert_eq "$(sql_primary "select string_agg(i::text, ',' order by i) from ro_tx")" "1,2" \
 	"keep: the commit succeeded on the primary"
-send 3 keep "select pg_is_in_recovery();"
+send keep "select pg_is_in_recovery();"
 assert_eq "$(tail -n 1 "$T/keep.out")" t "keep: the statement after the commit runs on the replica"
 wait_until 5 backends "$APP" 0 1 || fail "keep: after the commit, expected 0 on the primary and 1 on the replica, got $(on_primary "$APP") and $(on_replica "$APP")"
 assert_eq "$(jqp "$POL" '[.connections[] | [.target, .state, .status]]' | jq -c .)" \
 	'[["replica","idle","ok"]]' "keep: stat after the commit"
 # Writes are now refused by the server; the session goes on.
-printf '%s\n' "insert into ro_tx values (3);" >&3
-exec 3>&-
-rc=0
-wait "$KEEP" || rc=$?
-assert_eq "$rc" 3 "keep: psql stops on the refused write (ON_ERROR_STOP)"
+held_send keep "insert into ro_tx values (3);"
+held_end keep
+assert_eq "$HELD_RC" 3 "keep: psql stops on the refused write (ON_ERROR_STOP)"
 assert_match "$(cat "$T/keep.err")" "cannot execute INSERT in a read-only transaction" "keep: the refused write"
 assert_eq "$(cat "$T/keep.out")" $'f\nf\nt' "keep: psql's output"
 rm -f "$FLAG"
@@ -97,9 +77,8 @@ rm -f "$FLAG"
 # --- in_transaction = terminate ------------------------------------------------
 POL=$(policy term terminate)
 APP=t_ro_tx_term
-start_psql term "$APP" "$POL" 4
-TERM_RUN=$RUN
-send 4 term "begin;" "insert into ro_tx values (10);" "select pg_is_in_recovery();"
+start_psql term "$APP" "$POL"
+send term "begin;" "insert into ro_tx values (10);" "select pg_is_in_recovery();"
 assert_eq "$(cat "$T/term.out")" f "terminate: the transaction runs on the primary"
 touch "$FLAG"
 t0=${EPOCHREALTIME/./}
@@ -115,8 +94,7 @@ else
 	note "terminate: too slow to look before drain_timeout (${took} ms)"
 fi
 gone() { [ "$(on_primary "$APP")" = 0 ]; }
-wait_until 8 gone || fail "terminate: the transaction still on the primary $(ms_since "$t0") ms after the flag: $(sql_primary "select pid, state, query
-	from pg_stat_activity where application_name = '$APP'"); stat: $(stat_json "$POL" | jq -c .connections); log: $(cat "$T/term.log")"
+wait_until 8 gone || fail "terminate: the transaction still on the primary $(ms_since "$t0") ms after the flag: $(server_activity "$APP" "pid, state, query"); stat: $(stat_json "$POL" | jq -c .connections); log: $(cat "$T/term.log")"
 took=$(ms_since "$t0")
 note "terminate: the server ended the transaction ${took} ms after the flag"
 assert_ge "$took" 1900 "terminate: not before drain_timeout"
@@ -124,16 +102,14 @@ assert_le "$took" 6000 "terminate: soon after drain_timeout"
 assert_eq "$(on_replica "$APP")" 0 "terminate: nothing on the replica yet"
 # The session's next statement fails: psql reports the lost connection and,
 # reading a script, exits with status 2.
-printf '%s\n' "select 1;" >&4
-rc=0
-wait "$TERM_RUN" || rc=$?
-assert_eq "$rc" 2 "terminate: psql's exit status after its next statement (stderr: $(cat "$T/term.err"))"
+held_send term "select 1;"
+held_end term
+assert_eq "$HELD_RC" 2 "terminate: psql's exit status after its next statement (stderr: $(cat "$T/term.err"))"
 assert_match "$(cat "$T/term.err")" "terminating connection due to administrator command|server closed the connection" \
 	"terminate: the statement after the end of the transaction fails"
 assert_eq "$(cat "$T/term.out")" f "terminate: psql's output"
 assert_eq "$(sql_primary "select count(*) from ro_tx where i = 10")" 0 "terminate: nothing of the transaction committed"
 assert_eq "$(on_primary "$APP")" 0 "terminate: nothing on the primary at the end"
-exec 4>&-
 rm -f "$FLAG"
 sql_primary "drop table ro_tx"
 echo "ok: in_transaction keep (moves after COMMIT) and terminate (ended after drain_timeout)"

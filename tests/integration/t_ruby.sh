@@ -12,7 +12,6 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=client.sh
 . "$(dirname "$0")/client.sh"
 
-[ -x "$PQSHIM" ] && [ -f "$PQSHIM_LIB" ] || fail "build first: no $PQSHIM or $PQSHIM_LIB"
 RUBY=/usr/bin/ruby
 [ -x "$RUBY" ] && "$RUBY" -rpg -e 1 2>/dev/null || fail "needs /usr/bin/ruby with ruby-pg (Debian: ruby-pg)"
 POL=$(policy_new ruby)

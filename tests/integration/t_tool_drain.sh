@@ -17,7 +17,6 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
-[ -x "$PQSHIM" ] && [ -f "$PQSHIM_LIB" ] || fail "build first: no $PQSHIM or $PQSHIM_LIB"
 FLAG=$T/read-only.flag
 # `primary` names a port nobody uses, so the psql session below matches no
 # rule (target "direct") whatever the shim learns to enforce later.
@@ -61,13 +60,9 @@ assert_eq "$rc" 2 "drain with a policy that does not load"
 assert_match "$(cat "$T/bad.err")" 'bad.ini:2: ' "drain names the policy's error"
 
 # --- a real session: target "direct" is never forbidden
-mkfifo "$T/in"
-PGAPPNAME=t_tool_drain "$PQSHIM" run -p "$POL" -- "$PSQL" -X -A -t -q <"$T/in" >"$T/psql.out" 2>"$T/psql.err" &
-PSQLPID=$!
-bg_track "$PSQLPID"
-exec 3>"$T/in"
-at_exit 'exec 3>&-'
-printf 'select 1;\n' >&3
+PGAPPNAME=t_tool_drain psql_hold psql "$POL"
+PSQLPID=$RUN
+held_send psql 'select 1;'
 session() { [ "$(jqp "$POL" "[.connections[] | select(.pid == $PSQLPID)] | length")" = 1 ]; }
 wait_until 10 session || fail "the psql session never showed ($(cat "$T/psql.err"))"
 assert_eq "$(jqp "$POL" ".connections[] | select(.pid == $PSQLPID) | .target")" direct "psql's target"
@@ -267,7 +262,6 @@ wait "$HOLD" || true
 "$PQSHIM" drain -p "$POL2" --timeout 1s >/dev/null || fail "enabled = yes, nothing left"
 
 # The session is untouched by all this.
-printf 'select 2;\n' >&3
-exec 3>&-
-wait "$PSQLPID" || fail "psql exit status ($(cat "$T/psql.err"))"
+held_send psql 'select 2;'
+held_end psql 0
 assert_eq "$(cat "$T/psql.out")" $'1\n2' "psql's output"

@@ -14,7 +14,6 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
-[ -x "$PQSHIM" ] && [ -f "$PQSHIM_LIB" ] || fail "build first: no $PQSHIM or $PQSHIM_LIB"
 APP=t_tool_stat
 POL=$(policy_new tool_stat "[cap]
 max_active = 2
@@ -196,8 +195,7 @@ bg_track "$BENCH"
 # The backends stat lists for pgbench are the backends the server has.
 ours() { stat_json "$POL" | jq -r "[.connections[] | select(.pid == $BENCH) | .backend_pid] |
 	sort | map(tostring) | join(\",\")"; }
-theirs() { sql_primary "select coalesce(string_agg(pid::text, ',' order by pid), '')
-	from pg_stat_activity where application_name = '$APP'"; }
+theirs() { server_activity "$APP" pid | paste -sd,; }
 agree() {
 	local a b
 	a=$(ours) b=$(theirs)
@@ -296,21 +294,17 @@ awk -v s="$(pv "$T/end.prom" pqshim_wait_seconds_sum)" \
 # --- a program whose name needs escaping, held open on a fifo
 NAME=$'we"ird\\\nname'
 cp "$PSQL" "$T/$NAME"
-mkfifo "$T/in"
-PGAPPNAME=${APP}_psql "$PQSHIM" run -p "$POL" -- "$T/$NAME" -X -A -t -q "dbname=pqt password=sekrit-tool-stat" \
-	<"$T/in" >"$T/psql.out" 2>"$T/psql.err" &
-PSQLPID=$!
-bg_track "$PSQLPID"
-exec 3>"$T/in"
-at_exit 'exec 3>&-'
-printf 'select 1;\n' >&3
+PGAPPNAME=${APP}_psql held_start psql "$PQSHIM" run -p "$POL" -- "$T/$NAME" -X -A -t -q \
+	"dbname=pqt password=sekrit-tool-stat"
+PSQLPID=$RUN
+held_send psql 'select 1;'
 held() { [ "$(jqp "$POL" "[.connections[] | select(.pid == $PSQLPID)] | length")" = 1 ]; }
 wait_until 10 held || fail "the psql session never showed ($(cat "$T/psql.err"))"
 S=$(stat_json "$POL")
 assert_eq "$(jq -r ".processes[] | select(.pid == $PSQLPID) | .program" <<<"$S")" "$NAME" \
 	"JSON program name with quote, backslash, newline"
 assert_eq "$(jq -r ".connections[] | select(.pid == $PSQLPID) | .backend_pid" <<<"$S")" \
-	"$(sql_primary "select pid from pg_stat_activity where application_name = '${APP}_psql'")" \
+	"$(server_activity "${APP}_psql" pid)" \
 	"backend_pid of the psql session"
 [[ $S != *sekrit* && $S != *password* ]] || fail "stat --json shows a password"
 prom "$T/name.prom"
@@ -323,5 +317,4 @@ line=$(grep -E "^$PSQLPID +" "$T/name.txt" || true)
 [[ $line == *'we"ird\?name'* ]] ||
 	fail "table: the program name's newline not neutralised: $(cat "$T/name.txt")"
 ! grep -q sekrit "$T/name.prom" "$T/name.txt" || fail "a password in the output"
-exec 3>&-
-wait "$PSQLPID" || fail "psql exit status ($(cat "$T/psql.err"))"
+held_end psql 0

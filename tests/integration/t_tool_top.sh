@@ -11,7 +11,6 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
-[ -x "$PQSHIM" ] && [ -f "$PQSHIM_LIB" ] || fail "build first: no $PQSHIM or $PQSHIM_LIB"
 command -v script >/dev/null || fail "script(1) (util-linux) is needed"
 APP=t_tool_top
 POL=$(policy_new tool_top "[cap]
@@ -36,15 +35,11 @@ PGAPPNAME=$APP "$PQSHIM" run -p "$POL" -- "$PGBENCH" -n -c 3 -j 3 -T 30 \
 	>"$T/bench.out" 2>"$T/bench.err" &
 BENCH=$!
 bg_track "$BENCH"
-mkfifo "$T/in"
-PGAPPNAME=${APP}_psql "$PQSHIM" run -p "$POL" -- "$PSQL" -X -A -t -q <"$T/in" >"$T/psql.out" 2>"$T/psql.err" &
-PSQLPID=$!
-bg_track "$PSQLPID"
-exec 3>"$T/in"
-at_exit 'exec 3>&-'
+PGAPPNAME=${APP}_psql psql_hold psql "$POL"
+PSQLPID=$RUN
 running() { [ "$(jqp "$POL" "[.connections[] | select(.pid == $BENCH)] | length")" = 3 ]; }
 wait_until 10 running || fail "pgbench's 3 connections never showed"
-printf 'select 1;\n' >&3
+held_send psql 'select 1;'
 session() { [ "$(jqp "$POL" "[.connections[] | select(.pid == $PSQLPID)] | length")" = 1 ]; }
 wait_until 10 session || fail "the psql session never showed ($(cat "$T/psql.err"))"
 
@@ -149,5 +144,4 @@ signal hup HUP 129
 kill -TERM "$BENCH"
 wait "$BENCH" 2>/dev/null || true
 assert_eq "$(jqp "$POL" .cap.timeouts)" 0 "no wait timed out"
-exec 3>&-
-wait "$PSQLPID" || fail "psql exit status ($(cat "$T/psql.err"))"
+held_end psql 0

@@ -13,32 +13,21 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
-[ -x "$PQSHIM" ] && [ -f "$PQSHIM_LIB" ] || fail "build first: no $PQSHIM or $PQSHIM_LIB"
 M=3 # statements the second thread tries
 
-# start NAME POLICY ARGS...: py_rules.py under the shim, held open on fd 3;
-# sets RUN PID and waits for READY.
+# start NAME POLICY ARGS...: py_rules.py under the shim, held NAME; sets
+# RUN PID and waits for READY.
 start() {
 	local name=$1 pol=$2
 	shift 2
-	mkfifo "$T/$name.in"
-	"$PQSHIM" run -p "$pol" -- "$PY" "$PQT_ROOT/tests/clients/py_rules.py" "$@" \
-		<"$T/$name.in" >"$T/$name.out" 2>"$T/$name.err" &
-	RUN=$!
-	bg_track "$RUN"
-	exec 3>"$T/$name.in"
-	ready_or_gone() { grep -qx READY "$T/$name.out" || ! kill -0 "$RUN" 2>/dev/null; }
-	wait_until 20 ready_or_gone || fail "$name: py_rules.py never got READY"
-	grep -qx READY "$T/$name.out" || fail "$name: py_rules.py failed: $(cat "$T/$name.err")"
+	held_start "$name" "$PQSHIM" run -p "$pol" -- "$PY" "$PQT_ROOT/tests/clients/py_rules.py" "$@"
+	held_ready "$name"
 	PID=$(awk '$1 == "PID" { print $2 }' "$T/$name.out")
 }
 # finish NAME POLICY: release, check exit 0 and that the records are gone
 finish() {
-	local rc=0
 	FPOL=$2
-	exec 3>&-
-	wait "$RUN" || rc=$?
-	assert_eq "$rc" 0 "$1: py_rules.py exit status (stderr: $(cat "$T/$1.err"))"
+	held_end "$1" 0
 	gone() { [ "$(jqp "$FPOL" "[.connections[] | select(.pid == $PID)] | length")" = 0 ]; }
 	wait_until 5 gone || fail "$1: records of pid $PID still listed after exit"
 }
