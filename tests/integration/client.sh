@@ -14,6 +14,20 @@
 #   client_held               the server sees $APP's 2 backends; pqshim stat
 #                             kept in $T/held.json, without the password;
 #                             q JQ queries it, $mine selects PID's records
+#   client_two_threads PROGRAM QA XA QB XB
+#                             (after client_held) connection A opened by the
+#                             main thread, B by another ($TA, $TB): their
+#                             records' opener tids; each used by its opener
+#                             only, idle, ok, not inherited, application_name
+#                             $APP, QA/QB queries, XA/XB xacts; the server's
+#                             port; the process record: PROGRAM (a regex), 2
+#                             connections, 2 threads or more
+#   client_rows TABLE         the rows the client wrote (column who): A's K
+#                             INSERTs and R COPY rows, B's K committed, none
+#                             of its rolled back ones; client_who TABLE WHO
+#                             counts one kind
+#   client_ro_table           the table ro_t that py_readonly.py and
+#                             py_async_ro.py write to, on the replica too
 #   client_end NAME QUERIES XACTS
 #                             EOF; exit status 0 and a DONE line; PID's
 #                             records go; totals 2 connects, 2 closes, QUERIES,
@@ -42,6 +56,36 @@ client_held() {
 }
 
 q() { jq -r "$1" "$T/held.json"; }
+
+_client_rec() { q "$mine | select(.tid == $1) | [.threads == [.tid], .state, .status, .inherited,
+	.application_name, .queries, .xacts] | map(tostring) | join(\" \")"; }
+client_two_threads() {
+	assert_eq "$(q "[$mine | .tid] | sort | map(tostring) | join(\" \")")" \
+		"$(printf '%s\n' "$TA" "$TB" | sort -n | tr '\n' ' ' | sed 's/ $//')" "opener tids"
+	assert_eq "$(_client_rec "$TA")" "true idle ok false $APP $2 $3" \
+		"A: only-opener state status inherited application_name queries xacts"
+	assert_eq "$(_client_rec "$TB")" "true idle ok false $APP $4 $5" \
+		"B: only-opener state status inherited application_name queries xacts"
+	assert_match "$(q "[$mine][0].server")" "(^| )port=$PQT_PRIMARY_PORT( |$)" "server"
+	assert_match "$(q ".processes[] | select(.pid == $PID) | .program")" "$1" "program"
+	assert_eq "$(q ".processes[] | select(.pid == $PID) | .connections")" 2 \
+		"process record: connections"
+	assert_ge "$(q ".processes[] | select(.pid == $PID) | .threads")" 2 \
+		"process record: threads"
+}
+
+client_who() { sql_primary "select count(*) from $1 where app = '$APP' and who = '$2'"; }
+client_rows() {
+	assert_eq "$(client_who "$1" a)" "$K" "rows: A's INSERTs"
+	assert_eq "$(client_who "$1" a_copy)" "$R" "rows: A's COPY FROM"
+	assert_eq "$(client_who "$1" b)" "$K" "rows: B's committed INSERTs"
+	assert_eq "$(client_who "$1" b_rolled_back)" 0 "rows: B's rolled back INSERTs"
+}
+
+client_ro_table() {
+	sql_primary "create table if not exists ro_t (at timestamptz)"
+	replica_catch_up 10 "table ro_t"
+}
 
 client_end() {
 	local name=$1 queries=$2 xacts=$3

@@ -47,12 +47,8 @@ assert_match "$(q "[$mine][0].server")" "(^| )port=$PQT_PRIMARY_PORT( |$)" "serv
 assert_eq "$(q ".processes[] | select(.pid == $PID) | [.program, .threads, .connections] |
 	map(tostring) | join(\" \")")" "perl 1 2" "process record: program threads connections"
 
-who() { sql_primary "select count(*) from perl_t where app = '$APP' and who = '$1'"; }
-assert_eq "$(who a)" "$K" "rows: A's INSERTs"
-assert_eq "$(who a_copy)" "$R" "rows: A's COPY FROM"
-assert_eq "$(who a_async)" 1 "rows: A's async INSERT"
-assert_eq "$(who b)" "$K" "rows: B's committed INSERTs"
-assert_eq "$(who b_rolled_back)" 0 "rows: B's rolled back INSERTs"
+client_rows perl_t
+assert_eq "$(client_who perl_t a_async)" 1 "rows: A's async INSERT"
 
 client_end perl_client.pl $((QA + QB)) $((XA + XB))
 echo "ok: DBD::Pg: 2 connections in one thread, $((QA + QB)) statements"

@@ -10,8 +10,7 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=client.sh
 . "$(dirname "$0")/client.sh"
 
-sql_primary "create table if not exists ro_t (at timestamptz)"
-replica_catch_up 10 "table ro_t"
+client_ro_table
 
 FLAG=$T/read-only.flag
 POL=$(ro_policy ro "$T/shim.log" "drain_timeout = 5s")

@@ -36,28 +36,11 @@ assert_eq "$TA" "$PID" "connection A is opened by the main thread"
 
 client_held
 assert_eq "$(q "[$mine] | length")" 2 "connection records of pid $PID"
-assert_eq "$(q "[$mine | .tid] | sort | map(tostring) | join(\" \")")" \
-	"$(printf '%s\n' "$TA" "$TB" | sort -n | tr '\n' ' ' | sed 's/ $//')" "opener tids"
-rec() { q "$mine | select(.tid == $1) | [.threads == [.tid], .state, .status, .inherited,
-	.application_name, .queries, .xacts] | map(tostring) | join(\" \")"; }
-assert_eq "$(rec "$TA")" "true idle ok false $APP $QA $XA" \
-	"A: only-opener state status inherited application_name queries xacts"
-assert_eq "$(rec "$TB")" "true idle ok false $APP $QB $XB" \
-	"B: only-opener state status inherited application_name queries xacts"
-assert_match "$(q "[$mine][0].server")" "(^| )port=$PQT_PRIMARY_PORT( |$)" "server"
-assert_match "$(q ".processes[] | select(.pid == $PID) | .program")" '^ruby' "program"
-assert_eq "$(q ".processes[] | select(.pid == $PID) | .connections")" 2 \
-	"process record: connections"
-assert_ge "$(q ".processes[] | select(.pid == $PID) | .threads")" 2 \
-	"process record: threads"
+client_two_threads '^ruby' "$QA" "$XA" "$QB" "$XB"
 
-who() { sql_primary "select count(*) from ruby_t where app = '$APP' and who = '$1'"; }
-assert_eq "$(who a)" "$K" "rows: A's exec_params"
-assert_eq "$(who a_prepared)" 2 "rows: A's exec_prepared"
-assert_eq "$(who a_copy)" "$R" "rows: A's COPY FROM"
-assert_eq "$(who a_pipeline)" "$P" "rows: A's pipeline"
-assert_eq "$(who b)" "$K" "rows: B's transaction"
-assert_eq "$(who b_rolled_back)" 0 "rows: B's rolled back transaction"
+client_rows ruby_t
+assert_eq "$(client_who ruby_t a_prepared)" 2 "rows: A's exec_prepared"
+assert_eq "$(client_who ruby_t a_pipeline)" "$P" "rows: A's pipeline"
 
 client_end ruby_client.rb $((QA + QB)) $((XA + XB))
 echo "ok: ruby-pg: 2 connections, $((QA + QB)) statements"
