@@ -38,6 +38,18 @@ slots() { # the slot of each of the probe's connections, by application_name
 }
 queued() { [ "$(jqp "$POL" .cap.waiting)" = 1 ]; } # $POL: the current policy
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+# released NAME SEQ SECONDS WHAT: the command just run (the last result)
+# freed the slot: the waiting command SEQ gives [[1]] at most SECONDS after
+# it returned; $R is then SEQ's result
+released() {
+	local end after
+	end=$(r .t1)
+	presult "$1" "$2" 5
+	assert_eq "$(r .ok) $(r '.rows | tojson')" "true [[1]]" "$4: the waiter's select 1: $R"
+	after=$(secs "$end" "$(r .t1)")
+	note "$4: the waiter waited $(r .elapsed) s, done $after s after the release returned"
+	assert_le "$after" "$3" "$4: seconds from the release to the waiter's result"
+}
 
 # scenario MODE: A in BEGIN on t1, C waiting on t2, then B on t1
 scenario() {
@@ -90,15 +102,10 @@ wait_timeout = 10s
 	pending "$mode" "$cseq" || fail "$mode: C ran while A held the only slot: $(cat "$T/$mode.out")"
 	assert_eq "$(server C)" "idle|" "$mode: server: C still waiting"
 	ok "$mode" "t1 exec A commit" "$mode"
-	local commit_start commit_end
-	commit_start=$(r .t0) commit_end=$(r .t1)
-	presult "$mode" "$cseq" 5
-	assert_eq "$(r .ok) $(r '.rows | tojson')" "true [[1]]" "$mode: C's select 1: $R"
+	local commit_start
+	commit_start=$(r .t0)
+	released "$mode" "$cseq" 0.3 "$mode: A's commit, C"
 	assert_ge "$(secs "$commit_start" "$(r .t1)")" 0 "$mode: C done after A's commit began (it waited)"
-	local after
-	after=$(secs "$commit_end" "$(r .t1)")
-	note "$mode: C waited $(r .elapsed) s, done $after s after A's commit returned"
-	assert_le "$after" 0.3 "$mode: seconds from A's commit to C's result"
 	assert_eq "$(server C)" "idle|select 1" "$mode: server: C ran it"
 	if [ "$mode" = fail ]; then
 		ok "$mode" "t1 exec B select 2" "fail: B after A's commit"
@@ -140,12 +147,7 @@ pending hand "$CSEQ" || fail "hand: C ran while B still worked on the handed-ove
 assert_eq "$(server C)" "idle|" "hand: server: C still waiting"
 assert_eq "$(server B)" "idle in transaction|begin" "hand: server: B"
 ok hand "t1 exec B commit" hand
-bcommit_end=$(r .t1)
-presult hand "$CSEQ" 5
-assert_eq "$(r .ok) $(r '.rows | tojson')" "true [[1]]" "hand: C's select 1: $R"
-after=$(secs "$bcommit_end" "$(r .t1)")
-note "hand: C done $after s after B's commit returned"
-assert_le "$after" 0.3 "hand: seconds from B's commit to C's result"
+released hand "$CSEQ" 0.3 "hand: B's commit, C"
 assert_eq "$(jqp "$POL" '"\(.cap.active) \(.cap.waiting)"')" "0 0" "hand: stat: active waiting at the end"
 probe_end hand
 
@@ -166,12 +168,7 @@ assert_eq "$(slots)" "D=held E=waiting" "exit: stat: slots"
 sleep 0.2
 pending exit "$ESEQ" || fail "exit: E ran while D held the only slot"
 ok exit "t3 exit" exit
-exit_end=$(r .t1)
-presult exit "$ESEQ" 5
-assert_eq "$(r .ok) $(r '.rows | tojson')" "true [[1]]" "exit: E's select 1 after t3 exited: $R"
-after=$(secs "$exit_end" "$(r .t1)")
-note "exit: E done $after s after t3 ended (waited $(r .elapsed) s)"
-assert_le "$after" 1.0 "exit: seconds from t3's exit to E's result"
+released exit "$ESEQ" 1.0 "exit: t3's exit, E"
 assert_eq "$(server E)" "idle|select 1" "exit: server: E ran it"
 assert_eq "$(server D)" "idle in transaction|begin" "exit: server: D (left open, in its transaction)"
 assert_eq "$(jqp "$POL" '"\(.cap.active) \(.cap.waiting)"')" "0 0" "exit: stat: active waiting"

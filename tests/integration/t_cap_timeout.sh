@@ -28,6 +28,21 @@ set -euo pipefail
 psql_start() { PGAPPNAME=$2 psql_hold holder "$1"; } # POLICY APP
 psql_send() { psql_feed holder "$@"; }                # LINES...: run them, wait until psql has
 backend() { server_activity "$@"; }                   # APP COLUMN: the one backend of APP
+# timed_out WHAT PREFIX SETTINGS [MAX]: the last result ($R) failed after 0.5
+# to 1.0 s with the message "PREFIX no slot free after waiting W s (SETTINGS,
+# policy $POL)", W at least 0.5 (and at most MAX)
+timed_out() {
+	assert_ge "$(r .elapsed)" 0.5 "$1: seconds before the failure"
+	assert_le "$(r .elapsed)" 1.0 "$1: seconds before the failure"
+	local msg w want
+	msg=$(r .msg)
+	w=$(sed -n "s/^${2}no slot free after waiting \([0-9.]*\) s (.*/\1/p" <<<"$msg")
+	_pqt_num "$w" || fail "$1: message: $msg"
+	assert_ge "$w" 0.5 "$1: the time waited the message names"
+	[ -z "${4:-}" ] || assert_le "$w" "$4" "$1: the time waited the message names"
+	want="${2}no slot free after waiting $w s ($3, policy $POL)"
+	[[ $msg == "$want"* ]] || fail "$1: message '$msg' does not start with '$want'"
+}
 
 # ============ max_active = 1, wait_timeout = 500ms ===========================
 POL=$(policy_new timeout "[cap]
@@ -48,15 +63,7 @@ note "probe, select 1 while the slot is held: $R"
 assert_eq "$(r .ok)" false "probe: select 1 while the slot is held fails"
 assert_eq "$(r .cls)" TooManyConnections "probe: the exception's class (psycopg2.errors)"
 assert_eq "$(r .pgcode)" 53300 "probe: pgcode"
-assert_ge "$(r .elapsed)" 0.5 "probe: seconds before the failure"
-assert_le "$(r .elapsed)" 1.0 "probe: seconds before the failure"
-msg=$(r .msg)
-w=$(sed -n 's/^pqshim: no slot free after waiting \([0-9.]*\) s (.*/\1/p' <<<"$msg")
-_pqt_num "$w" || fail "probe: message: $msg"
-assert_ge "$w" 0.5 "probe: the time waited the message names"
-assert_le "$w" 1.0 "probe: the time waited the message names"
-want="pqshim: no slot free after waiting $w s (max_active = 1, wait_timeout = 500ms, policy $POL)"
-[[ $msg == "$want"* ]] || fail "probe: message '$msg' does not start with '$want'"
+timed_out probe "pqshim: " "max_active = 1, wait_timeout = 500ms" 1.0
 # The statement never reached the server.
 assert_eq "$(backend t_cap_timeout_probe "state || '|' || query")" "idle|" \
 	"server: the probe's backend (state|last query)"
@@ -115,14 +122,7 @@ pcmd q "a connect c3"
 note "third connect: $R"
 assert_eq "$(r .ok)" false "third connect fails"
 assert_eq "$(r .cls)" OperationalError "third connect: the exception's class"
-assert_ge "$(r .elapsed)" 0.5 "third connect: seconds before the failure"
-assert_le "$(r .elapsed)" 1.0 "third connect: seconds before the failure"
-msg=$(r .msg)
-w=$(sed -n 's/^pqshim: connection refused: no slot free after waiting \([0-9.]*\) s (.*/\1/p' <<<"$msg")
-_pqt_num "$w" || fail "third connect: message: $msg"
-assert_ge "$w" 0.5 "third connect: the time waited the message names"
-want="pqshim: connection refused: no slot free after waiting $w s (max_connections = 2, wait_timeout = 500ms, policy $POL)"
-[[ $msg == "$want"* ]] || fail "third connect: message '$msg' does not start with '$want'"
+timed_out "third connect" "pqshim: connection refused: " "max_connections = 2, wait_timeout = 500ms"
 assert_eq "$(server_backends "$APP")" 2 "server: backends after the refused connect"
 assert_eq "$(jqp "$POL" '.cap.timeouts')" 1 "stat: .cap.timeouts (the connect)"
 assert_eq "$(jqp "$POL" '(.cap.semaphores.max_connections // .cap.semaphores.connections).timeouts // "missing"')" 1 \

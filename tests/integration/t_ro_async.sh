@@ -14,8 +14,7 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=client.sh
 . "$(dirname "$0")/client.sh"
 
-sql_primary "create table if not exists ro_t (at timestamptz)"
-replica_catch_up 10 "table ro_t"
+client_ro_table
 
 FLAG=$T/read-only.flag
 APP=t_ro_async
@@ -34,6 +33,44 @@ state() {
 	echo "last report: $(last); stderr: $(tail -3 "$T/err"); stat: $(stat_json "$POL" |
 		jq -c '[.connections[] | {target, state, status, backend_pid}]')"
 }
+# moves KEY WHY [KEY WHY]...: each counter KEY passes the value it has now
+# within 5 s (else fail: WHY)
+moves() {
+	local -a base=()
+	local i args=("$@")
+	for ((i = 0; i < ${#args[@]}; i += 2)); do base+=("$(field "${args[i]}")"); done
+	for ((i = 0; i < ${#args[@]}; i += 2)); do
+		wait_until 5 more "${args[i]}" "${base[i / 2]}" || fail "${args[i + 1]}: $(state)"
+	done
+}
+# switched WHERE WRITES WHY: the flag just changed: the first read from WHERE
+# within a second (plus a report period), then the counters WRITES and
+# fresh_WHERE move
+switched() {
+	local t0=${EPOCHREALTIME/./} took
+	moves "read_$1" "reads never reached the $1"
+	took=$(ms_since "$t0")
+	note "first read from the $1 ${took} ms after the flag changed"
+	assert_le "$took" 2000 "reads on the $1 within a second (plus a report period)"
+	moves "$2" "$3" "fresh_$1" "new async connects never went to the $1"
+}
+# settled WHERE OTHER WRITES WHEN: within 6 s the primary or replica OTHER
+# shows none of the program's connections and WHERE its reader and writer;
+# a few more rounds, all on WHERE: no read and no new connect on OTHER, the
+# counter WRITES unchanged, no error
+settled() {
+	local where=$1 other=$2 writes=$3 when=$4 ro fo wk r1
+	nothing_on_other() { [ "$("on_$other")" = 0 ]; }
+	wait_until 6 nothing_on_other ||
+		fail "connections left on the $other: $(server_activity "$APP" "pid, state, query" "$other"); $(state)"
+	assert_eq "$("on_$where")" 2 "the reader and writer on the $where"
+	ro=$(field "read_$other") fo=$(field "fresh_$other") wk=$(field "$writes") r1=$(field "read_$where")
+	wait_until 5 more "read_$where" "$((r1 + 20))" || fail "reads stalled on the $where: $(state)"
+	assert_eq "$(field "read_$other")" "$ro" "no read on the $other $when"
+	assert_eq "$(field "fresh_$other")" "$fo" "no new connect on the $other $when"
+	assert_eq "$(field "$writes")" "$wk" "$writes unchanged $when"
+	no_errors "$when"
+}
 no_errors() {
 	assert_eq "$(field read_errors)" 0 "$1: no failed read ($(field last_error))"
 	assert_eq "$(field other_errors)" 0 "$1: no other error ($(field last_error))"
@@ -50,25 +87,8 @@ no_errors "before the flag"
 
 # --- read-only on -----------------------------------------------------------
 touch "$FLAG"
-t0=${EPOCHREALTIME/./}
-r0=$(field read_replica)
-wait_until 5 more read_replica "$r0" || fail "reads never reached the replica: $(state)"
-took=$(ms_since "$t0")
-note "first read from the replica ${took} ms after the flag"
-assert_le "$took" 2000 "reads move within a second (plus a report period)"
-w0=$(field writes_refused) f0=$(field fresh_replica)
-wait_until 5 more writes_refused "$w0" || fail "writes not refused: $(state)"
-wait_until 5 more fresh_replica "$f0" || fail "new async connects never went to the replica: $(state)"
-none_on_primary() { [ "$(on_primary)" = 0 ]; }
-wait_until 6 none_on_primary || fail "connections left on the primary: $(server_activity "$APP" "pid, state, query"); $(state)"
-assert_eq "$(on_replica)" 2 "the reader and writer on the replica"
-# A few more rounds, all on the replica.
-rp=$(field read_primary) r1=$(field read_replica) fp=$(field fresh_primary) wk=$(field writes_ok)
-wait_until 5 more read_replica "$((r1 + 20))" || fail "reads stalled on the replica: $(state)"
-assert_eq "$(field read_primary)" "$rp" "no read on the primary while read-only"
-assert_eq "$(field fresh_primary)" "$fp" "no new connect on the primary while read-only"
-assert_eq "$(field writes_ok)" "$wk" "no write accepted while read-only"
-no_errors "while read-only"
+switched replica writes_refused "writes not refused"
+settled replica primary writes_ok "while read-only"
 S=$(stat_json "$POL")
 assert_eq "$(jq -c '[.connections[] | select(.target == "primary")] | length' <<<"$S")" 0 \
 	"stat: nothing on the primary"
@@ -77,24 +97,8 @@ assert_ge "$(jq .totals.redirects <<<"$S")" 3 "stat: migrations and fresh connec
 
 # --- read-only off -------------------------------------------------------------
 rm -f "$FLAG"
-t0=${EPOCHREALTIME/./}
-p0=$(field read_primary)
-wait_until 5 more read_primary "$p0" || fail "reads never came back to the primary: $(state)"
-took=$(ms_since "$t0")
-note "first read back on the primary ${took} ms after the flag went"
-assert_le "$took" 2000 "reads come back within a second (plus a report period)"
-w1=$(field writes_ok) f1=$(field fresh_primary)
-wait_until 5 more writes_ok "$w1" || fail "writes did not come back: $(state)"
-wait_until 5 more fresh_primary "$f1" || fail "new async connects did not come back: $(state)"
-none_on_replica() { [ "$(on_replica)" = 0 ]; }
-wait_until 6 none_on_replica || fail "connections left on the replica: $(state)"
-assert_eq "$(on_primary)" 2 "the reader and writer back on the primary"
-rr=$(field read_replica) fr=$(field fresh_replica) wr=$(field writes_refused) p1=$(field read_primary)
-wait_until 5 more read_primary "$((p1 + 20))" || fail "reads stalled on the primary: $(state)"
-assert_eq "$(field read_replica)" "$rr" "no read on the replica after the flag went"
-assert_eq "$(field fresh_replica)" "$fr" "no new connect on the replica after the flag went"
-assert_eq "$(field writes_refused)" "$wr" "no write refused after the flag went"
-no_errors "after the flag went"
+switched primary writes_ok "writes did not come back"
+settled primary replica writes_refused "after the flag went"
 
 held_end client 0
 no_errors "at the end"

@@ -24,8 +24,7 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=client.sh
 . "$(dirname "$0")/client.sh"
 
-sql_primary "create table if not exists ro_t (at timestamptz)"
-replica_catch_up 10 "table ro_t"
+client_ro_table
 
 APP=t_ro_reload TXAPP=t_ro_reload_tx
 # rules ENABLED: the policy's text with [read_only] enabled = ENABLED
@@ -50,6 +49,17 @@ put() {
 # the policy file, which is not readable while it is garbage.
 segstat() { "$PQSHIM" stat -s "$SEG" --json; }
 ms_since() { echo $(((${EPOCHREALTIME/./} - $1) / 1000)); }
+# stays_read_only WHAT WHY: for well over a reload period the service lives
+# and goes on reading, all on the replica, with no error
+stays_read_only() {
+	local rp rr
+	rp=$(field read_primary) rr=$(field read_replica)
+	sleep 1.5
+	alive
+	wait_until 3 more read_replica "$((rr + 20))" || fail "reads stalled $1: $(state)"
+	assert_eq "$(field read_primary)" "$rp" "$2"
+	no_errors "$1"
+}
 
 client_start py_readonly.py "$PY" "$PQT_ROOT/tests/clients/py_readonly.py" --app "$APP"
 SVC=$RUN
@@ -133,12 +143,7 @@ assert_eq "$(head -n 1 "$T/check.err")" "$perr" "pqshim check prints the error s
 kept() { grep -q "$POL:$line: .*; keeping the previous policy" "$T/shim.log"; }
 wait_until 3 kept || fail "the shim's log does not say it kept the policy: $(cat "$T/shim.log")"
 # Still read-only, still reading, for well over a reload period.
-rp=$(field read_primary) rr=$(field read_replica)
-sleep 1.5
-alive
-wait_until 3 more read_replica "$((rr + 20))" || fail "reads stalled after the garbage: $(state)"
-assert_eq "$(field read_primary)" "$rp" "no read on the primary while the garbage is refused"
-no_errors "with the garbage policy"
+stays_read_only "with the garbage policy" "no read on the primary while the garbage is refused"
 S=$(segstat)
 assert_eq "$(jq '.connections | length' <<<"$S")" 5 "stat: the service's connections"
 # What stat says while the previous policy stays in force (subshells: the
@@ -168,12 +173,7 @@ rc=0
 "$PQSHIM" check "$POL" >"$T/check.out" 2>"$T/check.err" || rc=$?
 assert_eq "$rc" 1 "pqshim check on the world-writable policy"
 assert_eq "$(head -n 1 "$T/check.err")" "$perr" "pqshim check prints the error stat shows"
-rp=$(field read_primary) rr=$(field read_replica)
-sleep 1.5
-alive
-wait_until 3 more read_replica "$((rr + 20))" || fail "reads stalled with the writable policy: $(state)"
-assert_eq "$(field read_primary)" "$rp" "enabled = no in a writable file is not obeyed: still read-only"
-no_errors "with the writable policy"
+stays_read_only "with the writable policy" "enabled = no in a writable file is not obeyed: still read-only"
 
 chmod 600 "$POL"
 t0=${EPOCHREALTIME/./}

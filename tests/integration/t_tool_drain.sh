@@ -156,6 +156,21 @@ holdout() {
 	wait_until 5 grep -q READY "$T/$1.out" || fail "holdout $1 not ready: $(cat "$T/$1.out")"
 }
 
+# drain_waits NAME WHY: `pqshim drain --timeout 10s` in the background
+# (output $T/NAME.out, exit status $T/NAME.rc, pid DRAIN), still waiting
+# 0.5 s later (else fail: it returned WHY)
+drain_waits() {
+	(
+		rc=0
+		"$PQSHIM" drain -p "$POL" --timeout 10s >"$T/$1.out" 2>&1 || rc=$?
+		echo "$rc" >"$T/$1.rc"
+	) &
+	DRAIN=$!
+	bg_track "$DRAIN"
+	sleep 0.5
+	[ ! -e "$T/$1.rc" ] || fail "drain returned $2: $(cat "$T/$1.out")"
+}
+
 # Read-only, one connection left on the primary: exit 1 after the timeout,
 # the holdout listed with its pid, program, tid, state, target and server.
 touch "$FLAG"
@@ -204,15 +219,7 @@ wait "$HOLD" || true
 # The holdout is killed with -9: the next poll reaps it.
 holdout kill primary 0
 KILL=$HOLD
-(
-	rc=0
-	"$PQSHIM" drain -p "$POL" --timeout 10s >"$T/d3.out" 2>&1 || rc=$?
-	echo "$rc" >"$T/d3.rc"
-) &
-DRAIN=$!
-bg_track "$DRAIN"
-sleep 0.5
-[ ! -e "$T/d3.rc" ] || fail "drain returned while a holdout was alive: $(cat "$T/d3.out")"
+drain_waits d3 "while a holdout was alive"
 kill -9 "$KILL"
 wait "$KILL" 2>/dev/null || true
 wait "$DRAIN"
@@ -228,15 +235,7 @@ rc=0
 "$PQSHIM" drain -p "$POL" --timeout 300ms >"$T/d4.out" 2>&1 || rc=$?
 assert_eq "$rc" 1 "read-write: a connection on the replica holds drain"
 grep -Eq "^$REP +holdout .* replica " "$T/d4.out" || fail "replica holdout not listed: $(cat "$T/d4.out")"
-(
-	rc=0
-	"$PQSHIM" drain -p "$POL" --timeout 10s >"$T/d5.out" 2>&1 || rc=$?
-	echo "$rc" >"$T/d5.rc"
-) &
-DRAIN=$!
-bg_track "$DRAIN"
-sleep 0.5
-[ ! -e "$T/d5.rc" ] || fail "drain returned with a replica holdout, read-write: $(cat "$T/d5.out")"
+drain_waits d5 "with a replica holdout, read-write"
 touch "$FLAG"
 wait "$DRAIN"
 assert_eq "$(cat "$T/d5.rc")" 0 "drain once read-only is on (output: $(cat "$T/d5.out"))"
