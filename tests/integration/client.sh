@@ -85,6 +85,7 @@ client_rows() {
 client_ro_table() {
 	sql_primary "create table if not exists ro_t (at timestamptz)"
 	replica_catch_up 10 "table ro_t"
+	sql_replica "select 1 from ro_t limit 0" >/dev/null || fail "no table ro_t on the replica"
 }
 
 client_end() {

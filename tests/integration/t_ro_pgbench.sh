@@ -20,6 +20,8 @@ set -euo pipefail
 env -u LD_PRELOAD -u PQSHIM_POLICY "$PGBENCH" -i -q -s 1 >"$T/init.out" 2>&1 ||
 	fail "pgbench -i: $(tail -5 "$T/init.out")"
 replica_catch_up 15 "pgbench's tables"
+assert_eq "$(sql_replica "select (select count(*) from pgbench_accounts) || ' ' ||
+	(select count(*) from pgbench_branches)")" "100000 1" "pgbench's tables on the replica"
 
 FLAG=$T/read-only.flag
 APP=t_ro_pgbench

@@ -18,6 +18,7 @@ sql_primary "do \$\$ begin create role pqt_app; exception when duplicate_object 
 	truncate pqt_s.session_t; insert into pqt_s.session_t select generate_series(1, 3);
 	grant usage on schema pqt_s to pqt_app; grant select on pqt_s.session_t to pqt_app" >/dev/null
 replica_catch_up 10 "the table"
+assert_eq "$(sql_replica "select count(*) from pqt_s.session_t")" 3 "the table on the replica"
 
 FLAG=$T/read-only.flag
 APP=t_ro_session

@@ -16,6 +16,7 @@ set -euo pipefail
 
 sql_primary "create table if not exists ro_tx (i int); truncate ro_tx"
 replica_catch_up 10 "table ro_tx"
+sql_replica "select 1 from ro_tx limit 0" >/dev/null || fail "no table ro_tx on the replica"
 
 FLAG=$T/read-only.flag
 ms_since() { echo $(((${EPOCHREALTIME/./} - $1) / 1000)); }
