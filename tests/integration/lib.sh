@@ -4,24 +4,32 @@
 # under run.sh it uses the runner's bed (PQT_SOCKDIR set). Sourcing it checks
 # the build (build/pqshim, build/libpqshim.so) once, for every test.
 #
-# How to write a test (tests/integration/t_NAME.sh; run.sh runs it):
+# How to write a test: tests/integration/t_NAME.sh (run.sh runs every t_*.sh),
+# a header comment that says what it shows, then, e.g.:
 #
-#   . "$(dirname "$0")/lib.sh"               # set -euo pipefail, $T, the bed
+#   . "$(dirname "$0")/lib.sh"          # set -euo pipefail, $T, the bed, build checked
 #   POL=$(policy_new cap "[cap]
 #   max_active = 1
-#   ")                                       # $T/cap.ini, its own segment
-#   PGAPPNAME=t_x_h psql_hold h "$POL"        # psql under the shim, on a fifo
-#   psql_feed h "begin;" "select 1;"         # returns once psql has run them
-#   held_start w "$PQSHIM" run -p "$POL" -- "$PY" client.py
-#   held_ready w                             # its stdout ($T/w.out) says READY
-#   held_send w go                           # a line on its stdin
-#   assert_eq "$(server_backends t_x_h)" 1 "server: the holder"   # the SERVER's view
-#   assert_eq "$(server_activity t_x_h state)" "idle in transaction" "server: its state"
-#   assert_eq "$(jqp "$POL" .cap.active)" 1 "stat: active"        # then the shim's
-#   held_end w 0                             # EOF, exit within 20 s, status 0
+#   ")                                  # $T/cap.ini, with a segment of its own
+#   PGAPPNAME=t_x_h psql_hold h "$POL"  # psql under the shim, stdin a fifo held open
+#   psql_feed h "begin;" "select 1;"    # returns once psql has run them: h holds the slot
+#   PGAPPNAME=t_x_w psql_hold w "$POL"
+#   held_send w "select 2;"             # no waiting: w must queue for the slot
+#   queued() { [ "$(jqp "$POL" .cap.waiting)" = 1 ]; }
+#   wait_until 5 queued || fail "w never queued"           # every wait bounded
+#   assert_eq "$(server_activity t_x_w "state || '|' || query")" "idle|" \
+#       "server: w has sent nothing"    # what the SERVER sees, then what stat says
+#   psql_feed h "commit;"
+#   psql_feed w
+#   assert_eq "$(cat "$T/w.out")" 2 "w ran once h committed"
+#   held_end w 0                        # EOF; it exits within 20 s, with status 0
 #
-# Assert what the server sees (server_backends, server_activity, sql_*), then
-# what `pqshim stat` says; wait with wait_until (bounded, never sleep-and-hope).
+# A program of your own: held_start NAME CMD..., held_ready NAME (its stdout,
+# $T/NAME.out, says READY), held_send, held_end. A client of tests/clients:
+# client.sh; psycopg2 probes driven line by line and the server-side sampler
+# of busy backends: probe.sh. After a change on the primary that a test reads
+# on the replica: replica_catch_up. Check that the test fails without the
+# change it tests (plant the fault, run it, see it fail).
 # Cleaned up at exit, even on failure: held fifos closed (programs see EOF),
 # then every held_start/bg_track process and its descendants killed, the
 # policies' segments removed, $T removed (when run alone). Use at_exit for
