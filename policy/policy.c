@@ -1,10 +1,11 @@
 /*
- * policy.c - reads the policy file: INI text in, a struct policy or a list of
+ * policy.c - the policy parser: INI text in, a struct policy or a list of
  * "file:line: message" errors out.
  *
- * Owns policy_defaults(), policy_parse(), policy_load() and
- * policy_segment_name().  The grammar and every key are in SPEC.md, section
- * "The policy file"; the choices SPEC leaves open are listed just below.
+ * Owns policy_defaults(), policy_parse() and policy_scope_word().  Reading
+ * the file from disk (bounds, refusals, partial writes) is policy_file.c.
+ * The grammar and every key are in SPEC.md, section "The policy file"; the
+ * choices SPEC leaves open are listed just below.
  *
  * Invariants:
  *  - policy_parse() is pure.  It reads only text[0 .. len-1], which need not
@@ -22,39 +23,47 @@
  *    there are no escapes (conninfo values quote with single quotes anyway).
  *  - Durations need a unit (ms, s, m, h); only a bare "0" may go without.
  *    "5 s" is accepted.  The longest duration is 7 days.
- *  - Counts are whole numbers from 0 to 1,000,000.
+ *  - Counts are whole numbers from 0 to 1,000,000, except max_processes
+ *    (1 to 65,536) and max_tracked (1 to 1,048,576); priority is signed.
  *  - flag_file and a log file must be absolute paths: every process that
  *    shares the policy must mean the same file whatever its working directory.
  *  - `segment` may be empty (= derive it); otherwise [A-Za-z0-9._-]{1,64},
- *    and not "." or "..".
+ *    and not "." or "..".  `group` may be empty (= owner only); otherwise a
+ *    name as useradd takes it, never a number.
  *  - [read_only] enabled = yes, or a flag_file, without a replica is an
- *    error: there would be nowhere to send the connections.
+ *    error: there would be nowhere to send the connections.  Likewise
+ *    scope = cluster without a coordinator, and a coordinator without
+ *    scope = cluster (one of the two is a mistake).
+ *  - A text with no section header (empty, blanks, comments only) is an
+ *    error, "empty policy": it is what a file caught between truncation and
+ *    writing looks like, and it must not read as "every default, no cap".
+ *  - [lane "NAME"]: the name is any text without a control byte or '"', up
+ *    to 63 bytes, unique (ASCII case-insensitively); each lane needs a
+ *    match; its keys may not repeat within it; match patterns hold no ','.
+ *    user and dbname take exact names ('*' refused).  A lane's max_active
+ *    above the global one is accepted (the global cap holds over it).
  *  - Keys under an unknown or malformed section header are skipped without
  *    more errors: the header's error already says what is wrong.
  *  - Lines end at '\n'; a '\r' before it (CRLF files) and a UTF-8 byte order
  *    mark at the very start are ignored.  At most one error per line.
- *
- * policy_load()'s own refusals have no line number and read "PATH: message";
- * errors inside the file read "PATH:LINE: message" like policy_parse()'s.
  */
-#include "policy.h"
+#include "policy_int.h"
 
 #include <assert.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #define COUNT_MAX        1000000u                /* upper bound of every count */
 #define DURATION_MAX_MS  (7ull * 24 * 3600 * 1000) /* 7 days */
 #define SEGMENT_MAX      64                      /* longest explicit segment name */
-#define DERIVED_BASE_MAX 32                      /* basename part of a derived one */
+#define GROUP_MAX        32                      /* longest group name (useradd's) */
+#define MAX_PROCESSES_MAX 65536u                 /* [shim] max_processes bounds */
+#define MAX_TRACKED_MAX  1048576u                /* [shim] max_tracked bounds */
+#define WAIT_UNSET       UINT64_MAX              /* a lane's wait_timeout, not given */
 #define SHOW_MAX         60                      /* input bytes quoted in a message */
 
 /* Enum fields are written through a generic int store; they must be ints. */
@@ -64,18 +73,21 @@ _Static_assert(sizeof(enum cross_mode) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum switch_mode) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum intx_mode) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum onerror_mode) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum fork_mode) == sizeof(int), "enum size");
 
 /* ------------------------------------------------------------------------ */
 /* The keys                                                                 */
 
-enum section { SEC_NONE, SEC_CAP, SEC_TRACKING, SEC_READ_ONLY, SEC_SHIM, SEC_SKIP };
+enum section { SEC_NONE, SEC_CAP, SEC_TRACKING, SEC_READ_ONLY, SEC_SHIM, SEC_LANE, SEC_SKIP };
 
-/* Indexed by enum section; SEC_NONE and SEC_SKIP have no name. */
+/* Indexed by enum section; SEC_NONE and SEC_SKIP have no name.  [lane] is
+ * never written bare: its header is [lane "NAME"]. */
 static const char *const section_names[] = {
 	[SEC_CAP] = "cap",
 	[SEC_TRACKING] = "tracking",
 	[SEC_READ_ONLY] = "read_only",
 	[SEC_SHIM] = "shim",
+	[SEC_LANE] = "lane",
 };
 
 enum value_kind {
@@ -87,6 +99,10 @@ enum value_kind {
 	KIND_ABS_PATH,   /* "" or an absolute path */
 	KIND_SEGMENT,    /* "" or [A-Za-z0-9._-]{1,64} */
 	KIND_LOG,        /* stderr | syslog | an absolute path */
+	KIND_INT,        /* -COUNT_MAX .. COUNT_MAX; stored as int32_t */
+	KIND_CONNINFO,   /* libpq keyword=value pairs or a URI, not empty */
+	KIND_GROUP,      /* "" or a group name (its existence is the shim's to check) */
+	KIND_MATCH,      /* a lane's KIND=PATTERN, ... (the current lane's conditions) */
 };
 
 /* Word lists are indexed by the enum's value, so the parsed index is the value. */
@@ -96,40 +112,60 @@ static const char *const cross_words[]   = { "allow", "warn", "deny", NULL };
 static const char *const switch_words[]  = { "migrate", "reset", NULL };
 static const char *const intx_words[]    = { "keep", "terminate", NULL };
 static const char *const onerror_words[] = { "fail-closed", "fail-open", NULL };
+static const char *const fork_words[]    = { "protect", "allow", NULL };
+/* Indexed by enum match_kind. */
+static const char *const match_words[]   = { "program", "application_name", "user",
+                                             "dbname", NULL };
 
 struct key_def {
 	enum section section;
 	const char *name;
 	enum value_kind kind;
-	size_t offset;                 /* of the field in struct policy */
+	size_t offset;                 /* of the field in struct policy, or in
+	                                  struct policy_lane for SEC_LANE keys */
 	const char *const *words;      /* KIND_ENUM only */
+	uint32_t min, max;             /* KIND_COUNT bounds; 0, 0 = 0 .. COUNT_MAX */
 };
 
 #define FIELD(f) offsetof(struct policy, f)
+#define LANE(f) offsetof(struct policy_lane, f)
+#define KEY(sec, name, kind, offset, words) { sec, name, kind, offset, words, 0, 0 }
+#define COUNT_IN(sec, name, offset, min, max) { sec, name, KIND_COUNT, offset, NULL, min, max }
 
 static const struct key_def keys[] = {
-	{ SEC_CAP, "scope", KIND_ENUM, FIELD(scope), scope_words },
-	{ SEC_CAP, "max_active", KIND_COUNT, FIELD(max_active), NULL },
-	{ SEC_CAP, "max_connections", KIND_COUNT, FIELD(max_connections), NULL },
-	{ SEC_CAP, "max_connections_per_thread", KIND_COUNT,
-	  FIELD(max_connections_per_thread), NULL },
-	{ SEC_CAP, "wait_timeout", KIND_DURATION, FIELD(wait_timeout_ms), NULL },
-	{ SEC_CAP, "nested", KIND_ENUM, FIELD(nested), nested_words },
+	KEY(SEC_CAP, "scope", KIND_ENUM, FIELD(scope), scope_words),
+	KEY(SEC_CAP, "coordinator", KIND_CONNINFO, FIELD(coordinator), NULL),
+	KEY(SEC_CAP, "max_active", KIND_COUNT, FIELD(max_active), NULL),
+	KEY(SEC_CAP, "max_connections", KIND_COUNT, FIELD(max_connections), NULL),
+	KEY(SEC_CAP, "max_connections_per_thread", KIND_COUNT,
+	    FIELD(max_connections_per_thread), NULL),
+	KEY(SEC_CAP, "wait_timeout", KIND_DURATION, FIELD(wait_timeout_ms), NULL),
+	KEY(SEC_CAP, "nested", KIND_ENUM, FIELD(nested), nested_words),
 
-	{ SEC_TRACKING, "cross_thread", KIND_ENUM, FIELD(cross_thread), cross_words },
-	{ SEC_TRACKING, "leak_report", KIND_BOOL, FIELD(leak_report), NULL },
+	KEY(SEC_TRACKING, "cross_thread", KIND_ENUM, FIELD(cross_thread), cross_words),
+	KEY(SEC_TRACKING, "leak_report", KIND_BOOL, FIELD(leak_report), NULL),
+	KEY(SEC_TRACKING, "after_fork", KIND_ENUM, FIELD(after_fork), fork_words),
 
-	{ SEC_READ_ONLY, "enabled", KIND_BOOL, FIELD(ro_enabled), NULL },
-	{ SEC_READ_ONLY, "flag_file", KIND_ABS_PATH, FIELD(flag_file), NULL },
-	{ SEC_READ_ONLY, "primary", KIND_STRING, FIELD(primary), NULL },
-	{ SEC_READ_ONLY, "replica", KIND_STRING, FIELD(replica), NULL },
-	{ SEC_READ_ONLY, "on_switch", KIND_ENUM, FIELD(on_switch), switch_words },
-	{ SEC_READ_ONLY, "drain_timeout", KIND_DURATION, FIELD(drain_timeout_ms), NULL },
-	{ SEC_READ_ONLY, "in_transaction", KIND_ENUM, FIELD(in_transaction), intx_words },
+	KEY(SEC_READ_ONLY, "enabled", KIND_BOOL, FIELD(ro_enabled), NULL),
+	KEY(SEC_READ_ONLY, "flag_file", KIND_ABS_PATH, FIELD(flag_file), NULL),
+	KEY(SEC_READ_ONLY, "primary", KIND_STRING, FIELD(primary), NULL),
+	KEY(SEC_READ_ONLY, "replica", KIND_STRING, FIELD(replica), NULL),
+	KEY(SEC_READ_ONLY, "on_switch", KIND_ENUM, FIELD(on_switch), switch_words),
+	KEY(SEC_READ_ONLY, "drain_timeout", KIND_DURATION, FIELD(drain_timeout_ms), NULL),
+	KEY(SEC_READ_ONLY, "in_transaction", KIND_ENUM, FIELD(in_transaction), intx_words),
 
-	{ SEC_SHIM, "segment", KIND_SEGMENT, FIELD(segment), NULL },
-	{ SEC_SHIM, "on_error", KIND_ENUM, FIELD(on_error), onerror_words },
-	{ SEC_SHIM, "log", KIND_LOG, FIELD(log), NULL },
+	KEY(SEC_SHIM, "segment", KIND_SEGMENT, FIELD(segment), NULL),
+	KEY(SEC_SHIM, "group", KIND_GROUP, FIELD(group), NULL),
+	COUNT_IN(SEC_SHIM, "max_processes", FIELD(max_processes), 1, MAX_PROCESSES_MAX),
+	COUNT_IN(SEC_SHIM, "max_tracked", FIELD(max_tracked), 1, MAX_TRACKED_MAX),
+	KEY(SEC_SHIM, "on_error", KIND_ENUM, FIELD(on_error), onerror_words),
+	KEY(SEC_SHIM, "log", KIND_LOG, FIELD(log), NULL),
+
+	KEY(SEC_LANE, "match", KIND_MATCH, 0, NULL),
+	KEY(SEC_LANE, "max_active", KIND_COUNT, LANE(max_active), NULL),
+	KEY(SEC_LANE, "exclusive", KIND_BOOL, LANE(exclusive), NULL),
+	KEY(SEC_LANE, "priority", KIND_INT, LANE(priority), NULL),
+	KEY(SEC_LANE, "wait_timeout", KIND_DURATION, LANE(wait_timeout_ms), NULL),
 };
 
 enum { KEY_COUNT = sizeof keys / sizeof keys[0] };
@@ -185,7 +221,7 @@ static char ascii_lower(char c)
 	return (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
 }
 
-static bool is_segment_char(char c)
+bool policy_is_segment_char(char c)
 {
 	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_digit(c) ||
 	       c == '.' || c == '_' || c == '-';
@@ -256,9 +292,7 @@ static const char *show(char *out, size_t size, const char *s, size_t n)
 /* ------------------------------------------------------------------------ */
 /* Errors                                                                   */
 
-/* Appends "name:line: message" (or "name: message" when line is 0). */
-__attribute__((format(printf, 4, 5)))
-static void add_error(struct policy_errors *errs, const char *name,
+void policy_add_error(struct policy_errors *errs, const char *name,
                       unsigned line, const char *fmt, ...)
 {
 	va_list ap;
@@ -330,6 +364,23 @@ static const char *section_resembling(const char *s, size_t n)
 	return NULL;
 }
 
+/* The word of a NULL-terminated list that s[0..n) is closest to, if a typo. */
+static const char *word_resembling(const char *s, size_t n, const char *const *words)
+{
+	const char *best = NULL;
+	unsigned best_d = UINT_MAX;
+
+	for (size_t i = 0; words[i]; i++) {
+		unsigned d = edit_distance(s, n, words[i]);
+
+		if (looks_like_a_typo_of(s, n, words[i]) && d < best_d) {
+			best = words[i];
+			best_d = d;
+		}
+	}
+	return best;
+}
+
 static const struct key_def *find_key(enum section sec, const char *s, size_t n)
 {
 	for (size_t k = 0; k < KEY_COUNT; k++)
@@ -377,30 +428,62 @@ struct parser {
 	struct policy pol;               /* filled here, copied out on success */
 	enum section section;
 	unsigned line;
-	unsigned first_set[KEY_COUNT];   /* line a key was first set on, or 0 */
+	unsigned first_set[KEY_COUNT];   /* line a key was first set on, or 0;
+	                                    a lane's keys: in the current lane */
+	bool has_section;                /* a section header was seen */
+	char label[SHOW_BUF + 16];       /* the current section, for messages */
 };
 
-#define ERR(ps, ...) add_error((ps)->errs, (ps)->name, (ps)->line, __VA_ARGS__)
+#define ERR(ps, ...) policy_add_error((ps)->errs, (ps)->name, (ps)->line, __VA_ARGS__)
+
+/* The current lane: SEC_LANE is entered only once a lane was added. */
+static struct policy_lane *current_lane(struct parser *ps)
+{
+	assert(ps->section == SEC_LANE && ps->pol.nlanes > 0);
+	return &ps->pol.lanes[ps->pol.nlanes - 1];
+}
+
+/* Where a key's field lives: in the policy, or in the current lane. */
+static char *field_of(struct parser *ps, const struct key_def *key)
+{
+	if (key->section == SEC_LANE)
+		return (char *)current_lane(ps) + key->offset;
+	return (char *)&ps->pol + key->offset;
+}
+
+/* "[cap]", or "[lane \"web\"]" inside a lane. */
+static const char *section_label(const struct parser *ps, enum section sec)
+{
+	static const char *const bracketed[] = {
+		[SEC_CAP] = "[cap]", [SEC_TRACKING] = "[tracking]",
+		[SEC_READ_ONLY] = "[read_only]", [SEC_SHIM] = "[shim]",
+		[SEC_LANE] = "[lane \"NAME\"]",
+	};
+
+	if (sec == SEC_LANE && ps->section == SEC_LANE)
+		return ps->label;
+	return bracketed[sec];
+}
 
 static void store_int(struct parser *ps, const struct key_def *key, int v)
 {
-	memcpy((char *)&ps->pol + key->offset, &v, sizeof v);
+	memcpy(field_of(ps, key), &v, sizeof v);
 }
 
 static void store_u32(struct parser *ps, const struct key_def *key, uint32_t v)
 {
-	memcpy((char *)&ps->pol + key->offset, &v, sizeof v);
+	memcpy(field_of(ps, key), &v, sizeof v);
 }
 
 static void store_u64(struct parser *ps, const struct key_def *key, uint64_t v)
 {
-	memcpy((char *)&ps->pol + key->offset, &v, sizeof v);
+	memcpy(field_of(ps, key), &v, sizeof v);
 }
 
 static void store_string(struct parser *ps, const struct key_def *key,
                          const char *s, size_t n)
 {
-	char *dst = (char *)&ps->pol + key->offset;
+	char *dst = field_of(ps, key);
 
 	assert(n < POLICY_STR_MAX);
 	memcpy(dst, s, n);
@@ -485,6 +568,7 @@ static void parse_count(struct parser *ps, const struct key_def *key,
                         const char *v, size_t n)
 {
 	char shown[SHOW_BUF];
+	uint32_t max = key->max ? key->max : COUNT_MAX;
 	uint64_t value;
 
 	if (n == 0) {
@@ -492,8 +576,8 @@ static void parse_count(struct parser *ps, const struct key_def *key,
 		return;
 	}
 	if (v[0] == '-' && all_digits(v + 1, n - 1)) {
-		ERR(ps, "bad value \"%s\" for %s: expected a whole number (0 or more)",
-		    show(shown, sizeof shown, v, n), key->name);
+		ERR(ps, "bad value \"%s\" for %s: expected a whole number (%u or more)",
+		    show(shown, sizeof shown, v, n), key->name, key->min);
 		return;
 	}
 	if (!all_digits(v, n)) {
@@ -501,13 +585,46 @@ static void parse_count(struct parser *ps, const struct key_def *key,
 		    show(shown, sizeof shown, v, n), key->name);
 		return;
 	}
-	value = digits_value(v, n, COUNT_MAX);
-	if (value > COUNT_MAX) {
+	value = digits_value(v, n, max);
+	if (value > max) {
 		ERR(ps, "bad value \"%s\" for %s: at most %u",
-		    show(shown, sizeof shown, v, n), key->name, COUNT_MAX);
+		    show(shown, sizeof shown, v, n), key->name, max);
+		return;
+	}
+	if (value < key->min) {
+		ERR(ps, "bad value \"%s\" for %s: at least %u",
+		    show(shown, sizeof shown, v, n), key->name, key->min);
 		return;
 	}
 	store_u32(ps, key, (uint32_t)value);
+}
+
+/* A signed whole number: an optional sign, then digits. */
+static void parse_int(struct parser *ps, const struct key_def *key,
+                      const char *v, size_t n)
+{
+	char shown[SHOW_BUF];
+	bool negative = n > 0 && v[0] == '-';
+	size_t skip = n > 0 && (v[0] == '-' || v[0] == '+');
+	uint64_t value;
+
+	if (n == 0) {
+		ERR(ps, "missing value for %s: expected a whole number (negative allowed)",
+		    key->name);
+		return;
+	}
+	if (!all_digits(v + skip, n - skip)) {
+		ERR(ps, "bad value \"%s\" for %s: expected a whole number (negative allowed)",
+		    show(shown, sizeof shown, v, n), key->name);
+		return;
+	}
+	value = digits_value(v + skip, n - skip, COUNT_MAX);
+	if (value > COUNT_MAX) {
+		ERR(ps, "bad value \"%s\" for %s: from -%u to %u",
+		    show(shown, sizeof shown, v, n), key->name, COUNT_MAX, COUNT_MAX);
+		return;
+	}
+	store_int(ps, key, negative ? -(int)value : (int)value);
 }
 
 /* Milliseconds per unit, or 0 when the text is not one of ms, s, m, h. */
@@ -604,7 +721,7 @@ static void parse_segment(struct parser *ps, const struct key_def *key,
 	bool ok = n <= SEGMENT_MAX;
 
 	for (size_t i = 0; ok && i < n; i++)
-		ok = is_segment_char(v[i]);
+		ok = policy_is_segment_char(v[i]);
 	/* "." and ".." would name a directory, not a segment file. */
 	if (ok && (slice_equals_word(v, n, ".") || slice_equals_word(v, n, "..")))
 		ok = false;
@@ -633,6 +750,157 @@ static void parse_log(struct parser *ps, const struct key_def *key,
 	}
 }
 
+/*
+ * The coordinator's conninfo.  The parser is pure and links nothing of
+ * libpq: it refuses only what libpq certainly would (an empty value, a word
+ * with no '='), and the shim's connect reports the rest.
+ */
+static void parse_conninfo(struct parser *ps, const struct key_def *key,
+                           const char *v, size_t n)
+{
+	char shown[SHOW_BUF];
+	bool uri = (n >= 13 && memcmp(v, "postgresql://", 13) == 0) ||
+	           (n >= 11 && memcmp(v, "postgres://", 11) == 0);
+
+	if (n == 0) {
+		ERR(ps, "missing value for %s: expected connection keywords, "
+		    "as in host=db1 port=5432 dbname=postgres", key->name);
+		return;
+	}
+	if (!uri && !memchr(v, '=', n)) {
+		ERR(ps, "bad value \"%s\" for %s: expected keyword=value pairs "
+		    "(host=db1 port=5432 dbname=postgres) or a postgresql:// URI",
+		    show(shown, sizeof shown, v, n), key->name);
+		return;
+	}
+	parse_string(ps, key, v, n);
+}
+
+/*
+ * A group's name, as useradd accepts it: 1 to 32 letters, digits, '.', '_'
+ * or '-', not starting with '-', and not a number (a gid would read as a
+ * name on some systems and not on others).  Whether the group exists is the
+ * shim's to check, on the machine that uses the policy.
+ */
+static void parse_group(struct parser *ps, const struct key_def *key,
+                        const char *v, size_t n)
+{
+	char shown[SHOW_BUF];
+	bool ok = n <= GROUP_MAX && (n == 0 || v[0] != '-');
+
+	for (size_t i = 0; ok && i < n; i++)
+		ok = policy_is_segment_char(v[i]);
+	if (!ok) {
+		ERR(ps, "bad value \"%s\" for %s: expected a group name (1 to %d letters, "
+		    "digits, '.', '_' or '-', not starting with '-')",
+		    show(shown, sizeof shown, v, n), key->name, GROUP_MAX);
+		return;
+	}
+	if (all_digits(v, n)) {
+		ERR(ps, "bad value \"%s\" for %s: expected the group's name, not its number",
+		    show(shown, sizeof shown, v, n), key->name);
+		return;
+	}
+	store_string(ps, key, v, n);
+}
+
+/* One KIND=PATTERN of a match; false (error reported) when it is wrong. */
+static bool parse_condition(struct parser *ps, const char *s, size_t n,
+                            struct lane_match *m)
+{
+	const char *eq = memchr(s, '=', n), *k = s, *pat;
+	size_t kn, pn;
+	char shown[SHOW_BUF], kinds[128];
+	const char *guess;
+	int kind = -1;
+
+	if (!eq) {
+		ERR(ps, "condition \"%s\" in match has no \"=\": expected KIND=PATTERN, "
+		    "as in application_name=web-*", show(shown, sizeof shown, s, n));
+		return false;
+	}
+	kn = (size_t)(eq - s);
+	trim(&k, &kn);
+	for (int i = 0; match_words[i]; i++)
+		if (slice_equals_word(k, kn, match_words[i]))
+			kind = i;
+	if (kind < 0) {
+		show(shown, sizeof shown, k, kn);
+		guess = word_resembling(k, kn, match_words);
+		if (guess)
+			ERR(ps, "unknown kind \"%s\" in match (did you mean \"%s\"?)", shown, guess);
+		else
+			ERR(ps, "unknown kind \"%s\" in match: expected %s", shown,
+			    list_words(kinds, sizeof kinds, match_words));
+		return false;
+	}
+	pat = eq + 1;
+	pn = n - (size_t)(pat - s);
+	trim(&pat, &pn);
+	if (pn == 0) {
+		ERR(ps, "empty pattern for %s in match", match_words[kind]);
+		return false;
+	}
+	if (pn >= POLICY_NAME_MAX) {
+		ERR(ps, "pattern for %s in match is too long (%zu bytes; at most %d)",
+		    match_words[kind], pn, POLICY_NAME_MAX - 1);
+		return false;
+	}
+	/* user and dbname are names that the server compares exactly. */
+	if ((kind == MATCH_USER || kind == MATCH_DBNAME) && memchr(pat, '*', pn)) {
+		ERR(ps, "%s in match takes an exact name, not a pattern (\"%s\")",
+		    match_words[kind], show(shown, sizeof shown, pat, pn));
+		return false;
+	}
+	m->kind = (enum match_kind)kind;
+	memcpy(m->pattern, pat, pn);
+	m->pattern[pn] = '\0';
+	return true;
+}
+
+/* match = KIND=PATTERN, KIND=PATTERN ...: all must hold. */
+static void parse_match(struct parser *ps, const struct key_def *key,
+                        const char *v, size_t n)
+{
+	struct lane_match found[LANE_MAX_MATCH];
+	int count = 0;
+	size_t pos = 0;
+
+	if (n == 0) {
+		ERR(ps, "missing value for %s: expected KIND=PATTERN, ... "
+		    "(program, application_name, user or dbname)", key->name);
+		return;
+	}
+	while (pos <= n) {
+		const char *item = v + pos, *comma = memchr(item, ',', n - pos);
+		size_t in = comma ? (size_t)(comma - item) : n - pos;
+		struct lane_match m;
+
+		pos += in + 1;
+		trim(&item, &in);
+		if (in == 0) {
+			ERR(ps, "empty condition in match (a comma too many?)");
+			return;
+		}
+		if (count == LANE_MAX_MATCH) {
+			ERR(ps, "too many conditions in match (at most %d)", LANE_MAX_MATCH);
+			return;
+		}
+		if (!parse_condition(ps, item, in, &m))
+			return;
+		for (int i = 0; i < count; i++) {
+			if (found[i].kind == m.kind) {
+				ERR(ps, "%s appears twice in match (every condition must hold)",
+				    match_words[m.kind]);
+				return;
+			}
+		}
+		found[count++] = m;
+	}
+	current_lane(ps)->nmatch = count;
+	memcpy(current_lane(ps)->match, found, sizeof found[0] * (size_t)count);
+}
+
 static void parse_value(struct parser *ps, const struct key_def *key,
                         const char *v, size_t n)
 {
@@ -645,6 +913,10 @@ static void parse_value(struct parser *ps, const struct key_def *key,
 	case KIND_ABS_PATH: parse_abs_path(ps, key, v, n); break;
 	case KIND_SEGMENT:  parse_segment(ps, key, v, n); break;
 	case KIND_LOG:      parse_log(ps, key, v, n); break;
+	case KIND_INT:      parse_int(ps, key, v, n); break;
+	case KIND_CONNINFO: parse_conninfo(ps, key, v, n); break;
+	case KIND_GROUP:    parse_group(ps, key, v, n); break;
+	case KIND_MATCH:    parse_match(ps, key, v, n); break;
 	}
 }
 
@@ -701,20 +973,20 @@ static bool extract_value(struct parser *ps, const struct key_def *key,
 
 static void report_unknown_key(struct parser *ps, const char *k, size_t kn)
 {
-	const char *sec = section_names[ps->section];
+	const char *sec = section_label(ps, ps->section);
 	const struct key_def *elsewhere = find_key_anywhere(k, kn);
 	const struct key_def *close = key_resembling(ps->section, k, kn);
 	char shown[SHOW_BUF];
 
 	show(shown, sizeof shown, k, kn);
 	if (elsewhere)
-		ERR(ps, "unknown key \"%s\" in [%s] (%s belongs in [%s])",
-		    shown, sec, elsewhere->name, section_names[elsewhere->section]);
+		ERR(ps, "unknown key \"%s\" in %s (%s belongs in %s)",
+		    shown, sec, elsewhere->name, section_label(ps, elsewhere->section));
 	else if (close)
-		ERR(ps, "unknown key \"%s\" in [%s] (did you mean \"%s\"?)",
+		ERR(ps, "unknown key \"%s\" in %s (did you mean \"%s\"?)",
 		    shown, sec, close->name);
 	else
-		ERR(ps, "unknown key \"%s\" in [%s]", shown, sec);
+		ERR(ps, "unknown key \"%s\" in %s", shown, sec);
 }
 
 static void parse_assignment(struct parser *ps, const char *s, size_t n)
@@ -741,8 +1013,8 @@ static void parse_assignment(struct parser *ps, const char *s, size_t n)
 	if (ps->section == SEC_NONE) {
 		key = find_key_anywhere(k, kn);
 		if (key)
-			ERR(ps, "key \"%s\" outside of any section (it belongs in [%s])",
-			    show(shown, sizeof shown, k, kn), section_names[key->section]);
+			ERR(ps, "key \"%s\" outside of any section (it belongs in %s)",
+			    show(shown, sizeof shown, k, kn), section_label(ps, key->section));
 		else
 			ERR(ps, "key \"%s\" outside of any section",
 			    show(shown, sizeof shown, k, kn));
@@ -754,8 +1026,8 @@ static void parse_assignment(struct parser *ps, const char *s, size_t n)
 		return;
 	}
 	if (ps->first_set[key - keys]) {
-		ERR(ps, "duplicate key \"%s\" in [%s] (first set on line %u)",
-		    key->name, section_names[key->section], ps->first_set[key - keys]);
+		ERR(ps, "duplicate key \"%s\" in %s (first set on line %u)",
+		    key->name, section_label(ps, key->section), ps->first_set[key - keys]);
 		return;
 	}
 	ps->first_set[key - keys] = ps->line;
@@ -765,16 +1037,144 @@ static void parse_assignment(struct parser *ps, const char *s, size_t n)
 		parse_value(ps, key, v, vn);
 }
 
+/* Is s[0..n) the word "lane", alone or before a blank or a quote? */
+static bool starts_a_lane(const char *s, size_t n)
+{
+	return n >= 4 && slice_equals_word(s, 4, "lane") &&
+	       (n == 4 || is_blank(s[4]) || s[4] == '"' || s[4] == ']');
+}
+
+/* A lane's name: free text, but one that messages, JSON and labels can
+ * carry; false (error reported) when it is not. */
+static bool lane_name_is_fine(struct parser *ps, const char *name, size_t n)
+{
+	char shown[SHOW_BUF];
+
+	show(shown, sizeof shown, name, n);
+	if (n == 0) {
+		ERR(ps, "empty lane name: give the lane a name, as in [lane \"reports\"]");
+		return false;
+	}
+	if (n >= POLICY_NAME_MAX) {
+		ERR(ps, "lane name \"%s\" is too long (%zu bytes; at most %d)",
+		    shown, n, POLICY_NAME_MAX - 1);
+		return false;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if ((unsigned char)name[i] < 0x20 || name[i] == 0x7f) {
+			ERR(ps, "lane name \"%s\" contains a control character", shown);
+			return false;
+		}
+	}
+	for (int i = 0; i < ps->pol.nlanes; i++) {
+		if (slice_equals_word(name, n, ps->pol.lanes[i].name)) {
+			ERR(ps, "duplicate lane \"%s\" (first on line %u)", shown,
+			    ps->pol.lanes[i].line);
+			return false;
+		}
+	}
+	if (ps->pol.nlanes == POLICY_MAX_LANES) {
+		ERR(ps, "too many lanes (at most %d)", POLICY_MAX_LANES);
+		return false;
+	}
+	return true;
+}
+
+/* [lane "NAME"]: s[0..n) is what follows the word "lane". */
+static void parse_lane_header(struct parser *ps, const char *s, size_t n)
+{
+	const char *name, *close, *rest;
+	size_t name_n, rest_n;
+	struct policy_lane *lane;
+	char shown[SHOW_BUF];
+
+	while (n > 0 && is_blank(s[0])) {
+		s++;
+		n--;
+	}
+	if (n == 0 || s[0] == ']') {
+		ERR(ps, "missing lane name: expected [lane \"NAME\"]");
+		return;
+	}
+	if (s[0] != '"') {
+		ERR(ps, "the lane's name goes between double quotes: expected [lane \"NAME\"]");
+		return;
+	}
+	name = s + 1;
+	close = memchr(name, '"', n - 1);
+	if (!close) {
+		ERR(ps, "missing closing quote (\") in the lane's name");
+		return;
+	}
+	name_n = (size_t)(close - name);
+	rest = close + 1;
+	rest_n = n - (size_t)(rest - s);
+	trim(&rest, &rest_n);
+	show(shown, sizeof shown, name, name_n);
+	if (rest_n == 0 || rest[0] != ']') {
+		ERR(ps, "missing \"]\" after the lane's name in [lane \"%s\"", shown);
+		return;
+	}
+	rest++;
+	rest_n--;
+	trim(&rest, &rest_n);
+	if (rest_n > 0 && !is_comment_start(rest[0])) {
+		ERR(ps, "unexpected text after [lane \"%s\"]", shown);
+		return;
+	}
+	if (!lane_name_is_fine(ps, name, name_n))
+		return;
+
+	lane = &ps->pol.lanes[ps->pol.nlanes++];
+	memset(lane, 0, sizeof *lane);
+	memcpy(lane->name, name, name_n);
+	lane->line = ps->line;
+	lane->wait_timeout_ms = WAIT_UNSET;
+	/* A lane's keys are its own: a new lane may set them again. */
+	for (size_t k = 0; k < KEY_COUNT; k++)
+		if (keys[k].section == SEC_LANE)
+			ps->first_set[k] = 0;
+	snprintf(ps->label, sizeof ps->label, "[lane \"%s\"]", shown);
+	ps->section = SEC_LANE;
+}
+
+static void report_unknown_section(struct parser *ps, const char *name, size_t name_n)
+{
+	char shown[SHOW_BUF];
+	const char *guess = section_resembling(name, name_n);
+	size_t word = 0;
+
+	show(shown, sizeof shown, name, name_n);
+	while (word < name_n && !is_blank(name[word]) && name[word] != '"')
+		word++;
+	if (guess)
+		ERR(ps, "unknown section [%s] (did you mean [%s]?)", shown, guess);
+	else if (looks_like_a_typo_of(name, word, "lane"))
+		ERR(ps, "unknown section [%s] (did you mean [lane \"NAME\"]?)", shown);
+	else
+		ERR(ps, "unknown section [%s] (expected [cap], [tracking], [read_only], [shim] "
+		    "or [lane \"NAME\"])", shown);
+}
+
 static void parse_section_header(struct parser *ps, const char *s, size_t n)
 {
-	const char *close = memchr(s, ']', n);
-	const char *name = s + 1, *rest;
-	size_t name_n, rest_n;
+	const char *close, *name = s + 1, *rest;
+	size_t name_n = n - 1, rest_n;
 	char shown[SHOW_BUF];
-	const char *guess;
 
 	/* Until the header is understood, its keys are skipped, not misfiled. */
 	ps->section = SEC_SKIP;
+	ps->has_section = true;
+	while (name_n > 0 && is_blank(name[0])) {
+		name++;
+		name_n--;
+	}
+	/* Before looking for ']': a lane's name may contain one. */
+	if (starts_a_lane(name, name_n)) {
+		parse_lane_header(ps, name + 4, name_n - 4);
+		return;
+	}
+	close = memchr(s, ']', n);
 	if (!close) {
 		ERR(ps, "missing \"]\" at the end of section header \"%s\"",
 		    show(shown, sizeof shown, s, n));
@@ -796,12 +1196,7 @@ static void parse_section_header(struct parser *ps, const char *s, size_t n)
 			return;
 		}
 	}
-	guess = section_resembling(name, name_n);
-	if (guess)
-		ERR(ps, "unknown section [%s] (did you mean [%s]?)", shown, guess);
-	else
-		ERR(ps, "unknown section [%s] (expected [cap], [tracking], [read_only] or [shim])",
-		    shown);
+	report_unknown_section(ps, name, name_n);
 }
 
 static void parse_line(struct parser *ps, const char *s, size_t n)
@@ -823,31 +1218,71 @@ static void parse_line(struct parser *ps, const char *s, size_t n)
 		parse_assignment(ps, s, n);
 }
 
-static unsigned line_of(const struct parser *ps, const char *key_name)
+/* The line a key outside [lane] was set on, or 0. */
+static unsigned line_of(const struct parser *ps, enum section sec, const char *key_name)
 {
 	for (size_t k = 0; k < KEY_COUNT; k++)
-		if (strcmp(keys[k].name, key_name) == 0)
+		if (keys[k].section == sec && strcmp(keys[k].name, key_name) == 0)
 			return ps->first_set[k];
 	assert(!"no such key");
 	return 0;
 }
 
-/* Rules that tie keys together, checked once every line has been read. */
-static void check_the_whole_policy(struct parser *ps)
+static void check_read_only(struct parser *ps)
 {
 	const struct policy *p = &ps->pol;
 
 	if (p->replica[0] != '\0')
 		return;
 	if (p->ro_enabled) {
-		ps->line = line_of(ps, "enabled");
+		ps->line = line_of(ps, SEC_READ_ONLY, "enabled");
 		ERR(ps, "[read_only] enabled = yes needs a replica "
 		    "(the connection keywords to switch to)");
 	}
 	if (p->flag_file[0] != '\0') {
-		ps->line = line_of(ps, "flag_file");
+		ps->line = line_of(ps, SEC_READ_ONLY, "flag_file");
 		ERR(ps, "[read_only] flag_file needs a replica "
 		    "(the connection keywords to switch to)");
+	}
+}
+
+static void check_cluster(struct parser *ps)
+{
+	struct policy *p = &ps->pol;
+
+	p->scope_line = line_of(ps, SEC_CAP, "scope");
+	if (p->scope == SCOPE_CLUSTER && p->coordinator[0] == '\0') {
+		ps->line = p->scope_line;
+		ERR(ps, "scope = cluster needs a coordinator (the conninfo of the "
+		    "PostgreSQL server that keeps the cluster's slots)");
+	}
+	if (p->scope != SCOPE_CLUSTER && p->coordinator[0] != '\0') {
+		ps->line = line_of(ps, SEC_CAP, "coordinator");
+		ERR(ps, "coordinator is used only with scope = cluster "
+		    "(add scope = cluster, or remove coordinator)");
+	}
+}
+
+/*
+ * A lane without a match would take every connection and leave the lanes
+ * after it empty; one without wait_timeout gets the cap's, whichever line
+ * set that.  A lane's max_active above the global one is accepted as it
+ * is: the global cap still holds over every lane, and an operator who
+ * lowers the global cap for a while must not have to edit every lane.
+ */
+static void check_lanes(struct parser *ps)
+{
+	for (int i = 0; i < ps->pol.nlanes; i++) {
+		struct policy_lane *lane = &ps->pol.lanes[i];
+		char shown[SHOW_BUF];
+
+		if (lane->nmatch == 0) {
+			ps->line = lane->line;
+			ERR(ps, "[lane \"%s\"] has no match (which connections go in it?)",
+			    show(shown, sizeof shown, lane->name, strlen(lane->name)));
+		}
+		if (lane->wait_timeout_ms == WAIT_UNSET)
+			lane->wait_timeout_ms = ps->pol.wait_timeout_ms;
 	}
 }
 
@@ -881,259 +1316,18 @@ int policy_parse(const char *name, const char *text, size_t len,
 		parse_line(&ps, start, n);
 		pos += n + (nl != NULL);
 	}
-	check_the_whole_policy(&ps);
+	/* A file caught between truncation and writing reads as nothing: it
+	 * must never stand for "every default, no cap". */
+	if (!ps.has_section && errs->count == 0)
+		policy_add_error(errs, ps.name, 0, "empty policy: no section in it "
+		                 "(a policy needs at least one, such as [cap])");
+	check_read_only(&ps);
+	check_cluster(&ps);
+	check_lanes(&ps);
 
 	if (errs->count > 0)
 		return -1;
 	if (out)
 		*out = ps.pol;
 	return 0;
-}
-
-/* ------------------------------------------------------------------------ */
-/* Loading a file                                                           */
-
-#define FILE_MAX_BYTES (1024 * 1024)
-
-static int load_file_checked(const char *path, int fd, char **buf, size_t *len,
-                             struct policy_errors *errs)
-{
-	struct stat st;
-	char why[128];
-	size_t want, got = 0;
-
-	if (fstat(fd, &st) != 0) {
-		add_error(errs, path, 0, "cannot read: %s",
-		          strerror_r(errno, why, sizeof why));
-		return -1;
-	}
-	if (S_ISDIR(st.st_mode)) {
-		add_error(errs, path, 0, "refused: a directory, not a policy file");
-		return -1;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		add_error(errs, path, 0, "refused: not a regular file");
-		return -1;
-	}
-	/* Whoever can write the policy controls every program that uses it. */
-	if (st.st_mode & (S_IWGRP | S_IWOTH))
-		add_error(errs, path, 0, "refused: group- or world-writable (mode %04o); "
-		          "chmod go-w %s", (unsigned)(st.st_mode & 07777), path);
-	if (st.st_uid != 0 && st.st_uid != geteuid())
-		add_error(errs, path, 0, "refused: owned by uid %u, not by you or root",
-		          (unsigned)st.st_uid);
-	if (st.st_size > FILE_MAX_BYTES)
-		add_error(errs, path, 0, "refused: larger than 1 MiB (%lld bytes)",
-		          (long long)st.st_size);
-	if (errs->count > 0)
-		return -1;
-
-	want = (size_t)st.st_size;
-	*buf = malloc(want + 1);
-	if (!*buf) {
-		add_error(errs, path, 0, "cannot read: out of memory");
-		return -1;
-	}
-	/* Read one byte more than fstat said, to notice a file still growing. */
-	while (got < want + 1) {
-		ssize_t r = read(fd, *buf + got, want + 1 - got);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0) {
-			add_error(errs, path, 0, "cannot read: %s",
-			          strerror_r(errno, why, sizeof why));
-			return -1;
-		}
-		if (r == 0)
-			break;
-		got += (size_t)r;
-	}
-	if (got > want) {
-		add_error(errs, path, 0, "changed while being read; try again");
-		return -1;
-	}
-	*len = got;
-	return 0;
-}
-
-int policy_load(const char *path, struct policy *out, struct policy_errors *errs)
-{
-	struct policy_errors scratch;
-	char why[128];
-	char *buf = NULL;
-	size_t len = 0;
-	int fd, rc;
-
-	if (!errs)
-		errs = &scratch;
-	errs->count = 0;
-	if (!path || !*path) {
-		add_error(errs, "policy", 0, "no policy file named");
-		return -1;
-	}
-	/*
-	 * Symlinks are followed (a policy linked into place is common); the
-	 * checks are made on what was opened.  O_NONBLOCK keeps a FIFO from
-	 * hanging us before fstat can refuse it; it does nothing to a file.
-	 */
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-	if (fd < 0) {
-		add_error(errs, path, 0, "cannot open: %s", strerror_r(errno, why, sizeof why));
-		return -1;
-	}
-	rc = load_file_checked(path, fd, &buf, &len, errs);
-	close(fd);
-	if (rc == 0)
-		rc = policy_parse(path, buf, len, out, errs);
-	free(buf);
-	return rc;
-}
-
-/* ------------------------------------------------------------------------ */
-/* Segment names                                                            */
-
-static uint32_t fnv1a(const char *s)
-{
-	uint32_t h = 2166136261u;
-
-	for (; *s; s++) {
-		h ^= (unsigned char)*s;
-		h *= 16777619u;
-	}
-	return h;
-}
-
-/*
- * Make `path` absolute without touching symlinks: prefix the working
- * directory if relative, then drop "." and "//" and fold ".." by text.
- * Symlinks are deliberately not resolved: re-pointing a symlinked policy
- * must not move the processes that use it to another segment.  False if
- * it does not fit.
- */
-static bool absolute_path(const char *path, char *out, size_t size)
-{
-	char joined[PATH_MAX * 2];
-	size_t o = 0;
-	const char *p;
-
-	if (path[0] == '/') {
-		if (strlen(path) >= sizeof joined)
-			return false;
-		strcpy(joined, path);
-	} else {
-		char cwd[PATH_MAX];
-		int n;
-
-		if (!getcwd(cwd, sizeof cwd))
-			return false;
-		n = snprintf(joined, sizeof joined, "%s/%s", cwd, path);
-		if (n < 0 || (size_t)n >= sizeof joined)
-			return false;
-	}
-
-	for (p = joined; *p;) {
-		const char *end;
-		size_t n;
-
-		while (*p == '/')
-			p++;
-		end = strchrnul(p, '/');
-		n = (size_t)(end - p);
-		if (n == 0 || (n == 1 && p[0] == '.')) {
-			/* nothing to add */
-		} else if (n == 2 && p[0] == '.' && p[1] == '.') {
-			while (o > 0 && out[o - 1] != '/')
-				o--;
-			if (o > 0)
-				o--;            /* the '/' before the dropped component */
-		} else {
-			if (o + 1 + n + 1 > size)
-				return false;
-			out[o++] = '/';
-			memcpy(out + o, p, n);
-			o += n;
-		}
-		p = end;
-	}
-	if (o == 0)
-		out[o++] = '/';
-	out[o] = '\0';
-	return true;
-}
-
-static void copy_truncated(char *buf, size_t size, const char *s)
-{
-	snprintf(buf, size, "%s", s);
-}
-
-void policy_segment_name(const struct policy *p, const char *path,
-                         char *buf, size_t size)
-{
-	char absolute[PATH_MAX], base[DERIVED_BASE_MAX + 1];
-	const char *full = path, *b, *dot;
-	size_t bn, i;
-
-	if (!buf || size == 0)
-		return;
-	if (p && p->segment[0] != '\0') {
-		copy_truncated(buf, size, p->segment);
-		return;
-	}
-	if (!path || !*path) {
-		copy_truncated(buf, size, "default");
-		return;
-	}
-	if (absolute_path(path, absolute, sizeof absolute))
-		full = absolute;
-
-	/* The basename without its extension: "/etc/app/web.ini" -> "web". */
-	b = strrchr(full, '/');
-	b = b ? b + 1 : full;
-	dot = strrchr(b, '.');
-	bn = (dot && dot != b) ? (size_t)(dot - b) : strlen(b);
-	if (bn > DERIVED_BASE_MAX)
-		bn = DERIVED_BASE_MAX;
-	for (i = 0; i < bn; i++)
-		base[i] = is_segment_char(b[i]) ? b[i] : '_';
-	base[bn] = '\0';
-	if (bn == 0)
-		strcpy(base, "policy");
-
-	snprintf(buf, size, "p-%s-%08x", base, (unsigned)fnv1a(full));
-}
-
-/* The first value matching `format` (one %s-style conversion) on a line of
- * a file that may not parse as a whole.  1 when found. */
-static int recover_value(const char *path, const char *format, char *out)
-{
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return 0;
-	char line[512];
-	int found = 0;
-	while (!found && fgets(line, sizeof line, f))
-		found = sscanf(line, format, out) == 1;
-	fclose(f);
-	return found;
-}
-
-/* The value of a `segment = NAME` line of a policy that does not load: a
- * broken policy still names the segment its programs use (the shim and
- * the tool must agree on it, or `pqshim stat` could not show the error). */
-void policy_recover_segment(const char *path, char *out, size_t size)
-{
-	char name[65];
-	if (recover_value(path, " segment = %64[A-Za-z0-9._-]", name))
-		snprintf(out, size, "%s", name);
-}
-
-/* Likewise `on_error`: a policy that does not load still says what to do
- * about it.  Anything but a clear "fail-open" means fail-closed. */
-enum onerror_mode policy_recover_on_error(const char *path)
-{
-	char word[32];
-	if (recover_value(path, " on_error = %31[a-z-]", word) && strcmp(word, "fail-open") == 0)
-		return ONERROR_FAIL_OPEN;
-	return ONERROR_FAIL_CLOSED;
 }

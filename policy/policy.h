@@ -12,6 +12,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 
 enum cap_scope     { SCOPE_PROCESS, SCOPE_HOST, SCOPE_CLUSTER };
 enum nested_mode   { NESTED_SHARE, NESTED_FAIL };
@@ -27,6 +28,17 @@ enum match_kind    { MATCH_PROGRAM, MATCH_APPLICATION_NAME, MATCH_USER, MATCH_DB
 #define POLICY_NAME_MAX  64      /* a lane's name, a group's name, a match pattern */
 #define POLICY_MAX_LANES 16      /* [lane "NAME"] sections per policy */
 #define LANE_MAX_MATCH   4       /* conditions in one lane's match = ... */
+#define POLICY_FILE_MAX  (1024 * 1024) /* bytes: a larger file is refused unread */
+#define POLICY_SETTLE_MS 500     /* a changed file is taken once quiet this long */
+
+/*
+ * Features the parser knows and this build does not implement yet.  A
+ * policy that uses one is refused by policy_load() (so the shim and
+ * `pqshim check` refuse it like any bad policy) instead of being accepted
+ * and ignored.  When the feature lands, set its line to 1.
+ */
+#define POLICY_HAS_CLUSTER 0     /* [cap] scope = cluster (issue 13) */
+#define POLICY_HAS_LANES   0     /* [lane "NAME"] sections (issue 14) */
 
 /* One condition of a lane's `match`: KIND=PATTERN (a glob for program and
  * application_name, an exact name for user and dbname). */
@@ -45,6 +57,7 @@ struct policy_lane {
 	int exclusive;                        /* [no] */
 	int32_t priority;                     /* higher is served first  [0] */
 	uint64_t wait_timeout_ms;             /* [the cap's]: filled in by the parser */
+	unsigned line;                        /* of its [lane "NAME"] header */
 };
 
 struct policy {
@@ -82,6 +95,8 @@ struct policy {
 	/* [lane "NAME"] sections, in file order */
 	int nlanes;
 	struct policy_lane lanes[POLICY_MAX_LANES];
+
+	unsigned scope_line;                  /* of `scope =`, 0 when not set */
 };
 
 struct policy_errors {
@@ -102,10 +117,44 @@ int policy_parse(const char *name, const char *text, size_t len,
 
 /*
  * Read and parse the file at `path`, refusing it (as an error in *errs) when
- * it is group- or world-writable or owned by a user other than the caller
- * and root.  Returns 0 or -1 like policy_parse.
+ * it is not a regular file, larger than POLICY_FILE_MAX, changed while being
+ * read, group- or world-writable or owned by a user other than the caller
+ * and root, or when it uses what policy_unsupported() refuses.  Never
+ * blocks (a FIFO or a device is refused unread).  Returns 0 or -1 like
+ * policy_parse.
  */
 int policy_load(const char *path, struct policy *out, struct policy_errors *errs);
+
+/*
+ * The refusals of this build (POLICY_HAS_* above): adds "name:line: ... is
+ * not supported by this build yet" to *errs for each use in *p, and returns
+ * -1 if there was one, else 0.  policy_load() calls it after parsing.
+ */
+int policy_unsupported(const struct policy *p, const char *name,
+                       struct policy_errors *errs);
+
+/* Same inode, size, mtime, ctime, mode and owner: the file did not change. */
+int policy_stat_same(const struct stat *a, const struct stat *b);
+
+/*
+ * Whether a policy file that was looked at (stat *st) should be (re)loaded
+ * now: SAME as the one last applied (*applied); SETTLING, a change that has
+ * not been quiet for POLICY_SETTLE_MS yet (look again in *wait_ms); or
+ * SETTLED, quiet long enough to be a finished write.  *s carries what the
+ * previous looks saw (zero it to start).  mono_ns is CLOCK_MONOTONIC,
+ * real_ns CLOCK_REALTIME.  Pure; the reasoning is at the top of
+ * policy_file.c.  After loading, stat the path again: a different answer
+ * means a write came during the read, and the load must be discarded.
+ */
+struct policy_settle {
+	struct stat seen;        /* the file at the first look since it changed */
+	uint64_t seen_ns;        /* when (monotonic), 0 = nothing pending */
+};
+enum policy_settle_verdict { POLICY_FILE_SAME, POLICY_FILE_SETTLING, POLICY_FILE_SETTLED };
+enum policy_settle_verdict policy_settle_look(struct policy_settle *s,
+                                              const struct stat *applied,
+                                              const struct stat *st, uint64_t mono_ns,
+                                              int64_t real_ns, uint64_t *wait_ms);
 
 /*
  * The segment name a policy uses: its [shim] segment, or one derived from
@@ -124,7 +173,8 @@ const char *policy_scope_word(enum cap_scope scope);
 /*
  * For a policy that does not load: the value of its `segment = NAME` line,
  * if it has one (out untouched otherwise), so that the shim and the tool
- * still agree on the segment that shows the error.
+ * still agree on the segment that shows the error.  The file is read under
+ * the same bounds as policy_load() (never blocks, at most POLICY_FILE_MAX).
  */
 void policy_recover_segment(const char *path, char *out, size_t size);
 enum onerror_mode policy_recover_on_error(const char *path);

@@ -84,17 +84,27 @@ static void defaults_are_specs(void **state)
 	assert_string_equal(p.log, "stderr");
 }
 
-static void empty_text_gives_defaults(void **state)
+/* What a file caught between truncation and writing looks like is never a
+ * policy (it would mean "every default, no cap"); one section is enough. */
+static void empty_policies_are_errors(void **state)
 {
+	static const char empty[] =
+	    "t.ini: empty policy: no section in it (a policy needs at least one, such as [cap])";
 	struct policy d;
 
 	(void)state;
+	fails_with("", empty);
+	fails_with("\n\n   \n", empty);
+	fails_with("\n\n   \n# only a comment\n; and another\n", empty);
+	fails_with("\xef\xbb\xbf", empty);
+	assert_int_equal(policy_parse("t.ini", NULL, 0, &pol, &errs), -1);
+	assert_string_equal(errs.msg[0], empty);
+
 	policy_defaults(&d);
-	parses("");
+	parses("[cap]\n");
 	assert_memory_equal(&pol, &d, sizeof d);
-	parses("\n\n   \n# only a comment\n; and another\n");
+	parses("# every default\n[tracking]\n");
 	assert_memory_equal(&pol, &d, sizeof d);
-	assert_int_equal(policy_parse("t.ini", NULL, 0, &pol, &errs), 0);
 }
 
 /* The example of SPEC.md, byte for byte, continuation comments included. */
@@ -153,11 +163,20 @@ static void every_non_default_value_parses(void **state)
 {
 	(void)state;
 	parses("[cap]\nscope = cluster\nnested = fail\n"
-	       "[tracking]\ncross_thread = deny\nleak_report = no\n"
+	       "coordinator = host=db1 port=5432 dbname=postgres\n"
+	       "[tracking]\ncross_thread = deny\nleak_report = no\nafter_fork = allow\n"
 	       "[read_only]\nenabled = yes\nreplica = host=r\n"
 	       "on_switch = reset\nin_transaction = terminate\n"
-	       "[shim]\non_error = fail-open\nlog = syslog\n");
+	       "[shim]\non_error = fail-open\nlog = syslog\ngroup = app\n"
+	       "max_processes = 1024\nmax_tracked = 65536\n");
 	assert_int_equal(pol.scope, SCOPE_CLUSTER);
+	assert_int_equal(pol.scope_line, 2);
+	assert_string_equal(pol.coordinator, "host=db1 port=5432 dbname=postgres");
+	assert_int_equal(pol.after_fork, FORK_ALLOW);
+	assert_string_equal(pol.group, "app");
+	assert_int_equal(pol.max_processes, 1024);
+	assert_int_equal(pol.max_tracked, 65536);
+	assert_int_equal(pol.nlanes, 0);
 	assert_int_equal(pol.nested, NESTED_FAIL);
 	assert_int_equal(pol.cross_thread, CROSS_DENY);
 	assert_int_equal(pol.leak_report, 0);
@@ -174,7 +193,12 @@ static void enum_words_are_specs(void **state)
 	static const struct { const char *text; int field_offset; int want; } cases[] = {
 		{ "[cap]\nscope = process", offsetof(struct policy, scope), SCOPE_PROCESS },
 		{ "[cap]\nscope = host", offsetof(struct policy, scope), SCOPE_HOST },
-		{ "[cap]\nscope = CLUSTER", offsetof(struct policy, scope), SCOPE_CLUSTER },
+		{ "[cap]\nscope = CLUSTER\ncoordinator = host=c",
+		  offsetof(struct policy, scope), SCOPE_CLUSTER },
+		{ "[tracking]\nafter_fork = protect", offsetof(struct policy, after_fork),
+		  FORK_PROTECT },
+		{ "[tracking]\nafter_fork = Allow", offsetof(struct policy, after_fork),
+		  FORK_ALLOW },
 		{ "[cap]\nnested = share", offsetof(struct policy, nested), NESTED_SHARE },
 		{ "[tracking]\ncross_thread = allow",
 		  offsetof(struct policy, cross_thread), CROSS_ALLOW },
@@ -204,6 +228,8 @@ static void enum_words_are_specs(void **state)
 	           "t.ini:2: bad value \"move\" for on_switch: expected migrate or reset");
 	fails_with("[read_only]\nin_transaction = kill",
 	           "t.ini:2: bad value \"kill\" for in_transaction: expected keep or terminate");
+	fails_with("[tracking]\nafter_fork = deny",
+	           "t.ini:2: bad value \"deny\" for after_fork: expected protect or allow");
 	fails_with("[shim]\non_error = fail_closed",
 	           "t.ini:2: bad value \"fail_closed\" for on_error: "
 	           "expected fail-closed or fail-open");
@@ -521,9 +547,9 @@ static void unknown_sections_are_errors(void **state)
 	           "t.ini:1: unknown section [capp] (did you mean [cap]?)");
 	fails_with("[database]\nhost = x\nport = 1\n",
 	           "t.ini:1: unknown section [database] "
-	           "(expected [cap], [tracking], [read_only] or [shim])");
+	           "(expected [cap], [tracking], [read_only], [shim] or [lane \"NAME\"])");
 	fails_with("[]\n", "t.ini:1: unknown section [] "
-	           "(expected [cap], [tracking], [read_only] or [shim])");
+	           "(expected [cap], [tracking], [read_only], [shim] or [lane \"NAME\"])");
 	fails_with("[cap\nmax_active = 4\n",
 	           "t.ini:1: missing \"]\" at the end of section header \"[cap\"");
 	fails_with("[cap] max_active = 4\n",
@@ -641,7 +667,8 @@ static void out_is_untouched_on_error(void **state)
 	/* errs is optional. */
 	assert_int_equal(policy_parse("t.ini", "bad", 3, &out, NULL), -1);
 	assert_memory_equal(&out, &before, sizeof out);
-	assert_int_equal(policy_parse("t.ini", "", 0, &out, NULL), 0);
+	assert_int_equal(policy_parse("t.ini", "", 0, &out, NULL), -1);
+	assert_memory_equal(&out, &before, sizeof out);
 }
 
 static void values_in_messages_are_shortened(void **state)
@@ -938,7 +965,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(defaults_are_specs),
-		cmocka_unit_test(empty_text_gives_defaults),
+		cmocka_unit_test(empty_policies_are_errors),
 		cmocka_unit_test(specs_example_parses),
 		cmocka_unit_test(every_non_default_value_parses),
 		cmocka_unit_test(enum_words_are_specs),
