@@ -431,6 +431,7 @@ struct parser {
 	unsigned first_set[KEY_COUNT];   /* line a key was first set on, or 0;
 	                                    a lane's keys: in the current lane */
 	bool has_section;                /* a section header was seen */
+	bool match_set[POLICY_MAX_LANES];/* a lane's match was given (maybe wrong) */
 	char label[SHOW_BUF + 16];       /* the current section, for messages */
 };
 
@@ -866,6 +867,7 @@ static void parse_match(struct parser *ps, const struct key_def *key,
 	int count = 0;
 	size_t pos = 0;
 
+	ps->match_set[ps->pol.nlanes - 1] = true;
 	if (n == 0) {
 		ERR(ps, "missing value for %s: expected KIND=PATTERN, ... "
 		    "(program, application_name, user or dbname)", key->name);
@@ -1251,7 +1253,7 @@ static void check_cluster(struct parser *ps)
 	struct policy *p = &ps->pol;
 
 	p->scope_line = line_of(ps, SEC_CAP, "scope");
-	if (p->scope == SCOPE_CLUSTER && p->coordinator[0] == '\0') {
+	if (p->scope == SCOPE_CLUSTER && line_of(ps, SEC_CAP, "coordinator") == 0) {
 		ps->line = p->scope_line;
 		ERR(ps, "scope = cluster needs a coordinator (the conninfo of the "
 		    "PostgreSQL server that keeps the cluster's slots)");
@@ -1276,7 +1278,7 @@ static void check_lanes(struct parser *ps)
 		struct policy_lane *lane = &ps->pol.lanes[i];
 		char shown[SHOW_BUF];
 
-		if (lane->nmatch == 0) {
+		if (!ps->match_set[i]) {
 			ps->line = lane->line;
 			ERR(ps, "[lane \"%s\"] has no match (which connections go in it?)",
 			    show(shown, sizeof shown, lane->name, strlen(lane->name)));

@@ -4,9 +4,11 @@
  *
  * Every statement already reads the TSC (track_sent); when it passes
  * g.next_tick (about every half second) one thread of the process stats the
- * policy file, and if its identity, size or times changed, loads it whole
- * and swaps it in: the last good policy stays in force when the new one
- * does not load, and the error shows in the log and in `pqshim stat`.
+ * policy file, and if its identity, size or times changed and have then
+ * stayed the same for POLICY_SETTLE_MS (a file written in place is taken
+ * only once the write is over: policy_settle_look, policy_file.c), loads it
+ * whole and swaps it in: the last good policy stays in force when the new
+ * one does not load, and the error shows in the log and in `pqshim stat`.
  * Caps live in the shared segment, so the first process to notice sets
  * them for all.
  */
@@ -19,21 +21,17 @@
 
 #define TICK_NS 500000000ull        /* look at the file twice a second */
 
-static int file_changed(const struct stat *st)
-{
-	return st->st_ino != g.policy_st.st_ino || st->st_dev != g.policy_st.st_dev
-	    || st->st_size != g.policy_st.st_size
-	    || st->st_mtim.tv_sec != g.policy_st.st_mtim.tv_sec
-	    || st->st_mtim.tv_nsec != g.policy_st.st_mtim.tv_nsec
-	    || st->st_ctim.tv_sec != g.policy_st.st_ctim.tv_sec
-	    || st->st_ctim.tv_nsec != g.policy_st.st_ctim.tv_nsec
-	    || st->st_mode != g.policy_st.st_mode || st->st_uid != g.policy_st.st_uid;
-}
+static struct policy_settle settle;  /* a change seen, not quiet long enough yet */
 
 /* Remember what the file looked like when it was (last) read. */
 void reload_note_file(void)
 {
 	if (g.policy_path[0] && stat(g.policy_path, &g.policy_st) != 0)
+		memset(&g.policy_st, 0, sizeof g.policy_st);
+	/* Read at start while being written: read it again once it is quiet. */
+	struct stat none = { 0 };
+	if (g.policy_st.st_ino && policy_settle_look(&settle, &none, &g.policy_st,
+	        clock_ns(CLOCK_MONOTONIC), (int64_t)clock_ns(CLOCK_REALTIME), NULL) != POLICY_FILE_SETTLED)
 		memset(&g.policy_st, 0, sizeof g.policy_st);
 	g.tick_ticks0 = clock_ticks();
 	g.tick_mono0 = clock_ns(CLOCK_MONOTONIC);
@@ -42,11 +40,16 @@ void reload_note_file(void)
 	__atomic_store_n(&g.next_tick, g.tick_ticks0 + 2 * TICK_NS, __ATOMIC_RELAXED);
 }
 
-static void reload_policy(void)
+static void reload_policy(const struct stat *looked)
 {
 	struct policy p;
 	struct policy_errors errs;
-	if (policy_load(g.policy_path, &p, &errs) != 0) {
+	struct stat st;
+	int rc = policy_load(g.policy_path, &p, &errs);
+	/* Written to during the read: not what settled; look again. */
+	if (looked && (stat(g.policy_path, &st) != 0 || !policy_stat_same(&st, looked)))
+		return;
+	if (rc != 0) {
 		char msg[SEG_ERROR_MAX];
 		snprintf(msg, sizeof msg, "%s", errs.count ? errs.msg[0] : g.policy_path);
 		if (strcmp(msg, g.policy_error) != 0) {
@@ -89,13 +92,19 @@ void shim_tick(void)
 	struct stat st;
 	if (g.policy_path[0] && g.pid == getpid()) {
 		int gone = stat(g.policy_path, &st) != 0;
-		if (gone ? g.policy_st.st_ino != 0 : file_changed(&st)) {
+		uint64_t wait_ms = 0;
+		if (gone ? g.policy_st.st_ino != 0
+		         : policy_settle_look(&settle, &g.policy_st, &st, mono,
+		                              (int64_t)clock_ns(CLOCK_REALTIME), &wait_ms) == POLICY_FILE_SETTLED) {
 			if (gone)
 				memset(&g.policy_st, 0, sizeof g.policy_st);
 			else
 				g.policy_st = st;
-			reload_policy();
+			reload_policy(gone ? NULL : &st);
 		}
+		if (wait_ms && wait_ms * 1000000 < TICK_NS)   /* settling: look again sooner */
+			__atomic_store_n(&g.next_tick, ticks + (uint64_t)(per_ns * (double)wait_ms * 1e6),
+			                 __ATOMIC_RELAXED);
 		readonly_update();   /* the flag file may come or go at any time */
 	}
 	__atomic_store_n(&g.ticking, 0, __ATOMIC_RELEASE);

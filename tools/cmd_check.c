@@ -5,18 +5,32 @@
  * ownership, permissions, then the parser), so a policy that passes here is
  * one the shim will take.  Exit codes: 0 the policy loads ("POLICY: ok" on
  * stdout); 1 it does not (each error as "file:line: message" on stderr, or
- * "file: message" when the file itself is refused); 2 usage error.
+ * "file: message" when the file itself is refused, then how to edit a policy
+ * safely); 2 usage error.
  */
 #include "cmds.h"
 
 #include <stdio.h>
 #include <string.h>
 
+/* A file rewritten in place (`cat > policy`, most editors' "save" without
+ * a backup) can be read half-written; a rename never can. */
+static void print_safe_edit(FILE *to, const char *path)
+{
+	fprintf(to, "To change a policy that programs are using, write the new text to a\n"
+	        "new file beside it, check it, then rename it over the old one:\n"
+	        "    pqshim check %s.new && mv %s.new %s\n"
+	        "A file rewritten in place is taken only once it has not changed for\n"
+	        "half a second, and a write that pauses longer is taken half-done.\n",
+	        path, path, path);
+}
+
 static void print_usage(FILE *to)
 {
 	fputs("usage: pqshim check POLICY\n"
 	      "Check that the policy file POLICY loads: exit 0 if it does, else\n"
-	      "print each error as file:line: message and exit 1.\n", to);
+	      "print each error as file:line: message and exit 1.\n\n", to);
+	print_safe_edit(to, "POLICY");
 }
 
 static void print_errors(const char *path, const struct policy_errors *errs)
@@ -58,6 +72,7 @@ int cmd_check(int argc, char **argv)
 
 	if (policy_load(path, &policy, &errs) != 0) {
 		print_errors(path, &errs);
+		print_safe_edit(stderr, path);
 		return 1;
 	}
 	printf("%s: ok\n", path);

@@ -961,6 +961,522 @@ static void segment_recovered_from_a_broken_policy(void **state)
 	assert_string_equal(out, "untouched");
 }
 
+/* ------------------------------------------------------------------------ */
+/* This round's keys: [cap] coordinator, [tracking] after_fork, [shim]       */
+/* group, max_processes, max_tracked                                        */
+
+static void cluster_scope_needs_a_coordinator(void **state)
+{
+	(void)state;
+	parses("[cap]\ncoordinator = postgresql://db1:5432/postgres\nscope = cluster\n");
+	assert_string_equal(pol.coordinator, "postgresql://db1:5432/postgres");
+	assert_int_equal(pol.scope_line, 3);
+	parses("[cap]\nscope = cluster\ncoordinator = \"host=db1 application_name='a b'\"\n");
+	assert_string_equal(pol.coordinator, "host=db1 application_name='a b'");
+	parses("[cap]\nscope = host\n");
+	assert_string_equal(pol.coordinator, "");
+
+	fails_with("[cap]\nmax_active = 4\nscope = cluster\n",
+	           "t.ini:3: scope = cluster needs a coordinator (the conninfo of the "
+	           "PostgreSQL server that keeps the cluster's slots)");
+	fails_with("[cap]\nscope = cluster\ncoordinator =\n",
+	           "t.ini:3: missing value for coordinator: expected connection keywords, "
+	           "as in host=db1 port=5432 dbname=postgres");
+	fails_with("[cap]\nscope = cluster\ncoordinator = \"  \"\n",
+	           "t.ini:3: bad value \"  \" for coordinator: expected keyword=value pairs "
+	           "(host=db1 port=5432 dbname=postgres) or a postgresql:// URI");
+	fails_with("[cap]\nscope = cluster\ncoordinator = db1\n",
+	           "t.ini:3: bad value \"db1\" for coordinator: expected keyword=value pairs "
+	           "(host=db1 port=5432 dbname=postgres) or a postgresql:// URI");
+	fails_with("[cap]\ncoordinator = host=db1\n",
+	           "t.ini:2: coordinator is used only with scope = cluster "
+	           "(add scope = cluster, or remove coordinator)");
+	fails_with("[cap]\nscope = process\ncoordinator = host=db1\n",
+	           "t.ini:3: coordinator is used only with scope = cluster "
+	           "(add scope = cluster, or remove coordinator)");
+	fails_with("[shim]\ncoordinator = host=db1\n",
+	           "t.ini:2: unknown key \"coordinator\" in [shim] (coordinator belongs in [cap])");
+	fails_with("[cap]\ncoordinater = host=db1\n",
+	           "t.ini:2: unknown key \"coordinater\" in [cap] (did you mean \"coordinator\"?)");
+}
+
+static void group_is_a_group_name(void **state)
+{
+	char text[128], want[256];
+
+	(void)state;
+	parses("[shim]\ngroup = app\n");
+	assert_string_equal(pol.group, "app");
+	parses("[shim]\ngroup = _svc-web.1\n");
+	assert_string_equal(pol.group, "_svc-web.1");
+	parses("[shim]\ngroup =\n");                /* empty: owner only, the default */
+	assert_string_equal(pol.group, "");
+	snprintf(text, sizeof text, "[shim]\ngroup = %s\n", "abcdefghijabcdefghijabcdefghij12");
+	parses(text);
+	assert_int_equal(strlen(pol.group), 32);
+
+	snprintf(text, sizeof text, "[shim]\ngroup = %s\n", "abcdefghijabcdefghijabcdefghij123");
+	snprintf(want, sizeof want, "t.ini:2: bad value \"%s\" for group: expected a group "
+	         "name (1 to 32 letters, digits, '.', '_' or '-', not starting with '-')",
+	         "abcdefghijabcdefghijabcdefghij123");
+	fails_with(text, want);
+	fails_with("[shim]\ngroup = -app\n",
+	           "t.ini:2: bad value \"-app\" for group: expected a group name (1 to 32 "
+	           "letters, digits, '.', '_' or '-', not starting with '-')");
+	fails_with("[shim]\ngroup = \"web app\"\n",
+	           "t.ini:2: bad value \"web app\" for group: expected a group name (1 to 32 "
+	           "letters, digits, '.', '_' or '-', not starting with '-')");
+	fails_with("[shim]\ngroup = 1000\n",
+	           "t.ini:2: bad value \"1000\" for group: expected the group's name, not its number");
+	fails_with("[shim]\ngruop = app\n",
+	           "t.ini:2: unknown key \"gruop\" in [shim] (did you mean \"group\"?)");
+}
+
+static void table_sizes_are_bounded(void **state)
+{
+	(void)state;
+	parses("[shim]\nmax_processes = 1\nmax_tracked = 1\n");
+	assert_int_equal(pol.max_processes, 1);
+	assert_int_equal(pol.max_tracked, 1);
+	parses("[shim]\nmax_processes = 65536\nmax_tracked = 1048576\n");
+	assert_int_equal(pol.max_processes, 65536);
+	assert_int_equal(pol.max_tracked, 1048576);
+
+	fails_with("[shim]\nmax_processes = 0\n",
+	           "t.ini:2: bad value \"0\" for max_processes: at least 1");
+	fails_with("[shim]\nmax_processes = 65537\n",
+	           "t.ini:2: bad value \"65537\" for max_processes: at most 65536");
+	fails_with("[shim]\nmax_tracked = 0\n",
+	           "t.ini:2: bad value \"0\" for max_tracked: at least 1");
+	fails_with("[shim]\nmax_tracked = 1048577\n",
+	           "t.ini:2: bad value \"1048577\" for max_tracked: at most 1048576");
+	fails_with("[shim]\nmax_tracked = 99999999999999999999999\n",
+	           "t.ini:2: bad value \"99999999999999999999999\" for max_tracked: at most 1048576");
+	fails_with("[shim]\nmax_processes = -5\n",
+	           "t.ini:2: bad value \"-5\" for max_processes: expected a whole number (1 or more)");
+	fails_with("[shim]\nmax_processes = many\n",
+	           "t.ini:2: bad value \"many\" for max_processes: expected a whole number");
+	fails_with("[cap]\nmax_processes = 10\n",
+	           "t.ini:2: unknown key \"max_processes\" in [cap] (max_processes belongs in [shim])");
+}
+
+/* ------------------------------------------------------------------------ */
+/* [lane "NAME"]                                                            */
+
+static void lanes_parse_in_file_order(void **state)
+{
+	(void)state;
+	parses("[cap]\n"
+	       "max_active = 4\n"
+	       "wait_timeout = 5s\n"
+	       "[lane \"migrations\"]\n"
+	       "match = application_name=migrate-*\n"
+	       "max_active = 1\n"
+	       "exclusive = yes\n"
+	       "priority = 10\n"
+	       "wait_timeout = 10m\n"
+	       "[lane \"web requests\"]   # free text between the quotes\n"
+	       "match = program=gunicorn*, user=web ,dbname = app,application_name=\"w\"\n"
+	       "priority = -5\n"
+	       "[ LANE \"a]b\" ]\n"
+	       "match = \"user=x\"\n");
+	assert_int_equal(pol.max_active, 4);
+	assert_int_equal(pol.nlanes, 3);
+
+	assert_string_equal(pol.lanes[0].name, "migrations");
+	assert_int_equal(pol.lanes[0].line, 4);
+	assert_int_equal(pol.lanes[0].nmatch, 1);
+	assert_int_equal(pol.lanes[0].match[0].kind, MATCH_APPLICATION_NAME);
+	assert_string_equal(pol.lanes[0].match[0].pattern, "migrate-*");
+	assert_int_equal(pol.lanes[0].max_active, 1);
+	assert_int_equal(pol.lanes[0].exclusive, 1);
+	assert_int_equal(pol.lanes[0].priority, 10);
+	assert_int_equal(pol.lanes[0].wait_timeout_ms, 600000);
+
+	assert_string_equal(pol.lanes[1].name, "web requests");
+	assert_int_equal(pol.lanes[1].line, 10);
+	assert_int_equal(pol.lanes[1].nmatch, 4);
+	assert_int_equal(pol.lanes[1].match[0].kind, MATCH_PROGRAM);
+	assert_string_equal(pol.lanes[1].match[0].pattern, "gunicorn*");
+	assert_int_equal(pol.lanes[1].match[1].kind, MATCH_USER);
+	assert_string_equal(pol.lanes[1].match[1].pattern, "web");
+	assert_int_equal(pol.lanes[1].match[2].kind, MATCH_DBNAME);
+	assert_string_equal(pol.lanes[1].match[2].pattern, "app");
+	assert_int_equal(pol.lanes[1].match[3].kind, MATCH_APPLICATION_NAME);
+	assert_string_equal(pol.lanes[1].match[3].pattern, "\"w\"");
+	assert_int_equal(pol.lanes[1].max_active, 0);
+	assert_int_equal(pol.lanes[1].exclusive, 0);
+	assert_int_equal(pol.lanes[1].priority, -5);
+	/* No wait_timeout of its own: the cap's. */
+	assert_int_equal(pol.lanes[1].wait_timeout_ms, 5000);
+
+	assert_string_equal(pol.lanes[2].name, "a]b");
+	assert_int_equal(pol.lanes[2].match[0].kind, MATCH_USER);
+	assert_string_equal(pol.lanes[2].match[0].pattern, "x");
+}
+
+static void a_lane_gets_the_caps_wait_timeout_wherever_it_is_set(void **state)
+{
+	(void)state;
+	parses("[lane \"r\"]\nmatch = user=r\n[cap]\nwait_timeout = 2s\n");
+	assert_int_equal(pol.lanes[0].wait_timeout_ms, 2000);
+	parses("[lane \"r\"]\nmatch = user=r\n");
+	assert_int_equal(pol.lanes[0].wait_timeout_ms, 30000);
+	parses("[lane \"r\"]\nmatch = user=r\nwait_timeout = 0\n[cap]\nwait_timeout = 2s\n");
+	assert_int_equal(pol.lanes[0].wait_timeout_ms, 0);
+	/* A lane's cap above the global one is accepted: the global one holds. */
+	parses("[cap]\nmax_active = 2\n[lane \"r\"]\nmatch = user=r\nmax_active = 8\n");
+	assert_int_equal(pol.lanes[0].max_active, 8);
+}
+
+static void lane_headers_are_checked(void **state)
+{
+	char text[4096], want[256];
+	size_t o = 0;
+
+	(void)state;
+	fails_with("[lane]\nmatch = user=x\n",
+	           "t.ini:1: missing lane name: expected [lane \"NAME\"]");
+	fails_with("[lane ]\n", "t.ini:1: missing lane name: expected [lane \"NAME\"]");
+	fails_with("[lane web]\nmatch = user=x\n",
+	           "t.ini:1: the lane's name goes between double quotes: expected [lane \"NAME\"]");
+	fails_with("[lane \"web]\nmatch = user=x\n",
+	           "t.ini:1: missing closing quote (\") in the lane's name");
+	fails_with("[lane \"web\"\n",
+	           "t.ini:1: missing \"]\" after the lane's name in [lane \"web\"");
+	fails_with("[lane \"web\"] x\n", "t.ini:1: unexpected text after [lane \"web\"]");
+	fails_with("[lane \"web\" x]\n", "t.ini:1: missing \"]\" after the lane's name in [lane \"web\"");
+	fails_with("[lane \"\"]\nmatch = user=x\n",
+	           "t.ini:1: empty lane name: give the lane a name, as in [lane \"reports\"]");
+	fails_with("[lane \"a\tb\"]\n", "t.ini:1: lane name \"a\\x09b\" contains a control character");
+	fails_with("[lane \"0123456789012345678901234567890123456789012345678901234567890123\"]\n",
+	           "t.ini:1: lane name \"012345678901234567890123456789012345678901234567890123456789..."
+	           "\" is too long (64 bytes; at most 63)");
+	parses("[lane \"012345678901234567890123456789012345678901234567890123456789012\"]\n"
+	       "match = user=x\n");
+	assert_int_equal(strlen(pol.lanes[0].name), 63);
+	fails_with("[lane \"web\"]\nmatch = user=a\n[lane \"Web\"]\nmatch = user=b\n",
+	           "t.ini:3: duplicate lane \"Web\" (first on line 1)");
+	fails_with("[lanes \"web\"]\nmatch = user=a\n",
+	           "t.ini:1: unknown section [lanes \\\"web\\\"] (did you mean [lane \"NAME\"]?)");
+	fails_with("[lane \"web\"]\nmax_active = 2\n",
+	           "t.ini:1: [lane \"web\"] has no match (which connections go in it?)");
+
+	/* As many lanes as POLICY_MAX_LANES, and an error naming the limit beyond. */
+	for (int i = 0; i < POLICY_MAX_LANES; i++)
+		o += (size_t)snprintf(text + o, sizeof text - o, "[lane \"l%d\"]\nmatch = user=u%d\n", i, i);
+	parses(text);
+	assert_int_equal(pol.nlanes, POLICY_MAX_LANES);
+	assert_string_equal(pol.lanes[POLICY_MAX_LANES - 1].name, "l15");
+	snprintf(text + o, sizeof text - o, "[lane \"one more\"]\nmatch = user=x\n");
+	snprintf(want, sizeof want, "t.ini:%d: too many lanes (at most %d)",
+	         2 * POLICY_MAX_LANES + 1, POLICY_MAX_LANES);
+	fails_with(text, want);
+}
+
+static void lane_keys_are_checked(void **state)
+{
+	(void)state;
+	fails_with("[lane \"web\"]\nmatch = user=a\nnested = fail\n",
+	           "t.ini:3: unknown key \"nested\" in [lane \"web\"] (nested belongs in [cap])");
+	fails_with("[lane \"web\"]\nmatch = user=a\npriorty = 1\n",
+	           "t.ini:3: unknown key \"priorty\" in [lane \"web\"] (did you mean \"priority\"?)");
+	fails_with("[lane \"web\"]\nmatch = user=a\nmax_active = 1\nmax_active = 2\n",
+	           "t.ini:4: duplicate key \"max_active\" in [lane \"web\"] (first set on line 3)");
+	/* The same key in two lanes is no duplicate. */
+	parses("[lane \"a\"]\nmatch = user=a\npriority = 1\n[lane \"b\"]\nmatch = user=b\npriority = 2\n");
+	assert_int_equal(pol.lanes[1].priority, 2);
+	fails_with("[cap]\nexclusive = yes\n",
+	           "t.ini:2: unknown key \"exclusive\" in [cap] (exclusive belongs in [lane \"NAME\"])");
+	fails_with("match = user=a\n",
+	           "t.ini:1: key \"match\" outside of any section (it belongs in [lane \"NAME\"])");
+	fails_with("[lane \"web\"]\nmatch = user=a\nexclusive = maybe\n",
+	           "t.ini:3: bad value \"maybe\" for exclusive: expected yes or no (or true/false, on/off)");
+	fails_with("[lane \"web\"]\nmatch = user=a\nmax_active = -1\n",
+	           "t.ini:3: bad value \"-1\" for max_active: expected a whole number (0 or more)");
+	fails_with("[lane \"web\"]\nmatch = user=a\nwait_timeout = 10\n",
+	           "t.ini:3: bad value \"10\" for wait_timeout: a duration needs a unit, "
+	           "as in 250ms, 5s, 2m or 1h");
+	/* Keys under a refused header are not misfiled into the lane before it. */
+	fails_with("[lane \"a\"]\nmatch = user=a\n[lane \"a\"]\nmax_active = 3\n",
+	           "t.ini:3: duplicate lane \"a\" (first on line 1)");
+	assert_int_equal(parse("[lane \"a\"]\nmatch = user=a\n[lane \"a\"]\nmax_active = 3\n"), -1);
+}
+
+static void priorities_are_signed(void **state)
+{
+	(void)state;
+	parses("[lane \"a\"]\nmatch = user=a\npriority = +3\n");
+	assert_int_equal(pol.lanes[0].priority, 3);
+	parses("[lane \"a\"]\nmatch = user=a\npriority = -1000000\n");
+	assert_int_equal(pol.lanes[0].priority, -1000000);
+	parses("[lane \"a\"]\nmatch = user=a\npriority = 1000000\n");
+	assert_int_equal(pol.lanes[0].priority, 1000000);
+	fails_with("[lane \"a\"]\nmatch = user=a\npriority = high\n",
+	           "t.ini:3: bad value \"high\" for priority: expected a whole number (negative allowed)");
+	fails_with("[lane \"a\"]\nmatch = user=a\npriority = -\n",
+	           "t.ini:3: bad value \"-\" for priority: expected a whole number (negative allowed)");
+	fails_with("[lane \"a\"]\nmatch = user=a\npriority = 1.5\n",
+	           "t.ini:3: bad value \"1.5\" for priority: expected a whole number (negative allowed)");
+	fails_with("[lane \"a\"]\nmatch = user=a\npriority =\n",
+	           "t.ini:3: missing value for priority: expected a whole number (negative allowed)");
+	fails_with("[lane \"a\"]\nmatch = user=a\npriority = -1000001\n",
+	           "t.ini:3: bad value \"-1000001\" for priority: from -1000000 to 1000000");
+}
+
+static void match_conditions_are_checked(void **state)
+{
+	(void)state;
+#define IN_LANE(m) "[lane \"a\"]\nmatch = " m "\n"
+	fails_with(IN_LANE(""), "t.ini:2: missing value for match: expected KIND=PATTERN, ... "
+	           "(program, application_name, user or dbname)");
+	fails_with(IN_LANE("app=web"),
+	           "t.ini:2: unknown kind \"app\" in match: expected program, application_name, "
+	           "user or dbname");
+	fails_with(IN_LANE("applicaton_name=web"),
+	           "t.ini:2: unknown kind \"applicaton_name\" in match (did you mean "
+	           "\"application_name\"?)");
+	fails_with(IN_LANE("usr=web"),
+	           "t.ini:2: unknown kind \"usr\" in match (did you mean \"user\"?)");
+	fails_with(IN_LANE("user"), "t.ini:2: condition \"user\" in match has no \"=\": "
+	           "expected KIND=PATTERN, as in application_name=web-*");
+	fails_with(IN_LANE("user="), "t.ini:2: empty pattern for user in match");
+	fails_with(IN_LANE("user= , dbname=x"), "t.ini:2: empty pattern for user in match");
+	fails_with(IN_LANE("user=a,,dbname=b"), "t.ini:2: empty condition in match (a comma too many?)");
+	fails_with(IN_LANE("user=a,"), "t.ini:2: empty condition in match (a comma too many?)");
+	fails_with(IN_LANE(",user=a"), "t.ini:2: empty condition in match (a comma too many?)");
+	fails_with(IN_LANE("user=a, user=b"),
+	           "t.ini:2: user appears twice in match (every condition must hold)");
+	fails_with(IN_LANE("program=a, application_name=b, user=c, dbname=d, user=e"),
+	           "t.ini:2: too many conditions in match (at most 4)");
+	fails_with(IN_LANE("user=app*"),
+	           "t.ini:2: user in match takes an exact name, not a pattern (\"app*\")");
+	fails_with(IN_LANE("dbname=*"),
+	           "t.ini:2: dbname in match takes an exact name, not a pattern (\"*\")");
+	fails_with(IN_LANE("program=0123456789012345678901234567890123456789012345678901234567890123"),
+	           "t.ini:2: pattern for program in match is too long (64 bytes; at most 63)");
+	fails_with("[lane \"a\"]\nmatch = user=a\nmatch = user=b\n",
+	           "t.ini:3: duplicate key \"match\" in [lane \"a\"] (first set on line 2)");
+	/* Kinds ignore case; patterns keep theirs; '=' may appear in a pattern. */
+	parses(IN_LANE("Program=Web*, APPLICATION_NAME=a=b"));
+	assert_int_equal(pol.lanes[0].match[0].kind, MATCH_PROGRAM);
+	assert_string_equal(pol.lanes[0].match[0].pattern, "Web*");
+	assert_string_equal(pol.lanes[0].match[1].pattern, "a=b");
+#undef IN_LANE
+}
+
+/* ------------------------------------------------------------------------ */
+/* What this build refuses                                                  */
+
+static void cluster_and_lanes_are_refused_until_they_land(void **state)
+{
+	struct policy_errors e;
+
+	(void)state;
+	parses("[cap]\nmax_active = 2\n\nscope = cluster\ncoordinator = host=c\n"
+	       "[lane \"web\"]\nmatch = user=web\n[lane \"batch\"]\nmatch = user=batch\n");
+	e.count = 0;
+	if (!POLICY_HAS_CLUSTER && !POLICY_HAS_LANES) {
+		assert_int_equal(policy_unsupported(&pol, "t.ini", &e), -1);
+		assert_int_equal(e.count, 3);
+		assert_string_equal(e.msg[0], "t.ini:4: scope = cluster is not supported by this build yet");
+		assert_string_equal(e.msg[1], "t.ini:6: [lane \"web\"]: lanes are not supported "
+		                    "by this build yet");
+		assert_string_equal(e.msg[2], "t.ini:8: [lane \"batch\"]: lanes are not supported "
+		                    "by this build yet");
+	}
+	/* What is built passes. */
+	parses("[cap]\nscope = host\nmax_active = 2\n");
+	e.count = 0;
+	assert_int_equal(policy_unsupported(&pol, "t.ini", &e), 0);
+	assert_int_equal(e.count, 0);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Telling a finished write from one caught half-way                        */
+
+#define MS 1000000ll
+#define SEC 1000000000ll
+
+static struct stat stat_at(ino_t ino, off_t size, int64_t changed_ns)
+{
+	struct stat st;
+
+	memset(&st, 0, sizeof st);
+	st.st_ino = ino;
+	st.st_size = size;
+	st.st_mode = S_IFREG | 0600;
+	st.st_mtim.tv_sec = st.st_ctim.tv_sec = changed_ns / SEC;
+	st.st_mtim.tv_nsec = st.st_ctim.tv_nsec = changed_ns % SEC;
+	return st;
+}
+
+static void a_change_is_taken_once_quiet(void **state)
+{
+	struct policy_settle s = { 0 };
+	struct stat applied = stat_at(1, 40, 100 * SEC);
+	struct stat truncated = stat_at(1, 0, 1000 * SEC);
+	struct stat half = stat_at(1, 6, 1000 * SEC + 300 * MS);
+	struct stat whole = stat_at(1, 40, 1000 * SEC + 600 * MS);
+	uint64_t wait = 0, mono = 5 * SEC;
+	int64_t real = 1000 * SEC + 10 * MS;
+
+	(void)state;
+	assert_int_equal(policy_settle_look(&s, &applied, &applied, mono, real, &wait),
+	                 POLICY_FILE_SAME);
+	/* Truncated 10 ms ago: wait for the rest of the half second. */
+	assert_int_equal(policy_settle_look(&s, &applied, &truncated, mono, real, &wait),
+	                 POLICY_FILE_SETTLING);
+	assert_int_equal(wait, POLICY_SETTLE_MS - 10);
+	/* A first part written 300 ms later, then a pause of 300 ms: never quiet long enough. */
+	assert_int_equal(policy_settle_look(&s, &applied, &half, mono + 310 * MS,
+	                                    real + 300 * MS, &wait), POLICY_FILE_SETTLING);
+	assert_int_equal(policy_settle_look(&s, &applied, &half, mono + 590 * MS,
+	                                    real + 580 * MS, &wait), POLICY_FILE_SETTLING);
+	assert_int_equal(wait, POLICY_SETTLE_MS - 290);    /* quiet 290 ms by its ctime */
+	/* The rest: quiet 500 ms after its last write, and not before. */
+	assert_int_equal(policy_settle_look(&s, &applied, &whole, mono + 700 * MS,
+	                                    real + 690 * MS, &wait), POLICY_FILE_SETTLING);
+	assert_int_equal(policy_settle_look(&s, &applied, &whole, mono + 1095 * MS,
+	                                    real + 1085 * MS, &wait), POLICY_FILE_SETTLING);
+	assert_int_equal(wait, 5);
+	assert_int_equal(policy_settle_look(&s, &applied, &whole, mono + 1100 * MS,
+	                                    real + 1090 * MS, &wait), POLICY_FILE_SETTLED);
+	/* Applied: the same again. */
+	assert_int_equal(policy_settle_look(&s, &whole, &whole, mono + 1600 * MS,
+	                                    real + 1590 * MS, &wait), POLICY_FILE_SAME);
+	/* A file renamed in place long after it was written is taken at once. */
+	assert_int_equal(policy_settle_look(&s, &whole, &applied, mono + 2 * SEC,
+	                                    real + 2 * SEC, &wait), POLICY_FILE_SETTLED);
+}
+
+static void a_change_time_in_the_future_is_not_trusted(void **state)
+{
+	struct policy_settle s = { 0 };
+	struct stat applied = stat_at(1, 40, 100 * SEC);
+	struct stat ahead = stat_at(2, 40, 2000 * SEC);   /* a skewed clock */
+	struct stat old = stat_at(3, 40, 10 * SEC);
+	uint64_t wait = 0, mono = 7 * SEC;
+	int64_t real = 1000 * SEC;
+
+	(void)state;
+	/* Only the process's own clock counts: two looks 500 ms apart. */
+	assert_int_equal(policy_settle_look(&s, &applied, &ahead, mono, real, &wait),
+	                 POLICY_FILE_SETTLING);
+	assert_int_equal(wait, POLICY_SETTLE_MS);
+	assert_int_equal(policy_settle_look(&s, &applied, &ahead, mono + 499 * MS, real, &wait),
+	                 POLICY_FILE_SETTLING);
+	assert_int_equal(policy_settle_look(&s, &applied, &ahead, mono + 500 * MS, real, &wait),
+	                 POLICY_FILE_SETTLED);
+	/* Another change meanwhile starts the count again (here: old enough by its clock). */
+	s.seen_ns = 0;
+	assert_int_equal(policy_settle_look(&s, &applied, &ahead, mono, real, &wait),
+	                 POLICY_FILE_SETTLING);
+	assert_int_equal(policy_settle_look(&s, &applied, &old, mono + 10 * MS, real, &wait),
+	                 POLICY_FILE_SETTLED);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Reading rules                                                            */
+
+static void load_refuses_devices_at_once(void **state)
+{
+	char out[64] = "untouched";
+
+	(void)state;
+	assert_int_equal(policy_load("/dev/zero", &pol, &errs), -1);
+	assert_string_equal(errs.msg[0], "/dev/zero: refused: not a regular file");
+	assert_int_equal(errs.count, 1);
+	assert_int_equal(policy_load("/dev/null", &pol, &errs), -1);
+	assert_string_equal(errs.msg[0], "/dev/null: refused: not a regular file");
+	/* The recovery of a broken policy reads under the same rules: no spin. */
+	policy_recover_segment("/dev/zero", out, sizeof out);
+	assert_string_equal(out, "untouched");
+	assert_int_equal(policy_recover_on_error("/dev/zero"), ONERROR_FAIL_CLOSED);
+	policy_recover_segment("/tmp", out, sizeof out);
+	assert_string_equal(out, "untouched");
+	policy_recover_segment(NULL, out, sizeof out);
+	assert_string_equal(out, "untouched");
+}
+
+static void recovery_does_not_wait_on_a_fifo(void **state)
+{
+	char dir[] = "/tmp/test_policy_dir_XXXXXX", fifo[64], out[64] = "untouched";
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(fifo, sizeof fifo, "%s/fifo", dir);
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	policy_recover_segment(fifo, out, sizeof out);
+	assert_string_equal(out, "untouched");
+	assert_int_equal(policy_recover_on_error(fifo), ONERROR_FAIL_CLOSED);
+	unlink(fifo);
+	rmdir(dir);
+}
+
+static void recovery_refuses_huge_files(void **state)
+{
+	char out[64] = "untouched";
+
+	(void)state;
+	write_policy("[shim]\nsegment = big\non_error = fail-open\n", 0600);
+	policy_recover_segment(tmp_path, out, sizeof out);
+	assert_string_equal(out, "big");
+	assert_int_equal(policy_recover_on_error(tmp_path), ONERROR_FAIL_OPEN);
+	assert_int_equal(truncate(tmp_path, POLICY_FILE_MAX + 1), 0);
+	strcpy(out, "untouched");
+	policy_recover_segment(tmp_path, out, sizeof out);
+	assert_string_equal(out, "untouched");
+	assert_int_equal(policy_recover_on_error(tmp_path), ONERROR_FAIL_CLOSED);
+	unlink(tmp_path);
+}
+
+static void load_refuses_empty_files(void **state)
+{
+	char want[256];
+
+	(void)state;
+	write_policy("", 0600);
+	memset(&pol, 0x33, sizeof pol);
+	assert_int_equal(policy_load(tmp_path, &pol, &errs), -1);
+	snprintf(want, sizeof want, "%s: empty policy: no section in it "
+	         "(a policy needs at least one, such as [cap])", tmp_path);
+	assert_string_equal(errs.msg[0], want);
+	assert_int_equal(pol.max_active, 0x33333333);
+	unlink(tmp_path);
+	write_policy("# nothing yet\n\n", 0600);
+	assert_int_equal(policy_load(tmp_path, &pol, &errs), -1);
+	snprintf(want, sizeof want, "%s: empty policy: no section in it "
+	         "(a policy needs at least one, such as [cap])", tmp_path);
+	assert_string_equal(errs.msg[0], want);
+	unlink(tmp_path);
+	/* At the size bound exactly, the file is read. */
+	write_policy("[cap]\nmax_active = 3\n#", 0600);
+	assert_int_equal(truncate(tmp_path, POLICY_FILE_MAX), 0);
+	assert_int_equal(policy_load(tmp_path, &pol, &errs), -1);
+	/* (the padding is NUL bytes: refused as such, on its line) */
+	snprintf(want, sizeof want, "%s:3: line too long (more than 4096 bytes)", tmp_path);
+	assert_string_equal(errs.msg[0], want);
+	unlink(tmp_path);
+}
+
+static void load_refuses_what_this_build_does_not_do(void **state)
+{
+	char want[256];
+
+	(void)state;
+	if (POLICY_HAS_LANES)
+		skip();
+	write_policy("[cap]\nmax_active = 2\n[lane \"web\"]\nmatch = user=web\n", 0600);
+	memset(&pol, 0x33, sizeof pol);
+	assert_int_equal(policy_load(tmp_path, &pol, &errs), -1);
+	snprintf(want, sizeof want, "%s:3: [lane \"web\"]: lanes are not supported by this "
+	         "build yet", tmp_path);
+	assert_string_equal(errs.msg[0], want);
+	assert_int_equal(pol.max_active, 0x33333333);
+	unlink(tmp_path);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1007,6 +1523,23 @@ int main(void)
 		cmocka_unit_test(segment_name_is_sanitised),
 		cmocka_unit_test(segment_name_of_a_relative_path_is_absolute),
 		cmocka_unit_test(segment_recovered_from_a_broken_policy),
+		cmocka_unit_test(cluster_scope_needs_a_coordinator),
+		cmocka_unit_test(group_is_a_group_name),
+		cmocka_unit_test(table_sizes_are_bounded),
+		cmocka_unit_test(lanes_parse_in_file_order),
+		cmocka_unit_test(a_lane_gets_the_caps_wait_timeout_wherever_it_is_set),
+		cmocka_unit_test(lane_headers_are_checked),
+		cmocka_unit_test(lane_keys_are_checked),
+		cmocka_unit_test(priorities_are_signed),
+		cmocka_unit_test(match_conditions_are_checked),
+		cmocka_unit_test(cluster_and_lanes_are_refused_until_they_land),
+		cmocka_unit_test(a_change_is_taken_once_quiet),
+		cmocka_unit_test(a_change_time_in_the_future_is_not_trusted),
+		cmocka_unit_test(load_refuses_devices_at_once),
+		cmocka_unit_test(recovery_does_not_wait_on_a_fifo),
+		cmocka_unit_test(recovery_refuses_huge_files),
+		cmocka_unit_test(load_refuses_empty_files),
+		cmocka_unit_test(load_refuses_what_this_build_does_not_do),
 	};
 
 	return cmocka_run_group_tests_name("policy", tests, NULL, NULL);
