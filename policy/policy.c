@@ -715,18 +715,23 @@ static void parse_abs_path(struct parser *ps, const struct key_def *key,
 	parse_string(ps, key, v, n);
 }
 
+/* At most `max` bytes of [A-Za-z0-9._-]: a file or group name's bytes. */
+static bool made_of_name_chars(const char *v, size_t n, size_t max)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!policy_is_segment_char(v[i]))
+			return false;
+	return n <= max;
+}
+
 static void parse_segment(struct parser *ps, const struct key_def *key,
                           const char *v, size_t n)
 {
 	char shown[SHOW_BUF];
-	bool ok = n <= SEGMENT_MAX;
 
-	for (size_t i = 0; ok && i < n; i++)
-		ok = policy_is_segment_char(v[i]);
 	/* "." and ".." would name a directory, not a segment file. */
-	if (ok && (slice_equals_word(v, n, ".") || slice_equals_word(v, n, "..")))
-		ok = false;
-	if (!ok) {
+	if (!made_of_name_chars(v, n, SEGMENT_MAX) || slice_equals_word(v, n, ".") ||
+	    slice_equals_word(v, n, "..")) {
 		ERR(ps, "bad value \"%s\" for %s: expected 1 to %d letters, digits, "
 		    "'.', '_' or '-'", show(shown, sizeof shown, v, n), key->name, SEGMENT_MAX);
 		return;
@@ -787,11 +792,8 @@ static void parse_group(struct parser *ps, const struct key_def *key,
                         const char *v, size_t n)
 {
 	char shown[SHOW_BUF];
-	bool ok = n <= GROUP_MAX && (n == 0 || v[0] != '-');
 
-	for (size_t i = 0; ok && i < n; i++)
-		ok = policy_is_segment_char(v[i]);
-	if (!ok) {
+	if (!made_of_name_chars(v, n, GROUP_MAX) || (n > 0 && v[0] == '-')) {
 		ERR(ps, "bad value \"%s\" for %s: expected a group name (1 to %d letters, "
 		    "digits, '.', '_' or '-', not starting with '-')",
 		    show(shown, sizeof shown, v, n), key->name, GROUP_MAX);
