@@ -17,7 +17,7 @@ CFLAGS  ?= -O2 -g
 ALL_CFLAGS := -std=gnu11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -I$(PG_INC) -Ishim -Ipolicy
 SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
-POLICY_SRCS := policy/policy.c policy/policy_file.c
+POLICY_SRCS := policy/policy.c policy/policy_file.c policy/policy_text.c
 # Modules that know nothing of interposition: shared by the shim, the tool and the unit tests.
 CORE_SRCS   := $(POLICY_SRCS) shim/segment.c shim/cap.c shim/connmap.c shim/log.c
 SHIM_SRCS   := $(CORE_SRCS) shim/real.c shim/track.c shim/slots.c shim/reload.c shim/route.c shim/switch.c shim/session.c shim/drain.c shim/defer.c shim/pqerr.c \

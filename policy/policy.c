@@ -51,7 +51,6 @@
 
 #include <assert.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,7 +63,6 @@
 #define MAX_PROCESSES_MAX 65536u                 /* [shim] max_processes bounds */
 #define MAX_TRACKED_MAX  1048576u                /* [shim] max_tracked bounds */
 #define WAIT_UNSET       UINT64_MAX              /* a lane's wait_timeout, not given */
-#define SHOW_MAX         60                      /* input bytes quoted in a message */
 
 /* Enum fields are written through a generic int store; they must be ints. */
 _Static_assert(sizeof(enum cap_scope) == sizeof(int), "enum size");
@@ -203,182 +201,14 @@ const char *policy_scope_word(enum cap_scope scope)
 }
 
 /* ------------------------------------------------------------------------ */
-/* Bytes and slices                                                         */
-
-/* Own versions: <ctype.h> is locale-dependent and UB on negative chars. */
-static bool is_blank(char c)
-{
-	return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
-}
-
-static bool is_digit(char c)
-{
-	return c >= '0' && c <= '9';
-}
-
-static char ascii_lower(char c)
-{
-	return (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
-}
-
-bool policy_is_segment_char(char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_digit(c) ||
-	       c == '.' || c == '_' || c == '-';
-}
-
-static bool is_comment_start(char c)
-{
-	return c == '#' || c == ';';
-}
-
-static void trim(const char **s, size_t *n)
-{
-	while (*n > 0 && is_blank((*s)[0])) {
-		(*s)++;
-		(*n)--;
-	}
-	while (*n > 0 && is_blank((*s)[*n - 1]))
-		(*n)--;
-}
-
-static bool slice_equals_word(const char *s, size_t n, const char *word)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		if (word[i] == '\0' || ascii_lower(s[i]) != ascii_lower(word[i]))
-			return false;
-	return word[n] == '\0';
-}
-
-/*
- * Write s[0..n) into out as printable text for an error message: control
- * bytes become \xNN, and input longer than SHOW_MAX is cut with "...".  Bytes
- * >= 0x80 pass through so that UTF-8 paths stay readable.
- */
-static const char *show(char *out, size_t size, const char *s, size_t n)
-{
-	static const char hex[] = "0123456789abcdef";
-	size_t o = 0, i;
-
-	assert(size >= 4 * SHOW_MAX + 4);
-	for (i = 0; i < n && i < SHOW_MAX; i++) {
-		unsigned char c = (unsigned char)s[i];
-
-		if (c < 0x20 || c == 0x7f || c == '"' || c == '\\') {
-			out[o++] = '\\';
-			if (c == '"' || c == '\\') {
-				out[o++] = (char)c;
-			} else {
-				out[o++] = 'x';
-				out[o++] = hex[c >> 4];
-				out[o++] = hex[c & 15];
-			}
-		} else {
-			out[o++] = (char)c;
-		}
-	}
-	if (i < n) {
-		memcpy(out + o, "...", 3);
-		o += 3;
-	}
-	out[o] = '\0';
-	return out;
-}
-
-#define SHOW_BUF (4 * SHOW_MAX + 4)
-
-/* ------------------------------------------------------------------------ */
-/* Errors                                                                   */
-
-void policy_add_error(struct policy_errors *errs, const char *name,
-                      unsigned line, const char *fmt, ...)
-{
-	va_list ap;
-	char *m;
-	size_t size = sizeof errs->msg[0];
-	int n;
-
-	errs->count++;
-	if (errs->count > POLICY_MAX_ERRORS)
-		return;
-	m = errs->msg[errs->count - 1];
-	if (line > 0)
-		n = snprintf(m, size, "%s:%u: ", name, line);
-	else
-		n = snprintf(m, size, "%s: ", name);
-	if (n < 0 || (size_t)n >= size)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(m + n, size - (size_t)n, fmt, ap);
-	va_end(ap);
-}
-
-/* ------------------------------------------------------------------------ */
 /* Suggestions for misspelt names                                           */
-
-/* Case-insensitive Levenshtein distance, or UINT_MAX when a name is long. */
-static unsigned edit_distance(const char *a, size_t an, const char *b)
-{
-	unsigned row[SEGMENT_MAX + 1];
-	size_t bn = strlen(b), i, j;
-
-	if (an > SEGMENT_MAX || bn > SEGMENT_MAX)
-		return UINT_MAX;
-	for (j = 0; j <= bn; j++)
-		row[j] = (unsigned)j;
-	for (i = 1; i <= an; i++) {
-		unsigned diag = row[0];
-
-		row[0] = (unsigned)i;
-		for (j = 1; j <= bn; j++) {
-			unsigned up = row[j];
-			unsigned cost = ascii_lower(a[i - 1]) != ascii_lower(b[j - 1]);
-			unsigned best = diag + cost;
-
-			if (up + 1 < best)
-				best = up + 1;
-			if (row[j - 1] + 1 < best)
-				best = row[j - 1] + 1;
-			row[j] = best;
-			diag = up;
-		}
-	}
-	return row[bn];
-}
-
-/* Close enough to be a typo, and not so short that anything is close. */
-static bool looks_like_a_typo_of(const char *s, size_t n, const char *word)
-{
-	unsigned d = edit_distance(s, n, word);
-
-	return d <= 2 && d < strlen(word) / 2 + 1;
-}
 
 static const char *section_resembling(const char *s, size_t n)
 {
 	for (int sec = SEC_CAP; sec <= SEC_SHIM; sec++)
-		if (looks_like_a_typo_of(s, n, section_names[sec]))
+		if (policy_typo_of(s, n, section_names[sec]))
 			return section_names[sec];
 	return NULL;
-}
-
-/* The word of a NULL-terminated list that s[0..n) is closest to, if a typo. */
-static const char *word_resembling(const char *s, size_t n, const char *const *words)
-{
-	const char *best = NULL;
-	unsigned best_d = UINT_MAX;
-
-	for (size_t i = 0; words[i]; i++) {
-		unsigned d = edit_distance(s, n, words[i]);
-
-		if (looks_like_a_typo_of(s, n, words[i]) && d < best_d) {
-			best = words[i];
-			best_d = d;
-		}
-	}
-	return best;
 }
 
 static const struct key_def *find_key(enum section sec, const char *s, size_t n)
@@ -406,9 +236,9 @@ static const struct key_def *key_resembling(enum section sec, const char *s, siz
 	for (size_t k = 0; k < KEY_COUNT; k++) {
 		unsigned d;
 
-		if (keys[k].section != sec || !looks_like_a_typo_of(s, n, keys[k].name))
+		if (keys[k].section != sec || !policy_typo_of(s, n, keys[k].name))
 			continue;
-		d = edit_distance(s, n, keys[k].name);
+		d = policy_edit_distance(s, n, keys[k].name);
 		if (d < best_d) {
 			best = &keys[k];
 			best_d = d;
@@ -491,23 +321,6 @@ static void store_string(struct parser *ps, const struct key_def *key,
 	dst[n] = '\0';
 }
 
-/* "a, b or c" from a NULL-terminated word list. */
-static const char *list_words(char *out, size_t size, const char *const *words)
-{
-	size_t o = 0;
-
-	out[0] = '\0';
-	for (size_t i = 0; words[i]; i++) {
-		const char *sep = i == 0 ? "" : words[i + 1] ? ", " : " or ";
-		int n = snprintf(out + o, size - o, "%s%s", sep, words[i]);
-
-		if (n < 0 || (size_t)n >= size - o)
-			break;
-		o += (size_t)n;
-	}
-	return out;
-}
-
 static void parse_enum(struct parser *ps, const struct key_def *key,
                        const char *v, size_t n)
 {
@@ -519,8 +332,8 @@ static void parse_enum(struct parser *ps, const struct key_def *key,
 			return;
 		}
 	}
-	ERR(ps, "bad value \"%s\" for %s: expected %s", show(shown, sizeof shown, v, n),
-	    key->name, list_words(expected, sizeof expected, key->words));
+	ERR(ps, "bad value \"%s\" for %s: expected %s", policy_show(shown, sizeof shown, v, n),
+	    key->name, policy_list_words(expected, sizeof expected, key->words));
 }
 
 static void parse_bool(struct parser *ps, const struct key_def *key,
@@ -541,28 +354,7 @@ static void parse_bool(struct parser *ps, const struct key_def *key,
 		}
 	}
 	ERR(ps, "bad value \"%s\" for %s: expected yes or no (or true/false, on/off)",
-	    show(shown, sizeof shown, v, n), key->name);
-}
-
-static bool all_digits(const char *s, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		if (!is_digit(s[i]))
-			return false;
-	return n > 0;
-}
-
-/* Value of a digit string, saturating just above `max` so it cannot overflow. */
-static uint64_t digits_value(const char *s, size_t n, uint64_t max)
-{
-	uint64_t v = 0;
-
-	for (size_t i = 0; i < n; i++) {
-		v = v * 10 + (uint64_t)(s[i] - '0');
-		if (v > max)
-			return max + 1;
-	}
-	return v;
+	    policy_show(shown, sizeof shown, v, n), key->name);
 }
 
 static void parse_count(struct parser *ps, const struct key_def *key,
@@ -578,23 +370,23 @@ static void parse_count(struct parser *ps, const struct key_def *key,
 	}
 	if (v[0] == '-' && all_digits(v + 1, n - 1)) {
 		ERR(ps, "bad value \"%s\" for %s: expected a whole number (%u or more)",
-		    show(shown, sizeof shown, v, n), key->name, key->min);
+		    policy_show(shown, sizeof shown, v, n), key->name, key->min);
 		return;
 	}
 	if (!all_digits(v, n)) {
 		ERR(ps, "bad value \"%s\" for %s: expected a whole number",
-		    show(shown, sizeof shown, v, n), key->name);
+		    policy_show(shown, sizeof shown, v, n), key->name);
 		return;
 	}
 	value = digits_value(v, n, max);
 	if (value > max) {
 		ERR(ps, "bad value \"%s\" for %s: at most %u",
-		    show(shown, sizeof shown, v, n), key->name, max);
+		    policy_show(shown, sizeof shown, v, n), key->name, max);
 		return;
 	}
 	if (value < key->min) {
 		ERR(ps, "bad value \"%s\" for %s: at least %u",
-		    show(shown, sizeof shown, v, n), key->name, key->min);
+		    policy_show(shown, sizeof shown, v, n), key->name, key->min);
 		return;
 	}
 	store_u32(ps, key, (uint32_t)value);
@@ -616,13 +408,13 @@ static void parse_int(struct parser *ps, const struct key_def *key,
 	}
 	if (!all_digits(v + skip, n - skip)) {
 		ERR(ps, "bad value \"%s\" for %s: expected a whole number (negative allowed)",
-		    show(shown, sizeof shown, v, n), key->name);
+		    policy_show(shown, sizeof shown, v, n), key->name);
 		return;
 	}
 	value = digits_value(v + skip, n - skip, COUNT_MAX);
 	if (value > COUNT_MAX) {
 		ERR(ps, "bad value \"%s\" for %s: from -%u to %u",
-		    show(shown, sizeof shown, v, n), key->name, COUNT_MAX, COUNT_MAX);
+		    policy_show(shown, sizeof shown, v, n), key->name, COUNT_MAX, COUNT_MAX);
 		return;
 	}
 	store_int(ps, key, negative ? -(int)value : (int)value);
@@ -668,19 +460,19 @@ static void parse_duration(struct parser *ps, const struct key_def *key,
 			return;
 		}
 		ERR(ps, "bad value \"%s\" for %s: a duration needs a unit, "
-		    "as in 250ms, 5s, 2m or 1h", show(shown, sizeof shown, v, n), key->name);
+		    "as in 250ms, 5s, 2m or 1h", policy_show(shown, sizeof shown, v, n), key->name);
 		return;
 	}
 	per_unit = unit_ms(unit, unit_len);
 	if (digits == 0 || per_unit == 0) {
 		ERR(ps, "bad value \"%s\" for %s: expected a duration like 250ms, 5s, 2m or 1h",
-		    show(shown, sizeof shown, v, n), key->name);
+		    policy_show(shown, sizeof shown, v, n), key->name);
 		return;
 	}
 	number = digits_value(v, digits, DURATION_MAX_MS / per_unit);
 	if (number > DURATION_MAX_MS / per_unit) {
 		ERR(ps, "bad value \"%s\" for %s: at most 7 days (168h)",
-		    show(shown, sizeof shown, v, n), key->name);
+		    policy_show(shown, sizeof shown, v, n), key->name);
 		return;
 	}
 	store_u64(ps, key, number * per_unit);
@@ -709,7 +501,7 @@ static void parse_abs_path(struct parser *ps, const struct key_def *key,
 
 	if (n > 0 && v[0] != '/') {
 		ERR(ps, "bad value \"%s\" for %s: expected an absolute path (starting with /)",
-		    show(shown, sizeof shown, v, n), key->name);
+		    policy_show(shown, sizeof shown, v, n), key->name);
 		return;
 	}
 	parse_string(ps, key, v, n);
@@ -733,7 +525,7 @@ static void parse_segment(struct parser *ps, const struct key_def *key,
 	if (!made_of_name_chars(v, n, SEGMENT_MAX) || slice_equals_word(v, n, ".") ||
 	    slice_equals_word(v, n, "..")) {
 		ERR(ps, "bad value \"%s\" for %s: expected 1 to %d letters, digits, "
-		    "'.', '_' or '-'", show(shown, sizeof shown, v, n), key->name, SEGMENT_MAX);
+		    "'.', '_' or '-'", policy_show(shown, sizeof shown, v, n), key->name, SEGMENT_MAX);
 		return;
 	}
 	store_string(ps, key, v, n);
@@ -752,7 +544,7 @@ static void parse_log(struct parser *ps, const struct key_def *key,
 		parse_string(ps, key, v, n);
 	} else {
 		ERR(ps, "bad value \"%s\" for %s: expected stderr, syslog or an absolute path",
-		    show(shown, sizeof shown, v, n), key->name);
+		    policy_show(shown, sizeof shown, v, n), key->name);
 	}
 }
 
@@ -776,7 +568,7 @@ static void parse_conninfo(struct parser *ps, const struct key_def *key,
 	if (!uri && !memchr(v, '=', n)) {
 		ERR(ps, "bad value \"%s\" for %s: expected keyword=value pairs "
 		    "(host=db1 port=5432 dbname=postgres) or a postgresql:// URI",
-		    show(shown, sizeof shown, v, n), key->name);
+		    policy_show(shown, sizeof shown, v, n), key->name);
 		return;
 	}
 	parse_string(ps, key, v, n);
@@ -796,12 +588,12 @@ static void parse_group(struct parser *ps, const struct key_def *key,
 	if (!made_of_name_chars(v, n, GROUP_MAX) || (n > 0 && v[0] == '-')) {
 		ERR(ps, "bad value \"%s\" for %s: expected a group name (1 to %d letters, "
 		    "digits, '.', '_' or '-', not starting with '-')",
-		    show(shown, sizeof shown, v, n), key->name, GROUP_MAX);
+		    policy_show(shown, sizeof shown, v, n), key->name, GROUP_MAX);
 		return;
 	}
 	if (all_digits(v, n)) {
 		ERR(ps, "bad value \"%s\" for %s: expected the group's name, not its number",
-		    show(shown, sizeof shown, v, n), key->name);
+		    policy_show(shown, sizeof shown, v, n), key->name);
 		return;
 	}
 	store_string(ps, key, v, n);
@@ -819,7 +611,7 @@ static bool parse_condition(struct parser *ps, const char *s, size_t n,
 
 	if (!eq) {
 		ERR(ps, "condition \"%s\" in match has no \"=\": expected KIND=PATTERN, "
-		    "as in application_name=web-*", show(shown, sizeof shown, s, n));
+		    "as in application_name=web-*", policy_show(shown, sizeof shown, s, n));
 		return false;
 	}
 	kn = (size_t)(eq - s);
@@ -828,13 +620,13 @@ static bool parse_condition(struct parser *ps, const char *s, size_t n,
 		if (slice_equals_word(k, kn, match_words[i]))
 			kind = i;
 	if (kind < 0) {
-		show(shown, sizeof shown, k, kn);
-		guess = word_resembling(k, kn, match_words);
+		policy_show(shown, sizeof shown, k, kn);
+		guess = policy_word_resembling(k, kn, match_words);
 		if (guess)
 			ERR(ps, "unknown kind \"%s\" in match (did you mean \"%s\"?)", shown, guess);
 		else
 			ERR(ps, "unknown kind \"%s\" in match: expected %s", shown,
-			    list_words(kinds, sizeof kinds, match_words));
+			    policy_list_words(kinds, sizeof kinds, match_words));
 		return false;
 	}
 	pat = eq + 1;
@@ -852,7 +644,7 @@ static bool parse_condition(struct parser *ps, const char *s, size_t n,
 	/* user and dbname are names that the server compares exactly. */
 	if ((kind == MATCH_USER || kind == MATCH_DBNAME) && memchr(pat, '*', pn)) {
 		ERR(ps, "%s in match takes an exact name, not a pattern (\"%s\")",
-		    match_words[kind], show(shown, sizeof shown, pat, pn));
+		    match_words[kind], policy_show(shown, sizeof shown, pat, pn));
 		return false;
 	}
 	m->kind = (enum match_kind)kind;
@@ -982,7 +774,7 @@ static void report_unknown_key(struct parser *ps, const char *k, size_t kn)
 	const struct key_def *close = key_resembling(ps->section, k, kn);
 	char shown[SHOW_BUF];
 
-	show(shown, sizeof shown, k, kn);
+	policy_show(shown, sizeof shown, k, kn);
 	if (elsewhere)
 		ERR(ps, "unknown key \"%s\" in %s (%s belongs in %s)",
 		    shown, sec, elsewhere->name, section_label(ps, elsewhere->section));
@@ -1003,7 +795,7 @@ static void parse_assignment(struct parser *ps, const char *s, size_t n)
 
 	if (!eq) {
 		ERR(ps, "missing \"=\" in \"%s\" (expected key = value)",
-		    show(shown, sizeof shown, s, n));
+		    policy_show(shown, sizeof shown, s, n));
 		return;
 	}
 	kn = (size_t)(eq - s);
@@ -1018,10 +810,10 @@ static void parse_assignment(struct parser *ps, const char *s, size_t n)
 		key = find_key_anywhere(k, kn);
 		if (key)
 			ERR(ps, "key \"%s\" outside of any section (it belongs in %s)",
-			    show(shown, sizeof shown, k, kn), section_label(ps, key->section));
+			    policy_show(shown, sizeof shown, k, kn), section_label(ps, key->section));
 		else
 			ERR(ps, "key \"%s\" outside of any section",
-			    show(shown, sizeof shown, k, kn));
+			    policy_show(shown, sizeof shown, k, kn));
 		return;
 	}
 	key = find_key(ps->section, k, kn);
@@ -1054,7 +846,7 @@ static bool lane_name_is_fine(struct parser *ps, const char *name, size_t n)
 {
 	char shown[SHOW_BUF];
 
-	show(shown, sizeof shown, name, n);
+	policy_show(shown, sizeof shown, name, n);
 	if (n == 0) {
 		ERR(ps, "empty lane name: give the lane a name, as in [lane \"reports\"]");
 		return false;
@@ -1114,7 +906,7 @@ static void parse_lane_header(struct parser *ps, const char *s, size_t n)
 	rest = close + 1;
 	rest_n = n - (size_t)(rest - s);
 	trim(&rest, &rest_n);
-	show(shown, sizeof shown, name, name_n);
+	policy_show(shown, sizeof shown, name, name_n);
 	if (rest_n == 0 || rest[0] != ']') {
 		ERR(ps, "missing \"]\" after the lane's name in [lane \"%s\"", shown);
 		return;
@@ -1148,12 +940,12 @@ static void report_unknown_section(struct parser *ps, const char *name, size_t n
 	const char *guess = section_resembling(name, name_n);
 	size_t word = 0;
 
-	show(shown, sizeof shown, name, name_n);
+	policy_show(shown, sizeof shown, name, name_n);
 	while (word < name_n && !is_blank(name[word]) && name[word] != '"')
 		word++;
 	if (guess)
 		ERR(ps, "unknown section [%s] (did you mean [%s]?)", shown, guess);
-	else if (looks_like_a_typo_of(name, word, "lane"))
+	else if (policy_typo_of(name, word, "lane"))
 		ERR(ps, "unknown section [%s] (did you mean [lane \"NAME\"]?)", shown);
 	else
 		ERR(ps, "unknown section [%s] (expected [cap], [tracking], [read_only], [shim] "
@@ -1181,7 +973,7 @@ static void parse_section_header(struct parser *ps, const char *s, size_t n)
 	close = memchr(s, ']', n);
 	if (!close) {
 		ERR(ps, "missing \"]\" at the end of section header \"%s\"",
-		    show(shown, sizeof shown, s, n));
+		    policy_show(shown, sizeof shown, s, n));
 		return;
 	}
 	name_n = (size_t)(close - name);
@@ -1189,7 +981,7 @@ static void parse_section_header(struct parser *ps, const char *s, size_t n)
 	rest = close + 1;
 	rest_n = n - (size_t)(rest - s);
 	trim(&rest, &rest_n);
-	show(shown, sizeof shown, name, name_n);
+	policy_show(shown, sizeof shown, name, name_n);
 	if (rest_n > 0 && !is_comment_start(rest[0])) {
 		ERR(ps, "unexpected text after [%s]", shown);
 		return;
@@ -1283,7 +1075,7 @@ static void check_lanes(struct parser *ps)
 		if (!ps->match_set[i]) {
 			ps->line = lane->line;
 			ERR(ps, "[lane \"%s\"] has no match (which connections go in it?)",
-			    show(shown, sizeof shown, lane->name, strlen(lane->name)));
+			    policy_show(shown, sizeof shown, lane->name, strlen(lane->name)));
 		}
 		if (lane->wait_timeout_ms == WAIT_UNSET)
 			lane->wait_timeout_ms = ps->pol.wait_timeout_ms;
