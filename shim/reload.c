@@ -66,6 +66,8 @@ static void reload_policy(const struct stat *looked)
 		shim_log(LOG_WARNING, "[cap] scope changed: programs keep their scope until restarted");
 		p.scope = g.pol.scope;
 	}
+	if (!g.policy_error[0] && memcmp(&p, &g.pol, sizeof p) == 0)
+		return;              /* the same policy again (say, re-read after start) */
 	/* Numbers are read one at a time (either value is fine); the strings
 	 * routing reads are copied under this sequence count (route.c). */
 	__atomic_fetch_add(&g.pol_seq, 1, __ATOMIC_ACQ_REL);
