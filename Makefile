@@ -9,7 +9,7 @@ BUILD   := build
 
 PG_INC      := $(shell pkg-config --variable=includedir libpq 2>/dev/null || echo /usr/include/postgresql)
 PG_MAJOR    := $(shell pkg-config --modversion libpq 2>/dev/null | cut -d. -f1)
-# libpq-int.h (shim/pqerr.c only) needs the server headers of the same major.
+# libpq-int.h (shim/pqint.c and shim/pqerr.c only) needs the server headers of the same major.
 PG_INTERNAL := -I$(PG_INC)/internal -I$(PG_INC)/$(PG_MAJOR)/server
 
 WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
@@ -20,7 +20,11 @@ SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-re
 POLICY_SRCS := policy/policy.c policy/policy_file.c policy/policy_text.c
 # Modules that know nothing of interposition: shared by the shim, the tool and the unit tests.
 CORE_SRCS   := $(POLICY_SRCS) shim/segment.c shim/cap.c shim/connmap.c shim/log.c
-SHIM_SRCS   := $(CORE_SRCS) shim/real.c shim/track.c shim/slots.c shim/reload.c shim/route.c shim/switch.c shim/session.c shim/drain.c shim/defer.c shim/pqerr.c \
+# The rest of the shim, by layer (see README, "How the code is laid out").
+SHIM_SRCS   := $(CORE_SRCS) shim/real.c shim/pqint.c shim/pqerr.c \
+               shim/record.c shim/slots.c shim/connargs.c shim/route.c shim/session.c shim/readonly.c \
+               shim/switch.c shim/drain.c \
+               shim/startup.c shim/track.c shim/work.c shim/defer.c shim/reload.c \
                shim/wrap_connect.c shim/wrap_work.c shim/wrap_dlsym.c
 TOOL_SRCS   := $(CORE_SRCS) $(sort $(wildcard tools/*.c))
 UNIT_TESTS  := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(sort $(wildcard tests/unit/test_*.c)))
@@ -32,7 +36,7 @@ TOOL_OBJS := $(patsubst %.c,$(BUILD)/tobj/%.o,$(TOOL_SRCS))
 .PHONY: all check unit integration bench demo install clean fuzz setup
 all: $(BUILD)/libpqshim.so $(BUILD)/pqshim
 
-$(BUILD)/obj/shim/pqerr.o: shim/pqerr.c $(HEADERS)
+$(BUILD)/obj/shim/pqint.o $(BUILD)/obj/shim/pqerr.o: $(BUILD)/obj/shim/%.o: shim/%.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(PG_INTERNAL) -fPIC -fvisibility=hidden -c $< -o $@
 

@@ -8,16 +8,19 @@
  * the loop reads that work's results.  Such a send is deferred instead: the
  * call and its arguments are copied, PQsend* returns 1, and libpq is told
  * the connection is busy (pqint_hold_back), so that PQisBusy says so with no
- * wrapper on that hot call.  The statement leaves when a slot comes to this thread: after one
- * of its own connections gives its slot back (track_settle calls
- * defer_kick), or, once the thread has nothing in flight any more, by
- * waiting in line like anyone else.  The program sees a slow statement,
- * never a wrong one; the cap is never exceeded.  A deferred statement that
+ * wrapper on that hot call.  The statement leaves when a slot comes to this
+ * thread: after one of its own connections gives its slot back
+ * (work_settle_finish calls defer_kick), or, once the thread has nothing in
+ * flight any more, by waiting in line like anyone else.  The program sees a
+ * slow statement, never a wrong one; the cap is never exceeded.  A deferred statement that
  * finally times out is answered by PQgetResult with the usual 53300 result.
  */
-#include "shim.h"
-#include "log.h"
+#include "defer.h"
 #include "pqerr.h"
+#include "record.h"
+#include "session.h"
+#include "slots.h"
+#include "work.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -103,7 +106,7 @@ int defer_save(struct conn *c, enum defer_kind kind, const char *command, const 
 		tail = &(*tail)->next;
 	*tail = d;
 	c->deferred = d;
-	__atomic_fetch_add(&g.deferrals, 1, __ATOMIC_RELEASE);
+	__atomic_fetch_add(&hot.deferrals, 1, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&g.lock);
 	return 0;
 }
@@ -117,15 +120,10 @@ static void unlink_locked(struct deferred *d)
 		}
 }
 
-/* The slot is ours: send it for real. */
-static void send_now(struct deferred *d)
+/* The call d stands for, made now. */
+static int send_real(struct deferred *d)
 {
-	struct conn *c = d->c;
-	PGconn *pg = c->pg;
-	pqint_hold_back(pg, 0);
-	c->rec->holder_tid = t.tid;
-	track_sent(c);
-	t.depth++;
+	PGconn *pg = d->c->pg;
 	int ok = 0;
 	switch (d->kind) {
 	case DEFER_QUERY:
@@ -143,7 +141,7 @@ static void send_now(struct deferred *d)
 	case DEFER_PREPARE:
 		ok = real.PQsendPrepare(pg, d->name, d->command, d->nparams, d->types);
 		if (ok)
-			session_note_prepare(c, d->name, d->command, d->nparams, d->types);
+			session_note_prepare(d->c, d->name, d->command, d->nparams, d->types);
 		break;
 	case DEFER_DESCRIBE_PREPARED:
 		ok = real.PQsendDescribePrepared(pg, d->name);
@@ -152,7 +150,18 @@ static void send_now(struct deferred *d)
 		ok = real.PQsendDescribePortal(pg, d->name);
 		break;
 	}
-	t.depth--;
+	return ok;
+}
+
+/* The slot is ours: send it for real. */
+static void send_now(struct deferred *d)
+{
+	struct conn *c = d->c;
+	PGconn *pg = c->pg;
+	pqint_hold_back(pg, 0);
+	c->rec->holder_tid = t.tid;
+	track_sent(c);
+	int ok = OWN(send_real(d));
 	if (!ok) {
 		/* libpq refused it (a lost connection): answer as libpq would */
 		d->failed = 1;
@@ -168,7 +177,7 @@ static void retire(struct deferred *d)
 	unlink_locked(d);
 	if (d->c->deferred == d)
 		d->c->deferred = NULL;
-	__atomic_fetch_sub(&g.deferrals, 1, __ATOMIC_RELEASE);
+	__atomic_fetch_sub(&hot.deferrals, 1, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&g.lock);
 	free_deferred(d);
 }
@@ -199,7 +208,7 @@ static void land(struct deferred *d, int sent)
 		unlink_locked(d);
 		if (d->c->deferred == d)
 			d->c->deferred = NULL;
-		__atomic_fetch_sub(&g.deferrals, 1, __ATOMIC_RELEASE);
+		__atomic_fetch_sub(&hot.deferrals, 1, __ATOMIC_RELEASE);
 		gone = 1;
 	}
 	pthread_cond_broadcast(&settled);
@@ -211,7 +220,7 @@ static void land(struct deferred *d, int sent)
 /* Give d its slot (waiting if `block`); 1 when it was sent or failed. */
 static int try_send(struct deferred *d, int block)
 {
-	struct seg_sem *sem = &g.cap->sems[SEM_ACTIVE];
+	struct seg_sem *sem = &hot.cap->sems[SEM_ACTIVE];
 	uint8_t *hold = &d->c->rec->hold[SEM_ACTIVE];
 	if (!__atomic_load_n(&sem->max, __ATOMIC_RELAXED) || sem_try_acquire(sem, hold)) {
 		send_now(d);
@@ -219,14 +228,16 @@ static int try_send(struct deferred *d, int block)
 	}
 	if (!block)
 		return 0;
-	const char *why = slot_wait_active(d->c, 0);
-	if (why == SLOT_DEFERRED)
+	char why[512];
+	enum slot_wait w = slot_wait_active(d->c, 0, why, sizeof why);
+	if (w == SLOT_WAIT_DEFER)
 		return 0;
-	if (why) {
+	if (w == SLOT_REFUSED) {
 		/* waited its turn and timed out: PQgetResult will say so */
+		record_refused();
 		pqint_hold_back(d->c->pg, 0);
 		d->failed = 1;
-		d->error = pqerr_result(d->c->pg, t.sqlstate, why);
+		d->error = pqerr_result(d->c->pg, SQLSTATE_TOO_MANY_CONNECTIONS, why);
 		__atomic_store_n(&d->c->rec->cstate, CS_IDLE, __ATOMIC_RELAXED);
 		return 1;
 	}
@@ -276,7 +287,7 @@ PGresult *defer_result(struct conn *c, int *answered)
 	return NULL;
 }
 
-/* PQfinish, or a fork child: drop whatever waits. */
+/* PQfinish: drop whatever waits. */
 void defer_forget(struct conn *c)
 {
 	pthread_mutex_lock(&g.lock);
@@ -286,7 +297,7 @@ void defer_forget(struct conn *c)
 	if (d) {
 		unlink_locked(d);
 		c->deferred = NULL;
-		__atomic_fetch_sub(&g.deferrals, 1, __ATOMIC_RELEASE);
+		__atomic_fetch_sub(&hot.deferrals, 1, __ATOMIC_RELEASE);
 	}
 	pthread_mutex_unlock(&g.lock);
 	if (d) {
@@ -302,5 +313,5 @@ void defer_forget(struct conn *c)
 void defer_after_fork(void)
 {
 	queue_head = NULL;       /* the parent's copies: not ours to free */
-	g.deferrals = 0;
+	hot.deferrals = 0;
 }

@@ -3,10 +3,10 @@
  * target the policy forbids.
  *
  * Connections move at their next statement (switch.c).  For those that
- * make none, a thread of the shim's (started only when the policy has a
- * [read_only] primary or replica) looks four times a second: it notices a
- * switch even in a process that sends nothing, and, a moment after a
- * switch, asks the server to end the backends of this process's idle
+ * make none, the shim's ticker thread (reload.c: started only when the
+ * policy has a [read_only] primary or replica) calls drain_step four times
+ * a second, after its tick has noticed any switch, and, a moment after a
+ * switch, drain_step asks the server to end the backends of this process's idle
  * connections still on the forbidden target (pg_terminate_backend, over a
  * connection of its own with the same arguments, so the same user).  The
  * program's PGconn is never touched from this thread: at its next use the
@@ -14,17 +14,21 @@
  * never notices.  Connections inside a transaction are left alone until
  * drain_timeout, then ended too if in_transaction = terminate.
  */
-#include "shim.h"
+#include "drain.h"
 #include "log.h"
+#include "readonly.h"
+#include "shim.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
-#define DRAIN_PERIOD_MS 250
 #define DRAIN_GRACE_MS  1000      /* let busy programs move by themselves first */
+
+/* Only the ticker thread uses these. */
+static unsigned seen;             /* the read-only generation last seen */
+static uint64_t switched;         /* mono_ms() of the switch being drained, or 0 */
 
 struct victim {
 	uint32_t backend;
@@ -40,8 +44,7 @@ static uint64_t mono_ms(void)
 
 static int forbidden(uint32_t target)
 {
-	int ro = __atomic_load_n(&g.read_only, __ATOMIC_ACQUIRE);
-	return ro ? target == TGT_PRIMARY : target == TGT_REPLICA;
+	return readonly_on() ? target == TGT_PRIMARY : target == TGT_REPLICA;
 }
 
 struct collect {
@@ -114,64 +117,37 @@ static void mark_ended(struct victim *v)
 	pthread_mutex_unlock(&g.lock);
 }
 
-static void *drainer(void *arg)
+void drain_begin(void)
 {
-	(void)arg;
-	/* Everything this thread does in libpq is the shim's, not the
-	 * program's: libpq's calls to its own exports must pass straight
-	 * through the wrappers, never be tracked, capped or routed. */
-	t.depth = 1;
-	unsigned seen = __atomic_load_n(&g.ro_gen, __ATOMIC_ACQUIRE);
-	uint64_t switched = 0;
-	for (;;) {
-		struct timespec ts = { 0, DRAIN_PERIOD_MS * 1000000L };
-		nanosleep(&ts, NULL);
-		if (g.pid != getpid() || g.disabled)
-			return NULL;         /* the process is exiting */
-		shim_tick();             /* policy file and flag file, even when idle */
-		unsigned gen = __atomic_load_n(&g.ro_gen, __ATOMIC_ACQUIRE);
-		if (gen != seen) {
-			seen = gen;
-			switched = mono_ms();
-		}
-		if (!switched || mono_ms() - switched < DRAIN_GRACE_MS)
-			continue;
-		struct victim v[32];
-		struct collect col = { v, 0, 32, 0, gen };
-		col.terminate_in_transaction = g.pol.in_transaction == INTX_TERMINATE
-		                               && mono_ms() - switched >= g.pol.drain_timeout_ms;
-		pthread_mutex_lock(&g.lock);
-		connmap_each(&g.map, collect_one, &col);
-		pthread_mutex_unlock(&g.lock);
-		for (int i = 0; i < col.n; i++) {
-			if (terminate(&v[i])) {
-				shim_log(LOG_INFO, "ended backend %u: its connection stayed on the "
-				         "forbidden target", v[i].backend);
-				mark_ended(&v[i]);
-			}
-			connargs_free(&v[i].where);
-		}
-		if (col.n == 0 && !col.terminate_in_transaction
-		    && mono_ms() - switched >= g.pol.drain_timeout_ms)
-			switched = 0;        /* nothing left to do for this switch */
-	}
-	return NULL;
+	seen = readonly_gen();
+	switched = 0;
 }
 
-void drainer_start(void)
+void drain_step(void)
 {
-	if (__atomic_exchange_n(&g.drainer, 1, __ATOMIC_ACQ_REL))
-		return;
-	pthread_attr_t attr;
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	pthread_attr_setstacksize(&attr, 256 * 1024);
-	pthread_t th;
-	/* The thread must not count as one of the program's. */
-	if (pthread_create(&th, &attr, drainer, NULL) != 0) {
-		g.drainer = 0;
-		shim_log(LOG_WARNING, "could not start the drainer thread: idle connections "
-		         "will move at their next use only");
+	unsigned gen = readonly_gen();
+	if (gen != seen) {
+		seen = gen;
+		switched = mono_ms();
 	}
-	pthread_attr_destroy(&attr);
+	if (!switched || mono_ms() - switched < DRAIN_GRACE_MS)
+		return;
+	struct victim v[32];
+	struct collect col = { v, 0, 32, 0, gen };
+	col.terminate_in_transaction = g.pol.in_transaction == INTX_TERMINATE
+	                               && mono_ms() - switched >= g.pol.drain_timeout_ms;
+	pthread_mutex_lock(&g.lock);
+	connmap_each(&g.map, collect_one, &col);
+	pthread_mutex_unlock(&g.lock);
+	for (int i = 0; i < col.n; i++) {
+		if (terminate(&v[i])) {
+			shim_log(LOG_INFO, "ended backend %u: its connection stayed on the "
+			         "forbidden target", v[i].backend);
+			mark_ended(&v[i]);
+		}
+		connargs_free(&v[i].where);
+	}
+	if (col.n == 0 && !col.terminate_in_transaction
+	    && mono_ms() - switched >= g.pol.drain_timeout_ms)
+		switched = 0;        /* nothing left to do for this switch */
 }

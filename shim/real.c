@@ -89,25 +89,3 @@ int real_resolve(void)
 	pthread_once(&once, resolve_once);
 	return resolve_status;
 }
-
-/* The wrappers, by name, sorted for bsearch. */
-#define WRAP_DECLARE(name, ret, params) extern ret name params;
-REAL_WRAPPED(WRAP_DECLARE)
-#undef WRAP_DECLARE
-
-struct wrapper { const char *name; void *fn; };
-
-static const struct wrapper wrappers[] = {
-#define WRAP_ENTRY(name, ret, params) { #name, (void *)name },
-	REAL_WRAPPED(WRAP_ENTRY)
-#undef WRAP_ENTRY
-};
-
-void *real_wrapper_for(const char *name)
-{
-	/* 30 entries: a linear scan is as fast as anything and needs no sort. */
-	for (size_t i = 0; i < sizeof(wrappers) / sizeof(wrappers[0]); i++)
-		if (strcmp(wrappers[i].name, name) == 0)
-			return wrappers[i].fn;
-	return NULL;
-}

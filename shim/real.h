@@ -16,7 +16,7 @@
 
 /* X(name, return type, (parameters)) for every libpq function the shim
  * wraps or calls.  The same list builds the pointer table, the resolver and
- * the table that answers dlsym() look-ups on libpq's handle. */
+ * the table that answers dlsym() look-ups on libpq's handle (wrap_dlsym.c). */
 #define REAL_WRAPPED(X) \
 	X(PQconnectdb, PGconn *, (const char *conninfo)) \
 	X(PQconnectdbParams, PGconn *, (const char *const *keywords, const char *const *values, int expand_dbname)) \
@@ -103,8 +103,5 @@ void real_dlsym_init(void);
 
 /* A symbol of libpq or of a library it loaded (OpenSSL), or NULL. */
 void *real_libpq_dep(const char *name);
-
-/* For dlsym(): the shim's wrapper for a libpq name, or NULL. */
-void *real_wrapper_for(const char *name);
 
 #endif

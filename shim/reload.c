@@ -2,8 +2,8 @@
  * reload.c - notice a changed policy file within a second, without a
  * system call per statement.
  *
- * Every statement already reads the TSC (track_sent); when it passes
- * g.next_tick (about every half second) one thread of the process stats the
+ * Every statement already reads the TSC (work_fast_sent, track_sent); when
+ * it passes hot.next_tick (about every half second) one thread of the process stats the
  * policy file, and if its identity, size or times changed and have then
  * stayed the same for POLICY_SETTLE_MS (a file written in place is taken
  * only once the write is over: policy_settle_look, policy_file.c), loads it
@@ -11,33 +11,50 @@
  * one does not load, and the error shows in the log and in `pqshim stat`.
  * Caps live in the shared segment, so the first process to notice sets
  * them for all.
+ *
+ * With routing, a thread of the shim's, the ticker, ticks four times a
+ * second even in a process that sends nothing (a switch is noticed by
+ * idle programs too) and then drains (drain.c).
  */
-#include "shim.h"
+#include "reload.h"
+#include "drain.h"
 #include "log.h"
+#include "readonly.h"
+#include "record.h"
+#include "route.h"
+#include "shim.h"
+#include "slots.h"
 
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/stat.h>
 
 #define TICK_NS 500000000ull        /* look at the file twice a second */
+#define TICKER_PERIOD_MS 250
+
+static int ticking;                 /* a thread is looking (atomic) */
+static uint64_t tick_ticks0, tick_mono0;
+static struct stat policy_st;       /* the file as it was last read */
+static int ticker;                  /* the ticker thread runs (atomic) */
 
 static struct policy_settle settle;  /* a change seen, not quiet long enough yet */
 
 /* Remember what the file looked like when it was (last) read. */
 void reload_note_file(void)
 {
-	if (g.policy_path[0] && stat(g.policy_path, &g.policy_st) != 0)
-		memset(&g.policy_st, 0, sizeof g.policy_st);
+	if (g.policy_path[0] && stat(g.policy_path, &policy_st) != 0)
+		memset(&policy_st, 0, sizeof policy_st);
 	/* Read at start while being written: read it again once it is quiet. */
 	struct stat none = { 0 };
-	if (g.policy_st.st_ino && policy_settle_look(&settle, &none, &g.policy_st,
+	if (policy_st.st_ino && policy_settle_look(&settle, &none, &policy_st,
 	        clock_ns(CLOCK_MONOTONIC), (int64_t)clock_ns(CLOCK_REALTIME), NULL) != POLICY_FILE_SETTLED)
-		memset(&g.policy_st, 0, sizeof g.policy_st);
-	g.tick_ticks0 = clock_ticks();
-	g.tick_mono0 = clock_ns(CLOCK_MONOTONIC);
+		memset(&policy_st, 0, sizeof policy_st);
+	tick_ticks0 = clock_ticks();
+	tick_mono0 = clock_ns(CLOCK_MONOTONIC);
 	/* Until the TSC is calibrated, assume at most 4 GHz: a first look
 	 * within 0.5 s at the latest. */
-	__atomic_store_n(&g.next_tick, g.tick_ticks0 + 2 * TICK_NS, __ATOMIC_RELAXED);
+	__atomic_store_n(&hot.next_tick, tick_ticks0 + 2 * TICK_NS, __ATOMIC_RELAXED);
 }
 
 static void reload_policy(const struct stat *looked)
@@ -55,7 +72,7 @@ static void reload_policy(const struct stat *looked)
 		if (strcmp(msg, g.policy_error) != 0) {
 			snprintf(g.policy_error, sizeof g.policy_error, "%s", msg);
 			shim_log(LOG_ERR, "%s; keeping the previous policy", msg);
-			shim_publish_policy();
+			record_publish_policy();
 		}
 		return;
 	}
@@ -77,37 +94,89 @@ static void reload_policy(const struct stat *looked)
 	g.policy_ok = 1;
 	slots_configure();
 	if (route_enabled())
-		drainer_start();
-	shim_publish_policy();
+		ticker_start();
+	record_publish_policy();
 	shim_log(LOG_INFO, "policy %s reloaded", g.policy_path);
 }
 
 void shim_tick(void)
 {
-	if (__atomic_exchange_n(&g.ticking, 1, __ATOMIC_ACQUIRE))
+	if (__atomic_exchange_n(&ticking, 1, __ATOMIC_ACQUIRE))
 		return;                  /* another thread is looking */
 	uint64_t ticks = clock_ticks(), mono = clock_ns(CLOCK_MONOTONIC);
-	uint64_t span = mono - g.tick_mono0;
-	double per_ns = span > 1000000 ? (double)(ticks - g.tick_ticks0) / (double)span : 4.0;
-	__atomic_store_n(&g.next_tick, ticks + (uint64_t)(per_ns * TICK_NS), __ATOMIC_RELAXED);
+	uint64_t span = mono - tick_mono0;
+	double per_ns = span > 1000000 ? (double)(ticks - tick_ticks0) / (double)span : 4.0;
+	__atomic_store_n(&hot.next_tick, ticks + (uint64_t)(per_ns * TICK_NS), __ATOMIC_RELAXED);
 
 	struct stat st;
 	if (g.policy_path[0] && g.pid == getpid()) {
 		int gone = stat(g.policy_path, &st) != 0;
 		uint64_t wait_ms = 0;
-		if (gone ? g.policy_st.st_ino != 0
-		         : policy_settle_look(&settle, &g.policy_st, &st, mono,
+		if (gone ? policy_st.st_ino != 0
+		         : policy_settle_look(&settle, &policy_st, &st, mono,
 		                              (int64_t)clock_ns(CLOCK_REALTIME), &wait_ms) == POLICY_FILE_SETTLED) {
 			if (gone)
-				memset(&g.policy_st, 0, sizeof g.policy_st);
+				memset(&policy_st, 0, sizeof policy_st);
 			else
-				g.policy_st = st;
+				policy_st = st;
 			reload_policy(gone ? NULL : &st);
 		}
 		if (wait_ms && wait_ms * 1000000 < TICK_NS)   /* settling: look again sooner */
-			__atomic_store_n(&g.next_tick, ticks + (uint64_t)(per_ns * (double)wait_ms * 1e6),
+			__atomic_store_n(&hot.next_tick, ticks + (uint64_t)(per_ns * (double)wait_ms * 1e6),
 			                 __ATOMIC_RELAXED);
 		readonly_update();   /* the flag file may come or go at any time */
 	}
-	__atomic_store_n(&g.ticking, 0, __ATOMIC_RELEASE);
+	__atomic_store_n(&ticking, 0, __ATOMIC_RELEASE);
+}
+
+static void ticker_loop(void)
+{
+	drain_begin();
+	for (;;) {
+		struct timespec ts = { 0, TICKER_PERIOD_MS * 1000000L };
+		nanosleep(&ts, NULL);
+		if (g.pid != getpid() || g.disabled)
+			return;          /* the process is exiting */
+		shim_tick();         /* policy file and flag file, even when idle */
+		drain_step();
+	}
+}
+
+static void *ticker_main(void *arg)
+{
+	(void)arg;
+	/* Everything this thread does in libpq is the shim's, not the
+	 * program's: libpq's calls to its own exports must pass straight
+	 * through the wrappers, never be tracked, capped or routed. */
+	OWN(ticker_loop());
+	return NULL;
+}
+
+void ticker_start(void)
+{
+	if (__atomic_exchange_n(&ticker, 1, __ATOMIC_ACQ_REL))
+		return;
+	pthread_attr_t attr;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&attr, 256 * 1024);
+	pthread_t th;
+	/* The thread must not count as one of the program's. */
+	if (pthread_create(&th, &attr, ticker_main, NULL) != 0) {
+		__atomic_store_n(&ticker, 0, __ATOMIC_RELAXED);
+		shim_log(LOG_WARNING, "could not start the drainer thread: idle connections "
+		         "will move at their next use only");
+	}
+	pthread_attr_destroy(&attr);
+}
+
+int ticker_running(void)
+{
+	return __atomic_load_n(&ticker, __ATOMIC_RELAXED);
+}
+
+void reload_after_fork(void)
+{
+	ticker = 0;              /* threads do not survive fork() */
+	ticking = 0;
 }

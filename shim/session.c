@@ -1,6 +1,6 @@
 /*
  * session.c - what moves with a connection besides its socket (switch.c
- * moves it): the session settings the program changed, the statements it
+ * moves it, see session.h): the session settings the program changed, the statements it
  * prepared by name, and the cancel objects it took.
  *
  * Settings: those the server reports (client_encoding, DateStyle, ...) as
@@ -14,15 +14,22 @@
  * again on the new server.  Cancel objects: rewritten to reach the new
  * backend.
  */
-#include "shim.h"
+#include "session.h"
 #include "log.h"
-#include "pqerr.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define NAMEDATALEN_SQL 160      /* "LISTEN " and a quoted 63-byte name, doubled quotes */
+
+/* A statement prepared by name, to prepare again after a migration. */
+struct prepared {
+	struct prepared *next;
+	char *name, *query;
+	int nparams;
+	Oid *types;
+};
 
 void session_note_prepare(struct conn *c, const char *name, const char *query,
                          int nparams, const Oid *types)
@@ -126,9 +133,7 @@ void session_follow_cancels(struct conn *c)
 {
 	if (!__atomic_load_n(&c->cancels, __ATOMIC_RELAXED))
 		return;
-	t.depth++;
-	PGcancel *fresh = real.PQgetCancel(c->pg);
-	t.depth--;
+	PGcancel *fresh = OWN(real.PQgetCancel(c->pg));
 	if (!fresh)
 		return;
 	pthread_mutex_lock(&g.lock);
@@ -264,12 +269,15 @@ static int carry_session_inner(struct conn *c, PGconn *from, PGconn *to, char *e
 	return 0;
 }
 
-int session_carry(struct conn *c, PGconn *from, PGconn *to, int sets, char *err, size_t size)
+static int carry(struct conn *c, PGconn *from, PGconn *to, int sets, char *err, size_t size)
 {
-	t.depth++;                   /* the shim's own statements */
 	int r = carry_session_inner(c, from, to, err, size);
 	if (r == 0 && sets)
 		r = carry_sets(from, to, err, size);
-	t.depth--;
 	return r;
+}
+
+int session_carry(struct conn *c, PGconn *from, PGconn *to, int sets, char *err, size_t size)
+{
+	return OWN(carry(c, from, to, sets, err, size));   /* the shim's own statements */
 }

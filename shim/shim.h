@@ -1,64 +1,47 @@
 /*
- * shim.h - the shim's process-wide and per-thread state, and the fast path
- * that every wrapper shares.
+ * shim.h - what every module above the core shares: the shim's view of one
+ * PGconn (struct conn), the per-thread block, the process-wide state, and
+ * the fast path's inline pieces, which call nothing.
  *
- * Every wrapper that sends work has the same shape:
+ * Every wrapper that sends work has the same shape (wrap_work.c):
  *
  *     if (t.depth) return real.PQxxx(...);         // libpq calling itself
  *     c = work_fast(conn);                          // the thread's connection, as before?
  *     if (!c) return PQxxx_slow(...);               // no: look up, rules, wait, count
- *     t.depth = 1; r = real.PQxxx(...); t.depth = 0;
- *     track_settle(c);                              // work may be complete
+ *     r = OWN(real.PQxxx(...));                     // the call itself
+ *     track_settle(c);                              // work may be complete (work.h)
  *
  * A nested call costs one TLS read.  An outermost one on the connection the
  * thread used last, with nothing changed since, costs two compares, a
  * time stamp, a few stores into the connection's own record and, with a
  * cap, one CAS on the semaphore word (work_fast).  Anything else (another
  * connection, another thread's, a switch, a reload due, a full cap) takes
- * the whole path, work_begin.  No system call, lock or allocation happens
- * on either once the thread and the connection are known.
+ * the whole path, work_begin (work.c).  No system call, lock or allocation
+ * happens on either once the thread and the connection are known.
  */
 #ifndef PQSHIM_SHIM_H
 #define PQSHIM_SHIM_H
 
+#include "connargs.h"
 #include "connmap.h"
-#include "pqerr.h"
+#include "pqint.h"
 #include "real.h"
 #include "segment.h"
 #include "clock.h"
-#include "../policy/policy.h"
+#include "policy.h"
 
 #include <pthread.h>
 #include <stdint.h>
-#include <sys/stat.h>
 #include <sys/types.h>
 
 #define SHIM_EXPORT __attribute__((visibility("default")))
 #define likely(x)   __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
 #define TLS __thread __attribute__((tls_model("initial-exec")))
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
 
-/* A connect's arguments, normalised (route.c).  Owns its strings. */
-#define CONNARGS_MAX 64
-struct connargs {
-	int n;
-	char *kw[CONNARGS_MAX];
-	char *val[CONNARGS_MAX];
-};
-
-/* A statement prepared by name, to prepare again after a migration. */
-struct prepared {
-	struct prepared *next;
-	char *name, *query;
-	int nparams;
-	Oid *types;
-};
-
-enum defer_kind {
-	DEFER_QUERY, DEFER_PARAMS, DEFER_PREPARED, DEFER_PREPARE,
-	DEFER_DESCRIBE_PREPARED, DEFER_DESCRIBE_PORTAL,
-};
-struct deferred;
+struct prepared;              /* session.c */
+struct deferred;              /* defer.c */
 
 /* The shim's view of one PGconn. */
 struct conn {
@@ -68,19 +51,46 @@ struct conn {
 	pid_t opener;             /* kernel tid of the opening thread */
 	unsigned warned;          /* cross-thread warning already logged */
 	unsigned pipeline;        /* counted in g.pipelines */
-	unsigned ro_gen;          /* g.ro_gen when its route was last checked */
+	unsigned ro_gen;          /* readonly_gen() when its route was last checked */
 	int routed;               /* args hold what the program asked for */
 	int reroute;              /* reset by a switch: PQreset must follow the policy */
-	struct connargs args;     /* the program's connect arguments (route.c) */
+	struct connargs args;     /* the program's connect arguments (connargs.c) */
 	struct connargs where;    /* ... as routed: where it is connected now */
-	struct prepared *prepared;
-	int cancels;              /* the program's cancel objects kept up to date (switch.c) */
+	struct prepared *prepared; /* statements prepared by name (session.c) */
+	int cancels;              /* the program's cancel objects followed (session.c) */
 	struct deferred *deferred; /* a send waiting for its slot (defer.c; g.lock) */
 	struct seg_conn local;
 };
 
+/* What the fast path reads of the process's state, together on one cache
+ * line.  Each field is written by the module named. */
+struct shim_hot {
+	int state;                /* enum shim_state (startup.c; atomic) */
+	int deferrals;            /* sends waiting in defer.c (atomic), plus
+	                           * DEFER_UNINIT until shim_init: nonzero sends
+	                           * PQgetResult and the sends down their slow
+	                           * paths, which initialise */
+	int shares;               /* holds riding on their thread's slot,
+	                           * HOLD_SHARED (slots.c; atomic) */
+	uint64_t map_epoch;       /* bumped on every insert/remove and read-only
+	                           * switch (atomic): thread caches check it.
+	                           * Odd, so never the 0 of a fresh thread's cache;
+	                           * 64 bits: it never comes round again */
+	uint64_t next_tick;       /* clock_ticks() of the next look at the
+	                           * policy file (reload.c; atomic) */
+	struct seg_cap *cap;      /* the semaphores in force (slots.c) */
+} __attribute__((aligned(64)));
+_Static_assert(sizeof(struct shim_hot) == 64, "the fast path's fields fill one cache line");
+
+extern struct shim_hot hot __attribute__((visibility("hidden")));
+
+enum shim_state { SHIM_UNINIT = 0, SHIM_READY = 1 };
+#define DEFER_UNINIT (1 << 30)
+
+/* The process-wide state every module reads: who we are, the segment, the
+ * policy in force, the connections.  Written by start-up (startup.c) and
+ * reload (reload.c); each module's own state is file-static in it. */
 struct shim {
-	int state;                /* enum shim_state (atomic) */
 	int disabled;             /* secure-exec or no libpq: pass everything through */
 	pid_t pid;                /* the process the records below belong to */
 	struct segment seg;       /* hdr == NULL: no segment, track locally only */
@@ -88,40 +98,14 @@ struct shim {
 	struct seg_proc *proc;
 	struct seg_proc proc_local;
 	struct policy pol;
+	unsigned pol_seq;         /* odd while reload.c rewrites `pol` (atomic) */
 	int policy_ok;            /* 0: the policy failed to load */
 	char policy_path[POLICY_STR_MAX];
 	char policy_error[SEG_ERROR_MAX];
 	pthread_mutex_t lock;     /* connmap writers, process registration */
-	pthread_key_t thread_key; /* its destructor counts threads out */
-	uint64_t map_epoch;       /* bumped on every insert/remove and read-only
-	                           * switch (atomic): thread caches check it.
-	                           * Odd, so never the 0 of a fresh thread's cache;
-	                           * 64 bits: it never comes round again */
-	struct seg_cap *cap;      /* the semaphores in force: the segment's or private_cap */
-	struct segment *capseg;   /* &seg for a shared cap, NULL for scope = process */
-	struct seg_cap private_cap;
-	unsigned pol_seq;         /* odd while reload.c rewrites `pol` (atomic) */
-	/* reload.c: when to look at the policy file next, and what it was */
-	uint64_t next_tick;       /* clock_ticks() (atomic) */
-	int ticking;              /* a thread is looking (atomic) */
-	uint64_t tick_ticks0, tick_mono0;
-	struct stat policy_st;
-	/* read-only (route.c, switch.c) */
-	int read_only;            /* in force now (atomic) */
-	unsigned ro_gen;          /* bumped at every switch (atomic) */
-	int drainer;              /* the drainer thread runs (drain.c) */
 	int pipelines;            /* connections in pipeline mode (atomic) */
-	int deferrals;            /* sends waiting in defer.c (atomic), plus
-	                           * DEFER_UNINIT until shim_init: nonzero sends
-	                           * PQgetResult and the sends down their slow
-	                           * paths, which initialise */
-	int shares;               /* holds riding on their thread's slot,
-	                           * HOLD_SHARED (atomic; slots.c) */
 	struct connmap map;
 };
-
-enum shim_state { SHIM_UNINIT = 0, SHIM_READY = 1 };
-#define DEFER_UNINIT (1 << 30)
 
 extern struct shim g __attribute__((visibility("hidden")));
 
@@ -130,7 +114,7 @@ extern struct shim g __attribute__((visibility("hidden")));
 /* Per thread, in one block so that a wrapper finds all of it with one
  * address computation. */
 struct thread_state {
-	int depth;                /* nesting of libpq calls: >0 inside libpq */
+	int depth;                /* >0: inside libpq, or the shim's own calls (OWN) */
 	pid_t tid;                /* kernel tid; 0 until the thread's first call
 	                           * and again in a fork child */
 	/* A one-entry cache of the last look-up, valid while the process's
@@ -147,95 +131,30 @@ struct thread_state {
 	uint64_t fast_epoch;
 	struct fast_way { PGconn *pg; struct conn *conn; } fast[FAST_WAYS];
 	struct conn *sent;        /* what the last fast send went out on */
-	const char *sqlstate;     /* of the last refusal made on this thread */
 };
 extern TLS struct thread_state t __attribute__((visibility("hidden")));
 
-
-#define ALWAYS_INLINE static inline __attribute__((always_inline))
-
-/* Slow paths (track.c). */
-void shim_init(void);
-void thread_register(void);
-void shim_enter_slow(void);
-const char *cross_thread_use(struct conn *c, int sends);
-
-/* Reload (reload.c). */
-void shim_tick(void);
-void reload_note_file(void);
-void shim_publish_policy(void);
-
-/* Routing (route.c) and switching (switch.c). */
-int connargs_from_params(struct connargs *a, const char *const *kw,
-                         const char *const *val, int expand);
-void connargs_copy(struct connargs *dst, const struct connargs *src);
-void connargs_free(struct connargs *a);
-const char *connargs_get(const struct connargs *a, const char *kw);
-void connargs_arrays(const struct connargs *a, const char **kw, const char **val);
-int route_plan(const struct connargs *a, struct connargs *out, int *redirect);
-PGconn *route_connect(const struct connargs *a, int async);
-const char *switch_check(struct conn *c);
-int switch_reset(PGconn *pg, int async);
-
-/* What moves with a connection (session.c). */
-void session_note_prepare(struct conn *c, const char *name, const char *query,
-                          int nparams, const Oid *types);
-void session_note_cancel(struct conn *c, PGcancel *cancel);
-void session_forget_cancel(PGcancel *cancel);
-void session_forget(struct conn *c);
-int session_carry(struct conn *c, PGconn *from, PGconn *to, int sets, char *err, size_t size);
-void session_follow_cancels(struct conn *c);
-void readonly_update(void);
-void drainer_start(void);
-
-static inline int route_enabled(void)
-{
-	return g.pol.primary[0] || g.pol.replica[0];
-}
-
-/* The cap (slots.c). */
-void slots_configure(void);
-extern const char SLOT_DEFERRED[];
-const char *slot_wait_active(struct conn *c, int may_defer);
-int slot_thread_busy(struct conn *except);
-int slot_thread_pending(struct conn *except);
-
-/* Event loops' sends waiting for a slot (defer.c). */
-int defer_save(struct conn *c, enum defer_kind kind, const char *command, const char *name,
-               int nparams, const Oid *types, const char *const *values, const int *lengths,
-               const int *formats, int result_format);
-void defer_kick(void);
-PGresult *defer_result(struct conn *c, int *answered);
-void defer_forget(struct conn *c);
-void defer_after_fork(void);
-void slot_release_active_slow(struct conn *c);
-const char *slot_connect(struct conn *c, char *buf, size_t size);
-void slots_release_all(struct conn *c);
-void slots_hand_over_locked(struct conn *c);
-void slots_thread_exit(pid_t tid);
-
-ALWAYS_INLINE void shim_ensure(void)
-{
-	if (unlikely(__atomic_load_n(&g.state, __ATOMIC_ACQUIRE) != SHIM_READY))
-		shim_init();
-}
-
-/* The first call of a thread (or of a fork child) registers it. */
-ALWAYS_INLINE void shim_enter(void)
-{
-	if (unlikely(t.tid == 0))
-		shim_enter_slow();
-}
+/*
+ * OWN(call): make a call into libpq on the shim's own behalf.  The wrappers
+ * it reaches (libpq's own exports, or the shim's when the call is a real.*
+ * one that re-enters) pass straight through: nothing the shim does for
+ * itself is tracked, capped or routed.  Nests; the mark is undone however
+ * the expression's scope is left.  Works for void calls too.
+ */
+static inline void own_leave_(int *unused) { (void)unused; t.depth--; }
+#define OWN(call) ({ \
+	int own_mark_ __attribute__((cleanup(own_leave_), unused)) = t.depth++; \
+	call; })
 
 /* Every thread's cached look-ups are stale (under g.lock or a switch). */
 static inline void map_epoch_bump(void)
 {
-	__atomic_fetch_add(&g.map_epoch, 2, __ATOMIC_RELEASE);
+	__atomic_fetch_add(&hot.map_epoch, 2, __ATOMIC_RELEASE);
 }
 
 ALWAYS_INLINE struct conn *conn_lookup(PGconn *pg)
 {
-	uint64_t epoch = __atomic_load_n(&g.map_epoch, __ATOMIC_ACQUIRE);
+	uint64_t epoch = __atomic_load_n(&hot.map_epoch, __ATOMIC_ACQUIRE);
 	if (likely(pg == t.cache_pg && epoch == t.cache_epoch))
 		return t.cache_conn;
 	struct conn *c = (struct conn *)connmap_get(&g.map, pg);
@@ -250,7 +169,7 @@ ALWAYS_INLINE struct conn *conn_lookup(PGconn *pg)
  * NULL, and the compiler then knows it.) */
 ALWAYS_INLINE int fast_find(PGconn *pg, struct conn **cp)
 {
-	if (unlikely(__atomic_load_n(&g.map_epoch, __ATOMIC_ACQUIRE) != t.fast_epoch))
+	if (unlikely(__atomic_load_n(&hot.map_epoch, __ATOMIC_ACQUIRE) != t.fast_epoch))
 		return 0;
 	if (likely(pg == t.fast[0].pg)) {
 		*cp = t.fast[0].conn;
@@ -274,7 +193,7 @@ static inline void thread_caches_forget(void)
 }
 
 /* A statement leaves: count it, the connection is active. */
-ALWAYS_INLINE void track_sent_at(struct seg_conn *r, uint64_t now)
+ALWAYS_INLINE void record_sent_at(struct seg_conn *r, uint64_t now)
 {
 	/* Only the thread using the connection writes these (libpq forbids
 	 * concurrent use of one PGconn), so plain relaxed stores suffice. */
@@ -283,16 +202,8 @@ ALWAYS_INLINE void track_sent_at(struct seg_conn *r, uint64_t now)
 	__atomic_store_n(&r->last_used, now, __ATOMIC_RELAXED);
 }
 
-ALWAYS_INLINE void track_sent(struct conn *c)
-{
-	uint64_t now = clock_ticks();
-	track_sent_at(c->rec, now);
-	if (unlikely(now >= __atomic_load_n(&g.next_tick, __ATOMIC_RELAXED)))
-		shim_tick();
-}
-
 /* PQtransactionStatus(pg), read in place when libpq's layout is known
- * (pqerr.c checked the major version): it is what libpq itself does. */
+ * (pqint.c checked the major version): it is what libpq itself does. */
 ALWAYS_INLINE PGTransactionStatusType xact_status(const PGconn *pg)
 {
 	if (likely(pqint.known))
@@ -308,14 +219,14 @@ static inline int hold_unshare(uint8_t *hold)
 	if (!__atomic_compare_exchange_n(hold, &shared, HOLD_NONE, 0, __ATOMIC_ACQ_REL,
 	                                 __ATOMIC_ACQUIRE))
 		return 0;
-	__atomic_fetch_sub(&g.shares, 1, __ATOMIC_RELAXED);
+	__atomic_fetch_sub(&hot.shares, 1, __ATOMIC_RELAXED);
 	return 1;
 }
 
-/* What track_settle leaves to settle_finish (slots.c). */
-#define SETTLE_RELEASE 1u   /* the slot's release must finish on the slow path */
-#define SETTLE_KICK    2u   /* results done: an event loop's deferred sends may go */
-#define SETTLE_HAND    4u   /* the slot goes back, or to a connection sharing it */
+/* What settle_state leaves to do (work_settle_finish, work.c). */
+#define SETTLE_RELEASE 1u   /* the slot's release must finish on the slow path (slots.c) */
+#define SETTLE_KICK    2u   /* results done: an event loop's deferred sends may go (defer.c) */
+#define SETTLE_HAND    4u   /* the slot goes back, or to a connection sharing it (slots.c) */
 
 /* Work may have completed: libpq's own view (PQtransactionStatus says
  * ACTIVE while results are pending, IDLE only outside a transaction)
@@ -343,10 +254,10 @@ ALWAYS_INLINE unsigned settle_state(struct conn *c, PGTransactionStatusType ts)
 		if (unlikely(h == HOLD_SHARED) && !hold_unshare(hold))
 			h = HOLD_HELD;        /* handed over to it meanwhile (slots.c) */
 		if (h == HOLD_HELD) {
-			if (unlikely(__atomic_load_n(&g.shares, __ATOMIC_RELAXED)))
+			if (unlikely(__atomic_load_n(&hot.shares, __ATOMIC_RELAXED)))
 				todo = SETTLE_HAND;   /* another may ride on it */
 			else if (hold_claim_release(hold)
-			         && !sem_try_release(&g.cap->sems[SEM_ACTIVE], hold))
+			         && !sem_try_release(&hot.cap->sems[SEM_ACTIVE], hold))
 				todo = SETTLE_RELEASE;
 		} else if (h == HOLD_WAITING) {
 			__atomic_store_n(hold, HOLD_NONE, __ATOMIC_RELEASE);
@@ -355,18 +266,9 @@ ALWAYS_INLINE unsigned settle_state(struct conn *c, PGTransactionStatusType ts)
 	__atomic_store_n(&r->cstate, now, __ATOMIC_RELAXED);
 	/* Results done on one of an event loop's connections: its deferred
 	 * sends may take the slot, or must stop waiting for it (defer.c). */
-	if (was == CS_ACTIVE && unlikely(__atomic_load_n(&g.deferrals, __ATOMIC_RELAXED)))
+	if (was == CS_ACTIVE && unlikely(__atomic_load_n(&hot.deferrals, __ATOMIC_RELAXED)))
 		todo |= SETTLE_KICK;
 	return todo;
-}
-
-void settle_finish(struct conn *c, unsigned todo);
-
-ALWAYS_INLINE void track_settle(struct conn *c)
-{
-	unsigned todo = settle_state(c, xact_status(c->pg));
-	if (unlikely(todo))
-		settle_finish(c, todo);
 }
 
 /*
@@ -375,7 +277,7 @@ ALWAYS_INLINE void track_settle(struct conn *c)
  * changed since (the map epoch: opens, closes, read-only switches) and a
  * slot, if one is needed, is free.  Then take the slot, count, and return
  * the connection.  Otherwise do nothing and return NULL: the caller takes
- * the whole path (work_begin, wrap_work.c).  Nothing here calls out, so
+ * the whole path (work_begin, work.c).  Nothing here calls out, so
  * the wrapper's arguments stay in their registers; the time stamp (and
  * the reload it may call for) comes after the send, work_fast_sent.
  */
@@ -387,7 +289,7 @@ ALWAYS_INLINE struct conn *work_fast(PGconn *pg)
 	t.sent = c;
 	struct seg_conn *r = c->rec;
 	/* An idle connection about to work takes an active slot (if capped). */
-	struct seg_sem *sem = &g.cap->sems[SEM_ACTIVE];
+	struct seg_sem *sem = &hot.cap->sems[SEM_ACTIVE];
 	uint32_t max = __atomic_load_n(&sem->max, __ATOMIC_RELAXED);
 	if (max && r->hold[SEM_ACTIVE] == HOLD_NONE) {
 		/* the holder first: a thread that held it before and exits now
@@ -407,22 +309,7 @@ ALWAYS_INLINE int work_fast_sent(struct conn *c)
 {
 	uint64_t now = clock_ticks();
 	__atomic_store_n(&c->rec->last_used, now, __ATOMIC_RELAXED);
-	return likely(now < __atomic_load_n(&g.next_tick, __ATOMIC_RELAXED));
+	return likely(now < __atomic_load_n(&hot.next_tick, __ATOMIC_RELAXED));
 }
-
-/* The whole path (wrap_work.c): registers the thread, looks up, applies
- * the rules (cross-thread use, a read-only switch to follow, a slot to
- * wait for), counts.  Returns NULL to go on, or why the call is refused;
- * *cp is the connection (NULL: not one of ours). */
-const char *work_begin(PGconn *pg, struct conn **cp, int may_defer);
-
-/* Connect side (track.c). */
-const char *track_connect_begin(struct conn **cp, char *buf, size_t size);
-void track_connect_end(struct conn *c, PGconn *pg, struct connargs *args,
-                       const struct connargs *where, int target, int redirected);
-void track_describe(struct conn *c);
-void track_connected(PGconn *pg);
-void track_close(PGconn *pg);
-void track_refused(void);
 
 #endif

@@ -5,16 +5,19 @@
  *
  * A connection takes an active slot when it sends a statement while idle
  * and gives it back when libpq says it is idle outside a transaction again
- * (track_settle), at PQfinish, or when the thread that took it exits.  It
+ * (settle_state), at PQfinish, or when the thread that took it exits.  It
  * takes a connection slot before the connect and gives it back at PQfinish.
- * The uncontended paths are inline in shim.h; this file is the rest.
+ * The uncontended paths are inline in shim.h; this file is the rest.  It
+ * reports what happened (enum slot_wait); its callers act on it.
  */
-#include "shim.h"
+#include "slots.h"
 #include "log.h"
-#include "pqerr.h"
 
 #include <stdio.h>
 #include <string.h>
+
+static struct segment *capseg;      /* &g.seg for a shared cap, NULL for scope = process */
+static struct seg_cap private_cap;  /* the semaphores of scope = process */
 
 static const char *sem_names[CAP_SEMS] = { "max_active", "max_connections" };
 
@@ -28,23 +31,22 @@ static void format_duration(char *buf, size_t size, uint64_t ms)
 		snprintf(buf, size, "%llums", (unsigned long long)ms);
 }
 
-/* Point g.cap at the semaphores the policy's scope uses, and set the caps. */
 void slots_configure(void)
 {
 	if (g.pol.scope == SCOPE_PROCESS || !g.seg.hdr || g.proc_idx < 0) {
 		if (g.pol.scope != SCOPE_PROCESS && (g.pol.max_active || g.pol.max_connections))
 			shim_log(LOG_WARNING, "no shared segment: the cap holds within this process only");
-		if (g.cap != &g.private_cap)
-			cap_init_private(&g.private_cap);
-		g.cap = &g.private_cap;
-		g.capseg = NULL;
+		if (hot.cap != &private_cap)
+			cap_init_private(&private_cap);
+		hot.cap = &private_cap;
+		capseg = NULL;
 	} else {
-		g.cap = &g.seg.hdr->cap;
-		g.capseg = &g.seg;
-		g.cap->scope = (uint32_t)g.pol.scope;
+		hot.cap = &g.seg.hdr->cap;
+		capseg = &g.seg;
+		hot.cap->scope = (uint32_t)g.pol.scope;
 	}
-	cap_set_max(g.capseg, g.cap, SEM_ACTIVE, g.pol.max_active);
-	cap_set_max(g.capseg, g.cap, SEM_CONNECTIONS, g.pol.max_connections);
+	cap_set_max(capseg, hot.cap, SEM_ACTIVE, g.pol.max_active);
+	cap_set_max(capseg, hot.cap, SEM_CONNECTIONS, g.pol.max_connections);
 }
 
 struct holds_arg { struct conn *except; int pending_only; int found; };
@@ -75,8 +77,6 @@ static int thread_has(struct conn *except, int pending_only)
 	return a.found;
 }
 
-/* Has the calling thread results still to read on another connection?
- * Then its event loop will run again without anything from us. */
 int slot_thread_pending(struct conn *except)
 {
 	return thread_has(except, 1);
@@ -85,46 +85,43 @@ int slot_thread_pending(struct conn *except)
 /* Would the calling thread wait on itself?  Only then may it not wait: it
  * has work in flight on another connection that only it can finish (an
  * event loop driving several connections, or MAAS's nested connection). */
-int slot_thread_busy(struct conn *except)
+static int thread_busy(struct conn *except)
 {
 	return thread_has(except, 0);
 }
 
-/* Wait for a slot of sem on behalf of c.  NULL when granted (or shared),
- * else the message for the program, with t.sqlstate set. */
-const char SLOT_DEFERRED[] = "deferred";
-
-static const char *wait_for(struct conn *c, int sem, char *buf, size_t size, int may_defer)
+/* Wait for a slot of sem on behalf of c; the message for the program in
+ * buf when refused. */
+static enum slot_wait wait_for(struct conn *c, int sem, char *buf, size_t size, int may_defer)
 {
 	uint8_t scratch = HOLD_NONE, *hold = c ? &c->rec->hold[sem] : &scratch;
 	uint64_t waited = 0;
-	int nested = slot_thread_busy(c);
-	uint32_t max = __atomic_load_n(&g.cap->sems[sem].max, __ATOMIC_RELAXED);
-	enum cap_result r = cap_acquire_slow(g.capseg, g.cap, sem, hold, (uint32_t)g.proc_idx,
+	int nested = thread_busy(c);
+	uint32_t max = __atomic_load_n(&hot.cap->sems[sem].max, __ATOMIC_RELAXED);
+	enum cap_result r = cap_acquire_slow(capseg, hot.cap, sem, hold, (uint32_t)g.proc_idx,
 	                                     t.tid, g.pol.wait_timeout_ms * 1000000ull, nested,
 	                                     &waited);
 	const char *policy = g.policy_path[0] ? g.policy_path : "none";
 	char timeout[32];
 	format_duration(timeout, sizeof timeout, g.pol.wait_timeout_ms);
-	t.sqlstate = SQLSTATE_TOO_MANY_CONNECTIONS;
 	switch (r) {
 	case CAP_OK:
-		return NULL;
+		return SLOT_GRANTED;
 	case CAP_NESTED:
 		if (may_defer && g.pol.nested == NESTED_SHARE && slot_thread_pending(c)) {
 			/* An event loop's send: it waits its turn without blocking
 			 * the loop (defer.c). */
-			return SLOT_DEFERRED;
+			return SLOT_WAIT_DEFER;
 		}
 		if (g.pol.nested == NESTED_SHARE) {
 			/* It would wait on itself: ride on the slot it holds.
 			 * (Only active shares can take a slot over: counted.) */
 			if (sem == SEM_ACTIVE)
-				__atomic_fetch_add(&g.shares, 1, __ATOMIC_RELAXED);
+				__atomic_fetch_add(&hot.shares, 1, __ATOMIC_RELAXED);
 			__atomic_store_n(hold, HOLD_SHARED, __ATOMIC_RELEASE);
-			return NULL;
+			return SLOT_GRANTED;
 		}
-		seg_add(&g.cap->sems[sem].refused, 1);
+		seg_add(&hot.cap->sems[sem].refused, 1);
 		snprintf(buf, size, "pqshim: %sthread %d already holds a slot and would wait on itself "
 		         "(%s = %u, nested = fail, policy %s)", sem == SEM_CONNECTIONS ?
 		         "connection refused: " : "", (int)t.tid, sem_names[sem], max, policy);
@@ -141,37 +138,29 @@ static const char *wait_for(struct conn *c, int sem, char *buf, size_t size, int
 		         sem_names[sem], max, policy);
 		break;
 	}
-	track_refused();
-	return buf;
+	return SLOT_REFUSED;
 }
 
-const char *slot_wait_active(struct conn *c, int may_defer)
+enum slot_wait slot_wait_active(struct conn *c, int may_defer, char *buf, size_t size)
 {
-	static TLS char msg[512];
-	return wait_for(c, SEM_ACTIVE, msg, sizeof msg, may_defer);
+	return wait_for(c, SEM_ACTIVE, buf, size, may_defer);
 }
 
-const char *slot_connect(struct conn *c, char *buf, size_t size)
+enum slot_wait slot_connect(struct conn *c, char *buf, size_t size)
 {
-	struct seg_sem *s = &g.cap->sems[SEM_CONNECTIONS];
+	struct seg_sem *s = &hot.cap->sems[SEM_CONNECTIONS];
 	if (!__atomic_load_n(&s->max, __ATOMIC_RELAXED))
-		return NULL;
-	if (!c || (c->idx < 0 && g.capseg)) {
+		return SLOT_GRANTED;
+	if (!c || (c->idx < 0 && capseg)) {
 		/* A shared cap counts holders in the segment: one we cannot
 		 * record there would be invisible to it. */
 		snprintf(buf, size, "pqshim: connection refused: no room to record it in segment %s "
 		         "(max_connections = %u)", g.seg.name, s->max);
-		track_refused();
-		return buf;
+		return SLOT_REFUSED;
 	}
 	if (sem_try_acquire(s, &c->rec->hold[SEM_CONNECTIONS]))
-		return NULL;
+		return SLOT_GRANTED;
 	return wait_for(c, SEM_CONNECTIONS, buf, size, 0);
-}
-
-void slot_release_active_slow(struct conn *c)
-{
-	cap_release_slow(g.capseg, g.cap, SEM_ACTIVE, &c->rec->hold[SEM_ACTIVE]);
 }
 
 /* Is this one of the holder's connections riding on its slot? */
@@ -191,29 +180,27 @@ static void find_sharer(void *value, void *arg)
 static void release_active_locked(struct conn *c)
 {
 	uint8_t *hold = &c->rec->hold[SEM_ACTIVE];
-	if (__atomic_load_n(&g.shares, __ATOMIC_RELAXED)) {
+	if (__atomic_load_n(&hot.shares, __ATOMIC_RELAXED)) {
 		struct sharer_arg a = { c, NULL };
 		connmap_each(&g.map, find_sharer, &a);
-		if (a.found && cap_hand_over(g.capseg, g.cap, hold, &a.found->rec->hold[SEM_ACTIVE])) {
-			__atomic_fetch_sub(&g.shares, 1, __ATOMIC_RELAXED);
+		if (a.found && cap_hand_over(capseg, hot.cap, hold, &a.found->rec->hold[SEM_ACTIVE])) {
+			__atomic_fetch_sub(&hot.shares, 1, __ATOMIC_RELAXED);
 			return;
 		}
 	}
-	if (hold_claim_release(hold) && !sem_try_release(&g.cap->sems[SEM_ACTIVE], hold))
-		cap_release_slow(g.capseg, g.cap, SEM_ACTIVE, hold);
+	if (hold_claim_release(hold) && !sem_try_release(&hot.cap->sems[SEM_ACTIVE], hold))
+		cap_release_slow(capseg, hot.cap, SEM_ACTIVE, hold);
 }
 
-void settle_finish(struct conn *c, unsigned todo)
+void slots_settle(struct conn *c, unsigned todo)
 {
 	if (todo & SETTLE_RELEASE)
-		slot_release_active_slow(c);
+		cap_release_slow(capseg, hot.cap, SEM_ACTIVE, &c->rec->hold[SEM_ACTIVE]);
 	if (todo & SETTLE_HAND) {
 		pthread_mutex_lock(&g.lock);
 		release_active_locked(c);
 		pthread_mutex_unlock(&g.lock);
 	}
-	if (todo & SETTLE_KICK)
-		defer_kick();
 }
 
 static void release_one(struct conn *c, int sem)
@@ -221,8 +208,8 @@ static void release_one(struct conn *c, int sem)
 	uint8_t *hold = &c->rec->hold[sem];
 	switch (__atomic_load_n(hold, __ATOMIC_ACQUIRE)) {
 	case HOLD_HELD:
-		if (hold_claim_release(hold) && !sem_try_release(&g.cap->sems[sem], hold))
-			cap_release_slow(g.capseg, g.cap, sem, hold);
+		if (hold_claim_release(hold) && !sem_try_release(&hot.cap->sems[sem], hold))
+			cap_release_slow(capseg, hot.cap, sem, hold);
 		break;
 	case HOLD_NONE:
 	case HOLD_RELEASING:     /* another thread is giving it back */
@@ -242,17 +229,15 @@ static void release_one(struct conn *c, int sem)
 
 void slots_release_all(struct conn *c)
 {
-	if (!g.cap)
+	if (!hot.cap)
 		return;
 	for (int sem = 0; sem < CAP_SEMS; sem++)
 		release_one(c, sem);
 }
 
-/* PQfinish of a connection whose slot another of its thread's rides on:
- * hand it over before the rest goes back (g.lock held). */
 void slots_hand_over_locked(struct conn *c)
 {
-	if (g.cap && __atomic_load_n(&g.shares, __ATOMIC_RELAXED)
+	if (hot.cap && __atomic_load_n(&hot.shares, __ATOMIC_RELAXED)
 	    && __atomic_load_n(&c->rec->hold[SEM_ACTIVE], __ATOMIC_ACQUIRE) == HOLD_HELD)
 		release_active_locked(c);
 }
@@ -265,13 +250,32 @@ static void release_if_mine(void *value, void *arg)
 		release_one(c, SEM_ACTIVE);
 }
 
-/* A thread exits: the active slots it took come back, even if its
- * connections stay open (mid-transaction) for other threads. */
+/* The active slots a thread took come back, even if its connections stay
+ * open (mid-transaction) for other threads. */
 void slots_thread_exit(pid_t tid)
 {
-	if (!g.cap)
+	if (!hot.cap)
 		return;
 	pthread_mutex_lock(&g.lock);
 	connmap_each(&g.map, release_if_mine, &tid);
 	pthread_mutex_unlock(&g.lock);
+}
+
+void slots_after_fork(void)
+{
+	if (hot.cap == &private_cap) {
+		/* the parent's counts and waiters are not the child's */
+		cap_init_private(&private_cap);
+		private_cap.sems[SEM_ACTIVE].max = g.pol.max_active;
+		private_cap.sems[SEM_CONNECTIONS].max = g.pol.max_connections;
+	}
+	hot.shares = 0;          /* the child's records start with no holds */
+}
+
+/* A thread still queued for a slot as we exit leaves an entry of a
+ * process that no longer has a record: count again without it. */
+void slots_at_exit(void)
+{
+	if (capseg)
+		cap_audit(capseg);
 }

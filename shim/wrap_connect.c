@@ -5,10 +5,13 @@
  * PQconnectStart and PQconnectPoll through libpq's PLT, and those nested
  * calls pass straight through.  PQcancel is deliberately not wrapped: psql
  * calls it from a signal handler, where nothing may lock or allocate; the
- * cancel objects it uses are followed instead (PQgetCancel, switch.c).
+ * cancel objects it uses are followed instead (PQgetCancel, session.c).
  */
-#include "shim.h"
 #include "pqerr.h"
+#include "route.h"
+#include "session.h"
+#include "startup.h"
+#include "track.h"
 
 /* Refuse a connect before it reaches the network (the rules, the
  * connection cap), route it (the policy may send it to the replica), or
@@ -25,9 +28,7 @@
 		int redirect = 0, target = TGT_DIRECT; \
 		if (c && route_enabled() && connargs_from_params(&asked, kw, val, expand) == 0) \
 			target = route_plan(&asked, &routed, &redirect); \
-		t.depth++; \
-		PGconn *pg = redirect ? route_connect(&routed, async) : (call); \
-		t.depth--; \
+		PGconn *pg = OWN(redirect ? route_connect(&routed, async) : (call)); \
 		track_connect_end(c, pg, &asked, redirect ? &routed : &asked, target, redirect); \
 		connargs_free(&routed); \
 		return pg; \
@@ -85,9 +86,7 @@ SHIM_EXPORT PostgresPollingStatusType PQconnectPoll(PGconn *conn)
 	shim_ensure();
 	if (t.depth > 0)
 		return real.PQconnectPoll(conn);
-	t.depth++;
-	PostgresPollingStatusType r = real.PQconnectPoll(conn);
-	t.depth--;
+	PostgresPollingStatusType r = OWN(real.PQconnectPoll(conn));
 	track_connected(conn);
 	return r;
 }
@@ -97,13 +96,11 @@ SHIM_EXPORT PostgresPollingStatusType PQconnectPoll(PGconn *conn)
 SHIM_EXPORT void PQreset(PGconn *conn)
 {
 	shim_ensure();
-	if (t.depth == 0 && switch_reset(conn, 0)) {
+	if (t.depth == 0 && track_reset(conn, 0)) {
 		track_connected(conn);
 		return;
 	}
-	t.depth++;
-	real.PQreset(conn);
-	t.depth--;
+	OWN(real.PQreset(conn));
 	if (t.depth == 0)
 		track_connected(conn);
 }
@@ -111,13 +108,11 @@ SHIM_EXPORT void PQreset(PGconn *conn)
 SHIM_EXPORT int PQresetStart(PGconn *conn)
 {
 	shim_ensure();
-	if (t.depth == 0 && switch_reset(conn, 1)) {
+	if (t.depth == 0 && track_reset(conn, 1)) {
 		track_connected(conn);
 		return 1;
 	}
-	t.depth++;
-	int r = real.PQresetStart(conn);
-	t.depth--;
+	int r = OWN(real.PQresetStart(conn));
 	if (t.depth == 0)
 		track_connected(conn);
 	return r;
@@ -126,9 +121,7 @@ SHIM_EXPORT int PQresetStart(PGconn *conn)
 SHIM_EXPORT PostgresPollingStatusType PQresetPoll(PGconn *conn)
 {
 	shim_ensure();
-	t.depth++;
-	PostgresPollingStatusType r = real.PQresetPoll(conn);
-	t.depth--;
+	PostgresPollingStatusType r = OWN(real.PQresetPoll(conn));
 	if (t.depth == 0)
 		track_connected(conn);
 	return r;
@@ -139,33 +132,25 @@ SHIM_EXPORT void PQfinish(PGconn *conn)
 	shim_ensure();
 	if (t.depth == 0)
 		track_close(conn);
-	t.depth++;
-	real.PQfinish(conn);
-	t.depth--;
+	OWN(real.PQfinish(conn));
 }
 
 /* A ping opens and closes a connection of its own: not the program's. */
 SHIM_EXPORT PGPing PQping(const char *conninfo)
 {
 	shim_ensure();
-	t.depth++;
-	PGPing r = real.PQping(conninfo);
-	t.depth--;
-	return r;
+	return OWN(real.PQping(conninfo));
 }
 
 SHIM_EXPORT PGPing PQpingParams(const char *const *keywords, const char *const *values,
                                 int expand_dbname)
 {
 	shim_ensure();
-	t.depth++;
-	PGPing r = real.PQpingParams(keywords, values, expand_dbname);
-	t.depth--;
-	return r;
+	return OWN(real.PQpingParams(keywords, values, expand_dbname));
 }
 
 /* A cancel object of a connection that may move to another server is
- * followed, to point at the new backend after a move (switch.c). */
+ * followed, to point at the new backend after a move (session.c). */
 SHIM_EXPORT PGcancel *PQgetCancel(PGconn *conn)
 {
 	if (t.depth)

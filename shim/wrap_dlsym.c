@@ -14,6 +14,29 @@
 #include <dlfcn.h>
 #include <string.h>
 
+/* The wrappers, by name (the other wrap_*.c define them). */
+#define WRAP_DECLARE(name, ret, params) extern ret name params;
+REAL_WRAPPED(WRAP_DECLARE)
+#undef WRAP_DECLARE
+
+struct wrapper { const char *name; void *fn; };
+
+static const struct wrapper wrappers[] = {
+#define WRAP_ENTRY(name, ret, params) { #name, (void *)name },
+	REAL_WRAPPED(WRAP_ENTRY)
+#undef WRAP_ENTRY
+};
+
+/* The shim's wrapper for a libpq name, or NULL.  30 entries: a linear
+ * scan is as fast as anything and needs no sort. */
+static void *wrapper_for(const char *name)
+{
+	for (size_t i = 0; i < sizeof(wrappers) / sizeof(wrappers[0]); i++)
+		if (strcmp(wrappers[i].name, name) == 0)
+			return wrappers[i].fn;
+	return NULL;
+}
+
 static int wraps_name(const char *name)
 {
 	return name && name[0] == 'P' && name[1] == 'Q';
@@ -26,7 +49,7 @@ SHIM_EXPORT void *dlsym(void *handle, const char *name)
 	if (likely(!wraps_name(name) || handle == RTLD_NEXT || handle == RTLD_DEFAULT))
 		return real_dlsym(handle, name);     /* tail call */
 	void *found = real_dlsym(handle, name);
-	void *mine = found ? real_wrapper_for(name) : NULL;
+	void *mine = found ? wrapper_for(name) : NULL;
 	if (!mine)
 		return found;
 	/* Only replace libpq's own function, not a same-named symbol of some

@@ -6,77 +6,17 @@
  * PQfn, PQsend*); the connection's state is read back from libpq after the
  * calls that can finish work (the synchronous ones, PQgetResult, PQendcopy,
  * PQexitPipelineMode).  Each wrapper has the shape of shim.h: nested calls
- * (libpq calling its own exports) go straight through.  COPY data calls, PQconsumeInput and PQisBusy are not
- * wrapped: they change nothing the shim keeps.
+ * (libpq calling its own exports) go straight through.  COPY data calls,
+ * PQconsumeInput and PQisBusy are not wrapped: they change nothing the shim
+ * keeps.  The macros take an `after` statement, run with the connection c
+ * and the result r once libpq accepted the call (PQprepare and
+ * PQsendPrepare note the statement there).
  */
-#include "shim.h"
+#include "defer.h"
 #include "pqerr.h"
-
-/* pg (connection c, found in map epoch `epoch`) goes first among the
- * thread's fast connections; the one used longest ago drops out. */
-static void fast_learn(PGconn *pg, struct conn *c, uint64_t epoch)
-{
-	struct fast_way w = { pg, c };
-	if (t.fast_epoch != epoch) {
-		for (int i = 0; i < FAST_WAYS; i++)
-			t.fast[i] = w;
-		t.fast_epoch = epoch;
-		return;
-	}
-	int i = 0;
-	while (i < FAST_WAYS - 1 && t.fast[i].pg != pg)
-		i++;
-	for (; i > 0; i--)
-		t.fast[i] = t.fast[i - 1];
-	t.fast[0] = w;
-}
-
-/*
- * The whole path, for the calls the fast path (work_fast, shim.h) turns
- * away: the thread's first call, another connection than last time, a
- * cross-thread use, a read-only switch to follow, a reload due, a slot to
- * wait for.  When nothing stood in the way, the connection becomes the
- * thread's fast one.
- */
-const char *work_begin(PGconn *pg, struct conn **cp, int may_defer)
-{
-	shim_enter();
-	struct conn *c = conn_lookup(pg);
-	*cp = c;
-	if (!c)
-		return NULL;
-	int plain = 1;
-	if (unlikely(c->opener != t.tid)) {
-		const char *why = cross_thread_use(c, 1);
-		if (why)
-			return why;
-		plain = 0;       /* every such use is counted: never fast */
-	}
-	/* The policy switched since this connection last looked: move it? */
-	if (unlikely(c->ro_gen != __atomic_load_n(&g.ro_gen, __ATOMIC_ACQUIRE))) {
-		const char *why = switch_check(c);
-		if (why)
-			return why;
-	}
-	/* An idle connection about to work takes an active slot (if capped). */
-	struct seg_sem *sem = &g.cap->sems[SEM_ACTIVE];
-	uint8_t *hold = &c->rec->hold[SEM_ACTIVE];
-	if (__atomic_load_n(&sem->max, __ATOMIC_RELAXED) && *hold == HOLD_NONE) {
-		c->rec->holder_tid = t.tid;   /* before the slot: see work_fast */
-		if (!sem_try_acquire(sem, hold)) {
-			const char *why = slot_wait_active(c, may_defer && !c->pipeline);
-			if (why)
-				return why;  /* refused, or SLOT_DEFERRED */
-		}
-	}
-	track_sent(c);
-	/* The epoch is the one read before the look-up: a close or a switch
-	 * since then has bumped it, and the next call will not trust this. */
-	if (plain && t.cache_pg == pg && t.cache_conn == c
-	    && c->ro_gen == __atomic_load_n(&g.ro_gen, __ATOMIC_ACQUIRE))
-		fast_learn(pg, c, t.cache_epoch);
-	return NULL;
-}
+#include "session.h"
+#include "startup.h"
+#include "work.h"
 
 /* After a fast send: the connection is the thread's fast one (nothing ran
  * on this thread in between but libpq's send, which calls no wrapper).
@@ -94,19 +34,20 @@ __attribute__((noinline)) static int fast_sent_slow(int r)
 
 /* A synchronous call: counts, may be refused (a FATAL_ERROR result), and
  * the work is complete when it returns.  The exported function is the
- * fast path; name##_slow the whole one. */
-#define WRAP_SYNC(name, params, args) \
+ * fast path; name##_slow the whole one.  `after` runs once the work is
+ * settled, with c (ours) and r. */
+#define WRAP_SYNC(name, params, args, after) \
 	__attribute__((noinline)) static PGresult *name##_slow params \
 	{ \
 		struct conn *c; \
-		const char *why = work_begin(conn, &c, 0); \
-		if (unlikely(why != NULL)) \
-			return pqerr_result(conn, t.sqlstate, why); \
-		t.depth = 1; \
-		PGresult *r = real.name args; \
-		t.depth = 0; \
-		if (c) \
+		enum verdict v = work_begin(conn, &c, 0); \
+		if (unlikely(v != WORK_GO)) \
+			return pqerr_result(conn, verdict_sqlstate(v), work_why); \
+		PGresult *r = OWN(real.name args); \
+		if (c) { \
 			track_settle(c); \
+			after; \
+		} \
 		return r; \
 	} \
 	SHIM_EXPORT PGresult *name params \
@@ -118,60 +59,68 @@ __attribute__((noinline)) static int fast_sent_slow(int r)
 			return name##_slow args; \
 		if (unlikely(!work_fast_sent(c))) \
 			shim_tick(); \
-		t.depth = 1; \
-		PGresult *r = real.name args; \
-		t.depth = 0; \
+		PGresult *r = OWN(real.name args); \
 		track_settle(c); \
+		after; \
 		return r; \
 	}
 
 /* An asynchronous send: counts, may be refused (0 and PQerrorMessage), or
- * deferred (an event loop's turn, defer.c: `save` keeps a copy).  libpq's
- * sends call none of the functions the shim wraps (checked in libpq 15's
- * PLT calls; were one to, a statement would be counted twice, no more:
- * the slot is already held), so the fast path keeps nothing live across
- * the call: no depth mark, no saved registers. */
-#define WRAP_SEND(name, params, args, save) \
+ * deferred (an event loop's turn, defer.c: `save` keeps a copy).  A send
+ * libpq refuses settles at once: no work, no slot kept.  `after` runs with
+ * c (ours) once libpq accepted it.  libpq's sends call none of the
+ * functions the shim wraps (checked in libpq 15's PLT calls; were one to,
+ * a statement would be counted twice, no more: the slot is already held),
+ * so the fast path keeps nothing live across the call: no depth mark, no
+ * saved registers (unless `after` needs c). */
+#define WRAP_SEND(name, params, args, save, after) \
 	__attribute__((noinline)) static int name##_slow params \
 	{ \
 		struct conn *c; \
 		if (unlikely(busy_deferred(conn))) \
 			return 0; \
-		const char *why = work_begin(conn, &c, 1); \
-		if (unlikely(why == SLOT_DEFERRED) && (save) == 0) \
+		enum verdict v = work_begin(conn, &c, 1); \
+		if (unlikely(v == WORK_DEFER) && (save) == 0) \
 			return 1; \
-		if (unlikely(why == SLOT_DEFERRED)) \
-			why = slot_wait_active(c, 0); \
-		if (unlikely(why != NULL)) { \
-			pqerr_set_message(conn, why); \
+		if (unlikely(v == WORK_DEFER)) \
+			v = work_wait(c); \
+		if (unlikely(v != WORK_GO)) { \
+			pqerr_set_message(conn, work_why); \
 			return 0; \
 		} \
-		t.depth = 1; \
-		int r = real.name args; \
-		t.depth = 0; \
-		if (unlikely(!r) && c) \
+		int r = OWN(real.name args); \
+		if (unlikely(!r) && c) { \
 			track_settle(c);  /* refused by libpq: no work, no slot */ \
-		else if (c) \
+		} else if (c) { \
 			pqint_verify(conn);  /* busy now: a check of the layout */ \
+			after; \
+		} \
 		return r; \
 	} \
 	SHIM_EXPORT int name params \
 	{ \
 		if (t.depth) \
 			return real.name args; \
-		if (unlikely(__atomic_load_n(&g.deferrals, __ATOMIC_RELAXED)) \
+		if (unlikely(__atomic_load_n(&hot.deferrals, __ATOMIC_RELAXED)) \
 		    || unlikely(!work_fast(conn))) \
 			return name##_slow args; \
 		int r = real.name args;  /* calls no wrapper: no depth mark needed */ \
+		if (r) { \
+			struct conn *c = t.sent; \
+			(void)c; \
+			after; \
+		} \
 		if (unlikely(!r) || unlikely(!work_fast_sent(t.sent))) \
 			return fast_sent_slow(r); \
 		return r; \
 	}
 
+#define NOTHING ((void)0)
+
 /* A send on a connection whose previous send still waits in defer.c is
  * what libpq says of any send while a command is in progress. */
 #define busy_deferred(conn) \
-	(unlikely(__atomic_load_n(&g.deferrals, __ATOMIC_RELAXED)) && busy_deferred_slow(conn))
+	(unlikely(__atomic_load_n(&hot.deferrals, __ATOMIC_RELAXED)) && busy_deferred_slow(conn))
 
 __attribute__((noinline)) static int busy_deferred_slow(PGconn *conn)
 {
@@ -183,89 +132,56 @@ __attribute__((noinline)) static int busy_deferred_slow(PGconn *conn)
 	return 1;
 }
 
-WRAP_SYNC(PQexec, (PGconn *conn, const char *query), (conn, query))
+WRAP_SYNC(PQexec, (PGconn *conn, const char *query), (conn, query), NOTHING)
 WRAP_SYNC(PQexecParams,
 	(PGconn *conn, const char *command, int nParams, const Oid *paramTypes,
 	 const char *const *paramValues, const int *paramLengths, const int *paramFormats,
 	 int resultFormat),
-	(conn, command, nParams, paramTypes, paramValues, paramLengths, paramFormats, resultFormat))
+	(conn, command, nParams, paramTypes, paramValues, paramLengths, paramFormats, resultFormat),
+	NOTHING)
 /* Statements prepared by name are remembered, to prepare them again if
- * the connection moves (switch.c). */
-SHIM_EXPORT PGresult *PQprepare(PGconn *conn, const char *stmtName, const char *query,
-                                int nParams, const Oid *paramTypes)
-{
-	if (t.depth)
-		return real.PQprepare(conn, stmtName, query, nParams, paramTypes);
-	struct conn *c;
-	const char *why = work_begin(conn, &c, 0);
-	if (unlikely(why != NULL))
-		return pqerr_result(conn, t.sqlstate, why);
-	t.depth = 1;
-	PGresult *r = real.PQprepare(conn, stmtName, query, nParams, paramTypes);
-	t.depth = 0;
-	if (c) {
-		track_settle(c);
-		if (c->routed && real.PQresultStatus(r) == PGRES_COMMAND_OK)
-			session_note_prepare(c, stmtName, query, nParams, paramTypes);
-	}
-	return r;
-}
+ * the connection moves (session.c). */
+WRAP_SYNC(PQprepare,
+	(PGconn *conn, const char *stmtName, const char *query, int nParams, const Oid *paramTypes),
+	(conn, stmtName, query, nParams, paramTypes),
+	if (c->routed && real.PQresultStatus(r) == PGRES_COMMAND_OK)
+		session_note_prepare(c, stmtName, query, nParams, paramTypes))
 WRAP_SYNC(PQexecPrepared,
 	(PGconn *conn, const char *stmtName, int nParams, const char *const *paramValues,
 	 const int *paramLengths, const int *paramFormats, int resultFormat),
-	(conn, stmtName, nParams, paramValues, paramLengths, paramFormats, resultFormat))
-WRAP_SYNC(PQdescribePrepared, (PGconn *conn, const char *stmt), (conn, stmt))
-WRAP_SYNC(PQdescribePortal, (PGconn *conn, const char *portal), (conn, portal))
+	(conn, stmtName, nParams, paramValues, paramLengths, paramFormats, resultFormat), NOTHING)
+WRAP_SYNC(PQdescribePrepared, (PGconn *conn, const char *stmt), (conn, stmt), NOTHING)
+WRAP_SYNC(PQdescribePortal, (PGconn *conn, const char *portal), (conn, portal), NOTHING)
 WRAP_SYNC(PQfn,
 	(PGconn *conn, int fnid, int *result_buf, int *result_len, int result_is_int,
 	 const PQArgBlock *args, int nargs),
-	(conn, fnid, result_buf, result_len, result_is_int, args, nargs))
+	(conn, fnid, result_buf, result_len, result_is_int, args, nargs), NOTHING)
 
 WRAP_SEND(PQsendQuery, (PGconn *conn, const char *query), (conn, query),
-	defer_save(c, DEFER_QUERY, query, NULL, 0, NULL, NULL, NULL, NULL, 0))
+	defer_save(c, DEFER_QUERY, query, NULL, 0, NULL, NULL, NULL, NULL, 0), NOTHING)
 WRAP_SEND(PQsendQueryParams,
 	(PGconn *conn, const char *command, int nParams, const Oid *paramTypes,
 	 const char *const *paramValues, const int *paramLengths, const int *paramFormats,
 	 int resultFormat),
 	(conn, command, nParams, paramTypes, paramValues, paramLengths, paramFormats, resultFormat),
 	defer_save(c, DEFER_PARAMS, command, NULL, nParams, paramTypes, paramValues, paramLengths,
-	           paramFormats, resultFormat))
-SHIM_EXPORT int PQsendPrepare(PGconn *conn, const char *stmtName, const char *query,
-                              int nParams, const Oid *paramTypes)
-{
-	if (t.depth)
-		return real.PQsendPrepare(conn, stmtName, query, nParams, paramTypes);
-	struct conn *c;
-	if (unlikely(busy_deferred(conn)))
-		return 0;
-	const char *why = work_begin(conn, &c, 1);
-	if (unlikely(why == SLOT_DEFERRED)
-	    && defer_save(c, DEFER_PREPARE, query, stmtName, nParams, paramTypes, NULL, NULL,
-	                  NULL, 0) == 0)
-		return 1;
-	if (unlikely(why == SLOT_DEFERRED))
-		why = slot_wait_active(c, 0);
-	if (unlikely(why != NULL)) {
-		pqerr_set_message(conn, why);
-		return 0;
-	}
-	t.depth = 1;
-	int r = real.PQsendPrepare(conn, stmtName, query, nParams, paramTypes);
-	t.depth = 0;
-	if (c && r && c->routed)
-		session_note_prepare(c, stmtName, query, nParams, paramTypes);
-	return r;
-}
+	           paramFormats, resultFormat), NOTHING)
+WRAP_SEND(PQsendPrepare,
+	(PGconn *conn, const char *stmtName, const char *query, int nParams, const Oid *paramTypes),
+	(conn, stmtName, query, nParams, paramTypes),
+	defer_save(c, DEFER_PREPARE, query, stmtName, nParams, paramTypes, NULL, NULL, NULL, 0),
+	if (c->routed)
+		session_note_prepare(c, stmtName, query, nParams, paramTypes))
 WRAP_SEND(PQsendQueryPrepared,
 	(PGconn *conn, const char *stmtName, int nParams, const char *const *paramValues,
 	 const int *paramLengths, const int *paramFormats, int resultFormat),
 	(conn, stmtName, nParams, paramValues, paramLengths, paramFormats, resultFormat),
 	defer_save(c, DEFER_PREPARED, NULL, stmtName, nParams, NULL, paramValues, paramLengths,
-	           paramFormats, resultFormat))
+	           paramFormats, resultFormat), NOTHING)
 WRAP_SEND(PQsendDescribePrepared, (PGconn *conn, const char *stmt), (conn, stmt),
-	defer_save(c, DEFER_DESCRIBE_PREPARED, NULL, stmt, 0, NULL, NULL, NULL, NULL, 0))
+	defer_save(c, DEFER_DESCRIBE_PREPARED, NULL, stmt, 0, NULL, NULL, NULL, NULL, 0), NOTHING)
 WRAP_SEND(PQsendDescribePortal, (PGconn *conn, const char *portal), (conn, portal),
-	defer_save(c, DEFER_DESCRIBE_PORTAL, NULL, portal, 0, NULL, NULL, NULL, NULL, 0))
+	defer_save(c, DEFER_DESCRIBE_PORTAL, NULL, portal, 0, NULL, NULL, NULL, NULL, 0), NOTHING)
 
 /* PQgetResult while some send of this process waits in defer.c: the same,
  * plus answering for a connection whose statement has not left yet. */
@@ -279,9 +195,7 @@ __attribute__((noinline)) static PGresult *get_result_deferred(PGconn *conn)
 		if (answered)
 			return r;
 	}
-	t.depth = 1;
-	PGresult *r = real.PQgetResult(conn);
-	t.depth = 0;
+	PGresult *r = OWN(real.PQgetResult(conn));
 	if (!r) {
 		c = conn_lookup(conn);
 		if (c)
@@ -303,7 +217,7 @@ __attribute__((noinline)) static PGresult *settle_slow(PGconn *conn)
 
 __attribute__((noinline)) static PGresult *settle_finish_null(struct conn *c, unsigned todo)
 {
-	settle_finish(c, todo);
+	work_settle_finish(c, todo);
 	return NULL;
 }
 
@@ -334,7 +248,7 @@ SHIM_EXPORT PGresult *PQgetResult(PGconn *conn)
 {
 	if (t.depth)
 		return real.PQgetResult(conn);
-	if (unlikely(__atomic_load_n(&g.deferrals, __ATOMIC_RELAXED)))
+	if (unlikely(__atomic_load_n(&hot.deferrals, __ATOMIC_RELAXED)))
 		return get_result_deferred(conn);
 	PGresult *r = real.PQgetResult(conn);
 	/* Out of line, so that the common case (a result) saves few registers. */
@@ -351,12 +265,8 @@ SHIM_EXPORT PGresult *PQgetResult(PGconn *conn)
  * the connection is idle as soon as the COPY is over, as it is with
  * PQputCopyEnd and PQgetResult.
  */
-SHIM_EXPORT int PQendcopy(PGconn *conn)
+static int endcopy_and_read(PGconn *conn)
 {
-	if (t.depth)
-		return real.PQendcopy(conn);
-	shim_enter();
-	t.depth = 1;
 	int r = real.PQendcopy(conn);
 	if (r == 0 && real.PQtransactionStatus(conn) == PQTRANS_ACTIVE
 	    && real.PQconsumeInput(conn) && !real.PQisBusy(conn)) {
@@ -364,7 +274,15 @@ SHIM_EXPORT int PQendcopy(PGconn *conn)
 		if (extra)      /* not the NULL expected: keep libpq's order */
 			real.PQclear(extra);
 	}
-	t.depth = 0;
+	return r;
+}
+
+SHIM_EXPORT int PQendcopy(PGconn *conn)
+{
+	if (t.depth)
+		return real.PQendcopy(conn);
+	shim_enter();
+	int r = OWN(endcopy_and_read(conn));
 	struct conn *c = conn_lookup(conn);
 	if (c)
 		track_settle(c);

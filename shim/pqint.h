@@ -1,0 +1,68 @@
+/*
+ * pqint.h - the libpq adapter that reads and writes inside a PGconn: its
+ * internal layout, from the libpq-int.h of the libpq pqshim was built
+ * against, used only after checking at run time that the loaded libpq has
+ * that major version (pqint_init).  With another major version every
+ * function here declines (returns 0 or -1) and the callers fall back to
+ * libpq's public functions, or to resetting instead of moving.
+ */
+#ifndef PQSHIM_PQINT_H
+#define PQSHIM_PQINT_H
+
+#include <libpq-fe.h>
+
+/* Check the loaded libpq once; 1 when the internal layout is known. */
+int pqint_init(void);
+
+/* Where a PGconn keeps what PQtransactionStatus reads (byte offsets), for
+ * the shim's fast path to read in place without a call (xact_status,
+ * shim.h).  Set by pqint_init when the layout is known; else known = 0. */
+struct pqint_layout {
+	unsigned known;
+	unsigned status, async, xact;
+};
+extern struct pqint_layout pqint __attribute__((visibility("hidden")));
+#define PQINT_ASYNC_IDLE 0
+
+/* PQtransactionStatus(conn) as libpq computes it, read in place: only
+ * when pqint.known. */
+static inline __attribute__((always_inline)) PGTransactionStatusType
+pqint_xact_status(const PGconn *conn)
+{
+	const char *p = (const char *)conn;
+	if (*(const int *)(p + pqint.status) != CONNECTION_OK)
+		return PQTRANS_UNKNOWN;
+	if (*(const int *)(p + pqint.async) != PQINT_ASYNC_IDLE)
+		return PQTRANS_ACTIVE;
+	return (PGTransactionStatusType)*(const int *)(p + pqint.xact);
+}
+
+/* Compare what the fast path reads in place with what libpq says; on a
+ * difference, stop reading in place (and say so once).  Called after every
+ * connect step and on the slow paths of sends and settles, so a layout that
+ * differs is caught at a program's first connection. */
+void pqint_verify(const PGconn *conn);
+
+/*
+ * The program's PGconn * must stay valid while the connection behind it
+ * moves to another server: a fresh connection is opened, and the contents
+ * of the two PGconn structures are exchanged.  Only possible when nothing
+ * inside points back at the structure that cannot be pointed elsewhere
+ * (TLS can: OpenSSL's objects are re-pointed; GSS encryption and event
+ * procedures cannot) and no work is in flight; pqint_can_swap says.
+ */
+int pqint_can_swap(const PGconn *conn);
+void pqint_swap(PGconn *a, PGconn *b);
+
+/* Mark a connection busy while the shim holds its statement back (on = 1),
+ * or idle again just before sending it (on = 0).  -1: not possible. */
+int pqint_hold_back(PGconn *conn, int on);
+
+/* Copy notice hooks, blocking mode and tracing from one PGconn to another. */
+void pqint_carry_hooks(const PGconn *from, PGconn *to);
+
+/* Make the program's cancel object `dst` cancel what `src` (a fresh one,
+ * from the connection's new server) cancels.  0, or -1 if not possible. */
+int pqint_cancel_copy(PGcancel *dst, const PGcancel *src);
+
+#endif

@@ -1,0 +1,55 @@
+/*
+ * slots.h - the shim's use of the cap (slots.c): when a connection takes
+ * and gives back a slot, what a wait that fails says, and what a thread
+ * that already holds a slot does (nested).  The uncontended paths are
+ * inline in shim.h (work_fast, settle_state).
+ */
+#ifndef PQSHIM_SLOTS_H
+#define PQSHIM_SLOTS_H
+
+#include "shim.h"
+
+/* Point hot.cap at the semaphores the policy's scope uses, and set the
+ * caps (start-up and every reload). */
+void slots_configure(void);
+
+/* What a wait for a slot came to.  The caller acts on it: counts a
+ * refusal (record_refused), defers the send, or tells the program. */
+enum slot_wait {
+	SLOT_GRANTED = 0,        /* held, or shared with the thread's own (nested = share) */
+	SLOT_WAIT_DEFER,         /* an event loop's send: let it wait its turn (defer.c) */
+	SLOT_REFUSED,            /* timed out, nested = fail, or the queue is full: buf says */
+};
+
+/* Wait for an active slot for c.  may_defer: an event loop's send may be
+ * told to wait its turn instead of blocking its thread. */
+enum slot_wait slot_wait_active(struct conn *c, int may_defer, char *buf, size_t size);
+
+/* Take a connection slot for c (NULL: no record could be made) before its
+ * connect, waiting if need be. */
+enum slot_wait slot_connect(struct conn *c, char *buf, size_t size);
+
+/* Has the calling thread results still to read on a connection other than
+ * `except`?  Then its event loop will run again without anything from us. */
+int slot_thread_pending(struct conn *except);
+
+/* Finish what settle_state (shim.h) left: SETTLE_RELEASE and SETTLE_HAND. */
+void slots_settle(struct conn *c, unsigned todo);
+
+/* Give back every slot c holds (PQfinish, a failed connect, exit). */
+void slots_release_all(struct conn *c);
+
+/* PQfinish of a connection whose slot another of its thread's rides on:
+ * hand it over before the rest goes back (g.lock held). */
+void slots_hand_over_locked(struct conn *c);
+
+/* A thread exits: the active slots it took come back. */
+void slots_thread_exit(pid_t tid);
+
+/* A fork child: a private cap's counts and waiters are the parent's. */
+void slots_after_fork(void);
+
+/* At exit: count the shared cap's holders again without this process. */
+void slots_at_exit(void);
+
+#endif

@@ -1,0 +1,204 @@
+/*
+ * startup.c - start-up, threads, fork and exit (see startup.h).
+ *
+ * Lazy: the first call into libpq loads the policy, attaches the segment
+ * and registers the process; each thread's first call counts it in; a fork
+ * child re-registers as its own process and adopts its parent's
+ * connections; at exit, connections never closed are reported and their
+ * records given back.
+ *
+ * Invariant: every PGconn the program holds (opened by a wrapped connect in
+ * this process or inherited from a parent) has exactly one struct conn in
+ * g.map, whose rec is either its own LIVE record in the segment or its
+ * private `local` copy.
+ */
+#include "startup.h"
+#include "defer.h"
+#include "log.h"
+#include "readonly.h"
+#include "record.h"
+#include "reload.h"
+#include "slots.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/auxv.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+struct shim g = { .lock = PTHREAD_MUTEX_INITIALIZER, .proc_idx = -1 };
+struct shim_hot hot = { .map_epoch = 1, .deferrals = DEFER_UNINIT };
+TLS struct thread_state t;
+
+static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_key_t thread_key;   /* its destructor counts threads out */
+
+static void load_policy(void)
+{
+	const char *path = getenv("PQSHIM_POLICY");
+	policy_defaults(&g.pol);
+	g.policy_ok = 1;
+	if (!path || !*path)
+		return;
+	snprintf(g.policy_path, sizeof g.policy_path, "%s", path);
+	struct policy_errors errs;
+	struct policy p;
+	if (policy_load(path, &p, &errs) == 0) {
+		g.pol = p;
+		return;
+	}
+	policy_recover_segment(path, g.pol.segment, sizeof g.pol.segment);
+	snprintf(g.policy_error, sizeof g.policy_error, "%s", errs.count ? errs.msg[0] : path);
+	if (policy_recover_on_error(path) == ONERROR_FAIL_OPEN) {
+		/* the program runs, tracked, with nothing enforced */
+		g.pol.on_error = ONERROR_FAIL_OPEN;
+		shim_log(LOG_ERR, "%s; nothing enforced until it is fixed (on_error = fail-open)",
+		         g.policy_error);
+		return;
+	}
+	g.policy_ok = 0;
+	shim_log(LOG_ERR, "%s; refusing connections (on_error = fail-closed)", g.policy_error);
+}
+
+static void at_fork_prepare(void) { pthread_mutex_lock(&g.lock); }
+static void at_fork_parent(void) { pthread_mutex_unlock(&g.lock); }
+static void at_fork_child(void)
+{
+	pthread_mutex_unlock(&g.lock);
+	/* The child must not write its parent's records: the first call in
+	 * the child (t.tid == 0) re-registers everything as its own. */
+	t.tid = 0;
+	thread_caches_forget();
+	reload_after_fork();
+	slots_after_fork();      /* adopt() clears the inherited holds */
+	defer_after_fork();
+}
+
+static void thread_gone(void *arg)
+{
+	(void)arg;
+	if (g.pid != getpid() || !t.tid)
+		return;
+	slots_thread_exit(t.tid);
+	__atomic_fetch_sub(&g.proc->threads, 1, __ATOMIC_RELAXED);
+}
+
+static void leak_report_at_exit(void);
+
+void shim_init(void)
+{
+	pthread_mutex_lock(&init_lock);
+	if (hot.state == SHIM_READY) {
+		pthread_mutex_unlock(&init_lock);
+		return;
+	}
+	if (getauxval(AT_SECURE))
+		g.disabled = 1;         /* setuid: stay out of the way */
+	if (real_resolve() != 0)
+		g.disabled = 1;
+	pqint_init();
+	load_policy();
+	shim_log_target(g.pol.log);
+
+	char name[POLICY_STR_MAX];
+	policy_segment_name(&g.pol, g.policy_path[0] ? g.policy_path : NULL, name, sizeof name);
+	int err = g.disabled ? 0 : seg_attach(&g.seg, name, 1);
+	if (err)
+		shim_log(LOG_WARNING, "segment %s unavailable: %s; tracking in this process only",
+		         name, seg_strerror(err));
+	if (g.seg.hdr) {
+		seg_reap(&g.seg);
+		/* Records of this very pid are from before an exec(): libpq's
+		 * sockets are close-on-exec, so those connections are gone. */
+		seg_release_pid(&g.seg, getpid());
+		record_publish_policy();
+	}
+	record_register_process(0);
+	slots_configure();
+	reload_note_file();
+	readonly_update();
+	pthread_key_create(&thread_key, thread_gone);
+	pthread_atfork(at_fork_prepare, at_fork_parent, at_fork_child);
+	atexit(leak_report_at_exit);
+	__atomic_store_n(&hot.state, SHIM_READY, __ATOMIC_RELEASE);
+	__atomic_fetch_sub(&hot.deferrals, DEFER_UNINIT, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&init_lock);
+}
+
+/* Move a connection's record to a new owner (this process after fork). */
+static void adopt(void *value, void *arg)
+{
+	struct conn *c = value;
+	(void)arg;
+	struct seg_conn copy = *c->rec;
+	int idx = g.seg.hdr && g.proc_idx >= 0 ? seg_conn_claim(&g.seg, (uint32_t)g.proc_idx) : -1;
+	c->idx = idx;
+	c->rec = idx >= 0 ? &g.seg.conns[idx] : &c->local;
+	uint32_t state = c->rec->state, gen = c->rec->gen;
+	*c->rec = copy;
+	c->rec->state = state;
+	c->rec->gen = gen;
+	c->rec->proc = (uint32_t)g.proc_idx;
+	c->rec->pid = g.pid;
+	c->rec->flags |= CONN_INHERITED;
+	memset(c->rec->hold, 0, sizeof c->rec->hold);  /* the parent's slots stay the parent's */
+	c->deferred = NULL;      /* the parent's loop sends what it deferred */
+	c->rec->queries = c->rec->xacts = c->rec->cross_thread_uses = 0;
+	g.proc->connections++;
+	g.proc->inherited++;
+	if (idx >= 0)
+		__atomic_store_n(&c->rec->state, SLOT_LIVE, __ATOMIC_RELEASE);
+}
+
+void shim_enter_slow(void)
+{
+	shim_ensure();
+	thread_register();
+}
+
+void thread_register(void)
+{
+	pid_t pid = getpid();
+	t.tid = (pid_t)syscall(SYS_gettid);
+	thread_caches_forget();
+	if (g.pid != pid) {
+		/* First call in a fork child (another of its threads may race
+		 * us here: only one registers). */
+		pthread_mutex_lock(&g.lock);
+		if (g.pid != pid) {
+			pid_t parent = g.pid;
+			record_register_process(parent);
+			connmap_each(&g.map, adopt, NULL);
+		}
+		pthread_mutex_unlock(&g.lock);
+	}
+	__atomic_fetch_add(&g.proc->threads, 1, __ATOMIC_RELAXED);
+	pthread_setspecific(thread_key, (void *)1);
+}
+
+/* ---- exit --------------------------------------------------------------- */
+
+static void report_leak(void *value, void *arg)
+{
+	struct conn *c = value;
+	(void)arg;
+	if (g.pol.leak_report && !(c->rec->flags & CONN_INHERITED))
+		shim_log(LOG_WARNING, "connection to %s opened by thread %d was never closed "
+		         "(%llu statements; leak_report = yes)", c->rec->server, (int)c->opener,
+		         (unsigned long long)c->rec->queries);
+	slots_release_all(c);
+	record_release(c, 1);
+}
+
+static void leak_report_at_exit(void)
+{
+	if (g.pid != getpid())
+		return;          /* a fork child that never used libpq */
+	pthread_mutex_lock(&g.lock);
+	connmap_each(&g.map, report_leak, NULL);
+	record_unregister_process();
+	g.disabled = 1;      /* calls made after this point are not recorded */
+	pthread_mutex_unlock(&g.lock);
+	slots_at_exit();
+}

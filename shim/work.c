@@ -1,0 +1,132 @@
+/*
+ * work.c - the whole work path, for the calls the fast path (work_fast,
+ * shim.h) turns away: the thread's first call, another connection than
+ * last time, a cross-thread use, a read-only switch to follow, a reload
+ * due, a slot to wait for.  When nothing stood in the way, the connection
+ * becomes the thread's fast one.
+ *
+ * The modules below it report (a slot granted, deferred or refused; a
+ * connection moved or closed); this file counts the refusals and turns
+ * them into one verdict for the wrapper.
+ */
+#include "work.h"
+#include "defer.h"
+#include "log.h"
+#include "readonly.h"
+#include "record.h"
+#include "slots.h"
+#include "startup.h"
+#include "switch.h"
+
+#include <stdio.h>
+
+TLS char work_why[768];
+
+/* pg (connection c, found in map epoch `epoch`) goes first among the
+ * thread's fast connections; the one used longest ago drops out. */
+static void fast_learn(PGconn *pg, struct conn *c, uint64_t epoch)
+{
+	struct fast_way w = { pg, c };
+	if (t.fast_epoch != epoch) {
+		for (int i = 0; i < FAST_WAYS; i++)
+			t.fast[i] = w;
+		t.fast_epoch = epoch;
+		return;
+	}
+	int i = 0;
+	while (i < FAST_WAYS - 1 && t.fast[i].pg != pg)
+		i++;
+	for (; i > 0; i--)
+		t.fast[i] = t.fast[i - 1];
+	t.fast[0] = w;
+}
+
+/* A thread other than the opener sends on the connection: 0 to go on, or
+ * 1 when cross_thread = deny refuses (work_why says). */
+static int cross_thread_refused(struct conn *c)
+{
+	struct seg_conn *r = c->rec;
+	record_thread_seen(r, t.tid);
+	__atomic_store_n(&r->cross_thread_uses, r->cross_thread_uses + 1, __ATOMIC_RELAXED);
+	switch (g.pol.cross_thread) {
+	case CROSS_ALLOW:
+		return 0;
+	case CROSS_WARN:
+		if (!c->warned) {
+			c->warned = 1;
+			shim_log(LOG_WARNING, "connection to %s opened by thread %d is used by thread %d "
+			         "(cross_thread = warn)", r->server, (int)c->opener, (int)t.tid);
+		}
+		return 0;
+	case CROSS_DENY:
+	default:
+		snprintf(work_why, sizeof work_why, "pqshim: statement refused: connection opened by "
+		         "thread %d used by thread %d (cross_thread = deny, policy %s)", (int)c->opener,
+		         (int)t.tid, g.policy_path[0] ? g.policy_path : "none");
+		record_refused();
+		return 1;
+	}
+}
+
+static enum verdict slot_verdict(enum slot_wait w)
+{
+	switch (w) {
+	case SLOT_GRANTED:
+		return WORK_GO;
+	case SLOT_WAIT_DEFER:
+		return WORK_DEFER;
+	default:
+		record_refused();
+		return WORK_REFUSED_CAP;
+	}
+}
+
+enum verdict work_wait(struct conn *c)
+{
+	return slot_verdict(slot_wait_active(c, 0, work_why, sizeof work_why));
+}
+
+enum verdict work_begin(PGconn *pg, struct conn **cp, int may_defer)
+{
+	shim_enter();
+	struct conn *c = conn_lookup(pg);
+	*cp = c;
+	if (!c)
+		return WORK_GO;
+	int plain = 1;
+	if (unlikely(c->opener != t.tid)) {
+		if (cross_thread_refused(c))
+			return WORK_REFUSED_THREAD;
+		plain = 0;       /* every such use is counted: never fast */
+	}
+	/* The policy switched since this connection last looked: move it? */
+	if (unlikely(c->ro_gen != readonly_gen())
+	    && switch_check(c, work_why, sizeof work_why) == SWITCH_CLOSED)
+		return WORK_CLOSED;
+	/* An idle connection about to work takes an active slot (if capped). */
+	struct seg_sem *sem = &hot.cap->sems[SEM_ACTIVE];
+	uint8_t *hold = &c->rec->hold[SEM_ACTIVE];
+	if (__atomic_load_n(&sem->max, __ATOMIC_RELAXED) && *hold == HOLD_NONE) {
+		c->rec->holder_tid = t.tid;   /* before the slot: see work_fast */
+		if (!sem_try_acquire(sem, hold)) {
+			enum verdict v = slot_verdict(slot_wait_active(c, may_defer && !c->pipeline,
+			                                               work_why, sizeof work_why));
+			if (v != WORK_GO)
+				return v;
+		}
+	}
+	track_sent(c);
+	/* The epoch is the one read before the look-up: a close or a switch
+	 * since then has bumped it, and the next call will not trust this. */
+	if (plain && t.cache_pg == pg && t.cache_conn == c && c->ro_gen == readonly_gen())
+		fast_learn(pg, c, t.cache_epoch);
+	return WORK_GO;
+}
+
+void work_settle_finish(struct conn *c, unsigned todo)
+{
+	if (todo & (SETTLE_RELEASE | SETTLE_HAND))
+		slots_settle(c, todo);
+	if (todo & SETTLE_KICK)
+		defer_kick();
+}
