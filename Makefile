@@ -33,7 +33,7 @@ HEADERS     := $(wildcard shim/*.h policy/*.h tools/*.h)
 SHIM_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(SHIM_SRCS))
 TOOL_OBJS := $(patsubst %.c,$(BUILD)/tobj/%.o,$(TOOL_SRCS))
 
-.PHONY: all check unit integration bench demo install clean fuzz setup
+.PHONY: all check unit integration bench demo install clean fuzz setup layers
 all: $(BUILD)/libpqshim.so $(BUILD)/pqshim
 
 $(BUILD)/obj/shim/pqint.o $(BUILD)/obj/shim/pqerr.o: $(BUILD)/obj/shim/%.o: shim/%.c $(HEADERS)
@@ -66,6 +66,10 @@ unit: $(UNIT_TESTS)
 # fresh make so that pkg-config sees what was just installed.
 setup:
 	@bash tools/setup.sh
+
+# No file of shim/ or policy/ includes a header of a higher layer.
+layers:
+	@bash tools/check_layers.sh
 
 check: setup
 	@$(MAKE) --no-print-directory all unit

@@ -21,6 +21,13 @@ for t in "$@"; do
 	fi
 done
 
+echo "== layers (make layers: no upward #include in shim/ and policy/)"
+if out=$(bash tools/check_layers.sh 2>&1); then
+	passed=$((passed + 1)); echo "PASS layers"
+else
+	failed=$((failed + 1)); echo "FAIL layers"; echo "$out"
+fi
+
 echo "== integration tests (PostgreSQL primary + streaming replica)"
 log=$(mktemp)
 bash tests/integration/run.sh 2>&1 | tee "$log"
