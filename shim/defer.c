@@ -230,9 +230,9 @@ static int try_send(struct deferred *d, int block)
 		return 0;
 	char why[512];
 	enum slot_wait w = slot_wait_active(d->c, 0, why, sizeof why);
-	if (w == SLOT_WAIT_DEFER)
+	if (w == WAIT_DEFER)
 		return 0;
-	if (w == SLOT_REFUSED) {
+	if (w == WAIT_REFUSED) {
 		/* waited its turn and timed out: PQgetResult will say so */
 		record_refused();
 		pqint_hold_back(d->c->pg, 0);

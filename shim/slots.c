@@ -106,12 +106,12 @@ static enum slot_wait wait_for(struct conn *c, int sem, char *buf, size_t size, 
 	format_duration(timeout, sizeof timeout, g.pol.wait_timeout_ms);
 	switch (r) {
 	case CAP_OK:
-		return SLOT_GRANTED;
+		return WAIT_GRANTED;
 	case CAP_NESTED:
 		if (may_defer && g.pol.nested == NESTED_SHARE && slot_thread_pending(c)) {
 			/* An event loop's send: it waits its turn without blocking
 			 * the loop (defer.c). */
-			return SLOT_WAIT_DEFER;
+			return WAIT_DEFER;
 		}
 		if (g.pol.nested == NESTED_SHARE) {
 			/* It would wait on itself: ride on the slot it holds.
@@ -119,7 +119,7 @@ static enum slot_wait wait_for(struct conn *c, int sem, char *buf, size_t size, 
 			if (sem == SEM_ACTIVE)
 				__atomic_fetch_add(&hot.shares, 1, __ATOMIC_RELAXED);
 			__atomic_store_n(hold, HOLD_SHARED, __ATOMIC_RELEASE);
-			return SLOT_GRANTED;
+			return WAIT_GRANTED;
 		}
 		seg_add(&hot.cap->sems[sem].refused, 1);
 		snprintf(buf, size, "pqshim: %sthread %d already holds a slot and would wait on itself "
@@ -138,7 +138,7 @@ static enum slot_wait wait_for(struct conn *c, int sem, char *buf, size_t size, 
 		         sem_names[sem], max, policy);
 		break;
 	}
-	return SLOT_REFUSED;
+	return WAIT_REFUSED;
 }
 
 enum slot_wait slot_wait_active(struct conn *c, int may_defer, char *buf, size_t size)
@@ -150,16 +150,16 @@ enum slot_wait slot_connect(struct conn *c, char *buf, size_t size)
 {
 	struct seg_sem *s = &hot.cap->sems[SEM_CONNECTIONS];
 	if (!__atomic_load_n(&s->max, __ATOMIC_RELAXED))
-		return SLOT_GRANTED;
+		return WAIT_GRANTED;
 	if (!c || (c->idx < 0 && capseg)) {
 		/* A shared cap counts holders in the segment: one we cannot
 		 * record there would be invisible to it. */
 		snprintf(buf, size, "pqshim: connection refused: no room to record it in segment %s "
 		         "(max_connections = %u)", g.seg.name, s->max);
-		return SLOT_REFUSED;
+		return WAIT_REFUSED;
 	}
 	if (sem_try_acquire(s, &c->rec->hold[SEM_CONNECTIONS]))
-		return SLOT_GRANTED;
+		return WAIT_GRANTED;
 	return wait_for(c, SEM_CONNECTIONS, buf, size, 0);
 }
 

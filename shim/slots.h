@@ -16,9 +16,9 @@ void slots_configure(void);
 /* What a wait for a slot came to.  The caller acts on it: counts a
  * refusal (record_refused), defers the send, or tells the program. */
 enum slot_wait {
-	SLOT_GRANTED = 0,        /* held, or shared with the thread's own (nested = share) */
-	SLOT_WAIT_DEFER,         /* an event loop's send: let it wait its turn (defer.c) */
-	SLOT_REFUSED,            /* timed out, nested = fail, or the queue is full: buf says */
+	WAIT_GRANTED = 0,        /* held, or shared with the thread's own (nested = share) */
+	WAIT_DEFER,              /* an event loop's send: let it wait its turn (defer.c) */
+	WAIT_REFUSED,            /* timed out, nested = fail, or the queue is full: buf says */
 };
 
 /* Wait for an active slot for c.  may_defer: an event loop's send may be

@@ -67,7 +67,7 @@ const char *track_connect_begin(struct conn **cp, char *buf, size_t size)
 		c->opener = t.tid;
 		record_claim(c);
 	}
-	if (slot_connect(c, buf, size) != SLOT_GRANTED) {
+	if (slot_connect(c, buf, size) != WAIT_GRANTED) {
 		record_refused();
 		if (c)
 			record_release(c, 0);

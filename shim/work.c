@@ -71,9 +71,9 @@ static int cross_thread_refused(struct conn *c)
 static enum verdict slot_verdict(enum slot_wait w)
 {
 	switch (w) {
-	case SLOT_GRANTED:
+	case WAIT_GRANTED:
 		return WORK_GO;
-	case SLOT_WAIT_DEFER:
+	case WAIT_DEFER:
 		return WORK_DEFER;
 	default:
 		record_refused();
