@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # tests/integration/pgbed.sh: throw-away PostgreSQL 15 primary + streaming
-# replica for the integration tests (sourced; owned by the test-bed engineer).
+# replica for the integration tests and the benchmarks (sourced).
 #
 #   pgbed_start   temp dir, initdb, primary, database pqt, pg_basebackup -R
 #                 replica, waits until it streams; exports PQT_PGTMP

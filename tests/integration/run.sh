@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# tests/integration/run.sh [TEST...]: the integration test runner (owned by
-# the test-bed engineer). Builds nothing (make check builds first). Starts one
+# tests/integration/run.sh [TEST...]: the integration test runner, for make
+# check and by hand. Builds nothing (make check builds first). Starts one
 # bed (pgbed.sh) for the whole run, runs every tests/integration/t_*.sh (or the
 # tests named: t_bed, t_bed.sh or a path), each under `timeout -k 5 120`, and
 # prints PASS/FAIL per test, the failing test's log tail, and a last line
