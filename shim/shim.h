@@ -50,7 +50,7 @@ struct conn {
 	int idx;                  /* index of rec in the segment, -1 if local */
 	pid_t opener;             /* kernel tid of the opening thread */
 	unsigned warned;          /* cross-thread warning already logged */
-	unsigned pipeline;        /* counted in g.pipelines */
+	unsigned pipeline;        /* in pipeline mode (work_pipeline) */
 	unsigned ro_gen;          /* readonly_gen() when its route was last checked */
 	int routed;               /* args hold what the program asked for */
 	int reroute;              /* reset by a switch: PQreset must follow the policy */
@@ -103,7 +103,6 @@ struct shim {
 	char policy_path[POLICY_STR_MAX];
 	char policy_error[SEG_ERROR_MAX];
 	pthread_mutex_t lock;     /* connmap writers, process registration */
-	int pipelines;            /* connections in pipeline mode (atomic) */
 	struct connmap map;
 };
 

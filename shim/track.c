@@ -163,8 +163,6 @@ void track_close(PGconn *pg)
 		slots_release_all(c);
 		record_release(c, 0);
 		__atomic_fetch_sub(&g.proc->connections, 1, __ATOMIC_RELAXED);
-		if (c->pipeline)
-			__atomic_fetch_sub(&g.pipelines, 1, __ATOMIC_RELAXED);
 	}
 	map_epoch_bump();
 	pthread_mutex_unlock(&g.lock);

@@ -130,3 +130,8 @@ void work_settle_finish(struct conn *c, unsigned todo)
 	if (todo & SETTLE_KICK)
 		defer_kick();
 }
+
+void work_pipeline(struct conn *c, int on)
+{
+	c->pipeline = on ? 1 : 0;
+}

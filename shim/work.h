@@ -40,6 +40,10 @@ enum verdict work_begin(PGconn *pg, struct conn **cp, int may_defer);
 /* A deferred send that could not be saved waits for its slot now. */
 enum verdict work_wait(struct conn *c);
 
+/* c enters (on = 1) or leaves pipeline mode: its sends are never deferred
+ * (libpq queues them itself). */
+void work_pipeline(struct conn *c, int on);
+
 /* Finish what settle_state left to do (slots.c, then defer.c). */
 void work_settle_finish(struct conn *c, unsigned todo);
 

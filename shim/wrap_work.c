@@ -297,10 +297,8 @@ SHIM_EXPORT int PQenterPipelineMode(PGconn *conn)
 	int was = real.PQpipelineStatus(conn) != PQ_PIPELINE_OFF;
 	int r = real.PQenterPipelineMode(conn);
 	struct conn *c = conn_lookup(conn);
-	if (r && c && !was && !c->pipeline) {
-		c->pipeline = 1;
-		__atomic_fetch_add(&g.pipelines, 1, __ATOMIC_RELAXED);
-	}
+	if (r && c && !was)
+		work_pipeline(c, 1);
 	return r;
 }
 
@@ -312,10 +310,8 @@ SHIM_EXPORT int PQexitPipelineMode(PGconn *conn)
 	int r = real.PQexitPipelineMode(conn);
 	struct conn *c = conn_lookup(conn);
 	if (c) {
-		if (r && c->pipeline) {
-			c->pipeline = 0;
-			__atomic_fetch_sub(&g.pipelines, 1, __ATOMIC_RELAXED);
-		}
+		if (r)
+			work_pipeline(c, 0);
 		track_settle(c);
 	}
 	return r;
