@@ -191,7 +191,7 @@ static const char session_sets_sql[] =
 static int carry_sets(PGconn *from, PGconn *to, char *err, size_t size)
 {
 	if (real.PQstatus(from) != CONNECTION_OK)
-		return 0;            /* its backend is gone (the drainer): nothing to ask */
+		return 0;            /* its backend is gone (drain.c): nothing to ask */
 	const char *user = real.PQuser(from);
 	PGresult *sets = real.PQexecParams(from, session_sets_sql, 1, NULL, &user, NULL, NULL, 0);
 	if (real.PQresultStatus(sets) != PGRES_TUPLES_OK) {

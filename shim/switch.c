@@ -71,7 +71,7 @@ static void take_over(struct conn *c, PGconn *fresh, int target, struct connargs
 	pqint_swap(c->pg, fresh);
 	OWN(real.PQfinish(fresh));   /* now the old connection */
 	session_follow_cancels(c);
-	pthread_mutex_lock(&g.lock); /* the drainer reads `where` */
+	pthread_mutex_lock(&g.lock); /* the ticker thread reads `where` (drain.c) */
 	connargs_free(&c->where);
 	c->where = *where;
 	where->n = 0;
@@ -104,7 +104,7 @@ enum switch_verdict switch_check(struct conn *c, char *buf, size_t size)
 	struct connargs scratch = { 0 };
 	int redirect, now = route_plan(&c->args, &scratch, &redirect);
 	connargs_free(&scratch);
-	/* Where it should be, and alive (the drainer may have ended its
+	/* Where it should be, and alive (drain.c may have ended its
 	 * backend while it sat idle: then it reconnects, even in place). */
 	if ((uint32_t)now == c->rec->target && real.PQstatus(c->pg) == CONNECTION_OK
 	    && c->rec->backend_pid) {
