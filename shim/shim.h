@@ -88,8 +88,9 @@ enum shim_state { SHIM_UNINIT = 0, SHIM_READY = 1 };
 #define DEFER_UNINIT (1 << 30)
 
 /* The process-wide state every module reads: who we are, the segment, the
- * policy in force, the connections.  Written by start-up (startup.c) and
- * reload (reload.c); each module's own state is file-static in it. */
+ * policy in force, the connections.  Written at start-up and in a fork
+ * child (startup.c, record.c) and by a reload (reload.c, `pol` and the
+ * policy strings); every other module keeps its own state file-static. */
 struct shim {
 	int disabled;             /* secure-exec or no libpq: pass everything through */
 	pid_t pid;                /* the process the records below belong to */
