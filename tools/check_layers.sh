@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 
 # layer  modules (file names without .c/.h)
 table='
-0 core      policy segment cap procid connmap log clock fuzz_policy
+0 core      policy policy_file policy_text policy_int segment cap procid connmap log clock fuzz_policy
 1 libpq     real pqint pqerr
 2 services  shim record slots connargs route session readonly switch drain
 3 lifecycle startup track work defer reload
