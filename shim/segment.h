@@ -61,6 +61,7 @@ struct seg_totals {
 	uint64_t migrations;
 	uint64_t leaked;          /* connections still open when their process ended */
 	uint64_t untracked;       /* connections not recorded: the table was full */
+	uint64_t escaped;         /* objects found calling a libpq of their own (got.c) */
 };
 
 /* Both record kinds start with the state word and the generation:
@@ -128,6 +129,7 @@ struct seg_header {
 	char policy_path[SEG_PATH_MAX];
 	char policy_error[SEG_ERROR_MAX];
 	struct seg_cap cap;
+	char escaped_object[SEG_PATH_MAX];  /* the last of them (got.c) */
 };
 
 struct segment {
