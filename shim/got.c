@@ -194,13 +194,21 @@ static int write_slot(const struct object *o, void **slot, void *value)
 	return 0;
 }
 
-static void report_escape(const char *object, const char *how)
+static int already_reported(const char *object)
 {
 	for (int i = 0; i < nreported; i++)
 		if (strcmp(reported[i], object) == 0)
-			return;
+			return 1;
 	if (nreported < ESCAPES_MAX)
 		snprintf(reported[nreported++], PATH_MAX, "%s", object);
+	return 0;
+}
+
+/* Once per object and process: the log, and the segment's count. */
+static void report_escape(const char *object, const char *how)
+{
+	if (already_reported(object))
+		return;
 	shim_ensure();           /* the policy's log, the segment */
 	shim_log(LOG_WARNING, "%s calls its own libpq (%s): not covered", object, how);
 	struct seg_header *h = g.seg.hdr;
@@ -261,8 +269,11 @@ struct verdict {
 	const char *provider;       /* a libpq other than ours it is bound to */
 };
 
+/* own: the object is a libpq of its own (it defines PQconnectdb): its
+ * references stay with its own functions.  A wrapper would hand it a PGconn
+ * of the other libpq, whose layout may differ. */
 static void patch_table(const struct object *o, void *handle, const struct dyn *d,
-                        const ElfW(Rela) *rel, size_t size, struct verdict *v)
+                        const ElfW(Rela) *rel, size_t size, int own, struct verdict *v)
 {
 #ifdef R_SLOT
 	for (size_t i = 0; rel && i < size / sizeof *rel; i++) {
@@ -279,13 +290,20 @@ static void patch_table(const struct object *o, void *handle, const struct dyn *
 			continue;
 		void **slot = (void **)(o->addr + rel[i].r_offset);
 		void *now = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
-		if (now == mine)
-			continue;
 		/* Still lazy (the PLT stub, inside the object): where the
 		 * resolver would bind it, in the object's own scope. */
 		void *bound = now;
 		if (in_object(o, (uintptr_t)now))
 			bound = real_dlsym(handle, name);
+		if (own) {
+			void *def = real_dlsym(handle, name);
+			if (bound == mine && def && in_object(o, (uintptr_t)def)
+			    && write_slot(o, slot, def) != 0)
+				v->failed++;
+			continue;
+		}
+		if (now == mine || bound == mine)
+			continue;           /* the shim's already, or will be */
 		if (bound == theirs) {
 			if (write_slot(o, slot, mine) == 0)
 				v->patched++;
@@ -314,12 +332,18 @@ static void walk_object(const struct object *o, const void *self, const void *li
 		dlclose(h);             /* another namespace's, the shim or libpq */
 		return;
 	}
+	/* A libpq of the object's own: linked into it (statically), or a
+	 * renamed copy (a wheel's libpq-<hash>.so) that the program reaches
+	 * through dlsym on its handle.  Either defines the connect function
+	 * itself and calls it without asking the loader. */
+	void *def = real_dlsym(h, "PQconnectdb");
+	int own = def && in_object(o, (uintptr_t)def);
 	struct dyn d;
 	struct verdict v = { 0, 0, NULL };
 	if (read_dynamic(lm, &d) == 0) {
 		if (d.pltrel_rela)
-			patch_table(o, h, &d, d.jmprel, d.jmprelsz, &v);
-		patch_table(o, h, &d, d.rela, d.relasz, &v);
+			patch_table(o, h, &d, d.jmprel, d.jmprelsz, own, &v);
+		patch_table(o, h, &d, d.rela, d.relasz, own, &v);
 	}
 	const char *name = o->name[0] ? o->name : "the program";
 	if (v.failed)
@@ -327,12 +351,11 @@ static void walk_object(const struct object *o, const void *self, const void *li
 		         name, v.failed);
 	if (v.provider) {
 		report_escape(name, v.provider);
-	} else if (!is_libpq_name(name)) {
-		/* A libpq linked into the object itself (statically): it defines
-		 * the connect function and calls it without asking the loader. */
-		void *def = real_dlsym(h, "PQconnectdb");
-		if (def && in_object(o, (uintptr_t)def))
-			report_escape(name, "statically linked: it defines PQconnectdb itself");
+		already_reported(v.provider);   /* its callers are the news, not it */
+	} else if (own) {
+		report_escape(name, is_libpq_name(name)
+		             ? "a second libpq, loaded beside the one the shim wraps"
+		             : "linked in: it defines PQconnectdb itself");
 	}
 	dlclose(h);
 }

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# t_escape.sh: a program that reaches PostgreSQL through a libpq the shim
+# cannot bring back is reported once in the log and counted in `pqshim stat`
+# (totals.escaped, totals.escaped_object), and only the connection made
+# through the system's libpq is tracked. Two planted escapes
+# (tests/clients/escape_client.c, which also links the system's libpq):
+#  - copy: a renamed copy of libpq.so.5 ($T/libpq-deadbeef.so.5, as wheels
+#    bundle libpq-<hash>.so) dlopened twice and called through dlsym;
+#  - static: a module with libpq.a linked in, dlopened with RTLD_DEEPBIND.
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "$0")/lib.sh"
+
+[ -x "$PQSHIM" ] && [ -f "$PQSHIM_LIB" ] || fail "build first: no $PQSHIM or $PQSHIM_LIB"
+PGLIB=/usr/lib/postgresql/15/lib
+CFLAGS=(-I"$(pkg-config --variable=includedir libpq)")
+cc "${CFLAGS[@]}" -o "$T/escape_client" "$PQT_ROOT/tests/clients/escape_client.c" -lpq -ldl ||
+	fail "cannot build escape_client"
+cp /usr/lib/x86_64-linux-gnu/libpq.so.5 "$T/libpq-deadbeef.so.5"
+cat >"$T/plug.c" <<'EOF'
+#include <libpq-fe.h>
+#include <stdio.h>
+int plug_query(const char *conninfo, char *out, int n);
+int plug_query(const char *conninfo, char *out, int n)
+{
+	PGconn *c = PQconnectdb(conninfo);
+	if (PQstatus(c) != CONNECTION_OK) {
+		snprintf(out, n, "%s", PQerrorMessage(c));
+		PQfinish(c);
+		return -1;
+	}
+	PGresult *r = PQexec(c, "select pg_backend_pid()");
+	snprintf(out, n, "%s", PQgetvalue(r, 0, 0));
+	PQclear(r);
+	PQfinish(c);
+	return 0;
+}
+EOF
+cc "${CFLAGS[@]}" -shared -fPIC -o "$T/libplug.so" "$T/plug.c" /usr/lib/x86_64-linux-gnu/libpq.a \
+	-L"$PGLIB" -lpgcommon_shlib -lpgport_shlib -lssl -lcrypto -lgssapi_krb5 -l:libldap-2.5.so.0 ||
+	fail "cannot build a module with libpq linked in"
+[[ "$(nm -D --defined-only "$T/libplug.so")" =~ " T PQconnectdb"$'\n' ]] || fail "libplug.so defines no PQconnectdb"
+
+CONNINFO="host=$PQT_SOCKDIR port=$PQT_PRIMARY_PORT dbname=pqt user=postgres application_name=t_escape"
+
+# plant KIND LIB OBJECT HOW: one run, then the checks.
+plant() {
+	local kind=$1 lib=$2 object=$3 how=$4 pol log rc=0 n
+	log=$T/$kind.log
+	pol=$(policy_new "$kind" "log = $log
+[tracking]
+leak_report = yes
+")
+	"$PQSHIM" run -p "$pol" -- "$T/escape_client" "$kind" "$lib" "$CONNINFO" \
+		>"$T/$kind.out" 2>"$T/$kind.err" || rc=$?
+	assert_eq "$rc" 0 "$kind: escape_client exit status (stderr: $(cat "$T/$kind.err"))"
+	assert_match "$(cat "$T/$kind.out")" "ESCAPED [0-9]+" "$kind: the escaped connection worked"
+	assert_match "$(cat "$T/$kind.out")" "TRACKED [0-9]+" "$kind: the tracked connection worked"
+	n=$(grep -c "$object calls its own libpq ($how): not covered" "$log" || true)
+	assert_eq "$n" 1 "$kind: log lines reporting $object (log: $(cat "$log" 2>/dev/null))"
+	assert_eq "$(grep -c 'calls its own libpq' "$log")" 1 "$kind: escape lines in the log"
+	assert_eq "$(jqp "$pol" '.totals | [.escaped, .escaped_object] | map(tostring) | join(" ")')" \
+		"1 $object" "$kind: totals.escaped and escaped_object"
+	# the escaped connection is not the shim's: one connect, one close, no leak
+	assert_eq "$(jqp "$pol" '.totals | [.connects, .closes, .leaked] | map(tostring) | join(" ")')" \
+		"1 1 0" "$kind: totals connects closes leaked"
+	assert_match "$("$PQSHIM" stat -p "$pol")" "escaped 1: objects calling their own libpq, not covered \(last: $object\)" \
+		"$kind: the table's escaped line"
+	echo "ok: $kind: $(grep -o "$object calls.*" "$log")"
+}
+
+plant copy "$T/libpq-deadbeef.so.5" "$T/libpq-deadbeef.so.5" \
+	"a second libpq, loaded beside the one the shim wraps"
+plant static "$T/libplug.so" "$T/libplug.so" "linked in: it defines PQconnectdb itself"
+assert_eq "$(server_backends t_escape)" 0 "backends left"
