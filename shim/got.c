@@ -77,15 +77,20 @@ struct walk {
 };
 static struct walk w;
 
+static void resolve_dlopen(void)
+{
+	if (__atomic_load_n(&dlopen_fn, __ATOMIC_ACQUIRE))
+		return;
+	void *f = dlvsym(RTLD_NEXT, "dlopen", "GLIBC_2.34");
+	if (!f)
+		f = dlvsym(RTLD_NEXT, "dlopen", "GLIBC_2.2.5");
+	__atomic_store_n(&dlopen_fn, (void *(*)(const char *, int))f, __ATOMIC_RELEASE);
+}
+
 void *got_real_dlopen(const char *file, int mode)
 {
+	resolve_dlopen();
 	void *(*f)(const char *, int) = __atomic_load_n(&dlopen_fn, __ATOMIC_ACQUIRE);
-	if (!f) {
-		f = (void *(*)(const char *, int))dlvsym(RTLD_NEXT, "dlopen", "GLIBC_2.34");
-		if (!f)
-			f = (void *(*)(const char *, int))dlvsym(RTLD_NEXT, "dlopen", "GLIBC_2.2.5");
-		__atomic_store_n(&dlopen_fn, f, __ATOMIC_RELEASE);
-	}
 	return f ? f(file, mode) : NULL;
 }
 
@@ -272,6 +277,31 @@ struct verdict {
 /* own: the object is a libpq of its own (it defines PQconnectdb): its
  * references stay with its own functions.  A wrapper would hand it a PGconn
  * of the other libpq, whose layout may differ. */
+/* What a reference of that name should hold (the shim's function) and what
+ * holding it instead means bypassing the shim: libpq's functions that the
+ * shim wraps, and the loader's dlopen and dlsym (a module loaded with
+ * RTLD_DEEPBIND binds those to libc, and what it loads or looks up itself
+ * would escape the same way).  0 for any other name. */
+static int targets(const char *name, void **mine, void **theirs)
+{
+	if (name[0] == 'P' && name[1] == 'Q') {
+		*mine = real_wrapper_for(name);
+		*theirs = *mine ? libpq_function(name) : NULL;
+	} else if (name[0] == 'd' && strcmp(name, "dlopen") == 0) {
+		*mine = (void *)dlopen;
+		*theirs = (void *)__atomic_load_n(&dlopen_fn, __ATOMIC_ACQUIRE);
+	} else if (name[0] == 'd' && strcmp(name, "dlsym") == 0) {
+		*mine = (void *)dlsym;
+		*theirs = (void *)real_dlsym;
+	} else {
+		return 0;
+	}
+	return *theirs != NULL;
+}
+
+/* own: the object is a libpq of its own (it defines PQconnectdb): its
+ * references stay with its own functions.  A wrapper would hand it a PGconn
+ * of the other libpq, whose layout may differ. */
 static void patch_table(const struct object *o, void *handle, const struct dyn *d,
                         const ElfW(Rela) *rel, size_t size, int own, struct verdict *v)
 {
@@ -282,34 +312,33 @@ static void patch_table(const struct object *o, void *handle, const struct dyn *
 		if ((type != R_SLOT && type != R_GLOB) || symi == 0)
 			continue;
 		const char *name = d->strtab + d->symtab[symi].st_name;
-		if (name[0] != 'P' || name[1] != 'Q')
+		void *mine, *theirs;
+		if (!targets(name, &mine, &theirs))
 			continue;
-		void *mine = real_wrapper_for(name);
-		void *theirs = mine ? libpq_function(name) : NULL;
-		if (!theirs)
-			continue;
+		int pq = name[0] == 'P';
 		void **slot = (void **)(o->addr + rel[i].r_offset);
 		void *now = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
-		/* Still lazy (the PLT stub, inside the object): where the
-		 * resolver would bind it, in the object's own scope. */
-		void *bound = now;
-		if (in_object(o, (uintptr_t)now))
-			bound = real_dlsym(handle, name);
+		int lazy = in_object(o, (uintptr_t)now);
 		if (own) {
-			void *def = real_dlsym(handle, name);
-			if (bound == mine && def && in_object(o, (uintptr_t)def)
+			void *def = pq ? real_dlsym(handle, name) : NULL;
+			if (def && in_object(o, (uintptr_t)def) && now != def && (now == mine || lazy)
 			    && write_slot(o, slot, def) != 0)
 				v->failed++;
 			continue;
 		}
-		if (now == mine || bound == mine)
-			continue;           /* the shim's already, or will be */
+		if (now == mine)
+			continue;
+		/* Still lazy (the PLT stub, inside the object): where the
+		 * resolver would bind it, in the object's own scope. */
+		void *bound = lazy ? real_dlsym(handle, name) : now;
+		if (bound == mine)
+			continue;           /* the shim's, once bound */
 		if (bound == theirs) {
 			if (write_slot(o, slot, mine) == 0)
 				v->patched++;
 			else
 				v->failed++;
-		} else if (bound && !in_object(o, (uintptr_t)bound) && !v->provider) {
+		} else if (pq && bound && !in_object(o, (uintptr_t)bound) && !v->provider) {
 			Dl_info info;
 			/* only a definition of that very name counts as a libpq */
 			if (dladdr(bound, &info) && info.dli_sname && strcmp(info.dli_sname, name) == 0)
@@ -317,7 +346,7 @@ static void patch_table(const struct object *o, void *handle, const struct dyn *
 		}
 	}
 #else
-	(void)o; (void)handle; (void)d; (void)rel; (void)size; (void)v;
+	(void)o; (void)handle; (void)d; (void)rel; (void)size; (void)own; (void)v;
 #endif
 }
 
@@ -375,6 +404,8 @@ static void walk_once(void)
 	dl_iterate_phdr(find_libpq, NULL);
 	if (!w.libpq || real_resolve() != 0)
 		return;                 /* nothing can bind libpq yet */
+	resolve_dlopen();        /* for targets() */
+	real_dlsym_init();
 	const void *self = link_map_of((const void *)got_scan);
 	const void *libpq = link_map_of((const void *)real.PQexec);
 	do {

@@ -107,3 +107,29 @@ SHIM_EXPORT void *dlopen(const char *file, int mode)
 		got_scan();
 	return h;
 }
+
+/* Objects loaded into another namespace have a libpq of their own there,
+ * which the wrappers (bound to this namespace's) must not be given: only a
+ * load into the base namespace is walked. */
+SHIM_EXPORT void *dlmopen(Lmid_t lmid, const char *file, int mode)
+{
+	static void *(*real_dlmopen)(Lmid_t, const char *, int);
+	void *(*f)(Lmid_t, const char *, int) = __atomic_load_n(&real_dlmopen, __ATOMIC_ACQUIRE);
+	if (!f) {
+		f = (void *(*)(Lmid_t, const char *, int))dlvsym(RTLD_NEXT, "dlmopen", "GLIBC_2.34");
+		if (!f)
+			f = (void *(*)(Lmid_t, const char *, int))dlvsym(RTLD_NEXT, "dlmopen", "GLIBC_2.3.4");
+		if (!f)
+			return NULL;
+		__atomic_store_n(&real_dlmopen, f, __ATOMIC_RELEASE);
+	}
+	char path[PATH_MAX];
+	const void *caller = __builtin_return_address(0);
+	if (lmid == LM_ID_BASE && !(mode & RTLD_NOLOAD) && file && !strchr(file, '/')
+	    && caller_search(caller, file, path, sizeof path))
+		file = path;
+	void *h = f(lmid, file, mode);
+	if (h && lmid == LM_ID_BASE && !(mode & RTLD_NOLOAD))
+		got_scan();
+	return h;
+}

@@ -1,0 +1,96 @@
+/*
+ * deepbind_host.c - loads modules that bind libpq directly, as PHP loads
+ * its extensions (tests/integration/t_deepbind.sh).
+ *
+ *   deepbind_host CONNINFO CMD...
+ *     now PATH     dlopen(PATH, RTLD_NOW | RTLD_DEEPBIND): the current module
+ *     lazy PATH    dlopen(PATH, RTLD_LAZY | RTLD_DEEPBIND)
+ *     run          the current module's mod_run()
+ *     inner PATH   the current module's mod_run_inner(PATH)
+ *     close        dlclose the current module
+ *     thread PATH  in a new thread: dlopen PATH (RTLD_NOW | RTLD_DEEPBIND),
+ *                  mod_run, dlclose; joined
+ * Prints "RUN <backend pid>" for every run, after "CTOR <pid>": what the
+ * constructor of the library it is linked with (deepbind_mod.c built with
+ * -DCTOR) did before main.
+ */
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+extern int mod_ctor_pid;
+
+static const char *conninfo;
+
+static int run_in(void *h)
+{
+	int (*run)(const char *) = (int (*)(const char *))dlsym(h, "mod_run");
+	return run ? run(conninfo) : -1;
+}
+
+static void *thread_main(void *path)
+{
+	void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+	static int pid;
+	pid = h ? run_in(h) : -1;
+	if (h)
+		dlclose(h);
+	return &pid;
+}
+
+static int report(int pid)
+{
+	if (pid <= 0)
+		return 1;
+	printf("RUN %d\n", pid);
+	fflush(stdout);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 3) {
+		fprintf(stderr, "usage: deepbind_host CONNINFO CMD...\n");
+		return 2;
+	}
+	conninfo = argv[1];
+	if (mod_ctor_pid <= 0)
+		return 1;
+	printf("CTOR %d\n", mod_ctor_pid);
+	void *h = NULL;
+	for (int i = 2; i < argc; i++) {
+		const char *cmd = argv[i];
+		if ((!strcmp(cmd, "now") || !strcmp(cmd, "lazy")) && i + 1 < argc) {
+			int mode = (cmd[0] == 'n' ? RTLD_NOW : RTLD_LAZY) | RTLD_LOCAL | RTLD_DEEPBIND;
+			h = dlopen(argv[++i], mode);
+			if (!h) {
+				fprintf(stderr, "deepbind_host: %s\n", dlerror());
+				return 1;
+			}
+		} else if (!strcmp(cmd, "run") && h) {
+			if (report(run_in(h)))
+				return 1;
+		} else if (!strcmp(cmd, "inner") && h && i + 1 < argc) {
+			int (*inner)(const char *, const char *) =
+				(int (*)(const char *, const char *))dlsym(h, "mod_run_inner");
+			if (!inner || report(inner(argv[++i], conninfo)))
+				return 1;
+		} else if (!strcmp(cmd, "close") && h) {
+			dlclose(h);
+			h = NULL;
+		} else if (!strcmp(cmd, "thread") && i + 1 < argc) {
+			pthread_t th;
+			void *pid;
+			if (pthread_create(&th, NULL, thread_main, argv[++i]) != 0)
+				return 1;
+			pthread_join(th, &pid);
+			if (report(*(int *)pid))
+				return 1;
+		} else {
+			fprintf(stderr, "deepbind_host: bad command %s\n", cmd);
+			return 2;
+		}
+	}
+	return 0;
+}
