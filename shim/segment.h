@@ -29,7 +29,7 @@
 #include "cap.h"
 
 #define SEG_MAGIC        0x3130534d48535150ULL   /* "PQSHMS01" little-endian */
-#define SEG_VERSION      2
+#define SEG_VERSION      3   /* 3: totals.escaped, escaped_object */
 #define SEG_MAX_PROCS    512
 #define SEG_MAX_CONNS    4096
 #define SEG_PROGRAM_MAX  32
