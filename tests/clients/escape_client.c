@@ -4,8 +4,9 @@
  *
  *   escape_client copy LIBPQ_COPY CONNINFO     dlopen a renamed copy of libpq
  *                                              and call it through dlsym
- *   escape_client static PLUGIN CONNINFO       dlopen (RTLD_DEEPBIND) a module
- *                                              with libpq linked in statically,
+ *   escape_client module PLUGIN CONNINFO       dlopen (RTLD_DEEPBIND) a module
+ *                                              with a libpq of its own (linked
+ *                                              in, or a renamed copy it needs),
  *                                              whose plug_query() connects
  *
  * Either way it also opens one connection through the system's libpq (linked
@@ -59,7 +60,7 @@ static int via_copy(const char *lib, const char *conninfo, char *out, int n)
 	return 0;
 }
 
-static int via_static(const char *plugin, const char *conninfo, char *out, int n)
+static int via_module(const char *plugin, const char *conninfo, char *out, int n)
 {
 	void *h = dlopen(plugin, RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
 	if (!h) {
@@ -77,12 +78,12 @@ static int via_static(const char *plugin, const char *conninfo, char *out, int n
 int main(int argc, char **argv)
 {
 	if (argc != 4) {
-		fprintf(stderr, "usage: escape_client copy|static LIB CONNINFO\n");
+		fprintf(stderr, "usage: escape_client copy|module LIB CONNINFO\n");
 		return 2;
 	}
 	char out[512];
 	int rc = strcmp(argv[1], "copy") == 0 ? via_copy(argv[2], argv[3], out, sizeof out)
-	                                      : via_static(argv[2], argv[3], out, sizeof out);
+	                                      : via_module(argv[2], argv[3], out, sizeof out);
 	if (rc != 0) {
 		fprintf(stderr, "escape_client: %s\n", out);
 		return 1;

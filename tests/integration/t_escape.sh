@@ -6,7 +6,10 @@
 # (tests/clients/escape_client.c, which also links the system's libpq):
 #  - copy: a renamed copy of libpq.so.5 ($T/libpq-deadbeef.so.5, as wheels
 #    bundle libpq-<hash>.so) dlopened twice and called through dlsym;
-#  - static: a module with libpq.a linked in, dlopened with RTLD_DEEPBIND.
+#  - static: a module with libpq.a linked in, dlopened with RTLD_DEEPBIND;
+#  - needs: a module that needs a renamed copy (its SONAME rewritten to
+#    libpq-db.5), dlopened with RTLD_DEEPBIND: the module is reported, as
+#    calling that copy, and the copy is not reported again.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -41,17 +44,29 @@ cc "${CFLAGS[@]}" -shared -fPIC -o "$T/libplug.so" "$T/plug.c" /usr/lib/x86_64-l
 	fail "cannot build a module with libpq linked in"
 [[ "$(nm -D --defined-only "$T/libplug.so")" =~ " T PQconnectdb"$'\n' ]] || fail "libplug.so defines no PQconnectdb"
 
+# the same module, needing a renamed copy of libpq instead
+python3 - "$T/libpq-db.5" <<'EOF'
+import sys
+d = open("/usr/lib/x86_64-linux-gnu/libpq.so.5", "rb").read()
+assert d.count(b"libpq.so.5\0") == 1, "libpq.so.5 has not exactly one such string"
+open(sys.argv[1], "wb").write(d.replace(b"libpq.so.5\0", b"libpq-db.5\0"))
+EOF
+cc "${CFLAGS[@]}" -shared -fPIC -o "$T/libplugdb.so" "$T/plug.c" -L"$T" -l:libpq-db.5 \
+	-Wl,--enable-new-dtags -Wl,-rpath,'$ORIGIN' || fail "cannot build a module needing the copy"
+[[ "$(readelf -d "$T/libplugdb.so")" =~ "Shared library: [libpq-db.5]" ]] ||
+	fail "libplugdb.so does not need libpq-db.5"
+
 CONNINFO="host=$PQT_SOCKDIR port=$PQT_PRIMARY_PORT dbname=pqt user=postgres application_name=t_escape"
 
-# plant KIND LIB OBJECT HOW: one run, then the checks.
+# plant KIND MODE LIB OBJECT HOW: one run of escape_client MODE LIB, then the checks.
 plant() {
-	local kind=$1 lib=$2 object=$3 how=$4 pol log rc=0 n
+	local kind=$1 mode=$2 lib=$3 object=$4 how=$5 pol log rc=0 n
 	log=$T/$kind.log
 	pol=$(policy_new "$kind" "log = $log
 [tracking]
 leak_report = yes
 ")
-	"$PQSHIM" run -p "$pol" -- "$T/escape_client" "$kind" "$lib" "$CONNINFO" \
+	"$PQSHIM" run -p "$pol" -- "$T/escape_client" "$mode" "$lib" "$CONNINFO" \
 		>"$T/$kind.out" 2>"$T/$kind.err" || rc=$?
 	assert_eq "$rc" 0 "$kind: escape_client exit status (stderr: $(cat "$T/$kind.err"))"
 	assert_match "$(cat "$T/$kind.out")" "ESCAPED [0-9]+" "$kind: the escaped connection worked"
@@ -69,7 +84,8 @@ leak_report = yes
 	echo "ok: $kind: $(grep -o "$object calls.*" "$log")"
 }
 
-plant copy "$T/libpq-deadbeef.so.5" "$T/libpq-deadbeef.so.5" \
+plant copy copy "$T/libpq-deadbeef.so.5" "$T/libpq-deadbeef.so.5" \
 	"a second libpq, loaded beside the one the shim wraps"
-plant static "$T/libplug.so" "$T/libplug.so" "linked in: it defines PQconnectdb itself"
+plant static module "$T/libplug.so" "$T/libplug.so" "linked in: it defines PQconnectdb itself"
+plant needs module "$T/libplugdb.so" "$T/libplugdb.so" "$T/libpq-db.5"
 assert_eq "$(server_backends t_escape)" 0 "backends left"
