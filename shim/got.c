@@ -56,7 +56,7 @@ static void *(*dlopen_fn)(const char *, int);
 /* Under scan_lock. */
 static uintptr_t seen[SEEN_MAX];
 static int nseen;
-static unsigned long long seen_subs;
+static unsigned long long seen_subs, seen_adds;
 static char reported[ESCAPES_MAX][PATH_MAX];
 static int nreported;
 
@@ -73,7 +73,7 @@ struct walk {
 	size_t used;
 	char arena[ARENA_SIZE];
 	int libpq;                 /* a libpq is loaded */
-	unsigned long long subs;
+	unsigned long long subs, adds;
 };
 static struct walk w;
 
@@ -144,6 +144,7 @@ static int find_libpq(struct dl_phdr_info *info, size_t size, void *arg)
 	(void)size;
 	(void)arg;
 	w.subs = info->dlpi_subs;
+	w.adds = info->dlpi_adds;
 	if (is_libpq_name(info->dlpi_name))
 		w.libpq = 1;
 	return 0;
@@ -404,6 +405,9 @@ static void walk_once(void)
 	dl_iterate_phdr(find_libpq, NULL);
 	if (!w.libpq || real_resolve() != 0)
 		return;                 /* nothing can bind libpq yet */
+	if (w.adds == seen_adds && w.subs == seen_subs && !w.more)
+		return;                 /* nothing loaded or unloaded since */
+	seen_adds = w.adds;
 	resolve_dlopen();        /* for targets() */
 	real_dlsym_init();
 	const void *self = link_map_of((const void *)got_scan);
