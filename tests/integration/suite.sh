@@ -7,7 +7,8 @@
 #                            cross_thread = warn, leak_report = yes, log $T/shim.log
 #   suite_build              $T/suite_client from tests/clients/suite_client.c
 #   suite_scenario NAME [CONNINFO]
-#                            suite_client NAME without the shim (the reference:
+#                            suite_client NAME (or "${SUITE_CMD[@]}" NAME when
+#                            SUITE_CMD is set) without the shim (the reference:
 #                            it must pass), then under it with SUITE_HOLD: while
 #                            the client holds its connections open, every one of
 #                            them is idle and ok and no slot is held or waited
@@ -51,17 +52,22 @@ suite_held() {
 _suite_held_or_gone() { grep -qx HOLD "$T/out" || ! kill -0 "$RUN" 2>/dev/null; }
 
 suite_scenario() {
-	local name=$1 conninfo=${2:-$SUITE_CONNINFO} rc=0 pid
-	[ -x "$T/suite_client" ] || suite_build
+	local name=$1 conninfo=${2:-$SUITE_CONNINFO} rc=0 pid cmd
+	if [ -n "${SUITE_CMD+set}" ]; then
+		cmd=("${SUITE_CMD[@]}")
+	else
+		[ -x "$T/suite_client" ] || suite_build
+		cmd=("$T/suite_client")
+	fi
 	[ -n "${POL:-}" ] || suite_policy
 	# the reference: libpq alone
-	env -u LD_PRELOAD -u PQSHIM_POLICY timeout 60 "$T/suite_client" "$name" "$conninfo" \
+	env -u LD_PRELOAD -u PQSHIM_POLICY timeout 60 "${cmd[@]}" "$name" "$conninfo" \
 		>"$T/ref.out" 2>"$T/ref.err" || rc=$?
 	assert_eq "$rc $(tail -n 1 "$T/ref.out")" "0 OK $name" \
 		"without the shim (the reference; stderr: $(cat "$T/ref.err"))"
 	# under the shim, held open at the end
 	mkfifo "$T/in"
-	SUITE_HOLD=1 "$PQSHIM" run -p "$POL" -- "$T/suite_client" "$name" "$conninfo" \
+	SUITE_HOLD=1 "$PQSHIM" run -p "$POL" -- "${cmd[@]}" "$name" "$conninfo" \
 		<"$T/in" >"$T/out" 2>"$T/err" &
 	RUN=$!
 	bg_track "$RUN"
