@@ -13,17 +13,11 @@
  * at build time: the shim sees that one), and prints "ESCAPED <pid>" (the
  * escaped connection's backend) and "TRACKED <pid>".
  */
+#include "escape_pq.h"
+
 #include <dlfcn.h>
-#include <libpq-fe.h>
-#include <stdio.h>
 #include <string.h>
 
-typedef PGconn *(*connectdb_fn)(const char *);
-typedef ConnStatusType (*status_fn)(const PGconn *);
-typedef PGresult *(*exec_fn)(PGconn *, const char *);
-typedef char *(*getvalue_fn)(const PGresult *, int, int);
-typedef void (*clear_fn)(PGresult *);
-typedef void (*finish_fn)(PGconn *);
 typedef int (*plug_fn)(const char *, char *, int);
 
 static int via_copy(const char *lib, const char *conninfo, char *out, int n)
@@ -35,29 +29,24 @@ static int via_copy(const char *lib, const char *conninfo, char *out, int n)
 	}
 	/* twice, as a program reloading it would: still one report */
 	void *again = dlopen(lib, RTLD_NOW | RTLD_LOCAL);
-	connectdb_fn connectdb = (connectdb_fn)dlsym(h, "PQconnectdb");
-	status_fn status = (status_fn)dlsym(h, "PQstatus");
-	exec_fn exec = (exec_fn)dlsym(h, "PQexec");
-	getvalue_fn getvalue = (getvalue_fn)dlsym(h, "PQgetvalue");
-	clear_fn clear = (clear_fn)dlsym(h, "PQclear");
-	finish_fn finish = (finish_fn)dlsym(h, "PQfinish");
-	if (!connectdb || !status || !exec || !getvalue || !clear || !finish) {
+	struct pq pq = {
+		(PGconn *(*)(const char *))dlsym(h, "PQconnectdb"),
+		(ConnStatusType (*)(const PGconn *))dlsym(h, "PQstatus"),
+		(char *(*)(const PGconn *))dlsym(h, "PQerrorMessage"),
+		(PGresult *(*)(PGconn *, const char *))dlsym(h, "PQexec"),
+		(char *(*)(const PGresult *, int, int))dlsym(h, "PQgetvalue"),
+		(void (*)(PGresult *))dlsym(h, "PQclear"),
+		(void (*)(PGconn *))dlsym(h, "PQfinish"),
+	};
+	if (!pq.connectdb || !pq.status || !pq.errormessage || !pq.exec || !pq.getvalue
+	    || !pq.clear || !pq.finish) {
 		snprintf(out, n, "dlsym: %s", dlerror());
 		return -1;
 	}
-	PGconn *c = connectdb(conninfo);
-	if (status(c) != CONNECTION_OK) {
-		snprintf(out, n, "connect through the copy failed");
-		finish(c);
-		return -1;
-	}
-	PGresult *r = exec(c, "select pg_backend_pid()");
-	snprintf(out, n, "%s", getvalue(r, 0, 0));
-	clear(r);
-	finish(c);
+	int rc = pq_backend_pid(&pq, conninfo, out, n);
 	if (again)
 		dlclose(again);
-	return 0;
+	return rc;
 }
 
 static int via_module(const char *plugin, const char *conninfo, char *out, int n)
@@ -90,14 +79,12 @@ int main(int argc, char **argv)
 	}
 	printf("ESCAPED %s\n", out);
 
-	PGconn *c = PQconnectdb(argv[3]);
-	if (PQstatus(c) != CONNECTION_OK) {
-		fprintf(stderr, "escape_client: %s", PQerrorMessage(c));
+	const struct pq system = { PQconnectdb, PQstatus, PQerrorMessage, PQexec, PQgetvalue,
+	                           PQclear, PQfinish };
+	if (pq_backend_pid(&system, argv[3], out, sizeof out) != 0) {
+		fprintf(stderr, "escape_client: %s", out);
 		return 1;
 	}
-	PGresult *r = PQexec(c, "select pg_backend_pid()");
-	printf("TRACKED %s\n", PQgetvalue(r, 0, 0));
-	PQclear(r);
-	PQfinish(c);
+	printf("TRACKED %s\n", out);
 	return 0;
 }

@@ -45,6 +45,16 @@ def one(conn, sql, args=None):
         return cur.fetchone()[0]
 
 
+def finish(table, conn, *others):
+    """Drop the scenario's table, hold if asked, close every connection."""
+    with conn.cursor() as cur:
+        cur.execute("drop table " + table)
+    conn.commit()
+    hold()
+    for c in (conn,) + others:
+        c.close()
+
+
 def wait_select(dsn):
     psycopg2.extensions.set_wait_callback(psycopg2.extras.wait_select)
     a = psycopg2.connect(dsn)
@@ -81,12 +91,7 @@ def wait_select(dsn):
     a.rollback()
     check(one(a, "select 42") == 42, "the connection after the cancel")
     a.commit()
-    with a.cursor() as cur:
-        cur.execute("drop table suite_green")
-    a.commit()
-    hold()
-    a.close()
-    b.close()
+    finish("suite_green", a, b)
 
 
 def tpc(dsn):
@@ -129,12 +134,7 @@ def tpc(dsn):
     check(rows == ["committed", "recovered"], "rows: %r" % (rows,))
     check(one(b, "select count(*) from pg_prepared_xacts") == 0, "prepared transactions left")
     b.rollback()
-    with b.cursor() as cur:
-        cur.execute("drop table suite_tpc")
-    b.commit()
-    hold()
-    a.close()
-    b.close()
+    finish("suite_tpc", b, a)
 
 
 def main():

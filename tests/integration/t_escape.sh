@@ -20,26 +20,7 @@ CFLAGS=(-I"$(pkg-config --variable=includedir libpq)")
 cc "${CFLAGS[@]}" -o "$T/escape_client" "$PQT_ROOT/tests/clients/escape_client.c" -lpq -ldl ||
 	fail "cannot build escape_client"
 cp /usr/lib/x86_64-linux-gnu/libpq.so.5 "$T/libpq-deadbeef.so.5"
-cat >"$T/plug.c" <<'EOF'
-#include <libpq-fe.h>
-#include <stdio.h>
-int plug_query(const char *conninfo, char *out, int n);
-int plug_query(const char *conninfo, char *out, int n)
-{
-	PGconn *c = PQconnectdb(conninfo);
-	if (PQstatus(c) != CONNECTION_OK) {
-		snprintf(out, n, "%s", PQerrorMessage(c));
-		PQfinish(c);
-		return -1;
-	}
-	PGresult *r = PQexec(c, "select pg_backend_pid()");
-	snprintf(out, n, "%s", PQgetvalue(r, 0, 0));
-	PQclear(r);
-	PQfinish(c);
-	return 0;
-}
-EOF
-cc "${CFLAGS[@]}" -shared -fPIC -o "$T/libplug.so" "$T/plug.c" /usr/lib/x86_64-linux-gnu/libpq.a \
+cc "${CFLAGS[@]}" -shared -fPIC -o "$T/libplug.so" "$PQT_ROOT/tests/clients/escape_plug.c" /usr/lib/x86_64-linux-gnu/libpq.a \
 	-L"$PGLIB" -lpgcommon_shlib -lpgport_shlib -lssl -lcrypto -lgssapi_krb5 -l:libldap-2.5.so.0 ||
 	fail "cannot build a module with libpq linked in"
 [[ "$(nm -D --defined-only "$T/libplug.so")" =~ " T PQconnectdb"$'\n' ]] || fail "libplug.so defines no PQconnectdb"
@@ -51,7 +32,7 @@ d = open("/usr/lib/x86_64-linux-gnu/libpq.so.5", "rb").read()
 assert d.count(b"libpq.so.5\0") == 1, "libpq.so.5 has not exactly one such string"
 open(sys.argv[1], "wb").write(d.replace(b"libpq.so.5\0", b"libpq-db.5\0"))
 EOF
-cc "${CFLAGS[@]}" -shared -fPIC -o "$T/libplugdb.so" "$T/plug.c" -L"$T" -l:libpq-db.5 \
+cc "${CFLAGS[@]}" -shared -fPIC -o "$T/libplugdb.so" "$PQT_ROOT/tests/clients/escape_plug.c" -L"$T" -l:libpq-db.5 \
 	-Wl,--enable-new-dtags -Wl,-rpath,'$ORIGIN' || fail "cannot build a module needing the copy"
 [[ "$(readelf -d "$T/libplugdb.so")" =~ "Shared library: [libpq-db.5]" ]] ||
 	fail "libplugdb.so does not need libpq-db.5"
