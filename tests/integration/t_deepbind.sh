@@ -30,11 +30,13 @@ cp "$T/mod_now.so" "$T/mod_ctor_inner.so"
 cc "$INC" -shared -fPIC -DCTOR -Wl,-z,now -o "$T/libctor.so" "$C/deepbind_mod.c" -lpq
 cc "$INC" -o "$T/deepbind_host" "$C/deepbind_host.c" -L"$T" -lctor -ldl -lpthread \
 	-Wl,--enable-new-dtags -Wl,-rpath,'$ORIGIN'
-readelf -d "$T/mod_now.so" | grep -q 'FLAGS.*NOW' || fail "mod_now.so is not bind-now"
-readelf -lW "$T/mod_now.so" | grep -q GNU_RELRO || fail "mod_now.so has no RELRO"
-! readelf -d "$T/mod_lazy.so" | grep -q 'FLAGS.*NOW' || fail "mod_lazy.so is bind-now"
-! readelf -lW "$T/mod_lazy.so" | grep -q GNU_RELRO || fail "mod_lazy.so has RELRO"
-readelf -d "$T/deepbind_host" | grep -q 'RUNPATH.*\$ORIGIN' || fail "the host has no RUNPATH \$ORIGIN"
+dyn_now=$(readelf -d "$T/mod_now.so") seg_now=$(readelf -lW "$T/mod_now.so")
+dyn_lazy=$(readelf -d "$T/mod_lazy.so") seg_lazy=$(readelf -lW "$T/mod_lazy.so")
+[[ $dyn_now =~ FLAGS.*NOW ]] || fail "mod_now.so is not bind-now"
+[[ $seg_now == *GNU_RELRO* ]] || fail "mod_now.so has no RELRO"
+[[ ! $dyn_lazy =~ FLAGS.*NOW ]] || fail "mod_lazy.so is bind-now"
+[[ $seg_lazy != *GNU_RELRO* ]] || fail "mod_lazy.so has RELRO"
+[[ $(readelf -d "$T/deepbind_host") =~ RUNPATH.*'$ORIGIN' ]] || fail "the host has no RUNPATH \$ORIGIN"
 
 POL=$(policy_new deepbind "log = $T/shim.log
 [tracking]

@@ -15,7 +15,8 @@ set -euo pipefail
 
 [ -x "$PQSHIM" ] && [ -f "$PQSHIM_LIB" ] || fail "build first: no $PQSHIM or $PQSHIM_LIB"
 PHP=/usr/bin/php
-"$PHP" -m | grep -qx pgsql && "$PHP" -m | grep -qx pdo_pgsql ||
+mods=$("$PHP" -m)
+[[ $'\n'$mods$'\n' == *$'\npgsql\n'* && $'\n'$mods$'\n' == *$'\npdo_pgsql\n'* ]] ||
 	fail "needs php with pgsql and pdo_pgsql (Debian: php8.2-cli php8.2-pgsql)"
 N=5
 POL=$(policy_new php_cli "[cap]
