@@ -5,11 +5,12 @@
  * bind to libpq before the preloaded wrappers.  This dlopen calls glibc's,
  * then has got.c walk the objects that load brought in.
  *
- * glibc searches a bare name in the *calling* object's DT_RPATH/DT_RUNPATH,
- * and the caller is now the shim: so for a bare name from a caller that has
- * one, the search the caller would have made is made here first (objects
- * already loaded by that name, then its RPATH, or LD_LIBRARY_PATH and its
- * RUNPATH, with $ORIGIN), and glibc gets the path found.
+ * glibc searches a bare name in the *calling* object's DT_RPATH/DT_RUNPATH
+ * and expands $ORIGIN in a path as the caller's directory, and the caller is
+ * now the shim: so $ORIGIN is expanded here, and for a bare name from a
+ * caller that has search paths, the search the caller would have made is
+ * made here first (objects already loaded by that name, then its RPATH, or
+ * LD_LIBRARY_PATH and its RUNPATH, with $ORIGIN), and glibc gets the path.
  */
 #include "got.h"
 #include "shim.h"
@@ -44,13 +45,62 @@ static int search_dirs(const char *dirs, const char *origin, const char *file,
 	return 0;
 }
 
+static struct link_map *caller_map(const void *caller)
+{
+	Dl_info info;
+	struct link_map *lm = NULL;
+	if (!dladdr1(caller, &info, (void **)&lm, RTLD_DL_LINKMAP))
+		return NULL;
+	return lm;
+}
+
+/* $ORIGIN of that object: the directory it was loaded from. */
+static void origin_of(const struct link_map *lm, char *origin, size_t size)
+{
+	char exe[PATH_MAX];
+	const char *me = lm->l_name;
+	if (!me || !me[0]) {            /* the program itself */
+		ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+		exe[n > 0 ? n : 0] = '\0';
+		me = exe;
+	}
+	snprintf(origin, size, "%s", me);
+	char *slash = strrchr(origin, '/');
+	if (slash)
+		*slash = '\0';
+}
+
+/* file with $ORIGIN / ${ORIGIN} replaced by the caller's: 1 and out. */
+static int expand_origin(const void *caller, const char *file, char *out, size_t size)
+{
+	struct link_map *lm = caller_map(caller);
+	if (!lm)
+		return 0;
+	char origin[PATH_MAX];
+	origin_of(lm, origin, sizeof origin);
+	size_t used = 0;
+	while (*file && used + 1 < size) {
+		size_t skip = strncmp(file, "$ORIGIN", 7) == 0 ? 7
+		            : strncmp(file, "${ORIGIN}", 9) == 0 ? 9 : 0;
+		if (skip) {
+			used += (size_t)snprintf(out + used, size - used, "%s", origin);
+			file += skip;
+		} else {
+			out[used++] = *file++;
+		}
+	}
+	if (used >= size || *file)
+		return 0;
+	out[used] = '\0';
+	return 1;
+}
+
 /* The caller's path search for a bare name: 1 and out, or 0 (glibc's own
  * search, the same without the caller's paths, will do). */
 static int caller_search(const void *caller, const char *file, char *out, size_t size)
 {
-	Dl_info info;
-	struct link_map *lm = NULL;
-	if (!dladdr1(caller, &info, (void **)&lm, RTLD_DL_LINKMAP) || !lm || !lm->l_ld)
+	struct link_map *lm = caller_map(caller);
+	if (!lm || !lm->l_ld)
 		return 0;
 	const char *strtab = NULL, *rpath = NULL, *runpath = NULL;
 	ElfW(Addr) rp = 0, rup = 0;
@@ -75,17 +125,7 @@ static int caller_search(const void *caller, const char *file, char *out, size_t
 		return 0;
 	}
 	char origin[PATH_MAX];
-	const char *me = lm->l_name && lm->l_name[0] ? lm->l_name : "/proc/self/exe";
-	char exe[PATH_MAX];
-	if (!lm->l_name || !lm->l_name[0]) {
-		ssize_t n = readlink(me, exe, sizeof exe - 1);
-		exe[n > 0 ? n : 0] = '\0';
-		me = exe;
-	}
-	snprintf(origin, sizeof origin, "%s", me);
-	char *slash = strrchr(origin, '/');
-	if (slash)
-		*slash = '\0';
+	origin_of(lm, origin, sizeof origin);
 	if (!runpath)
 		return search_dirs(rpath, origin, file, out, size);
 	char *ldpath = getenv("LD_LIBRARY_PATH");
@@ -94,14 +134,25 @@ static int caller_search(const void *caller, const char *file, char *out, size_t
 	return search_dirs(runpath, origin, file, out, size);
 }
 
+/* The name glibc would have resolved for the caller: $ORIGIN expanded as
+ * the caller's, a bare name searched in the caller's paths; else as is. */
+static const char *as_caller(const void *caller, const char *file, char *path, size_t size)
+{
+	if (!file)
+		return file;
+	if (strstr(file, "ORIGIN") && strchr(file, '$'))
+		return expand_origin(caller, file, path, size) ? path : file;
+	if (!strchr(file, '/') && caller_search(caller, file, path, size))
+		return path;
+	return file;
+}
+
 SHIM_EXPORT void *dlopen(const char *file, int mode)
 {
 	if (mode & RTLD_NOLOAD)
 		return got_real_dlopen(file, mode);   /* loads nothing */
 	char path[PATH_MAX];
-	const void *caller = __builtin_return_address(0);
-	if (file && !strchr(file, '/') && caller_search(caller, file, path, sizeof path))
-		file = path;
+	file = as_caller(__builtin_return_address(0), file, path, sizeof path);
 	void *h = got_real_dlopen(file, mode);
 	if (h)
 		got_scan();
@@ -124,10 +175,8 @@ SHIM_EXPORT void *dlmopen(Lmid_t lmid, const char *file, int mode)
 		__atomic_store_n(&real_dlmopen, f, __ATOMIC_RELEASE);
 	}
 	char path[PATH_MAX];
-	const void *caller = __builtin_return_address(0);
-	if (lmid == LM_ID_BASE && !(mode & RTLD_NOLOAD) && file && !strchr(file, '/')
-	    && caller_search(caller, file, path, sizeof path))
-		file = path;
+	if (lmid == LM_ID_BASE && !(mode & RTLD_NOLOAD))
+		file = as_caller(__builtin_return_address(0), file, path, sizeof path);
 	void *h = f(lmid, file, mode);
 	if (h && lmid == LM_ID_BASE && !(mode & RTLD_NOLOAD))
 		got_scan();

@@ -10,7 +10,8 @@
 #  - the first module again after dlclose (unloaded, loaded anew);
 #  - a module that the first loads itself with RTLD_DEEPBIND (its dlopen binds
 #    to libc's, past the shim's);
-#  - a module loaded and used on another thread;
+#  - a module loaded and used on another thread, by a path with $ORIGIN
+#    (the host's directory, as glibc expands it for the caller);
 #  - a library the host is linked with, whose constructor loads a module
 #    (RTLD_DEEPBIND) and uses it before main (and, in init order, before the
 #    shim's own constructor).
@@ -48,7 +49,7 @@ DEEPBIND_CONNINFO="$CONNINFO" DEEPBIND_CTOR_MOD=$T/mod_ctor_inner.so "$PQSHIM" r
 	now mod_now.so run close \
 	lazy "$T/mod_lazy.so" run run close \
 	now "$T/mod_now.so" run inner "$T/mod_inner.so" close \
-	thread "$T/mod_now.so" >"$T/out" 2>"$T/err" || rc=$?
+	thread '$ORIGIN/mod_now.so' >"$T/out" 2>"$T/err" || rc=$?
 assert_eq "$rc" 0 "deepbind_host exit status (stderr: $(cat "$T/err"))"
 assert_eq "$(grep -cE '^(RUN|CTOR) [0-9]+$' "$T/out")" 7 "uses that worked: $(cat "$T/out")"
 assert_eq "$(grep -c '^CTOR ' "$T/out")" 1 "the constructor's use"
