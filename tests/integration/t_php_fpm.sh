@@ -12,7 +12,9 @@
 #    connection each, their backends those the answers name; 4 connects in
 #    all (persistent: the second request on a worker connects nothing);
 #  - with the flag file present, 8 more requests are answered by the
-#    replica (pg_is_in_recovery() true) and their writes fail with 25006.
+#    replica (pg_is_in_recovery() true) and their writes fail with 25006:
+#    the same 4 persistent connections, moved under PHP (4 migrations, no
+#    new connect).
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -116,4 +118,9 @@ assert_eq "$(jq -c '[.connections[].target] | unique' <<<"$J")" '["replica"]' "t
 assert_eq "$(jq '[.processes[] | select(.program | test("^php-fpm"))] | length' <<<"$J")" 4 \
 	"php-fpm workers listed while read-only"
 assert_eq "$(sql_primary "select count(*) from $TABLE")" 8 "rows: nothing written while read-only"
+# the workers' persistent connections moved under them: PHP connected nothing new
+J=$(stat_json "$POL")
+note "totals: $(jq -c '.totals | {connects, redirects, migrations}' <<<"$J")"
+assert_eq "$(jq .totals.connects <<<"$J")" 4 "connects while read-only (the same persistent ones)"
+assert_ge "$(jq .totals.migrations <<<"$J")" 4 "migrations (each worker's connection moved)"
 echo "ok: php-fpm, 4 workers, 8 requests at once: server peak $peak; read-only answered by the replica"
