@@ -14,10 +14,10 @@
  *
  * Invariants: no pointer into an object survives a walk except the load
  * addresses of the objects walked, and those are forgotten as soon as the
- * loader reports an unload (dlpi_subs changed); a walk runs under scan_lock,
- * and a thread that finds the lock taken (a dlopen inside a constructor run
- * by another thread's dlopen) never waits: it leaves the walk to the holder,
- * which walks again before it lets go.
+ * loader reports an unload (dlpi_subs changed); a walk runs under scan_lock;
+ * a thread that finds the lock taken waits for it only when it holds none
+ * of the loader's locks (lock_scan), and otherwise leaves the walk to the
+ * holder, which walks again before it lets go.
  */
 #include "got.h"
 #include "shim.h"
@@ -32,6 +32,7 @@
 #include <string.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #if defined(__x86_64__)
@@ -50,6 +51,7 @@
 static pthread_mutex_t scan_lock = PTHREAD_MUTEX_INITIALIZER;
 static int scan_again;                     /* a walk was asked for meanwhile (atomic) */
 static TLS int in_scan;
+static TLS int in_dlopen;                  /* inside glibc's dlopen (constructors run there) */
 
 static void *(*dlopen_fn)(const char *, int);
 
@@ -430,11 +432,40 @@ static void walk_once(void)
 	dlerror();               /* the probes' failures are not the program's */
 }
 
+void *got_dlopen(void *(*f)(Lmid_t, const char *, int), Lmid_t lmid, const char *file,
+                 int mode)
+{
+	in_dlopen++;
+	void *h = f ? f(lmid, file, mode) : got_real_dlopen(file, mode);
+	in_dlopen--;
+	if (h && lmid == LM_ID_BASE && !(mode & RTLD_NOLOAD))
+		got_scan();
+	return h;
+}
+
+/* A thread that is not inside another dlopen holds none of the loader's
+ * locks, so it may wait for the walk in progress (its object is then
+ * patched before its dlopen returns); inside one (a constructor's dlopen),
+ * the walker may be waiting for the loader's lock this thread holds.  The
+ * wait is bounded all the same: a library's constructor run by glibc
+ * itself (NSS, iconv) is inside a dlopen the shim does not see. */
+static int lock_scan(void)
+{
+	if (pthread_mutex_trylock(&scan_lock) == 0)
+		return 1;
+	if (in_dlopen)
+		return 0;
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 1;
+	return pthread_mutex_timedlock(&scan_lock, &until) == 0;
+}
+
 void got_scan(void)
 {
 	if (in_scan || getauxval(AT_SECURE))
 		return;
-	if (pthread_mutex_trylock(&scan_lock) != 0) {
+	if (!lock_scan()) {
 		/* The holder walks again before it lets go (see the top). */
 		__atomic_store_n(&scan_again, 1, __ATOMIC_RELEASE);
 		if (pthread_mutex_trylock(&scan_lock) != 0)

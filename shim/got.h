@@ -13,12 +13,19 @@
 #ifndef PQSHIM_GOT_H
 #define PQSHIM_GOT_H
 
+#include <dlfcn.h>
+
 /* Walk the objects loaded since the last walk (all of them after a
  * dlclose), patch what binds libpq directly, report escapes.  Thread-safe;
  * must not be called from inside a dl_iterate_phdr callback. */
 void got_scan(void);
 
-/* glibc's dlopen, for the shim's own use and for wrap_dlopen.c. */
+/* glibc's dlopen, for the shim's own use. */
 void *got_real_dlopen(const char *file, int mode);
+
+/* For wrap_dlopen.c: glibc's dlmopen f (or, NULL, its dlopen) and then,
+ * for a load into the base namespace, got_scan(). */
+void *got_dlopen(void *(*f)(Lmid_t, const char *, int), Lmid_t lmid, const char *file,
+                 int mode);
 
 #endif

@@ -153,10 +153,7 @@ SHIM_EXPORT void *dlopen(const char *file, int mode)
 		return got_real_dlopen(file, mode);   /* loads nothing */
 	char path[PATH_MAX];
 	file = as_caller(__builtin_return_address(0), file, path, sizeof path);
-	void *h = got_real_dlopen(file, mode);
-	if (h)
-		got_scan();
-	return h;
+	return got_dlopen(NULL, LM_ID_BASE, file, mode);
 }
 
 /* Objects loaded into another namespace have a libpq of their own there,
@@ -177,8 +174,5 @@ SHIM_EXPORT void *dlmopen(Lmid_t lmid, const char *file, int mode)
 	char path[PATH_MAX];
 	if (lmid == LM_ID_BASE && !(mode & RTLD_NOLOAD))
 		file = as_caller(__builtin_return_address(0), file, path, sizeof path);
-	void *h = f(lmid, file, mode);
-	if (h && lmid == LM_ID_BASE && !(mode & RTLD_NOLOAD))
-		got_scan();
-	return h;
+	return got_dlopen(f, lmid, file, mode);
 }

@@ -10,6 +10,9 @@
  *     close        dlclose the current module
  *     thread PATH  in a new thread: dlopen PATH (RTLD_NOW | RTLD_DEEPBIND),
  *                  mod_run, dlclose; joined
+ *     threads N PREFIX
+ *                  N threads at once (a barrier), thread i doing the same with
+ *                  PREFIX<i>.so; joined
  * Prints "RUN <backend pid>" for every run, after "CTOR <pid>": what the
  * constructor of the library it is linked with (deepbind_mod.c built with
  * -DCTOR) did before main.
@@ -17,6 +20,7 @@
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 extern int mod_ctor_pid;
@@ -29,14 +33,26 @@ static int run_in(void *h)
 	return run ? run(conninfo) : -1;
 }
 
-static void *thread_main(void *path)
+#define THREADS_MAX 16
+
+struct job {
+	char path[4096];
+	pthread_barrier_t *start;  /* or NULL */
+	int pid;
+};
+
+static void *thread_main(void *arg)
 {
-	void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
-	static int pid;
-	pid = h ? run_in(h) : -1;
+	struct job *j = arg;
+	if (j->start)
+		pthread_barrier_wait(j->start);
+	void *h = dlopen(j->path, RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+	if (!h)
+		fprintf(stderr, "deepbind_host: %s\n", dlerror());
+	j->pid = h ? run_in(h) : -1;
 	if (h)
 		dlclose(h);
-	return &pid;
+	return NULL;
 }
 
 static int report(int pid)
@@ -80,13 +96,34 @@ int main(int argc, char **argv)
 			dlclose(h);
 			h = NULL;
 		} else if (!strcmp(cmd, "thread") && i + 1 < argc) {
+			static struct job j;
 			pthread_t th;
-			void *pid;
-			if (pthread_create(&th, NULL, thread_main, argv[++i]) != 0)
+			snprintf(j.path, sizeof j.path, "%s", argv[++i]);
+			if (pthread_create(&th, NULL, thread_main, &j) != 0)
 				return 1;
-			pthread_join(th, &pid);
-			if (report(*(int *)pid))
+			pthread_join(th, NULL);
+			if (report(j.pid))
 				return 1;
+		} else if (!strcmp(cmd, "threads") && i + 2 < argc) {
+			static struct job jobs[THREADS_MAX];
+			pthread_t th[THREADS_MAX];
+			pthread_barrier_t start;
+			int n = atoi(argv[++i]);
+			const char *prefix = argv[++i];
+			if (n < 1 || n > THREADS_MAX)
+				return 2;
+			pthread_barrier_init(&start, NULL, (unsigned)n);
+			for (int k = 0; k < n; k++) {
+				snprintf(jobs[k].path, sizeof jobs[k].path, "%s%d.so", prefix, k);
+				jobs[k].start = &start;
+				if (pthread_create(&th[k], NULL, thread_main, &jobs[k]) != 0)
+					return 1;
+			}
+			for (int k = 0; k < n; k++)
+				pthread_join(th[k], NULL);
+			for (int k = 0; k < n; k++)
+				if (report(jobs[k].pid))
+					return 1;
 		} else {
 			fprintf(stderr, "deepbind_host: bad command %s\n", cmd);
 			return 2;

@@ -12,6 +12,8 @@
 #    to libc's, past the shim's);
 #  - a module loaded and used on another thread, by a path with $ORIGIN
 #    (the host's directory, as glibc expands it for the caller);
+#  - eight modules loaded at once by eight threads (a barrier), each used
+#    as soon as its dlopen returns;
 #  - a library the host is linked with, whose constructor loads a module
 #    (RTLD_DEEPBIND) and uses it before main (and, in init order, before the
 #    shim's own constructor).
@@ -28,6 +30,7 @@ cc "$INC" -shared -fPIC -Wl,-z,now -Wl,-z,relro -o "$T/mod_now.so" "$C/deepbind_
 cc "$INC" -shared -fPIC -Wl,-z,lazy -Wl,-z,norelro -o "$T/mod_lazy.so" "$C/deepbind_mod.c" -lpq
 cp "$T/mod_now.so" "$T/mod_inner.so"
 cp "$T/mod_now.so" "$T/mod_ctor_inner.so"
+for k in 0 1 2 3 4 5 6 7; do cp "$T/mod_now.so" "$T/mod_t$k.so"; done
 cc "$INC" -shared -fPIC -DCTOR -Wl,-z,now -o "$T/libctor.so" "$C/deepbind_mod.c" -lpq
 cc "$INC" -o "$T/deepbind_host" "$C/deepbind_host.c" -L"$T" -lctor -ldl -lpthread \
 	-Wl,--enable-new-dtags -Wl,-rpath,'$ORIGIN'
@@ -49,14 +52,14 @@ DEEPBIND_CONNINFO="$CONNINFO" DEEPBIND_CTOR_MOD=$T/mod_ctor_inner.so "$PQSHIM" r
 	now mod_now.so run close \
 	lazy "$T/mod_lazy.so" run run close \
 	now "$T/mod_now.so" run inner "$T/mod_inner.so" close \
-	thread '$ORIGIN/mod_now.so' >"$T/out" 2>"$T/err" || rc=$?
+	thread '$ORIGIN/mod_now.so' threads 8 "$T/mod_t" >"$T/out" 2>"$T/err" || rc=$?
 assert_eq "$rc" 0 "deepbind_host exit status (stderr: $(cat "$T/err"))"
-assert_eq "$(grep -cE '^(RUN|CTOR) [0-9]+$' "$T/out")" 7 "uses that worked: $(cat "$T/out")"
+assert_eq "$(grep -cE '^(RUN|CTOR) [0-9]+$' "$T/out")" 15 "uses that worked: $(cat "$T/out")"
 assert_eq "$(grep -c '^CTOR ' "$T/out")" 1 "the constructor's use"
 assert_eq "$(jqp "$POL" '.totals | [.connects, .closes, .queries, .leaked] | map(tostring) | join(" ")')" \
-	"7 7 7 0" "totals: connects closes queries leaked (all 7 uses seen)"
+	"15 15 15 0" "totals: connects closes queries leaked (all 15 uses seen)"
 assert_eq "$(jqp "$POL" '.totals.escaped')" 0 "escapes"
 assert_eq "$(grep -c 'not covered\|could not' "$T/shim.log" 2>/dev/null || true)" 0 \
 	"complaints in the shim's log: $(cat "$T/shim.log" 2>/dev/null)"
 assert_eq "$(server_backends t_deepbind)" 0 "backends left"
-echo "ok: 7 uses through RTLD_DEEPBIND modules (RELRO, lazy, reloaded, nested, threaded, constructor) all tracked"
+echo "ok: 15 uses through RTLD_DEEPBIND modules (RELRO, lazy, reloaded, nested, threaded, constructor) all tracked"
