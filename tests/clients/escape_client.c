@@ -9,9 +9,12 @@
  *                                              in, or a renamed copy it needs),
  *                                              whose plug_query() connects
  *
- * Either way it also opens one connection through the system's libpq (linked
- * at build time: the shim sees that one), and prints "ESCAPED <pid>" (the
- * escaped connection's backend) and "TRACKED <pid>".
+ *   escape_client none - CONNINFO              nothing of the above
+ *
+ * Then it opens one connection through the libpq it was linked with (the
+ * system's, or in t_escape.sh also a renamed copy: the shim sees that one),
+ * and prints "ESCAPED <pid>" (the escaped connection's backend) and
+ * "TRACKED <pid>".
  */
 #include "escape_pq.h"
 
@@ -67,17 +70,19 @@ static int via_module(const char *plugin, const char *conninfo, char *out, int n
 int main(int argc, char **argv)
 {
 	if (argc != 4) {
-		fprintf(stderr, "usage: escape_client copy|module LIB CONNINFO\n");
+		fprintf(stderr, "usage: escape_client copy|module|none LIB CONNINFO\n");
 		return 2;
 	}
 	char out[512];
-	int rc = strcmp(argv[1], "copy") == 0 ? via_copy(argv[2], argv[3], out, sizeof out)
-	                                      : via_module(argv[2], argv[3], out, sizeof out);
-	if (rc != 0) {
-		fprintf(stderr, "escape_client: %s\n", out);
-		return 1;
+	if (strcmp(argv[1], "none") != 0) {
+		int rc = strcmp(argv[1], "copy") == 0 ? via_copy(argv[2], argv[3], out, sizeof out)
+		                                      : via_module(argv[2], argv[3], out, sizeof out);
+		if (rc != 0) {
+			fprintf(stderr, "escape_client: %s\n", out);
+			return 1;
+		}
+		printf("ESCAPED %s\n", out);
 	}
-	printf("ESCAPED %s\n", out);
 
 	const struct pq system = { PQconnectdb, PQstatus, PQerrorMessage, PQexec, PQgetvalue,
 	                           PQclear, PQfinish };

@@ -10,6 +10,9 @@
 #  - needs: a module that needs a renamed copy (its SONAME rewritten to
 #    libpq-db.5), dlopened with RTLD_DEEPBIND: the module is reported, as
 #    calling that copy, and the copy is not reported again.
+# And what is not an escape: a program whose only libpq is a renamed copy
+# (linked against libpq-db.5 alone, as psycopg2-binary's module is) is
+# tracked through it, and nothing is reported.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -36,6 +39,9 @@ cc "${CFLAGS[@]}" -shared -fPIC -o "$T/libplugdb.so" "$PQT_ROOT/tests/clients/es
 	-Wl,--enable-new-dtags -Wl,-rpath,'$ORIGIN' || fail "cannot build a module needing the copy"
 [[ "$(readelf -d "$T/libplugdb.so")" =~ "Shared library: [libpq-db.5]" ]] ||
 	fail "libplugdb.so does not need libpq-db.5"
+cc "${CFLAGS[@]}" -o "$T/escape_client_db" "$PQT_ROOT/tests/clients/escape_client.c" \
+	-L"$T" -l:libpq-db.5 -ldl -Wl,--enable-new-dtags -Wl,-rpath,'$ORIGIN' ||
+	fail "cannot build escape_client against the copy alone"
 
 CONNINFO="host=$PQT_SOCKDIR port=$PQT_PRIMARY_PORT dbname=pqt user=postgres application_name=t_escape"
 
@@ -69,4 +75,19 @@ plant copy copy "$T/libpq-deadbeef.so.5" "$T/libpq-deadbeef.so.5" \
 	"a second libpq, loaded beside the one the shim wraps"
 plant static module "$T/libplug.so" "$T/libplug.so" "linked in: it defines PQconnectdb itself"
 plant needs module "$T/libplugdb.so" "$T/libplugdb.so" "$T/libpq-db.5"
+
+# the copy alone: interposed like libpq.so.5, nothing reported
+log=$T/alone.log
+pol=$(policy_new alone "log = $log
+")
+rc=0
+"$PQSHIM" run -p "$pol" -- "$T/escape_client_db" none - "$CONNINFO" >"$T/alone.out" 2>"$T/alone.err" || rc=$?
+assert_eq "$rc" 0 "alone: exit status (stderr: $(cat "$T/alone.err"))"
+assert_match "$(cat "$T/alone.out")" "TRACKED [0-9]+" "alone: the connection worked"
+[[ "$(ldd "$T/escape_client_db")" != *libpq.so.5* ]] || fail "escape_client_db loads libpq.so.5"
+assert_eq "$(jqp "$pol" '.totals | [.connects, .closes, .queries, .escaped] | map(tostring) | join(" ")')" \
+	"1 1 1 0" "alone: totals connects closes queries escaped (tracked through the copy)"
+assert_eq "$(grep -c 'calls its own libpq' "$log" 2>/dev/null || true)" 0 "alone: escape lines in the log"
+echo "ok: a renamed copy as the only libpq is covered"
+
 assert_eq "$(server_backends t_escape)" 0 "backends left"
