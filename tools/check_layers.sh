@@ -11,11 +11,11 @@ cd "$(dirname "$0")/.."
 
 # layer  modules (file names without .c/.h)
 table='
-0 core      policy policy_file policy_text policy_int segment cap procid connmap log clock fuzz_policy
+0 core      policy policy_file policy_text policy_int segment cap procid connmap log clock progname fuzz_policy
 1 libpq     real pqint pqerr
-2 services  shim record slots connargs route session readonly switch drain
+2 services  shim record slots connargs route session readonly switch drain got
 3 lifecycle startup track work defer reload
-4 wrappers  wrap_connect wrap_work wrap_dlsym
+4 wrappers  wrap_connect wrap_work wrap_dlsym wrap_dlopen
 '
 declare -A layer name
 while read -r n lname mods; do
