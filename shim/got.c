@@ -21,6 +21,8 @@
  */
 #include "got.h"
 #include "shim.h"
+#include "startup.h"
+#include "wrap_dlsym.h"
 #include "log.h"
 
 #include <dlfcn.h>
@@ -288,7 +290,7 @@ struct verdict {
 static int targets(const char *name, void **mine, void **theirs)
 {
 	if (name[0] == 'P' && name[1] == 'Q') {
-		*mine = real_wrapper_for(name);
+		*mine = wrap_dlsym_wrapper(name);
 		*theirs = *mine ? libpq_function(name) : NULL;
 	} else if (name[0] == 'd' && strcmp(name, "dlopen") == 0) {
 		*mine = (void *)dlopen;

@@ -10,6 +10,7 @@
  * who asks); tests/integration checks that.
  */
 #include "shim.h"
+#include "wrap_dlsym.h"
 
 #include <dlfcn.h>
 #include <string.h>
@@ -29,7 +30,7 @@ static const struct wrapper wrappers[] = {
 
 /* The shim's wrapper for a libpq name, or NULL.  30 entries: a linear
  * scan is as fast as anything and needs no sort. */
-static void *wrapper_for(const char *name)
+void *wrap_dlsym_wrapper(const char *name)
 {
 	for (size_t i = 0; i < sizeof(wrappers) / sizeof(wrappers[0]); i++)
 		if (strcmp(wrappers[i].name, name) == 0)
@@ -49,7 +50,7 @@ SHIM_EXPORT void *dlsym(void *handle, const char *name)
 	if (likely(!wraps_name(name) || handle == RTLD_NEXT || handle == RTLD_DEFAULT))
 		return real_dlsym(handle, name);     /* tail call */
 	void *found = real_dlsym(handle, name);
-	void *mine = found ? wrapper_for(name) : NULL;
+	void *mine = found ? wrap_dlsym_wrapper(name) : NULL;
 	if (!mine)
 		return found;
 	/* Only replace libpq's own function, not a same-named symbol of some

@@ -13,9 +13,9 @@ cd "$(dirname "$0")/.."
 table='
 0 core      policy policy_file policy_text policy_int segment cap procid connmap log clock progname fuzz_policy
 1 libpq     real pqint pqerr
-2 services  shim record slots connargs route session readonly switch drain got
+2 services  shim record slots connargs route session readonly switch drain
 3 lifecycle startup track work defer reload
-4 wrappers  wrap_connect wrap_work wrap_dlsym wrap_dlopen
+4 wrappers  wrap_connect wrap_work wrap_dlsym wrap_dlopen got
 '
 declare -A layer name
 while read -r n lname mods; do
