@@ -93,7 +93,7 @@ static void admit_locked(struct seg_cap *cap, int sem)
 	for (;;) {
 		uint64_t w = __atomic_load_n(&s->word, __ATOMIC_SEQ_CST);
 		uint32_t max = __atomic_load_n(&s->max, __ATOMIC_RELAXED);
-		if (sem_waiting(w) == 0 || (max && sem_count(w) >= max))
+		if (sem_waiting(w) == 0 || (max && sem_count(w) >= max) || (w & SEM_CLOSED))
 			return;
 		struct seg_waiter *head = oldest_waiter(cap, sem);
 		if (!head)
@@ -135,7 +135,7 @@ enum cap_result cap_acquire_slow(struct segment *seg, struct seg_cap *cap, int s
 	admit_locked(cap, sem);          /* a raised cap may have room for the queue */
 	uint64_t w = __atomic_load_n(&s->word, __ATOMIC_SEQ_CST);
 	uint32_t max = __atomic_load_n(&s->max, __ATOMIC_RELAXED);
-	if (sem_waiting(w) == 0 && (max == 0 || sem_count(w) < max)) {
+	if (sem_waiting(w) == 0 && (max == 0 || sem_count(w) < max) && !(w & SEM_CLOSED)) {
 		word_add(s, 1);          /* the word is not frozen: audits hold the lock */
 		__atomic_store_n(hold, HOLD_HELD, __ATOMIC_RELEASE);
 		seg_add(&s->acquired, 1);
@@ -213,7 +213,7 @@ void cap_release_slow(struct segment *seg, struct seg_cap *cap, int sem, uint8_t
 	uint64_t w = __atomic_load_n(&s->word, __ATOMIC_SEQ_CST);
 	uint32_t max = __atomic_load_n(&s->max, __ATOMIC_RELAXED);
 	struct seg_waiter *head = sem_waiting(w) ? oldest_waiter(cap, sem) : NULL;
-	if (head && (max == 0 || sem_count(w) <= max)) {
+	if (head && (max == 0 || sem_count(w) <= max) && !(w & SEM_CLOSED)) {
 		/* Hand the slot over: the count stays, one waiter fewer. */
 		head->state = WAITER_GRANTED;
 		word_add(s, -(int64_t)SEM_WAIT_ONE);
@@ -252,6 +252,23 @@ void cap_set_max(struct segment *seg, struct seg_cap *cap, int sem, uint32_t max
 		return;
 	__atomic_store_n(&cap->sems[sem].max, max, __ATOMIC_RELEASE);
 	admit_locked(cap, sem);          /* a lower cap admits nobody until below it */
+	cap_unlock(cap);
+}
+
+void cap_set_closed(struct segment *seg, struct seg_cap *cap, int sem, int closed)
+{
+	struct seg_sem *s = &cap->sems[sem];
+	if (!!(__atomic_load_n(&s->word, __ATOMIC_RELAXED) & SEM_CLOSED) == !!closed)
+		return;
+	if (cap_lock(seg, cap) != 0)
+		return;
+	/* Under the lock: no slow-path grant is between its check and its add;
+	 * the fast path's CAS fails on the changed word. */
+	if (closed)
+		__atomic_fetch_or(&s->word, SEM_CLOSED, __ATOMIC_SEQ_CST);
+	else
+		__atomic_fetch_and(&s->word, ~SEM_CLOSED, __ATOMIC_SEQ_CST);
+	admit_locked(cap, sem);
 	cap_unlock(cap);
 }
 
@@ -322,8 +339,9 @@ static void audit_locked(struct segment *seg, struct seg_cap *cap)
 			waiting[w->sem]++;
 	}
 	for (int k = 0; k < CAP_SEMS; k++) {
+		uint64_t closed = __atomic_load_n(&cap->sems[k].word, __ATOMIC_SEQ_CST) & SEM_CLOSED;
 		__atomic_store_n(&cap->sems[k].word,
-		                 (uint64_t)held[k] | ((uint64_t)waiting[k] << SEM_WAIT_SHIFT),
+		                 (uint64_t)held[k] | ((uint64_t)waiting[k] << SEM_WAIT_SHIFT) | closed,
 		                 __ATOMIC_SEQ_CST);
 		admit_locked(cap, k);
 	}

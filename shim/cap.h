@@ -48,6 +48,8 @@ enum hold_state {
 #define SEM_WAIT_SHIFT   24
 #define SEM_WAIT_ONE     (1ull << SEM_WAIT_SHIFT)
 #define SEM_FROZEN       (1ull << 48)
+#define SEM_CLOSED       (1ull << 49)   /* no slot granted at all (scope = cluster: a
+                                         * host that holds no lease; lease.h) */
 #define sem_count(w)     ((uint32_t)((w) & SEM_COUNT_MASK))
 #define sem_waiting(w)   ((uint32_t)(((w) >> SEM_WAIT_SHIFT) & SEM_COUNT_MASK))
 
@@ -195,6 +197,10 @@ int cap_hand_over(struct segment *seg, struct seg_cap *cap, uint8_t *from, uint8
 
 /* Set a semaphore's cap and admit waiters the new cap has room for. */
 void cap_set_max(struct segment *seg, struct seg_cap *cap, int sem, uint32_t max);
+
+/* Close (no slot granted, whatever max says: max = 0 means "no cap") or
+ * open a semaphore again, admitting waiters (scope = cluster, lease.c). */
+void cap_set_closed(struct segment *seg, struct seg_cap *cap, int sem, int closed);
 
 /* Rebuild every count from the live holders (after processes died). */
 void cap_audit(struct segment *seg);

@@ -27,9 +27,10 @@
 #include <sys/types.h>
 
 #include "cap.h"
+#include "lease.h"
 
 #define SEG_MAGIC        0x3130534d48535150ULL   /* "PQSHMS01" little-endian */
-#define SEG_VERSION      3   /* 3: totals.escaped, escaped_object */
+#define SEG_VERSION      4   /* 3: totals.escaped, escaped_object; 4: lease (scope = cluster) */
 #define SEG_MAX_PROCS    512
 #define SEG_MAX_CONNS    4096
 #define SEG_PROGRAM_MAX  32
@@ -130,6 +131,7 @@ struct seg_header {
 	char policy_error[SEG_ERROR_MAX];
 	struct seg_cap cap;
 	char escaped_object[SEG_PATH_MAX];  /* the last of them (got.c) */
+	struct seg_lease lease;   /* scope = cluster (lease.h) */
 };
 
 struct segment {

@@ -1,0 +1,312 @@
+/*
+ * coord.c - the coordination connection: SQL on the coordinator, nothing
+ * else (see coord.h; what to ask for is lease.c's business).
+ *
+ * Every statement is one round trip and one transaction on the
+ * coordinator, so that its xact count measures what leasing costs it.
+ * Slots are taken with pg_try_advisory_lock in one statement for several
+ * keys; the keys already held are skipped inside a CASE, because session
+ * advisory locks are re-entrant (locking a held key twice would need two
+ * unlocks) and a plain AND may be evaluated in any order.
+ */
+#include "shim.h"
+#include "coord.h"
+#include "lease.h"
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static PGconn *conn;
+static uint32_t classid;
+static uint64_t statements;
+
+/* Not in the shim's table (real.h): looked up on libpq's own handle. */
+static int (*pq_socket)(const PGconn *);
+static PGnotify *(*pq_notifies)(PGconn *);
+
+uint64_t coord_statements(void)
+{
+	return statements;
+}
+
+int coord_connected(void)
+{
+	return conn && real.PQstatus(conn) == CONNECTION_OK;
+}
+
+int coord_backend_pid(void)
+{
+	return conn ? real.PQbackendPID(conn) : 0;
+}
+
+void coord_describe(const char *conninfo, char *buf, size_t size)
+{
+	char *err = NULL;
+	PQconninfoOption *opts = real.PQconninfoParse(conninfo, &err);
+	if (!opts) {
+		snprintf(buf, size, "(unparsable conninfo)");
+		if (err)
+			real.PQfreemem(err);
+		return;
+	}
+	const char *want[] = { "host", "hostaddr", "port", "dbname", "user" };
+	size_t used = 0;
+	buf[0] = '\0';
+	for (size_t w = 0; w < sizeof want / sizeof want[0]; w++)
+		for (PQconninfoOption *o = opts; o->keyword; o++)
+			if (strcmp(o->keyword, want[w]) == 0 && o->val && *o->val && used < size) {
+				int n = snprintf(buf + used, size - used, "%s%s=%s", used ? " " : "",
+				                 o->keyword, o->val);
+				used += n > 0 ? (size_t)n : 0;
+			}
+	real.PQconninfoFree(opts);
+}
+
+static void lost(void)
+{
+	if (conn)
+		real.PQfinish(conn);
+	conn = NULL;
+}
+
+/* One statement; its result, or NULL when the connection is gone (or the
+ * statement failed: logged). */
+static PGresult *run(const char *sql, ExecStatusType expect)
+{
+	if (!conn)
+		return NULL;
+	statements++;
+	PGresult *r = real.PQexec(conn, sql);
+	if (real.PQresultStatus(r) == expect)
+		return r;
+	if (real.PQstatus(conn) != CONNECTION_OK) {
+		real.PQclear(r);
+		lost();
+		return NULL;
+	}
+	shim_log(LOG_WARNING, "coordinator: %s: %s", sql, r ? real.PQresultErrorMessage(r)
+	         : real.PQerrorMessage(conn));
+	real.PQclear(r);
+	return NULL;
+}
+
+int coord_connect(const char *conninfo, const char *appname, uint32_t cls,
+                  char *err, size_t size)
+{
+	if (!pq_socket) {
+		pq_socket = (int (*)(const PGconn *))real_libpq_dep("PQsocket");
+		pq_notifies = (PGnotify * (*)(PGconn *))real_libpq_dep("PQnotifies");
+	}
+	if (!pq_socket || !pq_notifies) {
+		snprintf(err, size, "PQsocket or PQnotifies not found in libpq");
+		return -1;
+	}
+	lost();
+	classid = cls;
+	/* Ours first: the policy's conninfo (expanded from dbname) may set its
+	 * own keepalives; the application_name is always ours. */
+	const char *kw[] = { "connect_timeout", "keepalives", "keepalives_idle",
+	                     "keepalives_interval", "keepalives_count", "tcp_user_timeout",
+	                     "dbname", "application_name", NULL };
+	const char *val[] = { "3", "1", "5", "2", "3", "10000", conninfo, appname, NULL };
+	conn = real.PQconnectdbParams(kw, val, 1);
+	if (!conn || real.PQstatus(conn) != CONNECTION_OK) {
+		snprintf(err, size, "%s", conn ? real.PQerrorMessage(conn) : "out of memory");
+		size_t n = strlen(err);
+		while (n && (err[n - 1] == '\n' || err[n - 1] == ' '))
+			err[--n] = '\0';
+		lost();
+		return -1;
+	}
+	/* libpq sets FD_CLOEXEC on its socket; make sure: an exec()ed program
+	 * must not keep the leader's session alive. */
+	int fd = pq_socket(conn);
+	if (fd >= 0)
+		fcntl(fd, F_SETFD, fcntl(fd, F_GETFD) | FD_CLOEXEC);
+	char sql[64];
+	snprintf(sql, sizeof sql, "listen pqshim_%u", classid);
+	PGresult *r = run(sql, PGRES_COMMAND_OK);
+	if (!r) {
+		snprintf(err, size, "could not LISTEN on the coordinator");
+		lost();
+		return -1;
+	}
+	real.PQclear(r);
+	return 0;
+}
+
+void coord_close(void)
+{
+	lost();
+}
+
+void coord_forget(void)
+{
+	/* The parent's PGconn, copied by fork: close our copy of the socket
+	 * (the session stays the parent's) and never touch it again. */
+	if (conn && pq_socket) {
+		int fd = pq_socket(conn);
+		if (fd >= 0)
+			close(fd);
+	}
+	conn = NULL;             /* its memory is the parent's copy: leaked */
+}
+
+int coord_wait(int ms)
+{
+	if (!conn)
+		return -1;
+	struct pollfd p = { pq_socket(conn), POLLIN, 0 };
+	if (p.fd < 0)
+		return -1;
+	int n = poll(&p, 1, ms);
+	if (n <= 0)
+		return 0;
+	if (!real.PQconsumeInput(conn) || real.PQstatus(conn) != CONNECTION_OK) {
+		lost();
+		return -1;
+	}
+	int others = 0, self = real.PQbackendPID(conn);
+	PGnotify *note;
+	while ((note = pq_notifies(conn))) {
+		if (note->be_pid != self)
+			others = 1;
+		real.PQfreemem(note);
+	}
+	return others;
+}
+
+/* "{1,2,3}": the keys held, for an int[] literal. */
+static char *keys_literal(const uint32_t *keys, uint32_t n)
+{
+	size_t size = 3 + (size_t)n * 11;
+	char *s = malloc(size), *p = s;
+	if (!s)
+		return NULL;
+	*p++ = '{';
+	for (uint32_t i = 0; i < n; i++)
+		p += snprintf(p, size - (size_t)(p - s), "%s%u", i ? "," : "", keys[i]);
+	*p++ = '}';
+	*p = '\0';
+	return s;
+}
+
+int coord_lock_slots(uint32_t max, uint32_t *held, uint32_t *nheld, uint32_t n)
+{
+	if (!conn)
+		return -1;
+	char *lit = keys_literal(held, *nheld);
+	size_t size = (lit ? strlen(lit) : 0) + 256;
+	char *sql = malloc(size);
+	if (!lit || !sql) {
+		free(lit);
+		free(sql);
+		return 0;
+	}
+	snprintf(sql, size, "select k from generate_series(0, %u) k where case when k = any('%s'::int[]) "
+	         "then false else pg_try_advisory_lock(%u, k) end limit %u", max - 1, lit, classid, n);
+	free(lit);
+	PGresult *r = run(sql, PGRES_TUPLES_OK);
+	free(sql);
+	if (!r)
+		return conn ? 0 : -1;
+	int got = real.PQntuples(r);
+	for (int i = 0; i < got; i++)
+		held[(*nheld)++] = (uint32_t)strtoul(real.PQgetvalue(r, i, 0), NULL, 10);
+	real.PQclear(r);
+	return got;
+}
+
+int coord_unlock_slots(uint32_t *held, uint32_t *nheld, uint32_t n)
+{
+	if (!conn)
+		return -1;
+	if (n > *nheld)
+		n = *nheld;
+	char *lit = keys_literal(held + *nheld - n, n);
+	size_t size = (lit ? strlen(lit) : 0) + 256;
+	char *sql = malloc(size);
+	if (!lit || !sql) {
+		free(lit);
+		free(sql);
+		return 0;
+	}
+	snprintf(sql, size, "select count(*) filter (where not pg_advisory_unlock(%u, k)) "
+	         "from unnest('%s'::int[]) k; select pg_notify('pqshim_%u', 'free')",
+	         classid, lit, classid);
+	free(lit);
+	/* PQexec returns the last result: the notify's. */
+	PGresult *r = run(sql, PGRES_TUPLES_OK);
+	free(sql);
+	if (!r)
+		return conn ? 0 : -1;
+	real.PQclear(r);
+	*nheld -= n;
+	return 0;
+}
+
+int coord_want(int on)
+{
+	char sql[160];
+	if (on)
+		snprintf(sql, sizeof sql, "select pg_try_advisory_lock_shared(%u, %u); "
+		         "select pg_notify('pqshim_%u', 'want')", classid, LEASE_KEY_WANT, classid);
+	else
+		snprintf(sql, sizeof sql, "select pg_advisory_unlock_shared(%u, %u)", classid,
+		         LEASE_KEY_WANT);
+	PGresult *r = run(sql, PGRES_TUPLES_OK);
+	if (!r)
+		return conn ? 0 : -1;
+	real.PQclear(r);
+	return 0;
+}
+
+int coord_census(struct coord_host *hosts, int max)
+{
+	char sql[640];
+	snprintf(sql, sizeof sql,
+	         "select l.pid, count(*) filter (where l.objid < %u::oid), "
+	         "bool_or(l.objid = %u::oid), coalesce(max(a.application_name), '') "
+	         "from pg_locks l left join pg_stat_activity a on a.pid = l.pid "
+	         "where l.locktype = 'advisory' and l.granted and l.objsubid = 2 "
+	         "and l.classid = %u::oid and l.database = (select oid from pg_database "
+	         "where datname = current_database()) group by l.pid order by l.pid",
+	         LEASE_KEY_WANT, LEASE_KEY_WANT, classid);
+	PGresult *r = run(sql, PGRES_TUPLES_OK);
+	if (!r)
+		return conn ? 0 : -1;
+	int n = real.PQntuples(r);
+	if (n > max)
+		n = max;
+	for (int i = 0; i < n; i++) {
+		hosts[i].pid = atoi(real.PQgetvalue(r, i, 0));
+		hosts[i].slots = (uint32_t)strtoul(real.PQgetvalue(r, i, 1), NULL, 10);
+		hosts[i].wants = real.PQgetvalue(r, i, 2)[0] == 't';
+		snprintf(hosts[i].appname, sizeof hosts[i].appname, "%s", real.PQgetvalue(r, i, 3));
+	}
+	real.PQclear(r);
+	return n;
+}
+
+int coord_publish(const char *appname)
+{
+	if (!conn)
+		return -1;
+	char *lit = real.PQescapeLiteral(conn, appname, strlen(appname));
+	if (!lit)
+		return 0;
+	char sql[256];
+	snprintf(sql, sizeof sql, "select set_config('application_name', %s, false)", lit);
+	real.PQfreemem(lit);
+	PGresult *r = run(sql, PGRES_TUPLES_OK);
+	if (!r)
+		return conn ? 0 : -1;
+	real.PQclear(r);
+	return 0;
+}

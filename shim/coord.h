@@ -1,0 +1,63 @@
+/*
+ * coord.h - the shim's own connection to the coordinator (scope = cluster):
+ * the advisory locks that are the cluster's slots, the demand a host
+ * announces, the census of every host's locks.  Used only by the leader's
+ * coordination thread (lease.c), one connection per process at most.
+ *
+ * The connection is the shim's, never the program's: it is made with the
+ * real libpq functions from a thread whose every libpq call passes the
+ * wrappers untouched (t.depth), so it is never counted, capped, tracked or
+ * redirected.  TCP keepalives are set (a server notices a dead host within
+ * COORD_KEEPALIVE_BOUND_S) unless the policy's conninfo sets its own.
+ */
+#ifndef PQSHIM_COORD_H
+#define PQSHIM_COORD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* keepalives_idle 5 s + keepalives_count 3 x keepalives_interval 2 s; and
+ * tcp_user_timeout 10 s for data not acknowledged. */
+#define COORD_KEEPALIVE_BOUND_S 11
+#define COORD_MAX_HOSTS 64
+
+/* One session in the census: a host's leader. */
+struct coord_host {
+	int pid;                 /* its backend on the coordinator */
+	uint32_t slots;          /* slot locks it holds */
+	int wants;               /* holds the WANT lock */
+	char appname[64];        /* "pqshim <host> a=<active> w=<waiting>" */
+};
+
+/* Connect (blocking, connect_timeout 3 s).  0, or -1 with err filled. */
+int coord_connect(const char *conninfo, const char *appname, uint32_t classid,
+                  char *err, size_t size);
+int coord_connected(void);
+/* The session, for display: host port dbname user (never a password). */
+void coord_describe(const char *conninfo, char *buf, size_t size);
+int coord_backend_pid(void);
+/* End the session (Terminate) / forget it in a fork child (close the
+ * socket only: the parent's session goes on). */
+void coord_close(void);
+void coord_forget(void);
+
+/* Wait up to ms for the coordinator to say something.  1: another host
+ * notified (a slot came free, a host wants), 0: nothing, -1: lost. */
+int coord_wait(int ms);
+
+/* Try to lock up to n free slots of 0..max-1 that `held` (nheld keys) does
+ * not list; the keys got are appended to held.  Returns how many, -1 lost. */
+int coord_lock_slots(uint32_t max, uint32_t *held, uint32_t *nheld, uint32_t n);
+/* Unlock the last n keys of held and tell the others.  0, or -1 lost. */
+int coord_unlock_slots(uint32_t *held, uint32_t *nheld, uint32_t n);
+/* Announce (on = 1) or withdraw unmet demand.  0, or -1 lost. */
+int coord_want(int on);
+/* Every host's locks in this class.  Number of hosts, or -1 lost. */
+int coord_census(struct coord_host *hosts, int max);
+/* Say what this host does, in the session's application_name. */
+int coord_publish(const char *appname);
+
+/* Statements sent so far (each is one transaction on the coordinator). */
+uint64_t coord_statements(void);
+
+#endif

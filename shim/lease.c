@@ -1,0 +1,529 @@
+/*
+ * lease.c - scope = cluster: which process of a host talks to the
+ * coordinator, how many of the cluster's slots the host holds, and when it
+ * takes more or gives some back (see lease.h for the keys and invariants).
+ *
+ * The leader.  Every process under a cluster policy runs one small thread
+ * that blocks on the segment's robust `leader` mutex; the one that holds it
+ * is the host's leader and keeps the coordination connection (coord.c).
+ * When the leader's process dies (kill -9 included), exits or execs, the
+ * kernel hands the mutex to the next waiter (EOWNERDEAD) at once, and the
+ * server ends the dead leader's session as soon as its socket closes, so
+ * its locks are free for whoever asks next: nothing is orphaned and nothing
+ * counted twice.  A fork child inherits neither the thread nor the session:
+ * lease_after_fork() closes its copy of the socket without sending
+ * anything (the parent's session goes on); the child starts a thread of
+ * its own at its first slot wait (lease_check).  libpq's socket is
+ * close-on-exec.
+ *
+ * The lease.  The host's processes take slots through the segment's
+ * semaphore at local speed; the semaphore's max is the lease.  The leader
+ * looks at the semaphore word every LEASE_TICK_MS (a memory read, no
+ * round trip): demand is count + waiting.
+ *  - grow: while demand exceeds the lease the host announces it (the WANT
+ *    key, shared, plus a NOTIFY) and takes free slots up to its fair share,
+ *    again every LEASE_RETRY_MS and whenever another host says a slot came
+ *    free;
+ *  - fair share: water-filling over the hosts in the census (pg_locks): a
+ *    host that does not want keeps what it holds, the rest is split evenly
+ *    among the hosts that want, the remainder going round every
+ *    LEASE_ROTATE_MS (ordered by backend pid), so that no host starves and
+ *    each gets the same share over time;
+ *  - give back: a host above its share lowers its semaphore's max first and
+ *    unlocks the slots on the coordinator once its count is down to it (a
+ *    slot is free on this host before another host can take it); while
+ *    another host wants, slots left unused for LEASE_LINGER_MS go back too.
+ *    While nobody else wants, an idle lease stays: the next transaction
+ *    needs no round trip.
+ *
+ * Failure.  The coordinator unreachable (at start or lost mid-run: the
+ * connection fails, the server goes away, keepalives give up): with
+ * on_error = fail-closed the semaphore is closed and new work is refused
+ * (lease_check: 53300 naming the coordinator); with fail-open the host cap
+ * (max_active on this host alone) is in force, and the log and `pqshim
+ * stat` say so.  The leader tries again every LEASE_RECONNECT_MS and goes
+ * back to the cluster when it succeeds.  Work already running when the
+ * coordinator is lost keeps running: the server has freed this host's
+ * locks, so until that work ends the cluster may run over its cap.
+ */
+#include "shim.h"
+#include "coord.h"
+#include "lease.h"
+#include "log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define LEASE_TICK_MS      2      /* the leader looks at the semaphore */
+#define LEASE_RETRY_MS     25     /* a host that wants asks again */
+#define LEASE_LINGER_MS    100    /* unused slots go back (another host wants) */
+#define LEASE_ROTATE_MS    250    /* the remainder of the fair share moves on */
+#define LEASE_RECONNECT_MS 500
+#define LEASE_PUBLISH_MS   1000   /* application_name: active, waiting */
+
+static int started;               /* this process runs its thread (atomic) */
+
+static uint64_t mono_ms(void)
+{
+	return clock_ns(CLOCK_MONOTONIC) / 1000000u;
+}
+
+static uint64_t real_ns(void)
+{
+	return clock_ns(CLOCK_REALTIME);
+}
+
+static struct seg_lease *lease(void)
+{
+	return &g.seg.hdr->lease;
+}
+
+static int cluster_scope(void)
+{
+	return g.pol.scope == SCOPE_CLUSTER && g.capseg && g.seg.hdr;
+}
+
+/* The host's processes may hold n slots (0: none, SEM_CLOSED). */
+static void local_set(uint32_t n)
+{
+	if (n == 0) {
+		cap_set_closed(g.capseg, g.cap, SEM_ACTIVE, 1);
+		return;
+	}
+	cap_set_max(g.capseg, g.cap, SEM_ACTIVE, n);
+	cap_set_closed(g.capseg, g.cap, SEM_ACTIVE, 0);
+}
+
+static void set_state(struct seg_lease *L, enum lease_state s)
+{
+	if (__atomic_load_n(&L->state, __ATOMIC_RELAXED) == (uint32_t)s)
+		return;
+	L->since_ns = real_ns();
+	__atomic_store_n(&L->state, s, __ATOMIC_RELEASE);
+}
+
+/* ---- the leader's state (its thread only) -------------------------------- */
+
+static struct {
+	uint32_t *held;           /* keys locked on the coordinator */
+	uint32_t nheld, cap;      /* how many, room */
+	uint32_t give_to;         /* lower the lease to this (== nheld: nothing to give) */
+	int announced;            /* WANT held */
+	int others_want;          /* at the last census */
+	int note;                 /* another host notified while we slept */
+	uint32_t peak;            /* the highest count in this linger window */
+	uint64_t window_ms, next_try_ms, next_publish_ms, next_connect_ms;
+	char published[64];
+} ld;
+
+static int room_for(uint32_t m)
+{
+	if (m <= ld.cap)
+		return 0;
+	uint32_t *n = realloc(ld.held, (size_t)m * sizeof *n);
+	if (!n)
+		return -1;
+	ld.held = n;
+	ld.cap = m;
+	return 0;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* The slots this host may use now: the lease, less what is being given. */
+static uint32_t usable(void)
+{
+	return ld.give_to < ld.nheld ? ld.give_to : ld.nheld;
+}
+
+/*
+ * This host's fair share, from the census: water-filling.  A host that
+ * wants may use any number; one that does not needs what it holds.  Needs
+ * below the even split are met, the rest is split evenly among the others,
+ * the remainder going round with time.
+ */
+static uint32_t fair_share(const struct coord_host *h, int n, int me, uint32_t max)
+{
+	int in[COORD_MAX_HOSTS];
+	int left = 0;
+	for (int i = 0; i < n; i++)
+		if ((in[i] = h[i].slots > 0 || h[i].wants || i == me))
+			left++;
+	uint32_t remaining = max;
+	for (int changed = 1; changed && left > 0;) {
+		changed = 0;
+		uint32_t even = remaining / (uint32_t)left;
+		for (int i = 0; i < n; i++) {
+			if (!in[i] || h[i].wants)
+				continue;
+			if (h[i].slots <= even) {
+				if (i == me)
+					return h[i].slots;
+				remaining -= h[i].slots;
+				in[i] = 0;
+				left--;
+				changed = 1;
+			}
+		}
+	}
+	if (left <= 0 || !in[me])
+		return 0;
+	uint32_t base = remaining / (uint32_t)left, extra = remaining % (uint32_t)left;
+	int rank = 0;
+	for (int i = 0; i < me; i++)
+		rank += in[i];
+	uint32_t turn = (uint32_t)((real_ns() / 1000000u / LEASE_ROTATE_MS) % (uint64_t)left);
+	return base + (((uint32_t)rank + (uint32_t)left - turn) % (uint32_t)left < extra);
+}
+
+static void lost(struct seg_lease *L);
+
+/* Ask the coordinator who holds what; take or give accordingly. */
+static void rebalance(struct seg_lease *L, uint32_t max, uint32_t demand)
+{
+	struct coord_host h[COORD_MAX_HOSTS];
+	int n = coord_census(h, COORD_MAX_HOSTS);
+	if (n < 0)
+		return lost(L);
+	int self = coord_backend_pid(), me = -1;
+	ld.others_want = 0;
+	for (int i = 0; i < n; i++) {
+		if (h[i].pid == self)
+			me = i;
+		else if (h[i].wants)
+			ld.others_want = 1;
+	}
+	if (me < 0) {                 /* we hold nothing and announce nothing */
+		if (n >= COORD_MAX_HOSTS)
+			return;
+		me = n++;
+		h[me] = (struct coord_host){ .pid = self };
+		for (int i = me; i > 0 && h[i - 1].pid > h[i].pid; i--) {
+			struct coord_host x = h[i];
+			h[i] = h[i - 1];
+			h[i - 1] = x;
+			me = i - 1;
+		}
+	}
+	h[me].slots = ld.nheld;       /* our own view is the exact one */
+	h[me].wants = ld.announced;
+	uint32_t share = fair_share(h, n, me, max);
+	if (share < usable())
+		ld.give_to = share;
+	else if (ld.give_to < ld.nheld && share >= ld.nheld)
+		ld.give_to = ld.nheld;       /* no need to give any more */
+	if (demand > ld.nheld && share > ld.nheld && ld.give_to >= ld.nheld) {
+		uint32_t want = (share < demand ? share : demand) - ld.nheld;
+		int got = coord_lock_slots(max, ld.held, &ld.nheld, want);
+		if (got < 0)
+			return lost(L);
+		ld.give_to = ld.nheld;
+		L->grows += (uint64_t)got;
+	}
+}
+
+/* Unlock what is being given once the host's count is down to it. */
+static void give_back(struct seg_lease *L)
+{
+	uint32_t keep = usable();
+	if (keep >= ld.nheld)
+		return;
+	uint64_t w = __atomic_load_n(&g.cap->sems[SEM_ACTIVE].word, __ATOMIC_ACQUIRE);
+	if (sem_count(w) > keep)
+		return;                  /* not free on this host yet */
+	uint32_t n = ld.nheld - keep;
+	qsort(ld.held, ld.nheld, sizeof *ld.held, cmp_u32);   /* the highest keys go first */
+	if (coord_unlock_slots(ld.held, &ld.nheld, n) < 0)
+		return lost(L);
+	ld.give_to = ld.nheld;
+	L->gives += n;
+}
+
+static void describe(struct seg_lease *L)
+{
+	coord_describe(g.pol.coordinator, L->coordinator, sizeof L->coordinator);
+}
+
+static void down(struct seg_lease *L, const char *why)
+{
+	enum lease_state s = g.pol.on_error == ONERROR_FAIL_OPEN ? LEASE_OPEN : LEASE_CLOSED;
+	if (L->state != (uint32_t)s || strcmp(L->error, why) != 0) {
+		if (s == LEASE_OPEN)
+			shim_log(LOG_ERR, "the coordinator (%s) is unreachable: %s; falling back to the "
+			         "host cap (max_active = %u on this host alone; on_error = fail-open)",
+			         L->coordinator, why, g.pol.max_active);
+		else
+			shim_log(LOG_ERR, "the coordinator (%s) is unreachable: %s; refusing new work "
+			         "(on_error = fail-closed)", L->coordinator, why);
+	}
+	snprintf(L->error, sizeof L->error, "%s", why);
+	L->leased = 0;
+	L->wanting = 0;
+	L->backend_pid = 0;
+	ld.nheld = ld.give_to = 0;
+	ld.announced = 0;
+	set_state(L, s);
+	if (s == LEASE_CLOSED || g.pol.max_active)
+		local_set(s == LEASE_OPEN ? g.pol.max_active : 0);
+	ld.next_connect_ms = mono_ms() + LEASE_RECONNECT_MS;
+}
+
+static void lost(struct seg_lease *L)
+{
+	down(L, "the connection was lost");
+}
+
+static void reach(struct seg_lease *L)
+{
+	char err[LEASE_ERROR_MAX], app[64];
+	describe(L);
+	snprintf(app, sizeof app, "pqshim %.48s", L->host);
+	uint32_t was = L->state;
+	if (coord_connect(g.pol.coordinator, app, L->classid, err, sizeof err) != 0) {
+		down(L, err);
+		return;
+	}
+	if (was == LEASE_OPEN || was == LEASE_CLOSED)
+		shim_log(LOG_INFO, "the coordinator (%s) is reachable again: back to the cluster cap "
+		         "(max_active = %u)", L->coordinator, g.pol.max_active);
+	L->error[0] = '\0';
+	L->backend_pid = (uint32_t)coord_backend_pid();
+	ld.nheld = ld.give_to = 0;
+	ld.announced = 0;
+	ld.published[0] = '\0';
+	ld.next_try_ms = 0;
+	local_set(0);                /* until slots are leased */
+	set_state(L, LEASE_OK);
+}
+
+/* What the host does, for `pqshim stat` on other hosts (at most once a second). */
+static void publish(struct seg_lease *L, uint32_t count, uint32_t waiting)
+{
+	uint64_t now = mono_ms();
+	if (now < ld.next_publish_ms)
+		return;
+	char app[64];
+	snprintf(app, sizeof app, "pqshim %.32s a=%u w=%u", L->host, count, waiting);
+	if (strcmp(app, ld.published) == 0)
+		return;
+	ld.next_publish_ms = now + LEASE_PUBLISH_MS;
+	if (coord_publish(app) < 0)
+		return lost(L);
+	snprintf(ld.published, sizeof ld.published, "%s", app);
+}
+
+static void lead(struct seg_lease *L)
+{
+	L->leader_pid = getpid();
+	L->leader_start = seg_starttime(getpid());
+	L->leaders++;
+	L->classid = lease_classid(g.seg.name);
+	if (gethostname(L->host, sizeof L->host) != 0)
+		snprintf(L->host, sizeof L->host, "?");
+	L->host[sizeof L->host - 1] = '\0';
+	L->leased = 0;
+	set_state(L, LEASE_CONNECTING);
+	local_set(0);
+	shim_log(LOG_INFO, "process %d leads host %s for the cluster cap (classid %u)",
+	         (int)getpid(), L->host, L->classid);
+
+	for (;;) {
+		if (g.disabled || g.pid != getpid())
+			return;              /* the process is exiting */
+		if (clock_ticks() >= __atomic_load_n(&g.next_tick, __ATOMIC_RELAXED))
+			shim_tick();         /* the policy, even in a process that sends nothing */
+		uint32_t max = g.pol.max_active;
+		uint64_t now = mono_ms();
+		if (!coord_connected()) {
+			if (L->state == LEASE_OK)
+				lost(L);
+			if (now >= ld.next_connect_ms)
+				reach(L);
+			if (!coord_connected()) {
+				struct timespec ts = { 0, 20 * 1000000L };
+				nanosleep(&ts, NULL);
+				continue;
+			}
+		}
+		if (room_for(max ? max : 1) != 0) {
+			struct timespec ts = { 0, 20 * 1000000L };
+			nanosleep(&ts, NULL);
+			continue;
+		}
+		uint64_t w = __atomic_load_n(&g.cap->sems[SEM_ACTIVE].word, __ATOMIC_ACQUIRE);
+		uint32_t count = sem_count(w), waiting = sem_waiting(w);
+		uint32_t demand = count + waiting < max ? count + waiting : max;
+		if (count > ld.peak)
+			ld.peak = count;
+		if (ld.nheld > max && ld.give_to > max)
+			ld.give_to = max;    /* the cap was lowered */
+
+		int want = demand > ld.nheld;
+		if (want != ld.announced) {
+			if (coord_want(want) < 0) {
+				lost(L);
+				continue;
+			}
+			ld.announced = want;
+			L->wanting = (uint32_t)want;
+			ld.next_try_ms = 0;
+		}
+		int note = coord_wait(0);
+		if (note < 0) {
+			lost(L);
+			continue;
+		}
+		note |= ld.note;
+		ld.note = 0;
+		if (note || ((want || ld.others_want) && now >= ld.next_try_ms)) {
+			ld.next_try_ms = now + LEASE_RETRY_MS;
+			rebalance(L, max, demand);
+			if (!coord_connected())
+				continue;
+		}
+		if (now >= ld.window_ms + LEASE_LINGER_MS) {
+			/* Slots nobody used for a whole window go back while another
+			 * host wants them. */
+			if (ld.others_want && !waiting && ld.peak < usable())
+				ld.give_to = ld.peak;
+			ld.window_ms = now;
+			ld.peak = count;
+		}
+		local_set(usable());
+		give_back(L);
+		if (!coord_connected())
+			continue;
+		L->leased = ld.nheld;
+		L->max_active = max;
+		publish(L, count, waiting);
+		if (!coord_connected())
+			continue;
+		/* Sleep on the socket: a notification wakes us at once. */
+		int r = coord_wait(LEASE_TICK_MS);
+		if (r < 0)
+			lost(L);
+		else
+			ld.note = r;
+	}
+}
+
+static void *leader_thread(void *arg)
+{
+	(void)arg;
+	/* Everything this thread does in libpq is the shim's own: libpq's
+	 * calls to its exports pass the wrappers untouched. */
+	t.depth = 1;
+	struct seg_lease *L = lease();
+	for (;;) {
+		int r = pthread_mutex_lock(&L->leader);
+		if (r == EOWNERDEAD) {
+			/* The last leader died: its session ends with its socket. */
+			pthread_mutex_consistent(&L->leader);
+			r = 0;
+		}
+		if (r == 0)
+			break;
+		struct timespec ts = { 1, 0 };
+		nanosleep(&ts, NULL);
+	}
+	lead(L);
+	/* The process is exiting: the mutex goes with the thread. */
+	return NULL;
+}
+
+static void start_thread(void)
+{
+	if (__atomic_exchange_n(&started, 1, __ATOMIC_ACQ_REL))
+		return;
+	pthread_attr_t attr;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&attr, 256 * 1024);
+	pthread_t th;
+	if (pthread_create(&th, &attr, leader_thread, NULL) != 0) {
+		__atomic_store_n(&started, 0, __ATOMIC_RELEASE);
+		shim_log(LOG_WARNING, "could not start the coordination thread");
+	}
+	pthread_attr_destroy(&attr);
+}
+
+/* The lease's part of the segment, set up once per segment. */
+static void lease_init(struct seg_lease *L)
+{
+	uint32_t zero = 0;
+	if (__atomic_compare_exchange_n(&L->init, &zero, 1, 0, __ATOMIC_ACQ_REL,
+	                                __ATOMIC_ACQUIRE)) {
+		pthread_mutexattr_t ma;
+		pthread_mutexattr_init(&ma);
+		pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED);
+		pthread_mutexattr_setrobust(&ma, PTHREAD_MUTEX_ROBUST);
+		pthread_mutex_init(&L->leader, &ma);
+		pthread_mutexattr_destroy(&ma);
+		L->classid = lease_classid(g.seg.name);
+		__atomic_store_n(&L->init, 2, __ATOMIC_RELEASE);
+		return;
+	}
+	for (int i = 0; i < 1000 && __atomic_load_n(&L->init, __ATOMIC_ACQUIRE) != 2; i++)
+		usleep(1000);
+}
+
+static int leader_alive(struct seg_lease *L)
+{
+	uint32_t s = __atomic_load_n(&L->state, __ATOMIC_ACQUIRE);
+	return s != LEASE_NONE && L->leader_pid > 0
+	       && seg_process_alive(L->leader_pid, L->leader_start);
+}
+
+void lease_configure(void)
+{
+	if (!cluster_scope()) {
+		if (g.pol.scope == SCOPE_CLUSTER)
+			shim_log(LOG_WARNING, "scope = cluster needs the shared segment: the cap holds "
+			         "within this process only");
+		return;
+	}
+	struct seg_lease *L = lease();
+	lease_init(L);
+	/* No live leader: whatever the semaphore says is stale (a dead host's
+	 * lease).  Nothing may run until a leader holds slots. */
+	if (!leader_alive(L)) {
+		if (!__atomic_load_n(&g.cap->sems[SEM_ACTIVE].max, __ATOMIC_RELAXED))
+			cap_set_max(g.capseg, g.cap, SEM_ACTIVE, 1);
+		cap_set_closed(g.capseg, g.cap, SEM_ACTIVE, 1);
+	}
+	if (!g.pol.coordinator[0])
+		shim_log(LOG_ERR, "scope = cluster without a coordinator: no slot can be leased");
+	start_thread();
+}
+
+const char *lease_check(char *buf, size_t size)
+{
+	if (!cluster_scope())
+		return NULL;
+	struct seg_lease *L = lease();
+	if (!__atomic_load_n(&started, __ATOMIC_ACQUIRE))
+		lease_configure();       /* a fork child */
+	if (__atomic_load_n(&L->state, __ATOMIC_ACQUIRE) != LEASE_CLOSED || !leader_alive(L))
+		return NULL;
+	snprintf(buf, size, "pqshim: no slot: the coordinator (%s) is unreachable: %s "
+	         "(scope = cluster, max_active = %u, on_error = fail-closed, policy %s)",
+	         L->coordinator, L->error, g.pol.max_active,
+	         g.policy_path[0] ? g.policy_path : "none");
+	return buf;
+}
+
+void lease_after_fork(void)
+{
+	coord_forget();
+	free(ld.held);
+	memset(&ld, 0, sizeof ld);
+	__atomic_store_n(&started, 0, __ATOMIC_RELEASE);
+}
