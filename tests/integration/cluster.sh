@@ -1,0 +1,74 @@
+# shellcheck shell=bash
+# tests/integration/cluster.sh: helpers for the scope = cluster tests and the
+# cluster bench (sourced after lib.sh). Simulated hosts are private mount
+# and UTS namespaces on this machine (needs root): each has its own tmpfs on
+# /dev/shm, so its own pqshim segment, and its own host name.
+#
+#   host_up NAME            start host NAME (an anchor process keeps its namespaces)
+#   on_host NAME CMD...     exec CMD inside host NAME (same pid: call it in the
+#                           background or in a subshell)
+#   host_stat NAME POLICY   pqshim stat --json on host NAME
+#   coord_start DIR         a small PostgreSQL of our own on 127.0.0.1 for
+#                           coordination (sets CPORT); coord_stop, coord_restart
+#   overlap PORT DB TABLE   the most rows of TABLE (t0, t1) overlapping in time
+[ "$(id -u)" = 0 ] || fail "the cluster tests simulate hosts with namespaces: run as root"
+command -v unshare >/dev/null && command -v nsenter >/dev/null || fail "unshare/nsenter missing (util-linux)"
+
+declare -A HOST_PID
+host_up() {
+	local name=$1
+	unshare --mount --uts -- sh -c 'mount -t tmpfs -o mode=1777 tmpfs /dev/shm && hostname "$1" &&
+		exec sleep 600' sh "$name" </dev/null &
+	HOST_PID[$name]=$!
+	bg_track "$!"
+	wait_until 5 _host_named "$name" || fail "host $name did not come up"
+}
+_host_named() { [ "$(nsenter -t "${HOST_PID[$1]}" -u hostname 2>/dev/null)" = "$1" ]; }
+on_host() {
+	local name=$1
+	shift
+	exec nsenter -t "${HOST_PID[$name]}" -m -u -- "$@"
+}
+host_stat() {
+	nsenter -t "${HOST_PID[$1]}" -m -u -- "$PQSHIM" stat -p "$2" --json
+}
+
+_coord_srv() { (cd / && runuser -u postgres -- env -u LD_PRELOAD -u PQSHIM_POLICY "$@"); }
+coord_start() {
+	CDIR=$1
+	mkdir -p "$CDIR" && chown postgres: "$CDIR"
+	while :; do
+		CPORT=$((41000 + RANDOM % 9000))
+		(exec 3<>"/dev/tcp/127.0.0.1/$CPORT") 2>/dev/null || break
+	done
+	_coord_srv /usr/lib/postgresql/15/bin/initdb -D "$CDIR/data" -U postgres -A trust --no-sync \
+		-E UTF8 --locale=C --no-instructions >"$CDIR/initdb.log" 2>&1 || fail "coordinator: initdb"
+	cat >>"$CDIR/data/postgresql.conf" <<-EOF
+		listen_addresses = '127.0.0.1'
+		unix_socket_directories = '$CDIR'
+		port = $CPORT
+		fsync = off
+		max_connections = 40
+		shared_buffers = 8MB
+	EOF
+	coord_restart
+	at_exit coord_stop
+}
+coord_restart() {
+	_coord_srv /usr/lib/postgresql/15/bin/pg_ctl -D "$CDIR/data" -l "$CDIR/log" -w -t 30 start \
+		>/dev/null || fail "coordinator: start"
+}
+coord_stop() {
+	[ -f "$CDIR/data/postmaster.pid" ] || return 0
+	_coord_srv /usr/lib/postgresql/15/bin/pg_ctl -D "$CDIR/data" -m fast -w -t 20 stop >/dev/null 2>&1 || true
+}
+coord_sql() { # SQL: one value from the coordinator's database postgres
+	env -u LD_PRELOAD -u PQSHIM_POLICY "$PSQL" -X -A -t -q -v ON_ERROR_STOP=1 -h 127.0.0.1 \
+		-p "$CPORT" -U postgres -d postgres <<<"$1"
+}
+
+overlap() { # the largest number of rows of log (t0, t1) that overlap: on the bed's primary
+	sql_primary "with ev as (select t0 as t, 1 as d from $1 union all select t1, -1 from $1),
+		run as (select sum(d) over (order by t, d rows unbounded preceding) as c from ev)
+		select coalesce(max(c), 0) from run"
+}
