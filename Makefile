@@ -54,7 +54,7 @@ $(BUILD)/tobj/%.o: %.c $(HEADERS)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
 $(BUILD)/pqshim: $(TOOL_OBJS)
-	$(CC) -o $@ $^
+	$(CC) -o $@ $^ -lpq
 
 $(BUILD)/unit/%: tests/unit/%.c $(CORE_SRCS) $(HEADERS)
 	@mkdir -p $(dir $@)

@@ -68,6 +68,21 @@ void coord_describe(const char *conninfo, char *buf, size_t size)
 	real.PQconninfoFree(opts);
 }
 
+/* libpq's multi-line message as one line: runs of blanks become one space. */
+static void one_line(char *dst, size_t size, const char *src)
+{
+	size_t n = 0;
+	for (; *src && n + 1 < size; src++) {
+		int blank = *src == '\n' || *src == '\t' || *src == ' ';
+		if (blank && (n == 0 || dst[n - 1] == ' '))
+			continue;
+		dst[n++] = blank ? ' ' : *src;
+	}
+	while (n && dst[n - 1] == ' ')
+		n--;
+	dst[n] = '\0';
+}
+
 static void lost(void)
 {
 	if (conn)
@@ -117,10 +132,7 @@ int coord_connect(const char *conninfo, const char *appname, uint32_t cls,
 	const char *val[] = { "3", "1", "5", "2", "3", "10000", conninfo, appname, NULL };
 	conn = real.PQconnectdbParams(kw, val, 1);
 	if (!conn || real.PQstatus(conn) != CONNECTION_OK) {
-		snprintf(err, size, "%s", conn ? real.PQerrorMessage(conn) : "out of memory");
-		size_t n = strlen(err);
-		while (n && (err[n - 1] == '\n' || err[n - 1] == ' '))
-			err[--n] = '\0';
+		one_line(err, size, conn ? real.PQerrorMessage(conn) : "out of memory");
 		lost();
 		return -1;
 	}
@@ -158,10 +170,28 @@ void coord_forget(void)
 	conn = NULL;             /* its memory is the parent's copy: leaked */
 }
 
+/* Notifications libpq has read (during a statement, or just now): 1 if
+ * one came from another session. */
+static int drain_notifies(void)
+{
+	int others = 0, self = real.PQbackendPID(conn);
+	PGnotify *note;
+	while ((note = pq_notifies(conn))) {
+		if (note->be_pid != self)
+			others = 1;
+		real.PQfreemem(note);
+	}
+	return others;
+}
+
 int coord_wait(int ms)
 {
 	if (!conn)
 		return -1;
+	/* What arrived while a statement ran is in libpq's queue already: the
+	 * socket would not say so. */
+	if (drain_notifies())
+		return 1;
 	struct pollfd p = { pq_socket(conn), POLLIN, 0 };
 	if (p.fd < 0)
 		return -1;
@@ -172,14 +202,7 @@ int coord_wait(int ms)
 		lost();
 		return -1;
 	}
-	int others = 0, self = real.PQbackendPID(conn);
-	PGnotify *note;
-	while ((note = pq_notifies(conn))) {
-		if (note->be_pid != self)
-			others = 1;
-		real.PQfreemem(note);
-	}
-	return others;
+	return drain_notifies();
 }
 
 /* "{1,2,3}": the keys held, for an int[] literal. */

@@ -26,7 +26,7 @@ struct coord_host {
 	int pid;                 /* its backend on the coordinator */
 	uint32_t slots;          /* slot locks it holds */
 	int wants;               /* holds the WANT lock */
-	char appname[64];        /* "pqshim <host> a=<active> w=<waiting>" */
+	char appname[64];        /* "pqshim <classid> <host> a=<active> w=<waiting>" */
 };
 
 /* Connect (blocking, connect_timeout 3 s).  0, or -1 with err filled. */

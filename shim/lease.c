@@ -64,6 +64,7 @@
 #define LEASE_ROTATE_MS    250    /* the remainder of the fair share moves on */
 #define LEASE_RECONNECT_MS 500
 #define LEASE_PUBLISH_MS   1000   /* application_name: active, waiting */
+#define LEASE_START_WAIT_MS 4000  /* a first wait lets the leader connect (connect_timeout 3 s) */
 
 static int started;               /* this process runs its thread (atomic) */
 
@@ -118,6 +119,7 @@ static struct {
 	uint32_t peak;            /* the highest count in this linger window */
 	uint64_t window_ms, next_try_ms, next_publish_ms, next_connect_ms;
 	char published[64];
+	uint64_t counted;         /* coord_statements() already added to L->statements */
 } ld;
 
 static int room_for(uint32_t m)
@@ -285,7 +287,7 @@ static void reach(struct seg_lease *L)
 {
 	char err[LEASE_ERROR_MAX], app[64];
 	describe(L);
-	snprintf(app, sizeof app, "pqshim %.48s", L->host);
+	snprintf(app, sizeof app, "pqshim %u %.40s", L->classid, L->host);
 	uint32_t was = L->state;
 	if (coord_connect(g.pol.coordinator, app, L->classid, err, sizeof err) != 0) {
 		down(L, err);
@@ -311,7 +313,7 @@ static void publish(struct seg_lease *L, uint32_t count, uint32_t waiting)
 	if (now < ld.next_publish_ms)
 		return;
 	char app[64];
-	snprintf(app, sizeof app, "pqshim %.32s a=%u w=%u", L->host, count, waiting);
+	snprintf(app, sizeof app, "pqshim %u %.24s a=%u w=%u", L->classid, L->host, count, waiting);
 	if (strcmp(app, ld.published) == 0)
 		return;
 	ld.next_publish_ms = now + LEASE_PUBLISH_MS;
@@ -403,6 +405,9 @@ static void lead(struct seg_lease *L)
 			continue;
 		L->leased = ld.nheld;
 		L->max_active = max;
+		uint64_t sent = coord_statements();
+		L->statements += sent - ld.counted;
+		ld.counted = sent;
 		publish(L, count, waiting);
 		if (!coord_connected())
 			continue;
@@ -511,6 +516,15 @@ const char *lease_check(char *buf, size_t size)
 	struct seg_lease *L = lease();
 	if (!__atomic_load_n(&started, __ATOMIC_ACQUIRE))
 		lease_configure();       /* a fork child */
+	/* A host starting up: let its leader reach the coordinator (or fail
+	 * to: connect_timeout) before queueing, so that fail-closed refuses. */
+	for (int i = 0; i < LEASE_START_WAIT_MS / 10; i++) {
+		uint32_t s = __atomic_load_n(&L->state, __ATOMIC_ACQUIRE);
+		if (s != LEASE_NONE && s != LEASE_CONNECTING)
+			break;
+		struct timespec ts = { 0, 10 * 1000000L };
+		nanosleep(&ts, NULL);
+	}
 	if (__atomic_load_n(&L->state, __ATOMIC_ACQUIRE) != LEASE_CLOSED || !leader_alive(L))
 		return NULL;
 	snprintf(buf, size, "pqshim: no slot: the coordinator (%s) is unreachable: %s "

@@ -8,6 +8,7 @@
  * password: `server` holds only host, port, dbname and user.
  */
 #include "snapshot.h"
+#include "cluster.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -174,6 +175,7 @@ static void print_json(FILE *out, const struct snapshot *s, const char *segname)
 	fprintf(out, ", \"version\": %u},\n", s->version);
 	json_policy(out, s);
 	json_cap(out, s);
+	cluster_json(out, s);
 	json_processes(out, s);
 	json_connections(out, s);
 	json_totals(out, &s->totals);
@@ -342,6 +344,7 @@ static void print_prometheus(FILE *out, const struct snapshot *s)
 {
 	prom_policy(out, s);
 	prom_cap(out, s);
+	cluster_prometheus(out, s);
 	prom_connection_states(out, s);
 	prom_totals(out, &s->totals);
 	prom_processes(out, s);
@@ -441,6 +444,7 @@ static void table_processes(FILE *out, const struct snapshot *s)
 static void print_table(FILE *out, const struct snapshot *s, const char *segname)
 {
 	table_cap(out, s);
+	cluster_table(out, s);
 	table_policy(out, s, segname);
 	table_totals(out, &s->totals);
 	table_processes(out, s);
@@ -479,6 +483,7 @@ int cmd_stat(int argc, char **argv)
 	snap_take(&src, s);
 	s->totals.escaped = __atomic_load_n(&src.seg.hdr->totals.escaped, __ATOMIC_RELAXED);
 	memcpy(escaped_object, src.seg.hdr->escaped_object, sizeof escaped_object - 1);
+	cluster_read(&src.seg, s);
 	if (fmt == FMT_JSON)
 		print_json(stdout, s, src.segname);
 	else if (fmt == FMT_PROMETHEUS)

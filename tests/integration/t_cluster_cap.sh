@@ -26,7 +26,8 @@ set -euo pipefail
 CDB=pqt_coord_$$
 sql_primary "create database $CDB" >/dev/null
 at_exit "sql_primary 'drop database if exists $CDB with (force)' >/dev/null 2>&1"
-COORD="host=$PQT_SOCKDIR port=$PQT_PRIMARY_PORT dbname=$CDB user=postgres"
+# (trust auth: the password is never checked, and must never be shown)
+COORD="host=$PQT_SOCKDIR port=$PQT_PRIMARY_PORT dbname=$CDB user=postgres password=hunter2"
 cpolicy() { # NAME MAX
 	policy_new "$1" "[cap]
 scope = cluster
@@ -72,7 +73,28 @@ for ((i = 0; i < DUR * 4; i++)); do
 	sleep 0.25
 	n=$(slot_locks)
 	[ "$n" -gt "$max_locks" ] && max_locks=$n
+	if [ "$i" = 12 ]; then # mid-run: what pqshim stat shows of the cluster, on h1
+		host_stat h1 "$POL" >"$T/stat.json"
+		nsenter -t "${HOST_PID[h1]}" -m -u -- "$PQSHIM" stat -p "$POL" >"$T/stat.txt"
+		nsenter -t "${HOST_PID[h1]}" -m -u -- "$PQSHIM" stat -p "$POL" --prometheus >"$T/stat.prom"
+	fi
 done
+note "stat on h1 mid-run: $(jq -c .cluster "$T/stat.json")"
+assert_eq "$(jq -r '.cluster | "\(.state) \(.max_active) \(.host)"' "$T/stat.json")" "ok 4 h1" \
+	"stat: cluster state, max_active, host"
+assert_eq "$(jq -r '[.cluster.hosts[].host] | sort | join(",")' "$T/stat.json")" h1,h2,h3 "stat: cluster hosts"
+assert_le "$(jq -r .cluster.held "$T/stat.json")" 4 "stat: slots held in the cluster"
+assert_eq "$(jq -r '[.cluster.hosts[] | select(.this_host) | .host] | join(",")' "$T/stat.json")" h1 \
+	"stat: this host among the hosts"
+assert_eq "$(jq -r '[.cluster.hosts[].leased] | add' "$T/stat.json")" "$(jq -r .cluster.held "$T/stat.json")" \
+	"stat: held is the sum of the hosts' leases"
+assert_match "$(jq -r .cluster.coordinator "$T/stat.json")" "^host=$PQT_SOCKDIR port=$PQT_PRIMARY_PORT dbname=$CDB user=postgres\$" \
+	"stat: the coordinator, without its password"
+grep -q "^cluster ok  coordinator host=" "$T/stat.txt" || fail "stat table: no cluster line: $(cat "$T/stat.txt")"
+grep -q '^  host h2 ' "$T/stat.txt" || fail "stat table: no line for host h2: $(cat "$T/stat.txt")"
+grep -q '^pqshim_cluster_host_leased{host="h3",' "$T/stat.prom" || fail "prometheus: no lease of h3"
+grep -q '^pqshim_cluster_up 1$' "$T/stat.prom" || fail "prometheus: pqshim_cluster_up"
+if grep -l hunter2 "$T"/stat.* "$T"/*.log; then fail "the coordinator's password was shown"; fi
 for i in "${!pids[@]}"; do
 	rc=0
 	wait "${pids[$i]}" || rc=$?

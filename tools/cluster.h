@@ -1,0 +1,43 @@
+/*
+ * cluster.h - what `pqshim stat` and `top` show of scope = cluster: this
+ * host's lease (from the segment) and every host's, read from the
+ * coordinator itself (pg_locks: the slot locks each leader's session holds;
+ * pg_stat_activity: the host name, active and waiting figures each leader
+ * publishes in its application_name, at most a second old).  The tool's
+ * own connection to the coordinator is made with libpq; nothing shown
+ * contains a password.
+ */
+#ifndef PQSHIM_TOOL_CLUSTER_H
+#define PQSHIM_TOOL_CLUSTER_H
+
+#include "snapshot.h"
+
+#define CLUSTER_MAX_HOSTS 64
+
+struct cluster_host {
+	char host[LEASE_HOST_MAX];
+	uint32_t leased, active, waiting;
+	int wants, pid, local;
+};
+
+struct cluster_view {
+	int on;                          /* the cap's scope is cluster */
+	struct seg_lease lease;          /* this host's, as the segment says */
+	char coordinator[LEASE_CONNINFO_MAX];
+	int reached;                     /* the coordinator answered */
+	char error[LEASE_ERROR_MAX];     /* why not */
+	uint32_t held, max_active;
+	int nhosts;
+	struct cluster_host hosts[CLUSTER_MAX_HOSTS];
+};
+
+/* Fill *v from the segment, the snapshot and the coordinator. */
+void cluster_read(const struct segment *seg, const struct snapshot *s, struct cluster_view *v);
+
+/* The "cluster" member of stat --json (with its trailing comma and newline),
+ * nothing when the scope is not cluster. */
+void cluster_json(FILE *out, const struct cluster_view *v);
+void cluster_table(FILE *out, const struct cluster_view *v);
+void cluster_prometheus(FILE *out, const struct cluster_view *v);
+
+#endif
