@@ -474,6 +474,10 @@ label() {
 	echo
 } >"$work/s2.md"
 
+# ---- 8. across hosts (tests/bench/cluster.sh) -----------------------------------------------
+# shellcheck source=cluster.sh
+. "$here/cluster.sh"
+
 # ---- 7. the shim's own fast paths ------------------------------------------------------------
 log "the shim's own fast paths"
 timeout 120 "$root/build/bench/fastpath" >"$work/fastpath.out" 2>&1 ||
@@ -497,7 +501,7 @@ timeout 120 "$root/build/bench/handoff" 4000 >"$work/handoff.out" 2>&1 ||
 } >"$work/s7.md"
 
 took=$(($(date +%s) - t_start))
-for f in "$work"/s[1-7].md; do
+for f in "$work"/s[1-8].md; do
 	cat "$f" >>"$res"
 	if grep -q '†' "$f"; then printf '%s\n\n' "$NOISY" >>"$res"; fi
 done
