@@ -129,7 +129,7 @@ int coord_connect(const char *conninfo, const char *appname, uint32_t cls,
 	const char *kw[] = { "connect_timeout", "keepalives", "keepalives_idle",
 	                     "keepalives_interval", "keepalives_count", "tcp_user_timeout",
 	                     "dbname", "application_name", NULL };
-	const char *val[] = { "3", "1", "5", "2", "3", "10000", conninfo, appname, NULL };
+	const char *val[] = { "3", "1", "2", "1", "3", "5000", conninfo, appname, NULL };
 	conn = real.PQconnectdbParams(kw, val, 1);
 	if (!conn || real.PQstatus(conn) != CONNECTION_OK) {
 		one_line(err, size, conn ? real.PQerrorMessage(conn) : "out of memory");
@@ -141,8 +141,13 @@ int coord_connect(const char *conninfo, const char *appname, uint32_t cls,
 	int fd = pq_socket(conn);
 	if (fd >= 0)
 		fcntl(fd, F_SETFD, fcntl(fd, F_GETFD) | FD_CLOEXEC);
-	char sql[64];
-	snprintf(sql, sizeof sql, "listen pqshim_%u", classid);
+	/* The server's side of the same session gives up later than ours
+	 * (COORD_SERVER_BOUND_S > COORD_HOST_BOUND_S): a host cut off stops
+	 * using its lease before the server frees it for others. */
+	char sql[256];
+	snprintf(sql, sizeof sql, "set tcp_keepalives_idle = 5; set tcp_keepalives_interval = 2; "
+	         "set tcp_keepalives_count = 3; set tcp_user_timeout = 10000; listen pqshim_%u",
+	         classid);
 	PGresult *r = run(sql, PGRES_COMMAND_OK);
 	if (!r) {
 		snprintf(err, size, "could not LISTEN on the coordinator");

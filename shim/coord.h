@@ -7,8 +7,14 @@
  * The connection is the shim's, never the program's: it is made with the
  * real libpq functions from a thread whose every libpq call passes the
  * wrappers untouched (t.depth), so it is never counted, capped, tracked or
- * redirected.  TCP keepalives are set (a server notices a dead host within
- * COORD_KEEPALIVE_BOUND_S) unless the policy's conninfo sets its own.
+ * redirected.  TCP keepalives are set on both ends (for a TCP coordinator):
+ * the host notices a coordinator it cannot reach within COORD_HOST_BOUND_S
+ * (libpq's keepalives and tcp_user_timeout, unless the policy's conninfo
+ * sets its own) and stops using its lease; the server ends the session of
+ * a host it cannot reach within COORD_SERVER_BOUND_S (the session's own
+ * tcp_keepalives_* and tcp_user_timeout), later, so that a lease is given
+ * up by its host before the server hands it to another.  A process that
+ * dies on a host that lives closes its socket: the server knows at once.
  */
 #ifndef PQSHIM_COORD_H
 #define PQSHIM_COORD_H
@@ -16,9 +22,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* keepalives_idle 5 s + keepalives_count 3 x keepalives_interval 2 s; and
- * tcp_user_timeout 10 s for data not acknowledged. */
-#define COORD_KEEPALIVE_BOUND_S 11
+/* keepalives_idle 2 s + 3 x keepalives_interval 1 s; tcp_user_timeout 5 s */
+#define COORD_HOST_BOUND_S   5
+/* tcp_keepalives_idle 5 s + 3 x tcp_keepalives_interval 2 s; tcp_user_timeout 10 s */
+#define COORD_SERVER_BOUND_S 11
 #define COORD_MAX_HOSTS 64
 
 /* One session in the census: a host's leader. */
