@@ -295,12 +295,13 @@ int coord_want(int on)
 	return 0;
 }
 
-int coord_census(struct coord_host *hosts, int max)
+int coord_census(struct coord_host *hosts, int max, uint64_t *server_ms)
 {
 	char sql[640];
 	snprintf(sql, sizeof sql,
 	         "select l.pid, count(*) filter (where l.objid < %u::oid), "
-	         "bool_or(l.objid = %u::oid), coalesce(max(a.application_name), '') "
+	         "bool_or(l.objid = %u::oid), coalesce(max(a.application_name), ''), "
+	         "(extract(epoch from clock_timestamp()) * 1000)::bigint "
 	         "from pg_locks l left join pg_stat_activity a on a.pid = l.pid "
 	         "where l.locktype = 'advisory' and l.granted and l.objsubid = 2 "
 	         "and l.classid = %u::oid and l.database = (select oid from pg_database "
@@ -317,6 +318,7 @@ int coord_census(struct coord_host *hosts, int max)
 		hosts[i].slots = (uint32_t)strtoul(real.PQgetvalue(r, i, 1), NULL, 10);
 		hosts[i].wants = real.PQgetvalue(r, i, 2)[0] == 't';
 		snprintf(hosts[i].appname, sizeof hosts[i].appname, "%s", real.PQgetvalue(r, i, 3));
+		*server_ms = strtoull(real.PQgetvalue(r, i, 4), NULL, 10);
 	}
 	real.PQclear(r);
 	return n;

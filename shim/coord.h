@@ -59,8 +59,9 @@ int coord_lock_slots(uint32_t max, uint32_t *held, uint32_t *nheld, uint32_t n);
 int coord_unlock_slots(uint32_t *held, uint32_t *nheld, uint32_t n);
 /* Announce (on = 1) or withdraw unmet demand.  0, or -1 lost. */
 int coord_want(int on);
-/* Every host's locks in this class.  Number of hosts, or -1 lost. */
-int coord_census(struct coord_host *hosts, int max);
+/* Every host's locks in this class, and the coordinator's clock (ms; left
+ * alone when no host holds anything).  Number of hosts, or -1 lost. */
+int coord_census(struct coord_host *hosts, int max, uint64_t *server_ms);
 /* Say what this host does, in the session's application_name. */
 int coord_publish(const char *appname);
 

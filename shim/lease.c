@@ -27,8 +27,8 @@
  *  - fair share: water-filling over the hosts in the census (pg_locks): a
  *    host that does not want keeps what it holds, the rest is split evenly
  *    among the hosts that want, the remainder going round every
- *    LEASE_ROTATE_MS (ordered by backend pid), so that no host starves and
- *    each gets the same share over time;
+ *    LEASE_ROTATE_MS of the coordinator's clock (hosts ordered by backend
+ *    pid), so that no host starves and each gets the same share over time;
  *  - give back: a host above its share lowers its semaphore's max first and
  *    unlocks the slots on the coordinator once its count is down to it (a
  *    slot is free on this host before another host can take it); while
@@ -152,7 +152,8 @@ static uint32_t usable(void)
  * below the even split are met, the rest is split evenly among the others,
  * the remainder going round with time.
  */
-static uint32_t fair_share(const struct coord_host *h, int n, int me, uint32_t max)
+static uint32_t fair_share(const struct coord_host *h, int n, int me, uint32_t max,
+                           uint64_t now_ms)
 {
 	int in[COORD_MAX_HOSTS];
 	int left = 0;
@@ -182,7 +183,7 @@ static uint32_t fair_share(const struct coord_host *h, int n, int me, uint32_t m
 	int rank = 0;
 	for (int i = 0; i < me; i++)
 		rank += in[i];
-	uint32_t turn = (uint32_t)((real_ns() / 1000000u / LEASE_ROTATE_MS) % (uint64_t)left);
+	uint32_t turn = (uint32_t)((now_ms / LEASE_ROTATE_MS) % (uint64_t)left);
 	return base + (((uint32_t)rank + (uint32_t)left - turn) % (uint32_t)left < extra);
 }
 
@@ -192,7 +193,10 @@ static void lost(struct seg_lease *L);
 static void rebalance(struct seg_lease *L, uint32_t max, uint32_t demand)
 {
 	struct coord_host h[COORD_MAX_HOSTS];
-	int n = coord_census(h, COORD_MAX_HOSTS);
+	/* The turn is taken on the coordinator's clock: every host agrees on
+	 * it whatever their own clocks say. */
+	uint64_t now_ms = real_ns() / 1000000u;
+	int n = coord_census(h, COORD_MAX_HOSTS, &now_ms);
 	if (n < 0)
 		return lost(L);
 	int self = coord_backend_pid(), me = -1;
@@ -217,7 +221,7 @@ static void rebalance(struct seg_lease *L, uint32_t max, uint32_t demand)
 	}
 	h[me].slots = ld.nheld;       /* our own view is the exact one */
 	h[me].wants = ld.announced;
-	uint32_t share = fair_share(h, n, me, max);
+	uint32_t share = fair_share(h, n, me, max, now_ms);
 	if (share < usable())
 		ld.give_to = share;
 	else if (ld.give_to < ld.nheld && share >= ld.nheld)
