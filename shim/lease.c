@@ -359,7 +359,19 @@ static void lead(struct seg_lease *L)
 				continue;
 			}
 		}
-		if (room_for(max ? max : 1) != 0) {
+		if (max == 0) {
+			/* max_active = 0: no cap at all, nothing to lease */
+			if (ld.nheld && coord_unlock_slots(ld.held, &ld.nheld, ld.nheld) < 0)
+				lost(L);
+			ld.give_to = ld.nheld;
+			L->leased = ld.nheld;
+			cap_set_max(g.capseg, g.cap, SEM_ACTIVE, 0);
+			cap_set_closed(g.capseg, g.cap, SEM_ACTIVE, 0);
+			struct timespec ts = { 0, 50 * 1000000L };
+			nanosleep(&ts, NULL);
+			continue;
+		}
+		if (room_for(max) != 0) {
 			struct timespec ts = { 0, 20 * 1000000L };
 			nanosleep(&ts, NULL);
 			continue;
