@@ -26,7 +26,7 @@
 #define COORD_HOST_BOUND_S   5
 /* tcp_keepalives_idle 5 s + 3 x tcp_keepalives_interval 2 s; tcp_user_timeout 10 s */
 #define COORD_SERVER_BOUND_S 11
-#define COORD_MAX_HOSTS 64
+#define COORD_MAX_HOSTS 64      /* = SHARE_MAX_HOSTS: the census keeps the first 64 */
 
 /* One session in the census: a host's leader. */
 struct coord_host {

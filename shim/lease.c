@@ -50,6 +50,7 @@
 #include "coord.h"
 #include "lease.h"
 #include "log.h"
+#include "share.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -146,47 +147,6 @@ static uint32_t usable(void)
 	return ld.give_to < ld.nheld ? ld.give_to : ld.nheld;
 }
 
-/*
- * This host's fair share, from the census: water-filling.  A host that
- * wants may use any number; one that does not needs what it holds.  Needs
- * below the even split are met, the rest is split evenly among the others,
- * the remainder going round with time.
- */
-static uint32_t fair_share(const struct coord_host *h, int n, int me, uint32_t max,
-                           uint64_t now_ms)
-{
-	int in[COORD_MAX_HOSTS];
-	int left = 0;
-	for (int i = 0; i < n; i++)
-		if ((in[i] = h[i].slots > 0 || h[i].wants || i == me))
-			left++;
-	uint32_t remaining = max;
-	for (int changed = 1; changed && left > 0;) {
-		changed = 0;
-		uint32_t even = remaining / (uint32_t)left;
-		for (int i = 0; i < n; i++) {
-			if (!in[i] || h[i].wants)
-				continue;
-			if (h[i].slots <= even) {
-				if (i == me)
-					return h[i].slots;
-				remaining -= h[i].slots;
-				in[i] = 0;
-				left--;
-				changed = 1;
-			}
-		}
-	}
-	if (left <= 0 || !in[me])
-		return 0;
-	uint32_t base = remaining / (uint32_t)left, extra = remaining % (uint32_t)left;
-	int rank = 0;
-	for (int i = 0; i < me; i++)
-		rank += in[i];
-	uint32_t turn = (uint32_t)((now_ms / LEASE_ROTATE_MS) % (uint64_t)left);
-	return base + (((uint32_t)rank + (uint32_t)left - turn) % (uint32_t)left < extra);
-}
-
 static void lost(struct seg_lease *L);
 
 /* Ask the coordinator who holds what; take or give accordingly. */
@@ -221,7 +181,10 @@ static void rebalance(struct seg_lease *L, uint32_t max, uint32_t demand)
 	}
 	h[me].slots = ld.nheld;       /* our own view is the exact one */
 	h[me].wants = ld.announced;
-	uint32_t share = fair_share(h, n, me, max, now_ms);
+	struct share_host sh[COORD_MAX_HOSTS];
+	for (int i = 0; i < n; i++)
+		sh[i] = (struct share_host){ h[i].slots, h[i].wants };
+	uint32_t share = share_of(sh, n, me, max, now_ms, LEASE_ROTATE_MS);
 	if (share < usable())
 		ld.give_to = share;
 	else if (ld.give_to < ld.nheld && share >= ld.nheld)

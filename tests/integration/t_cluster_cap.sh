@@ -77,6 +77,7 @@ for ((i = 0; i < DUR * 4; i++)); do
 		host_stat h1 "$POL" >"$T/stat.json"
 		nsenter -t "${HOST_PID[h1]}" -m -u -- "$PQSHIM" stat -p "$POL" >"$T/stat.txt"
 		nsenter -t "${HOST_PID[h1]}" -m -u -- "$PQSHIM" stat -p "$POL" --prometheus >"$T/stat.prom"
+		nsenter -t "${HOST_PID[h1]}" -m -u -- "$PQSHIM" top -p "$POL" -n 1 >"$T/stat.top"
 	fi
 done
 note "stat on h1 mid-run: $(jq -c .cluster "$T/stat.json")"
@@ -94,6 +95,8 @@ grep -q "^cluster ok  coordinator host=" "$T/stat.txt" || fail "stat table: no c
 grep -q '^  host h2 ' "$T/stat.txt" || fail "stat table: no line for host h2: $(cat "$T/stat.txt")"
 grep -q '^pqshim_cluster_host_leased{host="h3",' "$T/stat.prom" || fail "prometheus: no lease of h3"
 grep -q '^pqshim_cluster_up 1$' "$T/stat.prom" || fail "prometheus: pqshim_cluster_up"
+grep -q '^cluster ok  coordinator host=' "$T/stat.top" || fail "top: no cluster line: $(cat "$T/stat.top")"
+assert_eq "$(grep -c '^  host h[123] ' "$T/stat.top")" 3 "top: a line per host"
 if grep -l hunter2 "$T"/stat.* "$T"/*.log; then fail "the coordinator's password was shown"; fi
 for i in "${!pids[@]}"; do
 	rc=0
