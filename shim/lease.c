@@ -114,6 +114,7 @@ static struct {
 	uint32_t *held;           /* keys locked on the coordinator */
 	uint32_t nheld, cap;      /* how many, room */
 	uint32_t give_to;         /* lower the lease to this (== nheld: nothing to give) */
+	int give_seen;            /* the count was down to it at the last tick */
 	int announced;            /* WANT held */
 	int others_want;          /* at the last census */
 	int note;                 /* another host notified while we slept */
@@ -206,8 +207,18 @@ static void give_back(struct seg_lease *L)
 	if (keep >= ld.nheld)
 		return;
 	uint64_t w = __atomic_load_n(&g.cap->sems[SEM_ACTIVE].word, __ATOMIC_ACQUIRE);
-	if (sem_count(w) > keep)
+	if (sem_count(w) > keep) {
+		ld.give_seen = 0;
 		return;                  /* not free on this host yet */
+	}
+	/* A fast path that read the old max just before it was lowered may
+	 * still be about to CAS (a few instructions): see the count down to
+	 * the new max on two ticks in a row first. */
+	if (!ld.give_seen) {
+		ld.give_seen = 1;
+		return;
+	}
+	ld.give_seen = 0;
 	uint32_t n = ld.nheld - keep;
 	qsort(ld.held, ld.nheld, sizeof *ld.held, cmp_u32);   /* the highest keys go first */
 	if (coord_unlock_slots(ld.held, &ld.nheld, n) < 0)
