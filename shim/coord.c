@@ -225,23 +225,32 @@ static char *keys_literal(const uint32_t *keys, uint32_t n)
 	return s;
 }
 
+/* Run head + "{k1,k2,...}" + tail (head and tail already formatted). */
+static PGresult *run_keys(const char *head, const uint32_t *keys, uint32_t n, const char *tail)
+{
+	char *lit = keys_literal(keys, n);
+	size_t size = (lit ? strlen(lit) : 0) + strlen(head) + strlen(tail) + 1;
+	char *sql = lit ? malloc(size) : NULL;
+	PGresult *r = NULL;
+	if (sql) {
+		snprintf(sql, size, "%s%s%s", head, lit, tail);
+		r = run(sql, PGRES_TUPLES_OK);
+	}
+	free(lit);
+	free(sql);
+	return r;
+}
+
 int coord_lock_slots(uint32_t max, uint32_t *held, uint32_t *nheld, uint32_t n)
 {
 	if (!conn)
 		return -1;
-	char *lit = keys_literal(held, *nheld);
-	size_t size = (lit ? strlen(lit) : 0) + 256;
-	char *sql = malloc(size);
-	if (!lit || !sql) {
-		free(lit);
-		free(sql);
-		return 0;
-	}
-	snprintf(sql, size, "select k from generate_series(0, %u) k where case when k = any('%s'::int[]) "
-	         "then false else pg_try_advisory_lock(%u, k) end limit %u", max - 1, lit, classid, n);
-	free(lit);
-	PGresult *r = run(sql, PGRES_TUPLES_OK);
-	free(sql);
+	char head[128], tail[128];
+	snprintf(head, sizeof head, "select k from generate_series(0, %u) k where case when k = any('",
+	         max - 1);
+	snprintf(tail, sizeof tail, "'::int[]) then false else pg_try_advisory_lock(%u, k) end limit %u",
+	         classid, n);
+	PGresult *r = run_keys(head, held, *nheld, tail);
 	if (!r)
 		return conn ? 0 : -1;
 	int got = real.PQntuples(r);
@@ -257,21 +266,12 @@ int coord_unlock_slots(uint32_t *held, uint32_t *nheld, uint32_t n)
 		return -1;
 	if (n > *nheld)
 		n = *nheld;
-	char *lit = keys_literal(held + *nheld - n, n);
-	size_t size = (lit ? strlen(lit) : 0) + 256;
-	char *sql = malloc(size);
-	if (!lit || !sql) {
-		free(lit);
-		free(sql);
-		return 0;
-	}
-	snprintf(sql, size, "select count(*) filter (where not pg_advisory_unlock(%u, k)) "
-	         "from unnest('%s'::int[]) k; select pg_notify('pqshim_%u', 'free')",
-	         classid, lit, classid);
-	free(lit);
+	char head[128], tail[128];
+	snprintf(head, sizeof head, "select count(*) filter (where not pg_advisory_unlock(%u, k)) "
+	         "from unnest('", classid);
+	snprintf(tail, sizeof tail, "'::int[]) k; select pg_notify('pqshim_%u', 'free')", classid);
 	/* PQexec returns the last result: the notify's. */
-	PGresult *r = run(sql, PGRES_TUPLES_OK);
-	free(sql);
+	PGresult *r = run_keys(head, held + *nheld - n, n, tail);
 	if (!r)
 		return conn ? 0 : -1;
 	real.PQclear(r);
