@@ -11,7 +11,7 @@
  */
 #include "shim.h"
 #include "coord.h"
-#include "lease.h"
+#include "lease_seg.h"
 #include "log.h"
 
 #include <errno.h>

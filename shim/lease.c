@@ -1,7 +1,7 @@
 /*
  * lease.c - scope = cluster: which process of a host talks to the
  * coordinator, how many of the cluster's slots the host holds, and when it
- * takes more or gives some back (see lease.h for the keys and invariants).
+ * takes more or gives some back (see lease_seg.h for the keys and invariants).
  *
  * The leader.  Every process under a cluster policy runs one small thread
  * that blocks on the segment's robust `leader` mutex; the one that holds it
@@ -86,18 +86,19 @@ static struct seg_lease *lease(void)
 
 static int cluster_scope(void)
 {
-	return g.pol.scope == SCOPE_CLUSTER && g.capseg && g.seg.hdr;
+	/* the segment's semaphores are the ones in force (slots.c) */
+	return g.pol.scope == SCOPE_CLUSTER && g.seg.hdr && hot.cap == &g.seg.hdr->cap;
 }
 
 /* The host's processes may hold n slots (0: none, SEM_CLOSED). */
 static void local_set(uint32_t n)
 {
 	if (n == 0) {
-		cap_set_closed(g.capseg, g.cap, SEM_ACTIVE, 1);
+		cap_set_closed(&g.seg, hot.cap, SEM_ACTIVE, 1);
 		return;
 	}
-	cap_set_max(g.capseg, g.cap, SEM_ACTIVE, n);
-	cap_set_closed(g.capseg, g.cap, SEM_ACTIVE, 0);
+	cap_set_max(&g.seg, hot.cap, SEM_ACTIVE, n);
+	cap_set_closed(&g.seg, hot.cap, SEM_ACTIVE, 0);
 }
 
 static void set_state(struct seg_lease *L, enum lease_state s)
@@ -206,7 +207,7 @@ static void give_back(struct seg_lease *L)
 	uint32_t keep = usable();
 	if (keep >= ld.nheld)
 		return;
-	uint64_t w = __atomic_load_n(&g.cap->sems[SEM_ACTIVE].word, __ATOMIC_ACQUIRE);
+	uint64_t w = __atomic_load_n(&hot.cap->sems[SEM_ACTIVE].word, __ATOMIC_ACQUIRE);
 	if (sem_count(w) > keep) {
 		ld.give_seen = 0;
 		return;                  /* not free on this host yet */
@@ -318,8 +319,6 @@ static void lead(struct seg_lease *L)
 	for (;;) {
 		if (g.disabled || g.pid != getpid())
 			return;              /* the process is exiting */
-		if (clock_ticks() >= __atomic_load_n(&g.next_tick, __ATOMIC_RELAXED))
-			shim_tick();         /* the policy, even in a process that sends nothing */
 		uint32_t max = g.pol.max_active;
 		uint64_t now = mono_ms();
 		if (!coord_connected()) {
@@ -339,8 +338,8 @@ static void lead(struct seg_lease *L)
 				lost(L);
 			ld.give_to = ld.nheld;
 			L->leased = ld.nheld;
-			cap_set_max(g.capseg, g.cap, SEM_ACTIVE, 0);
-			cap_set_closed(g.capseg, g.cap, SEM_ACTIVE, 0);
+			cap_set_max(&g.seg, hot.cap, SEM_ACTIVE, 0);
+			cap_set_closed(&g.seg, hot.cap, SEM_ACTIVE, 0);
 			struct timespec ts = { 0, 50 * 1000000L };
 			nanosleep(&ts, NULL);
 			continue;
@@ -350,7 +349,7 @@ static void lead(struct seg_lease *L)
 			nanosleep(&ts, NULL);
 			continue;
 		}
-		uint64_t w = __atomic_load_n(&g.cap->sems[SEM_ACTIVE].word, __ATOMIC_ACQUIRE);
+		uint64_t w = __atomic_load_n(&hot.cap->sems[SEM_ACTIVE].word, __ATOMIC_ACQUIRE);
 		uint32_t count = sem_count(w), waiting = sem_waiting(w);
 		uint32_t demand = count + waiting < max ? count + waiting : max;
 		if (count > ld.peak)
@@ -413,9 +412,6 @@ static void lead(struct seg_lease *L)
 static void *leader_thread(void *arg)
 {
 	(void)arg;
-	/* Everything this thread does in libpq is the shim's own: libpq's
-	 * calls to its exports pass the wrappers untouched. */
-	t.depth = 1;
 	struct seg_lease *L = lease();
 	for (;;) {
 		int r = pthread_mutex_lock(&L->leader);
@@ -429,7 +425,9 @@ static void *leader_thread(void *arg)
 		struct timespec ts = { 1, 0 };
 		nanosleep(&ts, NULL);
 	}
-	lead(L);
+	/* Everything this thread does in libpq is the shim's own: libpq's
+	 * calls to its exports pass the wrappers untouched. */
+	OWN(lead(L));
 	/* The process is exiting: the mutex goes with the thread. */
 	return NULL;
 }
@@ -490,9 +488,9 @@ void lease_configure(void)
 	/* No live leader: whatever the semaphore says is stale (a dead host's
 	 * lease).  Nothing may run until a leader holds slots. */
 	if (!leader_alive(L)) {
-		if (!__atomic_load_n(&g.cap->sems[SEM_ACTIVE].max, __ATOMIC_RELAXED))
-			cap_set_max(g.capseg, g.cap, SEM_ACTIVE, 1);
-		cap_set_closed(g.capseg, g.cap, SEM_ACTIVE, 1);
+		if (!__atomic_load_n(&hot.cap->sems[SEM_ACTIVE].max, __ATOMIC_RELAXED))
+			cap_set_max(&g.seg, hot.cap, SEM_ACTIVE, 1);
+		cap_set_closed(&g.seg, hot.cap, SEM_ACTIVE, 1);
 	}
 	if (!g.pol.coordinator[0])
 		shim_log(LOG_ERR, "scope = cluster without a coordinator: no slot can be leased");

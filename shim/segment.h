@@ -27,7 +27,7 @@
 #include <sys/types.h>
 
 #include "cap.h"
-#include "lease.h"
+#include "lease_seg.h"
 
 #define SEG_MAGIC        0x3130534d48535150ULL   /* "PQSHMS01" little-endian */
 #define SEG_VERSION      4   /* 3: totals.escaped, escaped_object; 4: lease (scope = cluster) */
@@ -131,7 +131,7 @@ struct seg_header {
 	char policy_error[SEG_ERROR_MAX];
 	struct seg_cap cap;
 	char escaped_object[SEG_PATH_MAX];  /* the last of them (got.c) */
-	struct seg_lease lease;   /* scope = cluster (lease.h) */
+	struct seg_lease lease;   /* scope = cluster (lease_seg.h) */
 };
 
 struct segment {

@@ -11,6 +11,7 @@
  * reports what happened (enum slot_wait); its callers act on it.
  */
 #include "slots.h"
+#include "lease.h"
 #include "log.h"
 
 #include <stdio.h>
@@ -45,7 +46,10 @@ void slots_configure(void)
 		capseg = &g.seg;
 		hot.cap->scope = (uint32_t)g.pol.scope;
 	}
-	cap_set_max(capseg, hot.cap, SEM_ACTIVE, g.pol.max_active);
+	if (g.pol.scope == SCOPE_CLUSTER && capseg)
+		lease_configure();   /* the lease sets SEM_ACTIVE's max */
+	else
+		cap_set_max(capseg, hot.cap, SEM_ACTIVE, g.pol.max_active);
 	cap_set_max(capseg, hot.cap, SEM_CONNECTIONS, g.pol.max_connections);
 }
 
@@ -96,6 +100,8 @@ static enum slot_wait wait_for(struct conn *c, int sem, char *buf, size_t size, 
 {
 	uint8_t scratch = HOLD_NONE, *hold = c ? &c->rec->hold[sem] : &scratch;
 	uint64_t waited = 0;
+	if (sem == SEM_ACTIVE && lease_check(buf, size))
+		return WAIT_REFUSED;     /* scope = cluster, the coordinator unreachable */
 	int nested = thread_busy(c);
 	uint32_t max = __atomic_load_n(&hot.cap->sems[sem].max, __ATOMIC_RELAXED);
 	enum cap_result r = cap_acquire_slow(capseg, hot.cap, sem, hold, (uint32_t)g.proc_idx,

@@ -14,6 +14,7 @@
  */
 #include "startup.h"
 #include "defer.h"
+#include "lease.h"
 #include "log.h"
 #include "readonly.h"
 #include "record.h"
@@ -73,6 +74,7 @@ static void at_fork_child(void)
 	reload_after_fork();
 	slots_after_fork();      /* adopt() clears the inherited holds */
 	defer_after_fork();
+	lease_after_fork();      /* the parent's coordinator session stays the parent's */
 }
 
 static void thread_gone(void *arg)

@@ -11,9 +11,9 @@ cd "$(dirname "$0")/.."
 
 # layer  modules (file names without .c/.h)
 table='
-0 core      policy policy_file policy_text policy_int segment cap procid connmap log clock progname fuzz_policy
+0 core      policy policy_file policy_text policy_int segment cap procid connmap log clock progname fuzz_policy lease_seg share
 1 libpq     real pqint pqerr
-2 services  shim record slots connargs route session readonly switch drain
+2 services  shim record slots connargs route session readonly switch drain lease coord
 3 lifecycle startup track work defer reload
 4 wrappers  wrap_connect wrap_work wrap_dlsym wrap_dlopen got
 '
