@@ -434,18 +434,8 @@ static void *leader_thread(void *arg)
 
 static void start_thread(void)
 {
-	if (__atomic_exchange_n(&started, 1, __ATOMIC_ACQ_REL))
-		return;
-	pthread_attr_t attr;
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	pthread_attr_setstacksize(&attr, 256 * 1024);
-	pthread_t th;
-	if (pthread_create(&th, &attr, leader_thread, NULL) != 0) {
-		__atomic_store_n(&started, 0, __ATOMIC_RELEASE);
+	if (shim_thread_start(&started, leader_thread) != 0)
 		shim_log(LOG_WARNING, "could not start the coordination thread");
-	}
-	pthread_attr_destroy(&attr);
 }
 
 /* The lease's part of the segment, set up once per segment. */

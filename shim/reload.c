@@ -154,20 +154,10 @@ static void *ticker_main(void *arg)
 
 void ticker_start(void)
 {
-	if (__atomic_exchange_n(&ticker, 1, __ATOMIC_ACQ_REL))
-		return;
-	pthread_attr_t attr;
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	pthread_attr_setstacksize(&attr, 256 * 1024);
-	pthread_t th;
 	/* The thread must not count as one of the program's. */
-	if (pthread_create(&th, &attr, ticker_main, NULL) != 0) {
-		__atomic_store_n(&ticker, 0, __ATOMIC_RELAXED);
+	if (shim_thread_start(&ticker, ticker_main) != 0)
 		shim_log(LOG_WARNING, "could not start the drainer thread: idle connections "
 		         "will move at their next use only");
-	}
-	pthread_attr_destroy(&attr);
 }
 
 int ticker_running(void)

@@ -146,6 +146,25 @@ static inline void own_leave_(int *unused) { (void)unused; t.depth--; }
 	int own_mark_ __attribute__((cleanup(own_leave_), unused)) = t.depth++; \
 	call; })
 
+/* Start one of the shim's own threads (detached, a small stack) at most
+ * once per process: *started goes from 0 to 1, and back to 0 if the
+ * thread cannot start (then -1). */
+static inline int shim_thread_start(int *started, void *(*fn)(void *))
+{
+	if (__atomic_exchange_n(started, 1, __ATOMIC_ACQ_REL))
+		return 0;
+	pthread_attr_t attr;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&attr, 256 * 1024);
+	pthread_t th;
+	int r = pthread_create(&th, &attr, fn, NULL);
+	pthread_attr_destroy(&attr);
+	if (r != 0)
+		__atomic_store_n(started, 0, __ATOMIC_RELEASE);
+	return r ? -1 : 0;
+}
+
 /* Every thread's cached look-ups are stale (under g.lock or a switch). */
 static inline void map_epoch_bump(void)
 {

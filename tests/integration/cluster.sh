@@ -10,7 +10,9 @@
 #   host_stat NAME POLICY   pqshim stat --json on host NAME
 #   coord_start DIR         a small PostgreSQL of our own on 127.0.0.1 for
 #                           coordination (sets CPORT); coord_stop, coord_restart
-#   overlap PORT DB TABLE   the most rows of TABLE (t0, t1) overlapping in time
+#   coord_db NAME           a database of that name on the bed's primary for
+#                           coordination (dropped at exit); sets CDB
+#   overlap TABLE           the most rows of TABLE (t0, t1) overlapping in time
 [ "$(id -u)" = 0 ] || fail "the cluster tests simulate hosts with namespaces: run as root"
 command -v unshare >/dev/null && command -v nsenter >/dev/null || fail "unshare/nsenter missing (util-linux)"
 
@@ -65,6 +67,12 @@ coord_stop() {
 coord_sql() { # SQL: one value from the coordinator's database postgres
 	env -u LD_PRELOAD -u PQSHIM_POLICY "$PSQL" -X -A -t -q -v ON_ERROR_STOP=1 -h 127.0.0.1 \
 		-p "$CPORT" -U postgres -d postgres <<<"$1"
+}
+
+coord_db() {
+	CDB=$1
+	sql_primary "create database $CDB" >/dev/null
+	at_exit "sql_primary 'drop database if exists $CDB with (force)' >/dev/null 2>&1"
 }
 
 overlap() { # the largest number of rows of log (t0, t1) that overlap: on the bed's primary

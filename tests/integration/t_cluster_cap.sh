@@ -23,9 +23,7 @@ set -euo pipefail
 
 [ -x "$PQSHIM" ] && [ -f "$PQSHIM_LIB" ] || fail "build first: no $PQSHIM or $PQSHIM_LIB"
 
-CDB=pqt_coord_$$
-sql_primary "create database $CDB" >/dev/null
-at_exit "sql_primary 'drop database if exists $CDB with (force)' >/dev/null 2>&1"
+coord_db pqt_coord_$$
 # (trust auth: the password is never checked, and must never be shown)
 COORD="host=$PQT_SOCKDIR port=$PQT_PRIMARY_PORT dbname=$CDB user=postgres password=hunter2"
 cpolicy() { # NAME MAX

@@ -20,9 +20,7 @@ set -euo pipefail
 
 [ -x "$PQSHIM" ] && [ -f "$PQSHIM_LIB" ] || fail "build first: no $PQSHIM or $PQSHIM_LIB"
 
-CDB=pqt_coordf_$$
-sql_primary "create database $CDB" >/dev/null
-at_exit "sql_primary 'drop database if exists $CDB with (force)' >/dev/null 2>&1"
+coord_db pqt_coordf_$$
 POL=$(policy_new fork "[cap]
 scope = cluster
 coordinator = host=$PQT_SOCKDIR port=$PQT_PRIMARY_PORT dbname=$CDB user=postgres
