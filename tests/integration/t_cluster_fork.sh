@@ -12,6 +12,9 @@
 #    threads' statements, then waits); host h2 starts 4 clients under the
 #    same cap of 4: the coordinator shows h2 holding all 4 slots within 1 s
 #    (the idle slots came back; LEASE_LINGER_MS is 100 ms).
+#  - a busy host: h1 runs 4 clients on all 4 slots (none of its own waits,
+#    so it announces no demand); h2 starts 4 clients: within 1 s it holds
+#    its half.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -124,4 +127,32 @@ echo "linger: h2 held all 4 slots ${took}s after its 4 clients started (h1's idl
 assert_le "$took" 1.0 "seconds until h1's idle lease was h2's"
 assert_eq "$(locks_of h1)" 0 "coordinator: h1's slot locks while h2 wants them all"
 wait "$WANT" || fail "h2's pgbench: $(cat "$T/want.out")"
-echo "ok: fork and exec never keep a dead leader's session; an idle lease goes to the host that wants it"
+kill "$IDLE" 2>/dev/null || true
+wait "$IDLE" 2>/dev/null || true
+
+# ============ a busy host with every slot and no waiter shares with a newcomer
+# h1: 4 clients, 4 slots, all busy, nobody of its own waiting (so it wants
+# nothing more); h2 starts 4 clients: within 1 s it holds its half (2).
+pgb4() { # HOST SECONDS
+	PGAPPNAME=t_cluster_busy_$1 PQSHIM_POLICY=$POL LD_PRELOAD=$PQSHIM_LIB on_host "$1" "$PGBENCH" -n \
+		-h "$PQT_SOCKDIR" -p "$PQT_PRIMARY_PORT" -U postgres -c 4 -j 4 -T "$2" -f "$T/x50.sql" pqt
+}
+(pgb4 h1 5) >"$T/busy1.out" 2>&1 &
+B1=$!
+bg_track "$B1"
+h1_all() { [ "$(locks_of h1)" = 4 ]; }
+wait_until 5 h1_all || fail "h1 never held the 4 slots"
+sleep 0.5
+t_new=$EPOCHREALTIME
+(pgb4 h2 3) >"$T/busy2.out" 2>&1 &
+B2=$!
+bg_track "$B2"
+half() { [ "$(locks_of h2)" -ge 2 ]; }
+wait_until 3 half || fail "h2 never got its half from the busy h1 (h1 $(locks_of h1), h2 $(locks_of h2))"
+took=$(awk -v a="$t_new" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.3f", b - a }')
+echo "busy host: h2 held its half of the slots ${took}s after its clients started (h1 busy with all 4)"
+assert_le "$took" 1.0 "seconds until the newcomer held its half"
+wait "$B1" || fail "h1's pgbench: $(cat "$T/busy1.out")"
+wait "$B2" || fail "h2's pgbench: $(cat "$T/busy2.out")"
+echo "ok: fork and exec never keep a dead leader's session; an idle lease goes to the host that wants it;"
+echo "    a busy host shares with a newcomer"
