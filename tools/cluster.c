@@ -13,6 +13,13 @@
 
 static PGconn *coord;
 static char coord_info[POLICY_STR_MAX];
+static struct cluster_view view;          /* the last one read ... */
+static const struct snapshot *view_of;    /* ... and for which snapshot */
+
+static const struct cluster_view *view_for(const struct snapshot *s)
+{
+	return s == view_of && view.on ? &view : NULL;
+}
 
 /* host, hostaddr, port, dbname, user of a conninfo: never the password. */
 static void describe(const char *conninfo, char *buf, size_t size)
@@ -112,8 +119,10 @@ static void read_hosts(PGconn *c, struct cluster_view *v, uint32_t classid)
 	PQclear(r);
 }
 
-void cluster_read(const struct segment *seg, const struct snapshot *s, struct cluster_view *v)
+void cluster_read(const struct segment *seg, const struct snapshot *s)
 {
+	struct cluster_view *v = &view;
+	view_of = s;
 	memset(v, 0, sizeof *v);
 	const struct snap_policy *p = &s->policy;
 	v->on = seg->hdr && seg->hdr->cap.scope == SCOPE_CLUSTER;
@@ -146,9 +155,10 @@ void cluster_read(const struct segment *seg, const struct snapshot *s, struct cl
 	}
 }
 
-void cluster_json(FILE *out, const struct cluster_view *v)
+void cluster_json(FILE *out, const struct snapshot *s)
 {
-	if (!v->on)
+	const struct cluster_view *v = view_for(s);
+	if (!v)
 		return;
 	const struct seg_lease *L = &v->lease;
 	fputs("  \"cluster\": {\"coordinator\": ", out);
@@ -184,9 +194,10 @@ void cluster_json(FILE *out, const struct cluster_view *v)
 	fputs("},\n", out);
 }
 
-void cluster_table(FILE *out, const struct cluster_view *v)
+void cluster_table(FILE *out, const struct snapshot *s)
 {
-	if (!v->on)
+	const struct cluster_view *v = view_for(s);
+	if (!v)
 		return;
 	const struct seg_lease *L = &v->lease;
 	char coordinator[LEASE_CONNINFO_MAX], host[LEASE_HOST_MAX], err[LEASE_ERROR_MAX];
@@ -216,9 +227,10 @@ void cluster_table(FILE *out, const struct cluster_view *v)
 	}
 }
 
-void cluster_prometheus(FILE *out, const struct cluster_view *v)
+void cluster_prometheus(FILE *out, const struct snapshot *s)
 {
-	if (!v->on)
+	const struct cluster_view *v = view_for(s);
+	if (!v)
 		return;
 	const struct seg_lease *L = &v->lease;
 	fputs("# HELP pqshim_cluster_up 1 while this host holds its lease from the coordinator.\n"

@@ -31,13 +31,15 @@ struct cluster_view {
 	struct cluster_host hosts[CLUSTER_MAX_HOSTS];
 };
 
-/* Fill *v from the segment, the snapshot and the coordinator. */
-void cluster_read(const struct segment *seg, const struct snapshot *s, struct cluster_view *v);
+/* Read the cluster as it stands for snapshot s (this host's lease from the
+ * segment, every host's from the coordinator).  The writers below show it
+ * for that snapshot; for any other (or when the scope is not cluster) they
+ * write nothing. */
+void cluster_read(const struct segment *seg, const struct snapshot *s);
 
-/* The "cluster" member of stat --json (with its trailing comma and newline),
- * nothing when the scope is not cluster. */
-void cluster_json(FILE *out, const struct cluster_view *v);
-void cluster_table(FILE *out, const struct cluster_view *v);
-void cluster_prometheus(FILE *out, const struct cluster_view *v);
+/* The "cluster" member of stat --json (with its trailing comma and newline). */
+void cluster_json(FILE *out, const struct snapshot *s);
+void cluster_table(FILE *out, const struct snapshot *s);
+void cluster_prometheus(FILE *out, const struct snapshot *s);
 
 #endif

@@ -167,7 +167,6 @@ struct view {
 	double dt;                                  /* seconds between them */
 	struct prev_counts *before;                 /* SEG_MAX_CONNS entries */
 	const char *segname;
-	const struct cluster_view *cluster;
 };
 
 static double rate(uint64_t now, uint64_t then, double dt)
@@ -394,7 +393,7 @@ static void render(FILE *out, const struct view *v)
 {
 	header_lines(out, v);
 	cap_lines(out, v);
-	cluster_table(out, v->cluster);
+	cluster_table(out, v->cur);
 	target_lines(out, v->cur);
 	process_lines(out, v);
 }
@@ -534,9 +533,7 @@ static int run_view(struct snap_source *src, const struct top_options *o, int tt
 	for (long frame = 0; !stop_signal; frame++) {
 		struct snapshot *cur = snaps[frame & 1], *prev = snaps[!(frame & 1)];
 		snap_take(src, cur);
-		static struct cluster_view cv;
-		cluster_read(&src->seg, cur, &cv);
-		v.cluster = &cv;
+		cluster_read(&src->seg, cur);
 		v.cur = cur;
 		v.prev = frame ? prev : NULL;
 		v.dt = frame ? (double)(cur->mono_ns - prev->mono_ns) / 1e9 : 0;
