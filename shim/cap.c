@@ -12,6 +12,7 @@
  */
 #include "cap.h"
 #include "segment.h"
+#include "procid.h"
 #include "clock.h"
 
 #include <errno.h>
@@ -126,7 +127,7 @@ enum cap_result cap_acquire_slow(struct segment *seg, struct seg_cap *cap, int s
                                  uint64_t *waited_ns)
 {
 	struct seg_sem *s = &cap->sems[sem];
-	struct seg_proc *p = seg && proc < SEG_MAX_PROCS ? &seg->procs[proc] : NULL;
+	struct seg_proc *p = seg && proc < seg->max_procs ? &seg->procs[proc] : NULL;
 	uint64_t start = cap_now_ns();
 	*waited_ns = 0;
 
@@ -276,12 +277,12 @@ void cap_set_closed(struct segment *seg, struct seg_cap *cap, int sem, int close
 
 static int proc_is_live(struct segment *seg, uint32_t idx, int32_t pid, signed char *cache)
 {
-	if (idx >= SEG_MAX_PROCS)
+	if (idx >= seg->max_procs)
 		return 0;
 	if (cache[idx] == 0) {
 		struct seg_proc *p = &seg->procs[idx];
 		int live = __atomic_load_n(&p->state, __ATOMIC_ACQUIRE) == SLOT_LIVE
-		           && seg_process_alive(p->pid, p->starttime);
+		           && procid_alive(p->pid, p->starttime);
 		cache[idx] = live ? 1 : -1;
 	}
 	return cache[idx] > 0 && seg->procs[idx].pid == pid;
@@ -294,14 +295,14 @@ static int proc_is_live(struct segment *seg, uint32_t idx, int32_t pid, signed c
  */
 static void audit_locked(struct segment *seg, struct seg_cap *cap)
 {
-	static signed char live[SEG_MAX_PROCS];   /* under the lock */
+	static signed char live[SEG_PROCS_LIMIT];   /* under the lock */
 	uint32_t held[CAP_SEMS] = { 0 }, waiting[CAP_SEMS] = { 0 };
 
 	for (int k = 0; k < CAP_SEMS; k++)
 		__atomic_fetch_or(&cap->sems[k].word, SEM_FROZEN, __ATOMIC_SEQ_CST);
-	memset(live, 0, sizeof live);
+	memset(live, 0, seg->max_procs);
 
-	for (int i = 0; i < SEG_MAX_CONNS; i++) {
+	for (uint32_t i = 0; i < seg->max_conns; i++) {
 		struct seg_conn *c = &seg->conns[i];
 		uint32_t st = __atomic_load_n(&c->state, __ATOMIC_ACQUIRE);
 		if (st != SLOT_LIVE && st != SLOT_CLAIMED)

@@ -50,6 +50,7 @@
 #include "coord.h"
 #include "lease.h"
 #include "log.h"
+#include "procid.h"
 #include "share.h"
 
 #include <errno.h>
@@ -304,7 +305,7 @@ static void publish(struct seg_lease *L, uint32_t count, uint32_t waiting)
 static void lead(struct seg_lease *L)
 {
 	L->leader_pid = getpid();
-	L->leader_start = seg_starttime(getpid());
+	L->leader_start = procid_starttime(getpid());
 	L->leaders++;
 	L->classid = lease_classid(g.seg.name);
 	if (gethostname(L->host, sizeof L->host) != 0)
@@ -462,7 +463,7 @@ static int leader_alive(struct seg_lease *L)
 {
 	uint32_t s = __atomic_load_n(&L->state, __ATOMIC_ACQUIRE);
 	return s != LEASE_NONE && L->leader_pid > 0
-	       && seg_process_alive(L->leader_pid, L->leader_start);
+	       && procid_alive(L->leader_pid, L->leader_start);
 }
 
 void lease_configure(void)

@@ -19,6 +19,7 @@
 #define SQLSTATE_TOO_MANY_CONNECTIONS "53300"
 #define SQLSTATE_PREREQUISITE_STATE   "55000"
 #define SQLSTATE_CONNECTION_FAILURE   "08006"
+#define SQLSTATE_SYSTEM_ERROR         "58000"
 
 /* Replace the text PQerrorMessage(conn) returns.  msg has no trailing \n. */
 void pqerr_set_message(PGconn *conn, const char *msg);

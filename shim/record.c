@@ -6,6 +6,7 @@
  * re-registers (startup.c) before it touches any.
  */
 #include "record.h"
+#include "procid.h"
 
 #include <errno.h>   /* program_invocation_short_name */
 #include <sched.h>
@@ -34,7 +35,7 @@ void record_register_process(pid_t parent)
 	struct seg_proc *p = g.proc;
 	p->pid = g.pid;
 	p->ppid = parent ? parent : getppid();
-	p->starttime = seg_starttime(g.pid);
+	p->starttime = procid_starttime(g.pid);
 	p->uid = (uint32_t)geteuid();
 	p->threads = 0;
 	p->connections = 0;

@@ -22,6 +22,7 @@
 #include "readonly.h"
 #include "record.h"
 #include "route.h"
+#include "segwatch.h"
 #include "shim.h"
 #include "slots.h"
 
@@ -126,6 +127,8 @@ void shim_tick(void)
 			                 __ATOMIC_RELAXED);
 		readonly_update();   /* the flag file may come or go at any time */
 	}
+	if (g.pid == getpid())
+		segwatch_check();   /* truncated or replaced under us? */
 	__atomic_store_n(&ticking, 0, __ATOMIC_RELEASE);
 }
 

@@ -16,13 +16,27 @@
  *  - `gen` changes every time a record is claimed: a reader that sees the
  *    same gen before and after copying a LIVE record has a consistent copy.
  *
- * The file lives in /dev/shm as "pqshim.<uid>.<name>", mode 0600; it is
- * created under a temporary name, initialised, then linked into place, so
- * nobody ever maps a half-initialised segment.
+ * Where it lives and who may use it: /dev/shm/pqshim.<uid>.<name>, mode
+ * 0600, for one user; with [shim] group, /dev/shm/pqshim.g<gid>.<name>,
+ * mode 0660, that group, for all its members.  It is created under a
+ * temporary name, given its group and mode, initialised, then linked into
+ * place, so nobody ever maps a half-initialised or wrongly owned segment.
+ * Every attach verifies, on the open file (O_NOFOLLOW, fstat), that it is
+ * a regular file with exactly that owner (or a member of the group), group,
+ * mode, size and layout; anything else (another user's file squatting the
+ * name, a symlink, a FIFO, another version) is refused with a sentence
+ * naming the file and what was found.
+ *
+ * The table sizes come from the policy ([shim] max_processes, max_tracked)
+ * when the segment is created, and from the header afterwards: a process
+ * uses the sizes of the segment it finds (struct segment keeps its own
+ * copy, checked against the file's size, so a header scribbled over later
+ * cannot send anyone out of bounds).
  */
 #ifndef PQSHIM_SEGMENT_H
 #define PQSHIM_SEGMENT_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -30,9 +44,13 @@
 #include "lease_seg.h"
 
 #define SEG_MAGIC        0x3130534d48535150ULL   /* "PQSHMS01" little-endian */
-#define SEG_VERSION      4   /* 3: totals.escaped, escaped_object; 4: lease (scope = cluster) */
-#define SEG_MAX_PROCS    512
-#define SEG_MAX_CONNS    4096
+#define SEG_VERSION      5   /* 3: totals.escaped, escaped_object; 4: lease (scope = cluster);
+                              * 5: sizes from the policy, group segments */
+#define SEG_PROCS_DEFAULT 512    /* [shim] max_processes */
+#define SEG_CONNS_DEFAULT 4096   /* [shim] max_tracked */
+#define SEG_PROCS_LIMIT  65536   /* the largest tables a segment may have */
+#define SEG_CONNS_LIMIT  1048576  /* as the policy allows */
+#define SEG_NAME_MAX     64      /* a segment's name: [A-Za-z0-9._-]{1,64} */
 #define SEG_PROGRAM_MAX  32
 #define SEG_SERVER_MAX   192
 #define SEG_APPNAME_MAX  64
@@ -127,6 +145,10 @@ struct seg_header {
 	uint64_t switch_ns;       /* CLOCK_REALTIME of the last read-only switch */
 	uint64_t drained_ns;      /* ... and when no connection was left on the
 	                           * target it forbade (0: not yet) */
+	uint64_t last_used_ns;    /* CLOCK_REALTIME of the last process or
+	                           * connection claimed or released (atomic) */
+	uint32_t owner_uid;       /* who created it */
+	uint32_t group_gid;       /* [shim] group, or SEG_NO_GROUP */
 	char policy_path[SEG_PATH_MAX];
 	char policy_error[SEG_ERROR_MAX];
 	struct seg_cap cap;
@@ -134,22 +156,74 @@ struct seg_header {
 	struct seg_lease lease;   /* scope = cluster (lease_seg.h) */
 };
 
+#define SEG_NO_GROUP 0xffffffffu
+
 struct segment {
 	struct seg_header *hdr;
 	struct seg_proc *procs;
 	struct seg_conn *conns;
 	size_t size;
-	char name[96];
+	uint32_t max_procs, max_conns;   /* as mapped: the bounds of procs[], conns[] */
+	dev_t dev;                       /* the file mapped */
+	ino_t ino;
+	char name[SEG_NAME_MAX + 1];
+	char path[128];
 };
 
-/* The file a segment name maps to: /dev/shm/pqshim.<uid>.<name>. */
-void seg_path(const char *name, char *buf, size_t size);
+/* What a process asks for: the policy's [shim] keys. */
+struct seg_want {
+	const char *name;                /* [shim] segment (or derived) */
+	const char *group;               /* [shim] group; NULL or "": this user only */
+	uint32_t max_procs, max_conns;   /* [shim] max_processes, max_tracked: for a new one */
+	int create;                      /* create it when missing (the shim; never the tool) */
+};
 
-/* Map (creating if needed, when `create`) the named segment.  0 or -errno. */
-int seg_attach(struct segment *seg, const char *name, int create);
+/* What seg_attach found.  Only SEG_OK and SEG_OTHER_SIZE leave it mapped. */
+enum seg_verdict {
+	SEG_OK = 0,
+	SEG_OTHER_SIZE,    /* mapped, but made with other table sizes (why says) */
+	SEG_MISSING,       /* no such segment (and not asked to create it) */
+	SEG_REFUSED,       /* not one we may trust: owner, group, mode, kind, layout */
+	SEG_FAILED,        /* could not create or map it (why says the error) */
+	SEG_DAMAGED,       /* seg_check: truncated or overwritten under us */
+};
+
+/* Is this a name a segment may have ([A-Za-z0-9._-]{1,64}, not . or ..)? */
+int seg_name_valid(const char *name);
+
+/* The file of a segment: /dev/shm/pqshim.<uid>.<name>, or with a group
+ * (gid != SEG_NO_GROUP) /dev/shm/pqshim.g<gid>.<name>. */
+void seg_path(const char *name, uint32_t gid, char *buf, size_t size);
+
+/* Map the segment `want` names, creating it when missing if want->create,
+ * and verify it.  Anything but SEG_OK leaves a sentence in why (the file,
+ * what was found, what was expected); SEG_OTHER_SIZE is usable as it is. */
+enum seg_verdict seg_attach(struct segment *seg, const struct seg_want *want,
+                            char *why, size_t size);
+/* Map the segment file at `path` (the tool: one it found by name), owned
+ * by this user alone, or by `gid` (SEG_NO_GROUP: this user's). */
+enum seg_verdict seg_attach_path(struct segment *seg, const char *path, uint32_t gid,
+                                 char *why, size_t size);
 void seg_detach(struct segment *seg);
-/* Words for a seg_attach() error. */
-const char *seg_strerror(int err);
+
+/* Is the mapped segment still the file it was, whole?  SEG_OK; SEG_DAMAGED
+ * when it was truncated (its mapping is replaced by private memory first,
+ * so nothing faults) or a fault was caught (seg_guard); SEG_MISSING when
+ * the file was removed or replaced (the mapping stays usable, but
+ * processes started since use another segment).  why says which. */
+enum seg_verdict seg_check(struct segment *seg, char *why, size_t size);
+
+/* Catch SIGBUS inside this segment's mapping (a file truncated under us):
+ * the mapping becomes private zeroed memory whose cap is full (every
+ * semaphore at max 1, count 1: a thread already inside libpq's call
+ * finishes, nobody new is admitted), seg_check reports SEG_DAMAGED,
+ * and on_damage (async-signal-safe!) runs.  Faults elsewhere go to the
+ * program's own handler, or its default action.  One segment per process. */
+void seg_guard(struct segment *seg, void (*on_damage)(void));
+
+/* "segment NAME has no free process record (max_processes = 512): raise
+ * [shim] max_processes; ..." (procs: 1) or the same for max_tracked. */
+void seg_full_message(const struct segment *seg, int procs, char *buf, size_t size);
 
 /* Claim a free record; returns its index or -1 when the table is full. */
 int seg_proc_claim(struct segment *seg);
@@ -167,11 +241,6 @@ int seg_release_pid(struct segment *seg, pid_t pid);
 
 /* Reap the records of processes that are gone.  Returns how many. */
 int seg_reap(struct segment *seg);
-
-/* Is the process pid with that starttime still running? */
-int seg_process_alive(pid_t pid, uint64_t starttime);
-/* Field 22 of /proc/pid/stat, or 0. */
-uint64_t seg_starttime(pid_t pid);
 
 /* Consistent copies for readers (the tool).  0 when the record is LIVE. */
 int seg_proc_read(const struct segment *seg, int idx, struct seg_proc *out);

@@ -89,7 +89,8 @@ enum shim_state { SHIM_UNINIT = 0, SHIM_READY = 1 };
 
 /* The process-wide state every module reads: who we are, the segment, the
  * policy in force, the connections.  Written at start-up and in a fork
- * child (startup.c, record.c) and by a reload (reload.c, `pol` and the
+ * child (startup.c, record.c), when the segment turns out unusable
+ * (segwatch.c: proc, proc_idx) and by a reload (reload.c, `pol` and the
  * policy strings); every other module keeps its own state file-static. */
 struct shim {
 	int disabled;             /* secure-exec or no libpq: pass everything through */

@@ -155,15 +155,18 @@ enum slot_wait slot_wait_active(struct conn *c, int may_defer, char *buf, size_t
 enum slot_wait slot_connect(struct conn *c, char *buf, size_t size)
 {
 	struct seg_sem *s = &hot.cap->sems[SEM_CONNECTIONS];
-	if (!__atomic_load_n(&s->max, __ATOMIC_RELAXED))
-		return WAIT_GRANTED;
-	if (!c || (c->idx < 0 && capseg)) {
+	int capped = __atomic_load_n(&s->max, __ATOMIC_RELAXED) != 0;
+	if ((!c || (c->idx < 0 && capseg)) && (capped || (g.pol.on_error == ONERROR_FAIL_CLOSED
+	    && __atomic_load_n(&hot.cap->sems[SEM_ACTIVE].max, __ATOMIC_RELAXED)))) {
 		/* A shared cap counts holders in the segment: one we cannot
 		 * record there would be invisible to it. */
-		snprintf(buf, size, "pqshim: connection refused: no room to record it in segment %s "
-		         "(max_connections = %u)", g.seg.name, s->max);
+		char why[SEG_ERROR_MAX];
+		seg_full_message(&g.seg, 0, why, sizeof why);
+		snprintf(buf, size, "pqshim: connection refused: %s", why);
 		return WAIT_REFUSED;
 	}
+	if (!capped)
+		return WAIT_GRANTED;
 	if (sem_try_acquire(s, &c->rec->hold[SEM_CONNECTIONS]))
 		return WAIT_GRANTED;
 	return wait_for(c, SEM_CONNECTIONS, buf, size, 0);

@@ -19,6 +19,7 @@
 #include "readonly.h"
 #include "record.h"
 #include "reload.h"
+#include "segwatch.h"
 #include "slots.h"
 
 #include <stdio.h>
@@ -105,10 +106,8 @@ void shim_init(void)
 
 	char name[POLICY_STR_MAX];
 	policy_segment_name(&g.pol, g.policy_path[0] ? g.policy_path : NULL, name, sizeof name);
-	int err = g.disabled ? 0 : seg_attach(&g.seg, name, 1);
-	if (err)
-		shim_log(LOG_WARNING, "segment %s unavailable: %s; tracking in this process only",
-		         name, seg_strerror(err));
+	if (!g.disabled)
+		segwatch_attach(name);
 	if (g.seg.hdr) {
 		seg_reap(&g.seg);
 		/* Records of this very pid are from before an exec(): libpq's
@@ -117,6 +116,8 @@ void shim_init(void)
 		record_publish_policy();
 	}
 	record_register_process(0);
+	if (g.seg.hdr && g.proc_idx < 0)
+		segwatch_table_full();
 	slots_configure();
 	reload_note_file();
 	readonly_update();
@@ -171,6 +172,8 @@ void thread_register(void)
 		if (g.pid != pid) {
 			pid_t parent = g.pid;
 			record_register_process(parent);
+			if (g.seg.hdr && g.proc_idx < 0)
+				segwatch_table_full();
 			connmap_each(&g.map, adopt, NULL);
 		}
 		pthread_mutex_unlock(&g.lock);

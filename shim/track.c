@@ -8,6 +8,7 @@
 #include "record.h"
 #include "reload.h"
 #include "route.h"
+#include "segwatch.h"
 #include "session.h"
 #include "slots.h"
 #include "startup.h"
@@ -28,6 +29,8 @@ static void count_connections(void *value, void *arg)
 /* Why the calling thread may not open another connection, or NULL. */
 static const char *connect_refusal(char *buf, size_t size)
 {
+	if (unlikely(segwatch_connect_refusal(buf, size)))
+		return buf;
 	if (!g.policy_ok) {
 		snprintf(buf, size, "pqshim: connection refused: the policy is unusable: %s "
 		         "(on_error = fail-closed)", g.policy_error);

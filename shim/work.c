@@ -14,6 +14,7 @@
 #include "log.h"
 #include "readonly.h"
 #include "record.h"
+#include "segwatch.h"
 #include "slots.h"
 #include "startup.h"
 #include "switch.h"
@@ -93,6 +94,10 @@ enum verdict work_begin(PGconn *pg, struct conn **cp, int may_defer)
 	*cp = c;
 	if (!c)
 		return WORK_GO;
+	if (unlikely(segwatch_refusal(work_why, sizeof work_why))) {
+		record_refused();
+		return WORK_REFUSED_SEGMENT;
+	}
 	int plain = 1;
 	if (unlikely(c->opener != t.tid)) {
 		if (cross_thread_refused(c))

@@ -191,8 +191,9 @@ int cmd_drain(int argc, char **argv)
 	if (rc >= 0)
 		return rc;
 	struct snap_source src;
-	if (snap_open(&src, o.policy, o.segment, "pqshim drain") != 0)
-		return 1;
+	rc = snap_open(&src, o.policy, o.segment, "pqshim drain");
+	if (rc != 0)
+		return rc;
 	struct snapshot *s = snap_new();
 	if (!s) {
 		snap_close(&src);
@@ -211,7 +212,7 @@ int cmd_drain(int argc, char **argv)
 		                    : 2 * 60 * 1000;
 		rc = drain(&src, s, timeout_ms, s->policy.read_only);
 	}
-	free(s);
+	snap_free(s);
 	snap_close(&src);
 	return rc;
 }

@@ -472,8 +472,9 @@ int cmd_stat(int argc, char **argv)
 		}
 	}
 	struct snap_source src;
-	if (snap_open(&src, policy, segment, "pqshim stat") != 0)
-		return 1;
+	int rc = snap_open(&src, policy, segment, "pqshim stat");
+	if (rc != 0)
+		return rc;
 	struct snapshot *s = snap_new();
 	if (!s) {
 		snap_close(&src);
@@ -490,7 +491,7 @@ int cmd_stat(int argc, char **argv)
 		print_prometheus(stdout, s);
 	else
 		print_table(stdout, s, src.segname);
-	free(s);
+	snap_free(s);
 	snap_close(&src);
 	return fflush(stdout) == 0 ? 0 : 1;
 }

@@ -165,7 +165,7 @@ struct row {
 struct view {
 	const struct snapshot *cur, *prev;          /* prev NULL on the first frame */
 	double dt;                                  /* seconds between them */
-	struct prev_counts *before;                 /* SEG_MAX_CONNS entries */
+	struct prev_counts *before;                 /* one per connection record */
 	const char *segname;
 };
 
@@ -174,9 +174,9 @@ static double rate(uint64_t now, uint64_t then, double dt)
 	return now > then && dt > 0 ? (double)(now - then) / dt : 0;
 }
 
-static void remember_counts(const struct snapshot *s, struct prev_counts *before)
+static void remember_counts(const struct snapshot *s, struct prev_counts *before, uint32_t n)
 {
-	memset(before, 0, SEG_MAX_CONNS * sizeof *before);
+	memset(before, 0, n * sizeof *before);
 	for (int i = 0; i < s->nconns; i++) {
 		const struct snap_conn *c = &s->conns[i];
 		before[c->idx] = (struct prev_counts){ c->r.gen, 1, c->r.queries, c->r.xacts };
@@ -522,7 +522,7 @@ static int parse_options(int argc, char **argv, struct top_options *o)
 static int run_view(struct snap_source *src, const struct top_options *o, int tty, int keys)
 {
 	struct snapshot *snaps[2] = { snap_new(), snap_new() };
-	struct prev_counts *before = calloc(SEG_MAX_CONNS, sizeof *before);
+	struct prev_counts *before = calloc(src->seg.max_conns, sizeof *before);
 	int rc = 0;
 	if (!snaps[0] || !snaps[1] || !before) {
 		fputs("pqshim top: out of memory\n", stderr);
@@ -551,15 +551,15 @@ static int run_view(struct snap_source *src, const struct top_options *o, int tt
 		else
 			print_plain(text, len, frame == 0);
 		free(text);
-		remember_counts(cur, before);
+		remember_counts(cur, before, src->seg.max_conns);
 		if (o->iterations && frame + 1 >= o->iterations)
 			break;
 		if (wait_or_key((long)(o->interval * 1000), keys))
 			break;
 	}
 out:
-	free(snaps[0]);
-	free(snaps[1]);
+	snap_free(snaps[0]);
+	snap_free(snaps[1]);
 	free(before);
 	return rc;
 }
@@ -571,8 +571,9 @@ int cmd_top(int argc, char **argv)
 	if (rc >= 0)
 		return rc;
 	struct snap_source src;
-	if (snap_open(&src, o.policy, o.segment, "pqshim top") != 0)
-		return 1;
+	rc = snap_open(&src, o.policy, o.segment, "pqshim top");
+	if (rc != 0)
+		return rc;
 	int tty = isatty(STDOUT_FILENO);
 	int keys = tty && isatty(STDIN_FILENO);
 	catch_signals();

@@ -13,9 +13,7 @@ int cmd_stat(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 
-/* The segment a command reads: -p POLICY, -s SEGMENT, $PQSHIM_POLICY, or
- * "default".  Fills `name`; `policy_path` is "" when no policy was named. */
-void target_segment(const char *policy, const char *segment,
-                    char *name, size_t size, char *policy_path, size_t psize);
+int cmd_ls(int argc, char **argv);
+int cmd_rm(int argc, char **argv);
 
 #endif

@@ -21,42 +21,13 @@ static const char usage[] =
 	"  drain [-p POLICY|-s SEGMENT] [--timeout 2m]\n"
 	"                                          wait until no connection is left on a target\n"
 	"                                          the policy forbids (exit 0; 1 on timeout)\n"
+	"  ls                                      the segments of this user and of its groups\n"
+	"  rm SEGMENT                              remove a segment no live process uses\n"
 	"  demo                                    the main job: a primary, a replica, 14 clients\n"
 	"                                          under a cap of 3, read-only on and off\n"
 	"\n"
 	"Without -p or -s, commands use $PQSHIM_POLICY, else the segment \"default\".\n"
 	"`pqshim COMMAND --help` describes each command.\n";
-
-void target_segment(const char *policy, const char *segment,
-                    char *name, size_t size, char *policy_path, size_t psize)
-{
-	policy_path[0] = '\0';
-	if (segment) {
-		snprintf(name, size, "%s", segment);
-		return;
-	}
-	if (!policy)
-		policy = getenv("PQSHIM_POLICY");
-	if (!policy || !*policy) {
-		snprintf(name, size, "default");
-		return;
-	}
-	/* The shim names its segment after the path it was given, made
-	 * absolute by `pqshim run`; do the same here. */
-	char abs[PATH_MAX];
-	if (!realpath(policy, abs))
-		snprintf(abs, sizeof abs, "%s", policy);
-	snprintf(policy_path, psize, "%s", abs);
-	struct policy p;
-	struct policy_errors errs;
-	if (policy_load(abs, &p, &errs) != 0) {
-		/* Broken now, but the programs keep the segment of the last good
-		 * version: find its [shim] segment line if it is still there. */
-		policy_defaults(&p);
-		policy_recover_segment(abs, p.segment, sizeof p.segment);
-	}
-	policy_segment_name(&p, abs, name, size);
-}
 
 int main(int argc, char **argv)
 {
@@ -75,6 +46,10 @@ int main(int argc, char **argv)
 		return cmd_top(argc - 1, argv + 1);
 	if (!strcmp(cmd, "drain"))
 		return cmd_drain(argc - 1, argv + 1);
+	if (!strcmp(cmd, "ls"))
+		return cmd_ls(argc - 1, argv + 1);
+	if (!strcmp(cmd, "rm"))
+		return cmd_rm(argc - 1, argv + 1);
 	if (!strcmp(cmd, "demo"))
 		return cmd_demo(argc - 1, argv + 1);
 	fprintf(stderr, "pqshim: unknown command \"%s\"\n\n%s", cmd, usage);

@@ -8,17 +8,22 @@
  *
  * Invariants:
  *  - nothing here writes to the segment except seg_reap() (which only
- *    takes dead processes' records) and the creation of a missing segment;
+ *    takes dead processes' records); nothing here ever creates one;
  *  - a record is in a snapshot only if it was LIVE with the same generation
  *    before and after the copy (seg_*_read), so no record is ever torn.
  */
 #include "snapshot.h"
 
+#include "procid.h"
+
+#include <dirent.h>
+#include <limits.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 static const char *const state_words[] = { "connecting", "idle", "active", "in_transaction", "waiting" };
 static const char *const status_words[] = { "connecting", "ok", "bad" };
@@ -68,22 +73,242 @@ static uint64_t clock_now(clockid_t id)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* ---- opening ----------------------------------------------------------- */
+/* ---- finding and opening ------------------------------------------------ */
+
+/* The groups this process is in (effective first). */
+static int my_groups(gid_t *out, int max)
+{
+	int n = 0;
+	out[n++] = getegid();
+	gid_t list[256];
+	int m = getgroups(256, list);
+	for (int i = 0; i < m && n < max; i++) {
+		int dup = 0;
+		for (int j = 0; j < n; j++)
+			dup |= out[j] == list[i];
+		if (!dup)
+			out[n++] = list[i];
+	}
+	return n;
+}
+
+/* A temporary file of seg_create: "<name>.tmp.<pid>.<hex>". */
+static int is_temporary(const char *name)
+{
+	const char *t = strstr(name, ".tmp.");
+	return t && strspn(t + 5, "0123456789.abcdef") == strlen(t + 5);
+}
+
+/* "pqshim.<uid>.<name>" of this user, or "pqshim.g<gid>.<name>" of one of
+ * its groups: fill *f and return 1. */
+static int visible(const char *entry, const gid_t *groups, int ngroups, struct snap_found *f)
+{
+	unsigned long id;
+	char *end;
+	int group = 0;
+	if (strncmp(entry, "pqshim.", 7) != 0)
+		return 0;
+	const char *p = entry + 7;
+	if (*p == 'g') {
+		group = 1;
+		p++;
+	}
+	if (*p < '0' || *p > '9')
+		return 0;
+	id = strtoul(p, &end, 10);
+	if (*end != '.' || !seg_name_valid(end + 1) || is_temporary(end + 1))
+		return 0;
+	if (!group && id != (unsigned long)geteuid())
+		return 0;
+	if (group) {
+		int mine = 0;
+		for (int i = 0; i < ngroups; i++)
+			mine |= (unsigned long)groups[i] == id;
+		if (!mine)
+			return 0;
+	}
+	if (snprintf(f->path, sizeof f->path, "/dev/shm/%s", entry) >= (int)sizeof f->path)
+		return 0;
+	snprintf(f->name, sizeof f->name, "%s", end + 1);
+	f->gid = group ? (uint32_t)id : SEG_NO_GROUP;
+	return 1;
+}
+
+int snap_list(struct snap_found *out, int max)
+{
+	gid_t groups[258];
+	int ngroups = my_groups(groups, 258), n = 0;
+	DIR *d = opendir("/dev/shm");
+	if (!d)
+		return 0;
+	struct dirent *e;
+	struct snap_found f;
+	while ((e = readdir(d)))
+		if (visible(e->d_name, groups, ngroups, &f)) {
+			if (n < max)
+				out[n] = f;
+			n++;
+		}
+	closedir(d);
+	return n;
+}
+
+int snap_find(const char *name, struct snap_found *out)
+{
+	gid_t groups[258];
+	int ngroups = my_groups(groups, 258);
+	struct stat st;
+	for (int i = -1; i < ngroups; i++) {
+		uint32_t gid = i < 0 ? SEG_NO_GROUP : (uint32_t)groups[i];
+		seg_path(name, gid, out->path, sizeof out->path);
+		if (lstat(out->path, &st) == 0) {
+			snprintf(out->name, sizeof out->name, "%s", name);
+			out->gid = gid;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+/* "a, b (group app), c" or "none". */
+static void list_names(char *buf, size_t size)
+{
+	struct snap_found found[64];
+	int n = snap_list(found, 64);
+	size_t o = 0;
+	buf[0] = '\0';
+	for (int i = 0; i < n && i < 64 && o + 1 < size; i++) {
+		char grp[32] = "";
+		if (found[i].gid != SEG_NO_GROUP)
+			snprintf(grp, sizeof grp, " (gid %u)", found[i].gid);
+		int w = snprintf(buf + o, size - o, "%s%s%s", i ? ", " : "", found[i].name, grp);
+		o += w > 0 ? (size_t)w : 0;
+	}
+	if (n > 64 && o + 1 < size)
+		snprintf(buf + o, size - o, ", and %d more", n - 64);
+	if (n == 0)
+		snprintf(buf, size, "none");
+}
+
+static int same_file_name(const char *a, const char *b)
+{
+	if (!a[0] || !b[0])
+		return 0;
+	if (!strcmp(a, b))
+		return 1;
+	char ra[PATH_MAX], rb[PATH_MAX];
+	return realpath(a, ra) && realpath(b, rb) && !strcmp(ra, rb);
+}
+
+/* Live process records of a segment (dead ones do not count). */
+static int live_processes(const struct segment *seg)
+{
+	int n = 0;
+	struct seg_proc p;
+	for (uint32_t i = 0; i < seg->max_procs; i++)
+		if (seg_proc_read(seg, (int)i, &p) == 0 && procid_alive(p.pid, p.starttime))
+			n++;
+	return n;
+}
+
+/* The visible segment whose programs run under `policy` (the path they
+ * published), preferring one with live processes, then the last used. */
+static int find_by_policy(const char *policy, struct snap_found *out)
+{
+	struct snap_found found[256];
+	int n = snap_list(found, 256), best = -1, best_live = -1;
+	uint64_t best_used = 0;
+	char why[SEG_ERROR_MAX];
+	for (int i = 0; i < n && i < 256; i++) {
+		struct segment seg;
+		if (seg_attach_path(&seg, found[i].path, found[i].gid, why, sizeof why) != SEG_OK)
+			continue;
+		char path[SEG_PATH_MAX];
+		memcpy(path, seg.hdr->policy_path, sizeof path);
+		path[sizeof path - 1] = '\0';
+		if (same_file_name(path, policy)) {
+			int live = live_processes(&seg);
+			uint64_t used = __atomic_load_n(&seg.hdr->last_used_ns, __ATOMIC_RELAXED);
+			if (live > best_live || (live == best_live && used > best_used)) {
+				best = i;
+				best_live = live;
+				best_used = used;
+			}
+		}
+		seg_detach(&seg);
+	}
+	if (best < 0)
+		return -1;
+	*out = found[best];
+	return 0;
+}
+
+/* The segment name the policy file itself gives (also when it is broken:
+ * its `segment =` line, if any). */
+static void name_from_policy(const char *abs, char *name, size_t size)
+{
+	struct policy p;
+	struct policy_errors errs;
+	if (policy_load(abs, &p, &errs) != 0) {
+		policy_defaults(&p);
+		policy_recover_segment(abs, p.segment, sizeof p.segment);
+	}
+	policy_segment_name(&p, abs, name, size);
+}
 
 int snap_open(struct snap_source *src, const char *policy, const char *segment,
               const char *who)
 {
+	struct snap_found f;
+	char why[SEG_ERROR_MAX], names[1024];
+
 	memset(src, 0, sizeof *src);
-	target_segment(policy, segment, src->segname, sizeof src->segname,
-	               src->policy_path, sizeof src->policy_path);
-	int err = seg_attach(&src->seg, src->segname, 1);
-	if (err) {
-		char path[320];
-		seg_path(src->segname, path, sizeof path);
-		fprintf(stderr, "%s: cannot map segment %s (%s): %s\n", who, src->segname,
-		        path, seg_strerror(err));
-		return -1;
+	if (segment) {
+		if (!seg_name_valid(segment)) {
+			fprintf(stderr, "%s: bad segment name \"%s\": a name is 1 to %d letters, digits, "
+			        "'.', '_' or '-' (not a path)\n", who, segment, SEG_NAME_MAX);
+			return 2;
+		}
+		snprintf(src->segname, sizeof src->segname, "%s", segment);
+	} else {
+		if (!policy)
+			policy = getenv("PQSHIM_POLICY");
+		if (policy && !*policy) {
+			fprintf(stderr, "%s: empty policy path\n", who);
+			return 2;
+		}
+		if (!policy) {
+			snprintf(src->segname, sizeof src->segname, "default");
+		} else {
+			/* The shim records the path it was given, made absolute by
+			 * `pqshim run`: compare with that. */
+			char abs[PATH_MAX];
+			if (!realpath(policy, abs))
+				snprintf(abs, sizeof abs, "%s", policy);
+			if (snprintf(src->policy_path, sizeof src->policy_path, "%s", abs)
+			    >= (int)sizeof src->policy_path) {
+				fprintf(stderr, "%s: policy path too long: %s\n", who, abs);
+				return 2;
+			}
+			if (find_by_policy(abs, &f) == 0 || find_by_policy(policy, &f) == 0)
+				snprintf(src->segname, sizeof src->segname, "%s", f.name);
+			else
+				name_from_policy(abs, src->segname, sizeof src->segname);
+		}
 	}
+	if (snap_find(src->segname, &f) != 0) {
+		list_names(names, sizeof names);
+		fprintf(stderr, "%s: no segment %s%s%s (none created: only programs under the "
+		        "shim create one); segments of this user and its groups: %s\n", who,
+		        src->segname, src->policy_path[0] ? " for policy " : "", src->policy_path,
+		        names);
+		return 1;
+	}
+	if (seg_attach_path(&src->seg, f.path, f.gid, why, sizeof why) != SEG_OK) {
+		fprintf(stderr, "%s: %s\n", who, why);
+		return 1;
+	}
+	src->gid = f.gid;
 	return 0;
 }
 
@@ -95,6 +320,15 @@ void snap_close(struct snap_source *src)
 struct snapshot *snap_new(void)
 {
 	return calloc(1, sizeof(struct snapshot));
+}
+
+void snap_free(struct snapshot *s)
+{
+	if (!s)
+		return;
+	free(s->procs);
+	free(s->conns);
+	free(s);
 }
 
 int snap_option(int argc, char **argv, int *i, const char **policy,
@@ -283,17 +517,17 @@ static int by_pid_tid_opened(const void *a, const void *b)
 static void read_records(const struct segment *seg, struct snapshot *s)
 {
 	s->nprocs = s->nconns = 0;
-	for (int i = 0; i < SEG_MAX_PROCS; i++)
-		if (seg_proc_read(seg, i, &s->procs[s->nprocs]) == 0)
+	for (uint32_t i = 0; i < seg->max_procs && i < s->max_procs; i++)
+		if (seg_proc_read(seg, (int)i, &s->procs[s->nprocs]) == 0)
 			s->nprocs++;
-	for (int i = 0; i < SEG_MAX_CONNS; i++) {
+	for (uint32_t i = 0; i < seg->max_conns && i < s->max_conns; i++) {
 		struct snap_conn *c = &s->conns[s->nconns];
-		if (seg_conn_read(seg, i, &c->r) != 0)
+		if (seg_conn_read(seg, (int)i, &c->r) != 0)
 			continue;
 		c->r.server[sizeof c->r.server - 1] = '\0';
 		c->r.appname[sizeof c->r.appname - 1] = '\0';
 		c->r.cstate = snap_conn_state(&c->r);
-		c->idx = i;
+		c->idx = (int)i;
 		c->last_used_ns = seg_ticks_to_ns(seg->hdr, c->r.last_used);
 		s->nconns++;
 	}
@@ -331,6 +565,18 @@ void snap_take(struct snap_source *src, struct snapshot *s)
 	const struct seg_header *h = src->seg.hdr;
 
 	seg_reap(&src->seg);
+	if (s->max_procs != src->seg.max_procs || s->max_conns != src->seg.max_conns) {
+		struct seg_proc *p = realloc(s->procs, src->seg.max_procs * sizeof *p);
+		struct snap_conn *c = realloc(s->conns, src->seg.max_conns * sizeof *c);
+		if (p)
+			s->procs = p;
+		if (c)
+			s->conns = c;
+		s->max_procs = p ? src->seg.max_procs : 0;
+		s->max_conns = c ? src->seg.max_conns : 0;
+		if (!p || !c)
+			s->max_procs = s->max_conns = 0;   /* out of memory: show none */
+	}
 	s->taken_ns = clock_now(CLOCK_REALTIME);
 	s->mono_ns = clock_now(CLOCK_MONOTONIC);
 	s->version = h->version;
@@ -396,17 +642,59 @@ void snap_printable(char *dst, size_t size, const char *src)
 	dst[n] = '\0';
 }
 
-void snap_json_string(FILE *out, const char *s)
+/* Length of the well-formed UTF-8 sequence at s (RFC 3629, Unicode's
+ * table 3-7), or 0 if the byte at s does not start one. */
+static int utf8_sequence(const unsigned char *s)
 {
+	unsigned char c = s[0];
+	if (c < 0x80)
+		return 1;
+	int n;
+	unsigned char lo = 0x80, hi = 0xbf;
+	if (c >= 0xc2 && c <= 0xdf)
+		n = 2;
+	else if (c >= 0xe0 && c <= 0xef) {
+		n = 3;
+		if (c == 0xe0)
+			lo = 0xa0;          /* no overlong forms */
+		else if (c == 0xed)
+			hi = 0x9f;          /* no surrogates */
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		n = 4;
+		if (c == 0xf0)
+			lo = 0x90;
+		else if (c == 0xf4)
+			hi = 0x8f;          /* nothing past U+10FFFF */
+	} else
+		return 0;
+	if (s[1] < lo || s[1] > hi)
+		return 0;
+	for (int i = 2; i < n; i++)
+		if (s[i] < 0x80 || s[i] > 0xbf)
+			return 0;
+	return n;
+}
+
+void snap_json_string(FILE *out, const char *str)
+{
+	const unsigned char *s = (const unsigned char *)str;
 	fputc('"', out);
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-		if (ch == '"' || ch == '\\')
+	while (*s) {
+		unsigned char ch = *s;
+		int n = utf8_sequence(s);
+		if (n == 0) {
+			fputs("\\ufffd", out);
+			s++;
+		} else if (ch == '"' || ch == '\\') {
 			fprintf(out, "\\%c", ch);
-		else if (ch < 0x20 || ch == 0x7f)
+			s++;
+		} else if (ch < 0x20 || ch == 0x7f) {
 			fprintf(out, "\\u%04x", ch);
-		else
-			fputc(ch, out);
+			s++;
+		} else {
+			fwrite(s, 1, (size_t)n, out);
+			s += n;
+		}
 	}
 	fputc('"', out);
 }

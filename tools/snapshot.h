@@ -23,6 +23,14 @@ struct snap_source {
 	struct segment seg;
 	char segname[POLICY_STR_MAX];
 	char policy_path[POLICY_STR_MAX];   /* "" when none was named */
+	uint32_t gid;                       /* the segment's group, or SEG_NO_GROUP */
+};
+
+/* A segment file this user may see: its own, or one of its groups'. */
+struct snap_found {
+	char path[128];
+	char name[SEG_NAME_MAX + 1];
+	uint32_t gid;                       /* SEG_NO_GROUP: this user's own */
 };
 
 /* One semaphore of the cap, as read. */
@@ -75,23 +83,37 @@ struct snapshot {
 	struct snap_cap cap;
 	struct seg_totals totals;           /* folded totals + live connections */
 	int nprocs, nconns, nwaiters;
-	struct seg_proc procs[SEG_MAX_PROCS];      /* sorted by pid */
-	struct snap_conn conns[SEG_MAX_CONNS];     /* sorted by pid, tid, opened */
+	struct seg_proc *procs;             /* sorted by pid (the segment's size) */
+	struct snap_conn *conns;            /* sorted by pid, tid, opened */
+	uint32_t max_procs, max_conns;      /* what procs and conns have room for */
 	struct snap_waiter waiters[SEG_MAX_WAITERS];
 };
 
 /*
- * Map the segment that -p POLICY / -s SEGMENT (either may be NULL) name,
- * creating it if absent: an empty segment is a true answer.  On failure
- * print why, prefixed with `who` ("pqshim stat"), and return -1.
+ * Map the segment that -p POLICY / -s SEGMENT (either may be NULL; then
+ * $PQSHIM_POLICY, else "default") name.  Never creates one.  -s NAME is
+ * this user's segment NAME, else one of its groups'.  -p POLICY is the
+ * segment whose processes last published that policy's path (found among
+ * the segments this user can see, so a broken policy file still finds its
+ * programs), else the one the file names.  Returns 0, or prints why
+ * (prefixed with `who`, "pqshim stat") and returns the exit code: 1 for a
+ * segment that is missing (the message lists those that exist) or refused,
+ * 2 for a name no segment can have.
  */
 int snap_open(struct snap_source *src, const char *policy, const char *segment,
               const char *who);
 void snap_close(struct snap_source *src);
 
-/* Reap dead processes, then fill *s.  s is large: allocate it (snap_new). */
+/* The segments this user can see, in /dev/shm order; at most max.  Their
+ * count (which may exceed max). */
+int snap_list(struct snap_found *out, int max);
+/* Find segment `name`: this user's, else its groups'.  0, or -1 (none). */
+int snap_find(const char *name, struct snap_found *out);
+
+/* Reap dead processes, then fill *s (arrays sized to the segment). */
 void snap_take(struct snap_source *src, struct snapshot *s);
 struct snapshot *snap_new(void);
+void snap_free(struct snapshot *s);
 
 /* Parse "-p POLICY" or "-s SEGMENT" at argv[*i]; 1 if taken (and *i moved). */
 int snap_option(int argc, char **argv, int *i, const char **policy,
@@ -126,7 +148,10 @@ void snap_format_bar(char *buf, size_t size, uint32_t used, uint32_t max, unsign
  * and servers come from other processes and must not drive a terminal. */
 void snap_printable(char *dst, size_t size, const char *src);
 
-/* JSON string with escapes. */
+/* A JSON string, always valid UTF-8: '"', '\\' and controls escaped, a
+ * byte that is not part of a well-formed UTF-8 sequence (stray
+ * continuation, overlong form, surrogate, beyond U+10FFFF, cut short)
+ * written as \ufffd, U+FFFD REPLACEMENT CHARACTER. */
 void snap_json_string(FILE *out, const char *s);
 
 #endif

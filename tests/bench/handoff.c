@@ -76,11 +76,15 @@ int main(int argc, char **argv)
 	/* A fresh segment: the two sides hold slots without connection
 	 * records, so an audit (after reaping a dead process left in an old
 	 * segment of the same name) would not see them. */
-	seg_path(name, seg_file, sizeof seg_file);
+	seg_path(name, SEG_NO_GROUP, seg_file, sizeof seg_file);
 	unlink(seg_file);
 	struct segment seg;
-	if (seg_attach(&seg, name, 1) != 0)
+	struct seg_want ask = { name, NULL, 0, 0, 1 };
+	char why[SEG_ERROR_MAX];
+	if (seg_attach(&seg, &ask, why, sizeof why) != SEG_OK) {
+		fprintf(stderr, "handoff: %s\n", why);
 		return 1;
+	}
 	atexit(remove_segment);          /* on failure too, from either side */
 	cap_set_max(&seg, &seg.hdr->cap, SEM_ACTIVE, 1);
 	uint8_t hold = HOLD_NONE;
