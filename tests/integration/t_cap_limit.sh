@@ -28,6 +28,7 @@ POL=$(policy_new limit "[cap]
 max_active = $CAP
 wait_timeout = 20s
 ")
+LD_PRELOAD=$PQSHIM_LIB PQSHIM_POLICY="$POL" /usr/lib/postgresql/15/bin/pg_isready -q # the shim makes the segment: the tool never does
 printf 'select pg_sleep(0.01);\n' >"$T/sleep.sql"
 printf 'begin;\nselect pg_sleep(0.01);\ncommit;\n' >"$T/xact.sql"
 

@@ -65,12 +65,17 @@ assert_match "$out" '42' "fail-open: the program works"
 assert_match "$out" 'nothing enforced until it is fixed \(on_error = fail-open\)' "fail-open: the shim says so"
 assert_match "$(jqp "$OPEN" .policy.error)" 'open.ini:5: bad value' "fail-open: stat shows the error"
 
-# 4. A segment file others can read is not used; the program still works.
+# 4. A segment file others can read is not used: under fail-closed (the
+# default) the program is refused, told why (t_seg_group.sh has the rest).
 POL=$(policy_new perm)
 seg=$(sed -n 's/^segment = //p' "$POL")
 path=/dev/shm/pqshim.$(id -u).$seg
-stat_json "$POL" >/dev/null          # creates it
+LD_PRELOAD=$PQSHIM_LIB PQSHIM_POLICY="$POL" /usr/lib/postgresql/15/bin/pg_isready -q # the shim makes it
 chmod 0644 "$path"
+set +e
 out=$("$PQSHIM" run -p "$POL" -- "$PSQL" -X -At -c 'select 42' 2>&1)
-assert_match "$out" 'segment .* unavailable: not a private file' "the shim says why it does not track"
-assert_match "$out" '42' "the program works anyway"
+rc=$?
+set -e
+assert_eq "$rc" 2 "the program cannot connect"
+assert_match "$out" "pqshim: connection refused: segment $path refused: .*mode 0644, a regular file; expected .* mode 0600" \
+	"the shim says why"

@@ -27,6 +27,7 @@ replica = host=$PQT_SOCKDIR port=$PQT_REPLICA_PORT
 drain_timeout = 3s
 "
 POL=$(policy_new drain "$RO")
+LD_PRELOAD=$PQSHIM_LIB PQSHIM_POLICY="$POL" /usr/lib/postgresql/15/bin/pg_isready -q # the shim makes the segment: the tool never does
 SEG=$(sed -n 's/^segment = //p' "$POL")
 
 # --- arguments
@@ -51,6 +52,7 @@ done
 BAD=$T/bad.ini
 printf '[read_only]\nenabled = perhaps\n' >"$BAD"
 chmod 600 "$BAD"
+LD_PRELOAD=$PQSHIM_LIB PQSHIM_POLICY="$BAD" /usr/lib/postgresql/15/bin/pg_isready -q # the shim makes the segment: the tool never does
 BADSEG=$("$PQSHIM" stat -p "$BAD" --json | jq -r .segment.name)
 assert_match "$BADSEG" '^p-bad-[0-9a-f]{8}$' "the segment name derived from bad.ini"
 at_exit "rm -f /dev/shm/pqshim.$(id -u).$BADSEG"
@@ -88,6 +90,7 @@ cat >"$T/holdout.c" <<'EOF'
  * with TARGET (direct|primary|replica) in SEGMENT as the shim would, say
  * READY, hold them SECONDS (0: until SIGTERM), release them, exit. */
 #include "segment.h"
+#include "procid.h"
 #include "clock.h"
 
 #include <signal.h>
@@ -103,7 +106,9 @@ static void on_term(int sig) { (void)sig; stop = 1; }
 int main(int argc, char **argv)
 {
 	struct segment seg;
-	if (argc != 4 || seg_attach(&seg, argv[1], 1) != 0)
+	struct seg_want want = { argv[1], NULL, 0, 0, 1 };
+	char why[SEG_ERROR_MAX];
+	if (argc != 4 || seg_attach(&seg, &want, why, sizeof why) != SEG_OK)
 		return 2;
 	uint32_t target = !strcmp(argv[2], "primary") ? TGT_PRIMARY
 	                : !strcmp(argv[2], "replica") ? TGT_REPLICA : TGT_DIRECT;
@@ -113,7 +118,7 @@ int main(int argc, char **argv)
 	struct seg_proc *pr = &seg.procs[p];
 	pr->pid = getpid();
 	pr->ppid = getppid();
-	pr->starttime = seg_starttime(getpid());
+	pr->starttime = procid_starttime(getpid());
 	pr->threads = 1;
 	pr->connections = 1;
 	pr->started_ns = clock_ns(CLOCK_REALTIME);
@@ -145,7 +150,7 @@ int main(int argc, char **argv)
 }
 EOF
 cc -std=gnu11 -D_GNU_SOURCE -Wall -I"$PQT_ROOT/shim" -I"$PQT_ROOT/policy" -o "$T/holdout" \
-	"$T/holdout.c" "$PQT_ROOT/shim/segment.c" "$PQT_ROOT/shim/cap.c" -lpthread ||
+	"$T/holdout.c" "$PQT_ROOT/shim/segment.c" "$PQT_ROOT/shim/procid.c" "$PQT_ROOT/shim/cap.c" -lpthread ||
 	fail "cannot build the holdout helper"
 
 # holdout NAME TARGET SECONDS [SEGMENT]: start one; its pid in $HOLD
@@ -250,6 +255,7 @@ enabled = yes
 primary = host=$PQT_SOCKDIR port=1
 replica = host=$PQT_SOCKDIR port=$PQT_REPLICA_PORT
 ")
+LD_PRELOAD=$PQSHIM_LIB PQSHIM_POLICY="$POL2" /usr/lib/postgresql/15/bin/pg_isready -q # the shim makes the segment: the tool never does
 SEG2=$(sed -n 's/^segment = //p' "$POL2")
 assert_eq "$(jqp "$POL2" .policy.read_only)" true "stat: read_only with enabled = yes"
 holdout en primary 0 "$SEG2"
