@@ -81,25 +81,28 @@ static void seg_layout(struct segment *seg, void *base, size_t size, uint32_t pr
 
 /* ---- who is who ---------------------------------------------------------- */
 
-static void user_name(uid_t uid, char *buf, size_t size)
+/* "alice (uid 1001)" / "app (gid 1002)", or the bare number. */
+static void id_name(int group, unsigned id, char *buf, size_t size)
 {
-	struct passwd pw, *res = NULL;
-	char tmp[1024];
-	if (getpwuid_r(uid, &pw, tmp, sizeof tmp, &res) == 0 && res)
-		snprintf(buf, size, "%s (uid %u)", res->pw_name, (unsigned)uid);
+	char tmp[4096];
+	const char *name = NULL;
+	if (group) {
+		struct group gr, *res = NULL;
+		if (getgrgid_r((gid_t)id, &gr, tmp, sizeof tmp, &res) == 0 && res)
+			name = res->gr_name;
+	} else {
+		struct passwd pw, *res = NULL;
+		if (getpwuid_r((uid_t)id, &pw, tmp, sizeof tmp, &res) == 0 && res)
+			name = res->pw_name;
+	}
+	if (name)
+		snprintf(buf, size, "%s (%s %u)", name, group ? "gid" : "uid", id);
 	else
-		snprintf(buf, size, "uid %u", (unsigned)uid);
+		snprintf(buf, size, "%s %u", group ? "gid" : "uid", id);
 }
 
-static void group_name(gid_t gid, char *buf, size_t size)
-{
-	struct group gr, *res = NULL;
-	char tmp[4096];
-	if (getgrgid_r(gid, &gr, tmp, sizeof tmp, &res) == 0 && res)
-		snprintf(buf, size, "%s (gid %u)", res->gr_name, (unsigned)gid);
-	else
-		snprintf(buf, size, "gid %u", (unsigned)gid);
-}
+static void user_name(uid_t uid, char *buf, size_t size) { id_name(0, (unsigned)uid, buf, size); }
+static void group_name(gid_t gid, char *buf, size_t size) { id_name(1, (unsigned)gid, buf, size); }
 
 /* Is uid a member of gid (its primary group, or listed in it)?  Root is
  * taken as one: it may make a segment for a group's services. */

@@ -78,7 +78,7 @@ assert_eq "$(sql_primary "select count(*) from seg_grp where t1 is not null")" 4
 peak=$(sql_primary "select max((select count(*) from seg_grp b where b.t0 <= a.t0 and b.t1 > a.t0)) from seg_grp a")
 assert_eq "$peak" 1 "server-side peak of the two users' transactions under max_active = 1"
 f=/dev/shm/pqshim.g$gid.pqt-grp-$sfx
-[ -f "$f" ] || fail "no group segment $f: $(ls /dev/shm | grep pqt-grp || true)"
+[ -f "$f" ] || fail "no group segment $f: $(echo /dev/shm/*pqt-grp*)"
 assert_eq "$(stat -c '%a %G' "$f")" "660 $G" "the group segment's mode and group"
 owner=$(stat -c %U "$f")
 [ "$owner" = "$UA" ] || [ "$owner" = "$UB" ] || fail "owned by $owner, not a member"

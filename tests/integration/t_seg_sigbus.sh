@@ -13,8 +13,8 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 [ -x "$PQSHIM" ] && [ -f "$PQSHIM_LIB" ] || fail "build first: no $PQSHIM or $PQSHIM_LIB"
-cc -Wall -Werror -I"$(pkg-config --variable=includedir libpq)" \
-	"$PQT_ROOT/tests/clients/c_seg_hold.c" -o "$T/hold" -lpq
+# shellcheck source-path=SCRIPTDIR source=seg_hold.sh
+. "$(dirname "$0")/seg_hold.sh"
 sql_primary "drop table if exists seg_bus; create table seg_bus(i int)" >/dev/null
 
 count() { grep -c "$1" "$out" || true; }

@@ -17,8 +17,8 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 [ -x "$PQSHIM" ] && [ -f "$PQSHIM_LIB" ] || fail "build first: no $PQSHIM or $PQSHIM_LIB"
-cc -Wall -Werror -I"$(pkg-config --variable=includedir libpq)" \
-	"$PQT_ROOT/tests/clients/c_seg_hold.c" -o "$T/hold" -lpq
+# shellcheck source-path=SCRIPTDIR source=seg_hold.sh
+. "$(dirname "$0")/seg_hold.sh"
 uid=$(id -u)
 shm_count() { find /dev/shm -maxdepth 1 -name 'pqshim.*' | wc -l; }
 
