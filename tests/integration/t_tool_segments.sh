@@ -70,12 +70,14 @@ assert_match "$(jq -r .policy.error <<<"$S")" 'live.ini:2: bad value "lots" for 
 
 # --- raw bytes in a policy error: still valid JSON -----------------------------
 printf '[shim]\nsegment = %s\n[cap]\nmax_active = \xff\xfe\xc3\n' "$seg" >"$POL"
-error_shown() { "$PQSHIM" stat -s "$seg" --json | python3 -c 'import json,sys; sys.exit(0 if json.load(sys.stdin)["policy"]["error"] else 1)'; }
+# json.loads on the raw bytes decodes strictly; json.load(sys.stdin) would
+# not (Python reads stdin with surrogateescape here and accepts anything).
+error_shown() { "$PQSHIM" stat -s "$seg" --json | python3 -c 'import json,sys; sys.exit(0 if json.loads(sys.stdin.buffer.read())["policy"]["error"] else 1)'; }
 wait_until 10 error_shown ||
 	fail "stat -s --json: not valid JSON, or no error: $("$PQSHIM" stat -s "$seg" --json | head -c 600)"
 for how in "-s $seg" "-p $POL"; do
 	# shellcheck disable=SC2086
-	err=$("$PQSHIM" stat $how --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["policy"]["error"])')
+	err=$("$PQSHIM" stat $how --json | python3 -c 'import json,sys; print(json.loads(sys.stdin.buffer.read())["policy"]["error"])')
 	assert_match "$err" $'bad value "\ufffd\ufffd\ufffd" for max_active' "stat $how --json: raw bytes shown as U+FFFD"
 done
 
