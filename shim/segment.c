@@ -129,8 +129,8 @@ static int user_in_group(uid_t uid, gid_t gid)
 /* Is the calling process in gid (effective or supplementary)? */
 static int self_in_group(gid_t gid)
 {
-	if (getegid() == gid)
-		return 1;
+	if (geteuid() == 0 || getegid() == gid)
+		return 1;               /* root may make and use any group's */
 	gid_t list[256];
 	int n = getgroups(256, list);
 	for (int i = 0; i < n; i++)
@@ -305,14 +305,19 @@ static enum seg_verdict map_file(struct segment *seg, const char *path, uint32_t
 		return refuse(path, &st, expected, why, size);
 	}
 	struct seg_header h;
-	if (st.st_size < (off_t)sizeof h || pread(fd, &h, sizeof h, 0) != (ssize_t)sizeof h
-	    || !header_layout_ok(&h)) {
+	if (st.st_size < (off_t)sizeof h) {
+		close(fd);
+		snprintf(why, size, "segment %s refused: %lld bytes, shorter than a segment's header: "
+		         "truncated, or not a pqshim segment; remove it (pqshim rm) once no program "
+		         "uses it", path, (long long)st.st_size);
+		return SEG_REFUSED;
+	}
+	if (pread(fd, &h, sizeof h, 0) != (ssize_t)sizeof h || !header_layout_ok(&h)) {
 		close(fd);
 		snprintf(why, size, "segment %s refused: not a pqshim segment of this version "
 		         "(layout %u, size %lld bytes); remove it (pqshim rm) once no program uses "
 		         "it, or name another [shim] segment", path,
-		         st.st_size >= (off_t)sizeof h && h.magic == SEG_MAGIC ? h.version : 0,
-		         (long long)st.st_size);
+		         h.magic == SEG_MAGIC ? h.version : 0, (long long)st.st_size);
 		return SEG_REFUSED;
 	}
 	size_t want = seg_size(h.max_procs, h.max_conns);
@@ -674,7 +679,9 @@ static int quarantine(void)
 
 static void on_sigbus(int sig, siginfo_t *si, void *uc)
 {
-	char *a = si ? (char *)si->si_addr : NULL;
+	/* Only a fault the kernel raised (si_code > 0: not kill() or raise())
+	 * at an address inside the mapping is ours. */
+	char *a = si && si->si_code > 0 ? (char *)si->si_addr : NULL;
 	if (guard.base && a >= guard.base && a < guard.base + guard.size && quarantine() == 0)
 		return;
 	/* Not ours: what the program wanted.  For SIG_DFL/SIG_IGN put its

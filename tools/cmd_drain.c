@@ -160,6 +160,10 @@ static int drain(struct snap_source *src, struct snapshot *s, uint64_t timeout_m
 	int said = 0;
 	for (;;) {
 		snap_take(src, s);
+		if (s->lost) {
+			fprintf(stderr, "pqshim drain: %s\n", s->lost_why);
+			return 1;
+		}
 		(void)read_only;     /* the snapshot knows: the policy, else the segment */
 		uint32_t forbidden = snap_forbidden_target(s);
 		int n = count_holdouts(s, forbidden);

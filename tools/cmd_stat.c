@@ -482,6 +482,12 @@ int cmd_stat(int argc, char **argv)
 		return 1;
 	}
 	snap_take(&src, s);
+	if (s->lost) {
+		fprintf(stderr, "pqshim stat: %s\n", s->lost_why);
+		snap_free(s);
+		snap_close(&src);
+		return 1;
+	}
 	s->totals.escaped = __atomic_load_n(&src.seg.hdr->totals.escaped, __ATOMIC_RELAXED);
 	memcpy(escaped_object, src.seg.hdr->escaped_object, sizeof escaped_object - 1);
 	cluster_read(&src.seg, s);

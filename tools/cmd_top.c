@@ -533,6 +533,12 @@ static int run_view(struct snap_source *src, const struct top_options *o, int tt
 	for (long frame = 0; !stop_signal; frame++) {
 		struct snapshot *cur = snaps[frame & 1], *prev = snaps[!(frame & 1)];
 		snap_take(src, cur);
+		if (cur->lost) {
+			restore_terminal();
+			fprintf(stderr, "pqshim top: %s\n", cur->lost_why);
+			rc = 1;
+			break;
+		}
 		cluster_read(&src->seg, cur);
 		v.cur = cur;
 		v.prev = frame ? prev : NULL;

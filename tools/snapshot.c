@@ -309,6 +309,7 @@ int snap_open(struct snap_source *src, const char *policy, const char *segment,
 		return 1;
 	}
 	src->gid = f.gid;
+	seg_guard(&src->seg, NULL);
 	return 0;
 }
 
@@ -564,6 +565,7 @@ void snap_take(struct snap_source *src, struct snapshot *s)
 {
 	const struct seg_header *h = src->seg.hdr;
 
+	s->lost = seg_check(&src->seg, s->lost_why, sizeof s->lost_why) != SEG_OK;
 	seg_reap(&src->seg);
 	if (s->max_procs != src->seg.max_procs || s->max_conns != src->seg.max_conns) {
 		struct seg_proc *p = realloc(s->procs, src->seg.max_procs * sizeof *p);

@@ -86,6 +86,10 @@ struct snapshot {
 	struct seg_proc *procs;             /* sorted by pid (the segment's size) */
 	struct snap_conn *conns;            /* sorted by pid, tid, opened */
 	uint32_t max_procs, max_conns;      /* what procs and conns have room for */
+	int lost;                           /* the file was truncated, removed or replaced
+	                                     * since it was opened: the figures are not
+	                                     * the programs' (lost_why says which) */
+	char lost_why[SEG_ERROR_MAX];
 	struct snap_waiter waiters[SEG_MAX_WAITERS];
 };
 
@@ -110,7 +114,9 @@ int snap_list(struct snap_found *out, int max);
 /* Find segment `name`: this user's, else its groups'.  0, or -1 (none). */
 int snap_find(const char *name, struct snap_found *out);
 
-/* Reap dead processes, then fill *s (arrays sized to the segment). */
+/* Reap dead processes, then fill *s (arrays sized to the segment).  A
+ * segment truncated under the tool does not kill it (seg_guard): s->lost
+ * says so, and the commands exit 1 rather than show its zeros as true. */
 void snap_take(struct snap_source *src, struct snapshot *s);
 struct snapshot *snap_new(void);
 void snap_free(struct snapshot *s);

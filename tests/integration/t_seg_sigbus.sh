@@ -8,6 +8,8 @@
 #    58000), and from the first refusal on no statement reaches the server.
 #  - on_error = fail-open: the program lives on, its statements keep
 #    running (capped within the process), and the log says so.
+#  - pqshim top watching the segment exits 1 saying why (not killed, not
+#    showing the zeros as figures); stat refuses the truncated file.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -33,6 +35,13 @@ max_active = 2
 	pid=$!
 	bg_track "$pid"
 	wait_until 20 at_least ' ok$' 5 || fail "$mode: the client does not run: $(cat "$out" "$T/$mode.err")"
+	top_pid=
+	if [ $mode = fail-closed ]; then # the tool watching it lives on too
+		"$PQSHIM" top -s "$seg" -n 200 -d 0.1 >"$T/top.out" 2>"$T/top.err" &
+		top_pid=$!
+		bg_track "$top_pid"
+		wait_until 10 grep -q "^pqshim top" "$T/top.out" || fail "top does not run: $(cat "$T/top.err")"
+	fi
 	truncate -s 0 "/dev/shm/pqshim.$(id -u).$seg"
 	if [ $mode = fail-closed ]; then
 		wait_until 10 at_least ' refused ' 5 ||
@@ -48,6 +57,14 @@ max_active = 2
 	wait "$pid" || rc=$?
 	assert_eq "$rc" 0 "$mode: the program exits normally (not killed by SIGBUS)"
 	if [ $mode = fail-closed ]; then
+		rc=0
+		wait "$top_pid" || rc=$?
+		assert_eq "$rc" 1 "top exits 1 (not killed by SIGBUS, nor showing zeros as figures)"
+		assert_match "$(cat "$T/top.err")" "pqshim top: segment .*$seg was truncated" "top says why"
+		run_rc=0
+		"$PQSHIM" stat -s "$seg" >/dev/null 2>"$T/stat.err" || run_rc=$?
+		assert_eq "$run_rc" 1 "stat on the truncated segment"
+		assert_match "$(cat "$T/stat.err")" "refused: 0 bytes, shorter than a segment.s header: truncated" "stat says why"
 		first=$(grep -m1 ' refused ' "$out" | cut -d' ' -f1)
 		assert_match "$(grep -m1 ' refused ' "$out")" \
 			"refused 58000: pqshim: statement refused: segment /dev/shm/pqshim.$(id -u).$seg was truncated under this process: the cap cannot be enforced \\(on_error = fail-closed\\)" \
