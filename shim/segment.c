@@ -305,6 +305,7 @@ static enum seg_verdict map_file(struct segment *seg, const char *path, uint32_t
 		return refuse(path, &st, expected, why, size);
 	}
 	struct seg_header h;
+	memset(&h, 0, sizeof h);
 	if (st.st_size < (off_t)sizeof h) {
 		close(fd);
 		snprintf(why, size, "segment %s refused: %lld bytes, shorter than a segment's header: "
