@@ -25,10 +25,12 @@ chmod 0755 "$T"
 sfx=$$
 G=pqtg$sfx UA=pqta$sfx UB=pqtb$sfx UC=pqtc$sfx
 at_exit "userdel $UA 2>/dev/null; userdel $UB 2>/dev/null; userdel $UC 2>/dev/null; groupdel $G 2>/dev/null; true"
-groupadd "$G"
-useradd -M -N -s /bin/sh -G "$G" "$UA"
-useradd -M -N -s /bin/sh -G "$G" "$UB"
-useradd -M -N -s /bin/sh "$UC"
+# /etc/passwd may be locked a moment by another user tool: try a few times.
+retry() { local i; for i in 1 2 3 4 5; do "$@" && return 0; sleep 0.5; done; fail "$*"; }
+retry groupadd "$G"
+retry useradd -M -N -s /bin/sh -G "$G" "$UA"
+retry useradd -M -N -s /bin/sh -G "$G" "$UB"
+retry useradd -M -N -s /bin/sh "$UC"
 gid=$(getent group "$G" | cut -d: -f3)
 uidA=$(id -u "$UA")
 at_exit "rm -f /dev/shm/pqshim.g$gid.* /dev/shm/pqshim.$uidA.* /dev/shm/pqshim.$(id -u "$UC").*"
