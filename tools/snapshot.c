@@ -211,6 +211,8 @@ static int live_processes(const struct segment *seg)
 	return n;
 }
 
+static void copy_policy_strings(const struct seg_header *h, struct snap_policy *p);
+
 /* The visible segment whose programs run under `policy` (the path they
  * published), preferring one with live processes, then the last used. */
 static int find_by_policy(const char *policy, struct snap_found *out)
@@ -223,10 +225,9 @@ static int find_by_policy(const char *policy, struct snap_found *out)
 		struct segment seg;
 		if (seg_attach_path(&seg, found[i].path, found[i].gid, why, sizeof why) != SEG_OK)
 			continue;
-		char path[SEG_PATH_MAX];
-		memcpy(path, seg.hdr->policy_path, sizeof path);
-		path[sizeof path - 1] = '\0';
-		if (same_file_name(path, policy)) {
+		struct snap_policy pub;      /* as published, under its policy_lock */
+		copy_policy_strings(seg.hdr, &pub);
+		if (same_file_name(pub.path, policy)) {
 			int live = live_processes(&seg);
 			uint64_t used = __atomic_load_n(&seg.hdr->last_used_ns, __ATOMIC_RELAXED);
 			if (live > best_live || (live == best_live && used > best_used)) {
