@@ -8,9 +8,10 @@
  * GLOB_DAT relocation that names a function the shim wraps and that holds
  * libpq's own function (or still the lazy PLT stub, which would bind there)
  * gets the wrapper's address instead.  RELRO pages are made writable for
- * the one store and read-only again.  The shim's own object and libpq are
- * never touched: libpq's calls to its own exports go where the loader sent
- * them, exactly as without this file.
+ * the one store and read-only again.  The shim's own object is never
+ * touched; libpq's own references to its exports are pointed at the
+ * wrappers too, which is where the loader sends them when libpq is not
+ * loaded under RTLD_DEEPBIND (walk_object).
  *
  * Invariants: no pointer into an object survives a walk except the load
  * addresses of the objects walked, and those are forgotten as soon as the
@@ -362,15 +363,23 @@ static void walk_object(const struct object *o, const void *self, const void *li
 		return;                 /* the vDSO, or gone already */
 	struct link_map *lm = NULL;
 	if (dlinfo(h, RTLD_DI_LINKMAP, &lm) != 0 || !lm || lm->l_addr != o->addr
-	    || (const void *)lm == self || (const void *)lm == libpq) {
-		dlclose(h);             /* another namespace's, the shim or libpq */
+	    || (const void *)lm == self) {
+		dlclose(h);             /* another namespace's, or the shim */
 		return;
 	}
+	/* The libpq the shim wraps calls its own exports through its PLT
+	 * (PQexec -> PQsendQuery, lo_* -> PQfn).  Loaded normally, those
+	 * references already hold the wrappers (the preload comes first) and
+	 * nothing changes; loaded as a dependency of an RTLD_DEEPBIND module
+	 * (PHP's pgsql), they bind inside libpq and PHP's large objects would
+	 * run uncapped: pointed at the wrappers, they behave as without
+	 * DEEPBIND (the wrappers pass nested calls straight through). */
+	int ours = (const void *)lm == libpq;
 	/* A libpq of the object's own: linked into it (statically), or a
 	 * renamed copy (a wheel's libpq-<hash>.so) that the program reaches
 	 * through dlsym on its handle.  Either defines the connect function
 	 * itself and calls it without asking the loader. */
-	void *def = real_dlsym(h, "PQconnectdb");
+	void *def = ours ? NULL : real_dlsym(h, "PQconnectdb");
 	int own = def && in_object(o, (uintptr_t)def);
 	struct dyn d;
 	struct verdict v = { 0, 0, NULL };
@@ -380,6 +389,8 @@ static void walk_object(const struct object *o, const void *self, const void *li
 		patch_table(o, h, &d, d.rela, d.relasz, own, &v);
 	}
 	const char *name = o->name[0] ? o->name : "the program";
+	if (ours)
+		v.provider = NULL;      /* its own functions are the real ones */
 	if (v.failed)
 		shim_log(LOG_WARNING, "%s: %d libpq references could not be pointed at the shim (mprotect)",
 		         name, v.failed);
