@@ -11,6 +11,9 @@ PG_INC      := $(shell pkg-config --variable=includedir libpq 2>/dev/null || ech
 PG_MAJOR    := $(shell pkg-config --modversion libpq 2>/dev/null | cut -d. -f1)
 # libpq-int.h (shim/pqint.c and shim/pqerr.c only) needs the server headers of the same major.
 PG_INTERNAL := -I$(PG_INC)/internal -I$(PG_INC)/$(PG_MAJOR)/server
+# libmicrohttpd: `pqshim serve` only; never linked into libpqshim.so.
+MHD_CFLAGS  := $(shell pkg-config --cflags libmicrohttpd 2>/dev/null)
+MHD_LIBS    := $(shell pkg-config --libs libmicrohttpd 2>/dev/null || echo -lmicrohttpd)
 
 WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
 CFLAGS  ?= -O2 -g
@@ -53,8 +56,9 @@ $(BUILD)/tobj/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
+$(BUILD)/tobj/tools/cmd_serve.o: ALL_CFLAGS += $(MHD_CFLAGS)
 $(BUILD)/pqshim: $(TOOL_OBJS)
-	$(CC) -o $@ $^ -lpq
+	$(CC) -o $@ $^ -lpq $(MHD_LIBS) -lpthread
 
 $(BUILD)/unit/%: tests/unit/%.c $(CORE_SRCS) $(HEADERS)
 	@mkdir -p $(dir $@)

@@ -9,6 +9,7 @@
  */
 #include "snapshot.h"
 #include "cluster.h"
+#include "stat.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,7 +20,7 @@ static const char usage[] =
 	"Show the cap, the policy, every process and every connection of a segment.\n"
 	"  -p POLICY     the segment of this policy file (default $PQSHIM_POLICY)\n"
 	"  -s SEGMENT    the segment of that name (/dev/shm/pqshim.<uid>.SEGMENT)\n"
-	"  --json        one JSON object (fields in SPEC.md and the README)\n"
+	"  --json        one JSON object (fields in pqshim(1) and the README)\n"
 	"  --prometheus  Prometheus text format 0.0.4, metrics named pqshim_*\n";
 
 enum format { FMT_TABLE, FMT_JSON, FMT_PROMETHEUS };
@@ -168,7 +169,7 @@ static void json_totals(FILE *out, const struct seg_totals *t)
 	fputs("}\n", out);
 }
 
-static void print_json(FILE *out, const struct snapshot *s, const char *segname)
+void stat_write_json(FILE *out, const struct snapshot *s, const char *segname)
 {
 	fputs("{\n  \"segment\": {\"name\": ", out);
 	snap_json_string(out, segname);
@@ -224,21 +225,32 @@ static void prom_le(char *buf, size_t size, unsigned b)
 		*end = '\0';
 }
 
+/* One series of the wait histogram; `labels` are its own (`lane="..."`),
+ * written before le.  Buckets are cumulative, +Inf equal to _count. */
+static void prom_histogram_series(FILE *out, const char *name, const char *labels,
+                                  const uint64_t hist[CAP_HIST_BUCKETS], uint64_t sum_ns)
+{
+	uint64_t cum = 0;
+	for (unsigned b = 0; b < CAP_HIST_BUCKETS - 1; b++) {
+		char le[32];
+		cum += hist[b];
+		prom_le(le, sizeof le, b);
+		fprintf(out, "%s_bucket{%s,le=\"%s\"} %llu\n", name, labels, le, (unsigned long long)cum);
+	}
+	cum += hist[CAP_HIST_BUCKETS - 1];
+	fprintf(out, "%s_bucket{%s,le=\"+Inf\"} %llu\n", name, labels, (unsigned long long)cum);
+	fprintf(out, "%s_sum{%s} %.9f\n", name, labels, sum_ns / 1e9);
+	fprintf(out, "%s_count{%s} %llu\n", name, labels, (unsigned long long)cum);
+}
+
 static void prom_histogram(FILE *out, const struct snap_cap *c)
 {
 	const char *name = "pqshim_wait_seconds";
 	prom_head(out, name, "histogram", "Time spent waiting for a slot of the cap.");
-	uint64_t cum = 0;
-	for (unsigned b = 0; b < CAP_HIST_BUCKETS - 1; b++) {
-		char le[32];
-		cum += c->hist[b];
-		prom_le(le, sizeof le, b);
-		fprintf(out, "%s_bucket{le=\"%s\"} %llu\n", name, le, (unsigned long long)cum);
-	}
-	cum += c->hist[CAP_HIST_BUCKETS - 1];
-	fprintf(out, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)cum);
-	fprintf(out, "%s_sum %.9f\n", name, c->wait_ns_sum / 1e9);
-	fprintf(out, "%s_count %llu\n", name, (unsigned long long)cum);
+	/* Work that no lane matches is in the default lane, and until lanes
+	 * exist that is all of it.  Lanes: one more series per lane here,
+	 * labelled lane="NAME", from the snapshot's lanes. */
+	prom_histogram_series(out, name, "lane=\"default\"", c->hist, c->wait_ns_sum);
 }
 
 static void prom_cap(FILE *out, const struct snapshot *s)
@@ -340,7 +352,7 @@ static void prom_connection_states(FILE *out, const struct snapshot *s)
 			        targets[t], states[k], n[t][k]);
 }
 
-static void print_prometheus(FILE *out, const struct snapshot *s)
+void stat_write_prometheus(FILE *out, const struct snapshot *s)
 {
 	prom_policy(out, s);
 	prom_cap(out, s);
@@ -492,9 +504,9 @@ int cmd_stat(int argc, char **argv)
 	memcpy(escaped_object, src.seg.hdr->escaped_object, sizeof escaped_object - 1);
 	cluster_read(&src.seg, s);
 	if (fmt == FMT_JSON)
-		print_json(stdout, s, src.segname);
+		stat_write_json(stdout, s, src.segname);
 	else if (fmt == FMT_PROMETHEUS)
-		print_prometheus(stdout, s);
+		stat_write_prometheus(stdout, s);
 	else
 		print_table(stdout, s, src.segname);
 	snap_free(s);

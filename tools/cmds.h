@@ -12,6 +12,7 @@ int cmd_run(int argc, char **argv);
 int cmd_stat(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 int cmd_ls(int argc, char **argv);
 int cmd_rm(int argc, char **argv);

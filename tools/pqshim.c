@@ -23,6 +23,8 @@ static const char usage[] =
 	"                                          the policy forbids (exit 0; 1 on timeout)\n"
 	"  ls                                      the segments of this user and of its groups\n"
 	"  rm SEGMENT                              remove a segment no live process uses\n"
+	"  serve [-p POLICY|-s SEGMENT] [--listen ADDR:PORT]\n"
+	"                                          HTTP: /metrics (Prometheus) and /stat.json\n"
 	"  demo                                    the main job: a primary, a replica, 14 clients\n"
 	"                                          under a cap of 3, read-only on and off\n"
 	"\n"
@@ -50,6 +52,8 @@ int main(int argc, char **argv)
 		return cmd_ls(argc - 1, argv + 1);
 	if (!strcmp(cmd, "rm"))
 		return cmd_rm(argc - 1, argv + 1);
+	if (!strcmp(cmd, "serve"))
+		return cmd_serve(argc - 1, argv + 1);
 	if (!strcmp(cmd, "demo"))
 		return cmd_demo(argc - 1, argv + 1);
 	fprintf(stderr, "pqshim: unknown command \"%s\"\n\n%s", cmd, usage);

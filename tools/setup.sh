@@ -18,6 +18,7 @@ pkgs=(
 	clang                               # libFuzzer for policy/fuzz_policy.c
 	valgrind                            # tests/bench: callgrind instruction counts
 	gnuplot-nox                         # make demo: the picture of the run
+	libmicrohttpd-dev curl              # pqshim serve's HTTP server; its test scrapes with curl
 )
 missing=()
 for p in "${pkgs[@]}"; do
