@@ -3,6 +3,7 @@
 # tests against a real primary and replica; `make bench` runs tests/bench.
 
 PREFIX  ?= /usr/local
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 DESTDIR ?=
 CC      ?= cc
 BUILD   := build
@@ -106,6 +107,11 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/share/pqshim
 	install -m 0755 tools/demo.sh $(DESTDIR)$(PREFIX)/share/pqshim/demo.sh
 	install -m 0644 tools/demo_app.py tests/integration/pgbed.sh $(DESTDIR)$(PREFIX)/share/pqshim/
+	install -d $(DESTDIR)$(SYSTEMDUNITDIR) $(BUILD)/dist
+	for f in pqshim-serve.service pqshim-preload.conf; do \
+		sed 's|@PREFIX@|$(PREFIX)|g' dist/$$f >$(BUILD)/dist/$$f || exit 1; done
+	install -m 0644 $(BUILD)/dist/pqshim-serve.service $(DESTDIR)$(SYSTEMDUNITDIR)/pqshim-serve.service
+	install -m 0644 $(BUILD)/dist/pqshim-preload.conf $(DESTDIR)$(PREFIX)/share/pqshim/pqshim-preload.conf
 
 clean:
 	rm -rf $(BUILD)
