@@ -15,11 +15,12 @@
 #  - 20 scrapes at once all answered, pgbench going on meanwhile;
 #  - 404 on /nope, 405 on POST, HEAD answered with headers and no body;
 #  - after the run, /metrics and /stat.json give exactly stat's figures;
-#  - SIGTERM ends it with status 0; the HTTP library is in the tool only,
-#    never in libpqshim.so; make install (DESTDIR, PREFIX) installs the
-#    systemd unit and the preload drop-in, both naming the installed files;
-#  - `serve -s` a segment that does not exist exits 1 at once and creates
-#    nothing in /dev/shm.
+#  - the HTTP library is in the tool only, never in libpqshim.so; make
+#    install (DESTDIR, PREFIX) installs the systemd unit and the preload
+#    drop-in, both naming the installed files (systemd-analyze verify);
+#  - the segment removed under it: 503 and no segment made in its place;
+#    SIGTERM ends it with status 0; `serve -s` a segment that does not exist
+#    exits 1 at once and creates nothing in /dev/shm.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -225,15 +226,6 @@ assert_eq "$(jq -c '[.cap.waits, .cap.histogram, .totals]' "$T/end.json")" \
 diff <(grep -v '^pqshim_process' "$T/end.prom") <(grep -v '^pqshim_process' "$T/end-stat.prom") >"$T/end.diff" ||
 	fail "/metrics and stat --prometheus differ after the run: $(cat "$T/end.diff")"
 
-# --- SIGTERM: a clean exit
-kill -TERM "$SERVE"
-gone() { ! kill -0 "$SERVE" 2>/dev/null; }
-wait_until 5 gone || fail "serve still running 5 s after SIGTERM"
-rc=0
-wait "$SERVE" || rc=$?
-assert_eq "$rc" 0 "serve's exit status after SIGTERM"
-! curl -s --max-time 2 -o /dev/null "$BASE/metrics" || fail "still answering after SIGTERM"
-
 # --- make install: the unit and the drop-in, with the installed paths
 make -C "$PQT_ROOT" --no-print-directory install DESTDIR="$T/dest" PREFIX=/opt/pqt >"$T/install.log" 2>&1 ||
 	fail "make install DESTDIR=... failed: $(tail -5 "$T/install.log")"
@@ -253,6 +245,25 @@ if command -v systemd-analyze >/dev/null; then
 else
 	note "no systemd-analyze: the unit file was not verified"
 fi
+
+# --- the segment removed under it: 503, and nothing made in its place
+# (both depend on snap_open never creating a segment)
+mv "$seg_file" "$T/segment.saved"
+code=$(get /metrics "$T/gone") || fail "GET /metrics with the segment removed: curl failed"
+assert_eq "$code" 503 "GET /metrics with the segment removed"
+[ ! -e "$seg_file" ] || fail "serve made a new $seg_file"
+mv "$T/segment.saved" "$seg_file"
+metrics "$T/back.prom"
+assert_eq "$(pv "$T/back.prom" pqshim_xacts_total)" "$(jq .totals.xacts <<<"$S")" "the segment back: its figures again"
+
+# --- SIGTERM: a clean exit
+kill -TERM "$SERVE"
+gone() { ! kill -0 "$SERVE" 2>/dev/null; }
+wait_until 5 gone || fail "serve still running 5 s after SIGTERM"
+rc=0
+wait "$SERVE" || rc=$?
+assert_eq "$rc" 0 "serve's exit status after SIGTERM"
+! curl -s --max-time 2 -o /dev/null "$BASE/metrics" || fail "still answering after SIGTERM"
 
 # --- a segment that does not exist: exit 1 at once, nothing created
 ghost=pqt-ghost-$$-$RANDOM
