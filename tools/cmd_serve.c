@@ -233,9 +233,10 @@ int cmd_serve(int argc, char **argv)
 
 	/* A segment that is not there now is an error, as for `pqshim stat`. */
 	struct snap_source src;
-	if (snap_open(&src, t.policy, t.segment, "pqshim serve") != 0) {
+	int rc = snap_open(&src, t.policy, t.segment, "pqshim serve");
+	if (rc != 0) {
 		freeaddrinfo(ai);
-		return 1;
+		return rc > 0 ? rc : 1;
 	}
 	char segname[sizeof src.segname];
 	snprintf(segname, sizeof segname, "%s", src.segname);
