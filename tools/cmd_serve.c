@@ -13,11 +13,16 @@
  *
  * Invariants:
  *  - every request opens the segment exactly as `pqshim stat` does
- *    (snap_open), takes a fresh snapshot and unmaps it again: a scrape shows
- *    the segment as it is at that moment, a segment removed and made again
- *    is followed, and this file never creates one itself;
+ *    (snap_open), takes a fresh snapshot with everything stat shows
+ *    (stat_take: the records, the escaped count, the cluster view) and
+ *    unmaps it again: a scrape shows the segment as it is at that moment, a
+ *    segment removed and made again is followed, and this file never
+ *    creates one itself; a segment missing, or truncated or removed during
+ *    the request, is a 503 for that request only;
  *  - the programs never wait for a scrape: a snapshot only copies records
- *    (snapshot.h), and a request holds nothing another one waits for.
+ *    (snapshot.h).  Requests take and write their snapshots one at a time
+ *    (take_lock): the escaped object and the cluster view (and its
+ *    connection to the coordinator) are the tool's single copies.
  */
 #include "cmds.h"
 #include "snapshot.h"
@@ -63,8 +68,11 @@ enum page { PAGE_NONE, PAGE_METRICS, PAGE_JSON };
 
 /* ---- the pages ---------------------------------------------------------- */
 
-/* Write the page into a malloc'd buffer (*body, *len); 0 or -1. */
-static int render(const struct serve_target *t, enum page page, char **body, size_t *len)
+static pthread_mutex_t take_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Write the page into a malloc'd buffer (*body, *len); 0 or -1 (the reason
+ * is on stderr). */
+static int render_locked(const struct serve_target *t, enum page page, char **body, size_t *len)
 {
 	struct snap_source src;
 	if (snap_open(&src, t->policy, t->segment, "pqshim serve") != 0)
@@ -72,25 +80,40 @@ static int render(const struct serve_target *t, enum page page, char **body, siz
 	struct snapshot *s = snap_new();
 	FILE *out = s ? open_memstream(body, len) : NULL;
 	if (!out) {
-		free(s);
+		fputs("pqshim serve: out of memory\n", stderr);
+		snap_free(s);
 		snap_close(&src);
 		return -1;
 	}
-	snap_take(&src, s);
-	if (page == PAGE_METRICS)
+	int bad = 0;
+	if (stat_take(&src, s) != 0) {
+		fprintf(stderr, "pqshim serve: %s\n", s->lost_why);
+		bad = 1;
+	} else if (page == PAGE_METRICS) {
 		stat_write_prometheus(out, s);
-	else
+	} else {
 		stat_write_json(out, s, src.segname);
-	int bad = ferror(out);
+	}
+	if (ferror(out))
+		bad = 1;
 	if (fclose(out) != 0)
 		bad = 1;
-	free(s);
+	snap_free(s);
 	snap_close(&src);
 	if (bad) {
 		free(*body);
+		*body = NULL;
 		return -1;
 	}
 	return 0;
+}
+
+static int render(const struct serve_target *t, enum page page, char **body, size_t *len)
+{
+	pthread_mutex_lock(&take_lock);
+	int rc = render_locked(t, page, body, len);
+	pthread_mutex_unlock(&take_lock);
+	return rc;
 }
 
 /* Queue a response whose body is `body` (malloc'd, given away) or, when

@@ -464,6 +464,18 @@ static void print_table(FILE *out, const struct snapshot *s, const char *segname
 
 /* ---- the command ------------------------------------------------------- */
 
+int stat_take(struct snap_source *src, struct snapshot *s)
+{
+	snap_take(src, s);
+	if (s->lost)
+		return -1;
+	s->totals.escaped = __atomic_load_n(&src->seg.hdr->totals.escaped, __ATOMIC_RELAXED);
+	memcpy(escaped_object, src->seg.hdr->escaped_object, sizeof escaped_object - 1);
+	cluster_read(&src->seg, s);
+	return 0;
+}
+
+
 int cmd_stat(int argc, char **argv)
 {
 	const char *policy = NULL, *segment = NULL;
@@ -493,16 +505,12 @@ int cmd_stat(int argc, char **argv)
 		fputs("pqshim stat: out of memory\n", stderr);
 		return 1;
 	}
-	snap_take(&src, s);
-	if (s->lost) {
+	if (stat_take(&src, s) != 0) {
 		fprintf(stderr, "pqshim stat: %s\n", s->lost_why);
 		snap_free(s);
 		snap_close(&src);
 		return 1;
 	}
-	s->totals.escaped = __atomic_load_n(&src.seg.hdr->totals.escaped, __ATOMIC_RELAXED);
-	memcpy(escaped_object, src.seg.hdr->escaped_object, sizeof escaped_object - 1);
-	cluster_read(&src.seg, s);
 	if (fmt == FMT_JSON)
 		stat_write_json(stdout, s, src.segname);
 	else if (fmt == FMT_PROMETHEUS)
