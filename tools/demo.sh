@@ -113,6 +113,10 @@ pids="$p1 $p2 $p3"
 # scope (two simulated hosts on one coordinator) join the workload here once
 # pqshim has them.
 
+# The tool never makes a segment: serve (which exits 1 on a missing one) and
+# the samples start once the programs' shim has made it (at most 10 s).
+seg_up() { "$PQSHIM" stat -p "$policy" --json >/dev/null 2>&1; }
+for _ in $(seq 100); do seg_up && break; sleep 0.1; done
 # pqshim serve, scraped once mid-run as Prometheus would.
 "$PQSHIM" serve -p "$policy" --listen 127.0.0.1:0 >"$work/serve.out" 2>&1 &
 serve=$!
