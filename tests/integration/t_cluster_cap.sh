@@ -76,8 +76,26 @@ for ((i = 0; i < DUR * 4; i++)); do
 		nsenter -t "${HOST_PID[h1]}" -m -u -- "$PQSHIM" stat -p "$POL" >"$T/stat.txt"
 		nsenter -t "${HOST_PID[h1]}" -m -u -- "$PQSHIM" stat -p "$POL" --prometheus >"$T/stat.prom"
 		nsenter -t "${HOST_PID[h1]}" -m -u -- "$PQSHIM" top -p "$POL" -n 1 >"$T/stat.top"
+		# pqshim serve on h1 answers with the same cluster as stat
+		nsenter -t "${HOST_PID[h1]}" -m -u -- "$PQSHIM" serve -p "$POL" --listen 127.0.0.1:0 \
+			>"$T/serve.out" 2>"$T/serve.err" &
+		SERVE=$!
+		bg_track "$SERVE"
+		served() { grep -q '^pqshim serve: .* on http://127\.0\.0\.1:[0-9]*/metrics' "$T/serve.out"; }
+		wait_until 10 served || fail "serve on h1 did not start: $(cat "$T/serve.out" "$T/serve.err")"
+		url=$(grep -o 'http://127\.0\.0\.1:[0-9]*' "$T/serve.out" | head -n 1)
+		curl -sS --max-time 10 -o "$T/serve.json" "$url/stat.json" || fail "serve: GET /stat.json"
+		curl -sS --max-time 10 -o "$T/serve.prom" "$url/metrics" || fail "serve: GET /metrics"
+		kill -TERM "$SERVE"
+		wait "$SERVE" || true
 	fi
 done
+assert_eq "$(jq -r '.cluster | "\(.state) \(.max_active) \(.host)"' "$T/serve.json")" "ok 4 h1" \
+	"serve /stat.json: cluster state, max_active, host"
+assert_eq "$(jq -r '[.cluster.hosts[].host] | sort | join(",")' "$T/serve.json")" h1,h2,h3 \
+	"serve /stat.json: cluster hosts"
+grep -q '^pqshim_cluster_up 1$' "$T/serve.prom" || fail "serve /metrics: pqshim_cluster_up"
+grep -q '^pqshim_cluster_host_leased{host="h2",' "$T/serve.prom" || fail "serve /metrics: no lease of h2"
 note "stat on h1 mid-run: $(jq -c .cluster "$T/stat.json")"
 assert_eq "$(jq -r '.cluster | "\(.state) \(.max_active) \(.host)"' "$T/stat.json")" "ok 4 h1" \
 	"stat: cluster state, max_active, host"
@@ -95,7 +113,7 @@ grep -q '^pqshim_cluster_host_leased{host="h3",' "$T/stat.prom" || fail "prometh
 grep -q '^pqshim_cluster_up 1$' "$T/stat.prom" || fail "prometheus: pqshim_cluster_up"
 grep -q '^cluster ok  coordinator host=' "$T/stat.top" || fail "top: no cluster line: $(cat "$T/stat.top")"
 assert_eq "$(grep -c '^  host h[123] ' "$T/stat.top")" 3 "top: a line per host"
-if grep -l hunter2 "$T"/stat.* "$T"/*.log; then fail "the coordinator's password was shown"; fi
+if grep -l hunter2 "$T"/stat.* "$T"/serve.* "$T"/*.log; then fail "the coordinator's password was shown"; fi
 for i in "${!pids[@]}"; do
 	rc=0
 	wait "${pids[$i]}" || rc=$?
