@@ -26,7 +26,7 @@ POLICY_SRCS := policy/policy.c policy/policy_file.c policy/policy_text.c
 CORE_SRCS   := $(POLICY_SRCS) shim/segment.c shim/procid.c shim/cap.c shim/connmap.c shim/log.c shim/share.c
 # The rest of the shim, by layer (see README, "How the code is laid out").
 SHIM_SRCS   := $(CORE_SRCS) shim/real.c shim/pqint.c shim/pqerr.c \
-               shim/record.c shim/slots.c shim/connargs.c shim/route.c shim/session.c shim/readonly.c \
+               shim/record.c shim/slots.c shim/lanes.c shim/connargs.c shim/route.c shim/session.c shim/readonly.c \
                shim/switch.c shim/drain.c shim/lease.c shim/coord.c \
                shim/startup.c shim/segwatch.c shim/track.c shim/work.c shim/defer.c shim/reload.c \
                shim/wrap_connect.c shim/wrap_work.c shim/wrap_dlsym.c shim/progname.c shim/wrap_dlopen.c shim/got.c

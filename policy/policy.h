@@ -38,7 +38,7 @@ enum match_kind    { MATCH_PROGRAM, MATCH_APPLICATION_NAME, MATCH_USER, MATCH_DB
  * and ignored.  When the feature lands, set its line to 1.
  */
 #define POLICY_HAS_CLUSTER 1     /* [cap] scope = cluster (issue 13) */
-#define POLICY_HAS_LANES   0     /* [lane "NAME"] sections (issue 14) */
+#define POLICY_HAS_LANES   1     /* [lane "NAME"] sections (issue 14) */
 
 /* One condition of a lane's `match`: KIND=PATTERN (a glob for program and
  * application_name, an exact name for user and dbname). */

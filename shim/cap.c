@@ -14,9 +14,11 @@
 #include "segment.h"
 #include "procid.h"
 #include "clock.h"
+#include "policy.h"
 
 #include <errno.h>
 #include <limits.h>
+#include <stdio.h>
 #include <linux/futex.h>
 #include <sched.h>
 #include <string.h>
@@ -50,6 +52,8 @@ static void futex_wake(uint32_t *addr)
 }
 
 static void audit_locked(struct segment *seg, struct seg_cap *cap);
+static uint32_t lanes_audit_locked(struct segment *seg, struct seg_cap *cap, signed char *live);
+static void lanes_admit_locked(struct seg_cap *cap);
 
 /* Lock; if the last holder died inside, the state may be half-changed:
  * rebuild it from the holders before going on. */
@@ -339,13 +343,16 @@ static void audit_locked(struct segment *seg, struct seg_cap *cap)
 		else
 			waiting[w->sem]++;
 	}
+	held[SEM_ACTIVE] += lanes_audit_locked(seg, cap, live);
 	for (int k = 0; k < CAP_SEMS; k++) {
-		uint64_t closed = __atomic_load_n(&cap->sems[k].word, __ATOMIC_SEQ_CST) & SEM_CLOSED;
+		uint64_t flags = __atomic_load_n(&cap->sems[k].word, __ATOMIC_SEQ_CST)
+		                 & (SEM_CLOSED | SEM_LANES);
 		__atomic_store_n(&cap->sems[k].word,
-		                 (uint64_t)held[k] | ((uint64_t)waiting[k] << SEM_WAIT_SHIFT) | closed,
+		                 (uint64_t)held[k] | ((uint64_t)waiting[k] << SEM_WAIT_SHIFT) | flags,
 		                 __ATOMIC_SEQ_CST);
 		admit_locked(cap, k);
 	}
+	lanes_admit_locked(cap);
 }
 
 void cap_audit(struct segment *seg)
@@ -356,4 +363,352 @@ void cap_audit(struct segment *seg)
 		return;
 	audit_locked(seg, &seg->hdr->cap);
 	cap_unlock(&seg->hdr->cap);
+}
+
+
+/* ---- lanes (see cap.h) -------------------------------------------------- */
+
+static int lane_room(struct seg_cap *cap, unsigned lane, int exclusive)
+{
+	struct seg_lanes *L = &cap->lanes;
+	uint64_t w = __atomic_load_n(&cap->sems[SEM_ACTIVE].word, __ATOMIC_SEQ_CST);
+	uint32_t max = __atomic_load_n(&cap->sems[SEM_ACTIVE].max, __ATOMIC_RELAXED);
+	if (L->excl_active)
+		return 0;
+	if (exclusive)
+		return sem_count(w) == 0;
+	if (L->excl_waiting || (max && sem_count(w) >= max))
+		return 0;
+	return !L->lane[lane].max || L->lane[lane].active < L->lane[lane].max;
+}
+
+static void lane_take(struct seg_cap *cap, unsigned lane, int exclusive)
+{
+	word_add(&cap->sems[SEM_ACTIVE], 1);
+	cap->lanes.lane[lane].active++;
+	if (exclusive)
+		cap->lanes.excl_active++;
+}
+
+/* Is a served before b: higher priority, then the older ticket. */
+static int lane_before(const struct seg_lane_waiter *a, const struct seg_lane_waiter *b)
+{
+	return !b || a->priority > b->priority || (a->priority == b->priority && a->ticket < b->ticket);
+}
+
+/* Admit queued lane waiters in order while there is room (see cap.h). */
+static void lanes_admit_locked(struct seg_cap *cap)
+{
+	struct seg_lanes *L = &cap->lanes;
+	while (L->nwaiting) {
+		struct seg_lane_waiter *best = NULL;
+		for (int i = 0; i < CAP_LANE_WAITERS; i++) {
+			struct seg_lane_waiter *w = &L->waiters[i];
+			if (w->state != WAITER_QUEUED || (L->excl_waiting && !w->exclusive))
+				continue;
+			if (lane_before(w, best))
+				best = w;
+		}
+		if (best && !best->exclusive && !lane_room(cap, best->lane, 0)) {
+			/* its lane is full: the first that has room, in the same order */
+			best = NULL;
+			for (int i = 0; i < CAP_LANE_WAITERS; i++) {
+				struct seg_lane_waiter *w = &L->waiters[i];
+				if (w->state == WAITER_QUEUED && !w->exclusive && lane_before(w, best)
+				    && lane_room(cap, w->lane, 0))
+					best = w;
+			}
+		}
+		if (!best || !lane_room(cap, best->lane, (int)best->exclusive))
+			return;
+		best->state = WAITER_GRANTED;
+		lane_take(cap, best->lane, (int)best->exclusive);
+		L->nwaiting--;
+		L->lane[best->lane].waiting--;
+		if (best->exclusive)
+			L->excl_waiting--;
+		futex_wake(&best->futex);
+	}
+}
+
+static void lane_unqueue(struct seg_lanes *L, struct seg_lane_waiter *w)
+{
+	if (w->state == WAITER_QUEUED) {
+		L->nwaiting--;
+		L->lane[w->lane].waiting--;
+		if (w->exclusive)
+			L->excl_waiting--;
+	}
+	w->state = WAITER_FREE;
+}
+
+static void lane_record_wait(struct seg_cap *cap, unsigned lane, struct seg_proc *p, uint64_t ns,
+                             int timed_out)
+{
+	struct seg_lane *l = &cap->lanes.lane[lane];
+	record_wait(&cap->sems[SEM_ACTIVE], p, ns, timed_out);
+	seg_add(&l->waits, 1);
+	seg_add(&l->wait_ns_sum, ns);
+	seg_add(&l->hist[cap_bucket(ns)], 1);
+	if (timed_out)
+		seg_add(&l->timeouts, 1);
+}
+
+unsigned cap_lane_find(const struct seg_cap *cap, const char *name)
+{
+	if (!name || !*name)
+		return 0;
+	for (unsigned i = 1; i <= cap->lanes.nlanes && i < CAP_LANES; i++)
+		if (strcmp(cap->lanes.lane[i].name, name) == 0)
+			return i;
+	return 0;
+}
+
+enum cap_result cap_lane_acquire(struct segment *seg, struct seg_cap *cap, unsigned lane,
+                                 uint8_t *hold, uint8_t *lane_held, uint32_t proc, int tid,
+                                 uint64_t timeout_ns, int holds_other, int try_only,
+                                 uint64_t *waited_ns)
+{
+	struct seg_lanes *L = &cap->lanes;
+	struct seg_proc *p = seg && proc < seg->max_procs ? &seg->procs[proc] : NULL;
+	uint64_t start = cap_now_ns();
+	*waited_ns = 0;
+	if (cap_lock(seg, cap) != 0)
+		return CAP_ERROR;
+	if (lane >= CAP_LANES || lane > L->nlanes)
+		lane = 0;                /* the table changed under us: the default */
+	int exclusive = L->lane[lane].exclusive != 0;
+	lanes_admit_locked(cap);         /* a raised cap may have room for the queue */
+	if (lane_room(cap, lane, exclusive)) {
+		lane_take(cap, lane, exclusive);
+		*lane_held = (uint8_t)((lane + 1) | (exclusive ? LANE_HELD_EXCL : 0));
+		__atomic_store_n(hold, HOLD_HELD, __ATOMIC_RELEASE);
+		seg_add(&cap->sems[SEM_ACTIVE].acquired, 1);
+		seg_add(&L->lane[lane].acquired, 1);
+		cap_unlock(cap);
+		return CAP_OK;
+	}
+	if (try_only || holds_other) {
+		cap_unlock(cap);
+		return try_only ? CAP_BUSY : CAP_NESTED;
+	}
+	struct seg_lane_waiter *me = NULL;
+	for (int i = 0; i < CAP_LANE_WAITERS && !me; i++)
+		if (L->waiters[i].state == WAITER_FREE)
+			me = &L->waiters[i];
+	if (!me) {
+		cap_unlock(cap);
+		return CAP_ERROR;
+	}
+	me->ticket = L->next_ticket++;
+	me->priority = L->lane[lane].priority;
+	me->lane = lane;
+	me->exclusive = (uint32_t)exclusive;
+	me->proc = proc;
+	me->pid = getpid();
+	me->tid = tid;
+	me->since_ns = clock_ns(CLOCK_REALTIME);
+	me->state = WAITER_QUEUED;
+	L->nwaiting++;
+	L->lane[lane].waiting++;
+	if (exclusive)
+		L->excl_waiting++;
+	__atomic_store_n(hold, HOLD_WAITING, __ATOMIC_RELEASE);
+	cap_unlock(cap);
+
+	enum cap_result result = CAP_TIMEOUT;
+	for (;;) {
+		uint32_t seen = __atomic_load_n(&me->futex, __ATOMIC_ACQUIRE);
+		if (__atomic_load_n(&me->state, __ATOMIC_ACQUIRE) != WAITER_GRANTED) {
+			uint64_t now = cap_now_ns(), left = start + timeout_ns > now ? start + timeout_ns - now : 0;
+			if (left)
+				futex_wait(&me->futex, seen, left < CAP_SLICE_NS ? left : CAP_SLICE_NS);
+		}
+		if (cap_lock(seg, cap) != 0) {
+			result = CAP_ERROR;
+			break;
+		}
+		lanes_admit_locked(cap);     /* room made without a lane release (a reload) */
+		if (me->state == WAITER_GRANTED) {
+			*lane_held = (uint8_t)((me->lane + 1) | (me->exclusive ? LANE_HELD_EXCL : 0));
+			__atomic_store_n(hold, HOLD_HELD, __ATOMIC_RELEASE);
+			me->state = WAITER_FREE;
+			seg_add(&cap->sems[SEM_ACTIVE].acquired, 1);
+			seg_add(&L->lane[me->lane].acquired, 1);
+			cap_unlock(cap);
+			result = CAP_OK;
+			break;
+		}
+		if (cap_now_ns() >= start + timeout_ns) {
+			lane_unqueue(L, me);     /* an audit may have dropped it */
+			__atomic_store_n(hold, HOLD_NONE, __ATOMIC_RELEASE);
+			lanes_admit_locked(cap); /* an exclusive waiter held the others back */
+			cap_unlock(cap);
+			break;
+		}
+		cap_unlock(cap);
+		if (seg)
+			seg_reap(seg);
+	}
+	*waited_ns = cap_now_ns() - start;
+	lane_record_wait(cap, lane, p, *waited_ns, result != CAP_OK);
+	return result;
+}
+
+void cap_lane_release(struct segment *seg, struct seg_cap *cap, uint8_t *hold,
+                      uint8_t *lane_held)
+{
+	struct seg_lanes *L = &cap->lanes;
+	struct seg_sem *s = &cap->sems[SEM_ACTIVE];
+	if (cap_lock(seg, cap) != 0)
+		return;
+	unsigned held = *lane_held;
+	unsigned lane = (held & ~LANE_HELD_EXCL) - 1;
+	if (held && lane < CAP_LANES && L->lane[lane].active)
+		L->lane[lane].active--;
+	if ((held & LANE_HELD_EXCL) && L->excl_active)
+		L->excl_active--;
+	*lane_held = 0;
+	uint64_t w = __atomic_load_n(&s->word, __ATOMIC_SEQ_CST);
+	if (sem_count(w) > 0)
+		word_add(s, -1);
+	__atomic_store_n(hold, HOLD_NONE, __ATOMIC_RELEASE);
+	lanes_admit_locked(cap);
+	admit_locked(cap, SEM_ACTIVE);   /* waiters of before the lanes, if any */
+	cap_unlock(cap);
+}
+
+/* Count each lane's holders again from the live connection records (pid:
+ * only that process's, for a private cap; 0: all live ones), mapping the
+ * lane a slot was taken in through `names` (the table it was taken under)
+ * to the table in force. */
+static void lanes_recount_locked(struct segment *seg, struct seg_cap *cap,
+                                 char (*names)[CAP_LANE_NAME], pid_t pid, signed char *live)
+{
+	struct seg_lanes *L = &cap->lanes;
+	for (int i = 0; i < CAP_LANES; i++)
+		L->lane[i].active = 0;
+	L->excl_active = 0;
+	for (int i = 0; i < CAP_LANE_WAITERS; i++)
+		if (L->waiters[i].state == WAITER_GRANTED) {
+			L->lane[L->waiters[i].lane].active++;
+			L->excl_active += L->waiters[i].exclusive;
+		}
+	if (!seg || !seg->conns)
+		return;
+	for (uint32_t i = 0; i < seg->max_conns; i++) {
+		struct seg_conn *c = &seg->conns[i];
+		uint32_t st = __atomic_load_n(&c->state, __ATOMIC_ACQUIRE);
+		if ((st != SLOT_LIVE && st != SLOT_CLAIMED) || !c->lane_held)
+			continue;
+		if (pid ? c->pid != pid : !proc_is_live(seg, c->proc, c->pid, live))
+			continue;
+		uint8_t h = __atomic_load_n(&c->hold[SEM_ACTIVE], __ATOMIC_ACQUIRE);
+		if (h != HOLD_HELD && h != HOLD_RELEASING && h != HOLD_ACQUIRING) {
+			c->lane_held = 0;
+			continue;
+		}
+		unsigned old = (c->lane_held & ~LANE_HELD_EXCL) - 1, now = 0;
+		if (old < CAP_LANES)
+			now = cap_lane_find(cap, names[old]);
+		int excl = (c->lane_held & LANE_HELD_EXCL) != 0;
+		c->lane_held = (uint8_t)((now + 1) | (excl ? LANE_HELD_EXCL : 0));
+		L->lane[now].active++;
+		L->excl_active += (uint32_t)excl;
+	}
+}
+
+/* The audit's part for lanes: drop dead waiters, count the lanes again.
+ * Returns the granted lane waiters not yet awake (counted, no holder). */
+static uint32_t lanes_audit_locked(struct segment *seg, struct seg_cap *cap, signed char *live)
+{
+	struct seg_lanes *L = &cap->lanes;
+	uint32_t granted = 0;
+	char names[CAP_LANES][CAP_LANE_NAME];
+	for (int i = 0; i < CAP_LANE_WAITERS; i++) {
+		struct seg_lane_waiter *w = &L->waiters[i];
+		if (w->state == WAITER_FREE)
+			continue;
+		if (!proc_is_live(seg, w->proc, w->pid, live))
+			lane_unqueue(L, w);
+		else if (w->state == WAITER_GRANTED)
+			granted++;
+	}
+	for (int i = 0; i < CAP_LANES; i++)
+		memcpy(names[i], L->lane[i].name, CAP_LANE_NAME);
+	lanes_recount_locked(seg, cap, names, 0, live);
+	return granted;
+}
+
+void cap_lanes_configure(struct segment *seg, struct seg_cap *cap, const struct policy *p,
+                         struct segment *records)
+{
+	static signed char live[SEG_PROCS_LIMIT];   /* under the lock */
+	struct seg_lanes *L = &cap->lanes;
+	struct seg_sem *s = &cap->sems[SEM_ACTIVE];
+	int n = p->nlanes < CAP_LANES - 1 ? p->nlanes : CAP_LANES - 1;
+	if (cap_lock(seg, cap) != 0)
+		return;
+	int same = (uint32_t)n == L->nlanes && strcmp(L->lane[0].name, "default") == 0;
+	for (int i = 0; same && i < n; i++)
+		same = strcmp(L->lane[i + 1].name, p->lanes[i].name) == 0;
+	if (!same) {
+		/* a new table: statistics and holders go by name */
+		static struct seg_lane old[CAP_LANES];   /* under the lock */
+		static char names[CAP_LANES][CAP_LANE_NAME];
+		memcpy(old, L->lane, sizeof old);
+		for (int i = 0; i < CAP_LANES; i++)
+			memcpy(names[i], old[i].name, CAP_LANE_NAME);
+		snprintf(names[0], CAP_LANE_NAME, "%s", "");   /* lane 0 is the default by place */
+		memset(L->lane, 0, sizeof L->lane);
+		snprintf(L->lane[0].name, CAP_LANE_NAME, "default");
+		for (int i = 0; i < n; i++)
+			snprintf(L->lane[i + 1].name, CAP_LANE_NAME, "%s", p->lanes[i].name);
+		L->nlanes = (uint32_t)n;
+		for (int i = 0; i < CAP_LANES; i++) {
+			unsigned to = i == 0 ? 0 : cap_lane_find(cap, old[i].name);
+			if (i > 0 && (!old[i].name[0] || !to))
+				continue;
+			struct seg_lane *l = &L->lane[to];
+			l->acquired = old[i].acquired;
+			l->waits = old[i].waits;
+			l->timeouts = old[i].timeouts;
+			l->wait_ns_sum = old[i].wait_ns_sum;
+			memcpy(l->hist, old[i].hist, sizeof l->hist);
+		}
+		/* queued waiters: into the lane of the same name, else the default */
+		for (int i = 0; i < CAP_LANE_WAITERS; i++) {
+			struct seg_lane_waiter *w = &L->waiters[i];
+			if (w->state == WAITER_FREE)
+				continue;
+			w->lane = w->lane < CAP_LANES ? cap_lane_find(cap, old[w->lane].name) : 0;
+			if (w->state == WAITER_QUEUED)
+				L->lane[w->lane].waiting++;
+		}
+		memset(live, 0, sizeof live);
+		lanes_recount_locked(records, cap, names, seg ? 0 : getpid(), live);
+		__atomic_fetch_add(&L->gen, 1, __ATOMIC_RELEASE);
+	}
+	L->lane[0].priority = 0;
+	for (int i = 0; i < n; i++) {
+		struct seg_lane *l = &L->lane[i + 1];
+		l->max = p->lanes[i].max_active;
+		l->priority = p->lanes[i].priority;
+		l->exclusive = p->lanes[i].exclusive ? 1 : 0;
+	}
+	for (int i = 0; i < CAP_LANE_WAITERS; i++)
+		if (L->waiters[i].state == WAITER_QUEUED)
+			L->waiters[i].priority = L->lane[L->waiters[i].lane].priority;
+	if (n) {
+		__atomic_fetch_or(&s->word, SEM_LANES, __ATOMIC_SEQ_CST);
+	} else {
+		__atomic_fetch_and(&s->word, ~SEM_LANES, __ATOMIC_SEQ_CST);
+		/* lane waiters left (a reload removed every lane): serve them all */
+		for (int i = 0; i < CAP_LANE_WAITERS; i++)
+			L->waiters[i].exclusive = 0;
+		L->excl_waiting = 0;
+		L->excl_active = 0;
+	}
+	lanes_admit_locked(cap);
+	cap_unlock(cap);
 }

@@ -50,6 +50,7 @@ enum hold_state {
 #define SEM_FROZEN       (1ull << 48)
 #define SEM_CLOSED       (1ull << 49)   /* no slot granted at all (scope = cluster: a
                                          * host that holds no lease; lease.h) */
+#define SEM_LANES        (1ull << 50)   /* lanes in force: see "Lanes" below */
 #define sem_count(w)     ((uint32_t)((w) & SEM_COUNT_MASK))
 #define sem_waiting(w)   ((uint32_t)(((w) >> SEM_WAIT_SHIFT) & SEM_COUNT_MASK))
 
@@ -81,6 +82,84 @@ struct seg_waiter {
 	uint64_t since_ns;       /* CLOCK_REALTIME when it queued */
 };
 
+/*
+ * Lanes (issue 14): named caps inside the global one, all under the cap's
+ * lock.  Lane 0 is the default lane, lane i + 1 the policy's lane i.
+ *
+ * While a policy has lanes, the SEM_ACTIVE word carries SEM_LANES: the
+ * one-CAS fast paths then always fail (the flag lies above the count's
+ * bits, like FROZEN) and every active slot is taken and given back under
+ * the lock (cap_lane_acquire, cap_lane_release), which keeps the lanes'
+ * counts with the global one.  Without lanes nothing here is used and the
+ * fast paths are as before.  The global max is then never 0: "no cap" is
+ * CAP_UNCAPPED, so that active work is always counted (an exclusive lane
+ * must see it).
+ *
+ * Invariants (under the lock, outside an audit):
+ *  - sems[SEM_ACTIVE] count == live holders (as above), and
+ *    lane[i].active == live holders whose lane_held names lane i, plus
+ *    granted lane waiters of lane i not yet awake;
+ *  - excl_active <= 1, and when it is 1 the count is 1: nothing else is
+ *    counted (nested connections of the holder's thread share its slot,
+ *    HOLD_SHARED, uncounted, as `nested` says);
+ *  - excl_waiting > 0 (an exclusive waiter is queued): no waiter or
+ *    newcomer of any other kind is admitted, so the exclusive waiter is
+ *    admitted as soon as the count reaches 0 (it cannot starve);
+ *  - a non-exclusive waiter is admitted when the global count is below
+ *    max, its lane's active below its max (0: none), no exclusive holds or
+ *    waits; among those that may be admitted, higher priority first, FIFO
+ *    (ticket) within a priority;
+ *  - nwaiting, lane[i].waiting and excl_waiting count the QUEUED entries.
+ * scope = cluster (issue 13) fits on top: a lane acquisition admitted here
+ * then takes the cluster lease as the global slot does; an exclusive one
+ * takes the cluster's exclusive advisory lock instead of the shared one.
+ */
+#define CAP_LANES         17     /* the default lane and POLICY_MAX_LANES */
+#define CAP_LANE_NAME     64
+#define CAP_LANE_WAITERS  256
+#define CAP_UNCAPPED      ((uint32_t)SEM_COUNT_MASK - 1)
+#define LANE_HELD_EXCL    0x80   /* seg_conn.lane_held: an exclusive hold */
+
+struct seg_lane {
+	char name[CAP_LANE_NAME];    /* "default" for lane 0 */
+	uint32_t max;                /* 0 = only the global cap */
+	int32_t priority;
+	uint32_t exclusive;
+	uint32_t active;             /* slots held in this lane (under the lock) */
+	uint32_t waiting;            /* queued (under the lock) */
+	uint32_t pad;
+	uint64_t acquired;
+	uint64_t waits;
+	uint64_t timeouts;
+	uint64_t wait_ns_sum;
+	uint64_t hist[CAP_HIST_BUCKETS];
+};
+
+struct seg_lane_waiter {
+	uint32_t state;              /* enum waiter_state (under the lock) */
+	uint32_t futex;
+	uint64_t ticket;
+	int32_t priority;
+	uint32_t lane;
+	uint32_t exclusive;
+	uint32_t proc;
+	int32_t pid;
+	int32_t tid;
+	uint64_t since_ns;           /* CLOCK_REALTIME when it queued */
+};
+
+struct seg_lanes {
+	uint32_t nlanes;             /* the policy's lanes; 0: none (fast paths as before) */
+	uint32_t gen;                /* bumped when the table changes (atomic) */
+	uint32_t excl_active;        /* exclusive holders (0 or 1) */
+	uint32_t excl_waiting;       /* exclusive waiters queued */
+	uint32_t nwaiting;           /* lane waiters queued */
+	uint32_t pad;
+	uint64_t next_ticket;
+	struct seg_lane lane[CAP_LANES];
+	struct seg_lane_waiter waiters[CAP_LANE_WAITERS];
+};
+
 struct seg_cap {
 	pthread_mutex_t lock;    /* robust, process-shared: queue, hand-off, audit */
 	uint64_t next_ticket;    /* under the lock */
@@ -88,6 +167,7 @@ struct seg_cap {
 	uint32_t pad;
 	struct seg_sem sems[CAP_SEMS];
 	struct seg_waiter waiters[SEG_MAX_WAITERS];
+	struct seg_lanes lanes;  /* issue 14 */
 };
 
 /* Histogram bucket of a wait of `ns` nanoseconds. */
@@ -159,7 +239,7 @@ static inline int sem_try_release(struct seg_sem *s, uint8_t *hold)
 		 * unless the count is above a lowered max. */
 		if (w - 1 >= SEM_COUNT_MASK) {
 			uint32_t max = __atomic_load_n(&s->max, __ATOMIC_RELAXED);
-			if ((w & SEM_FROZEN) || sem_count(w) == 0 || !max || sem_count(w) <= max)
+			if ((w & (SEM_FROZEN | SEM_LANES)) || sem_count(w) == 0 || !max || sem_count(w) <= max)
 				return 0;
 		}
 		if (__atomic_compare_exchange_n(&s->word, &w, w - 1, 1, __ATOMIC_SEQ_CST,
@@ -170,7 +250,7 @@ static inline int sem_try_release(struct seg_sem *s, uint8_t *hold)
 	}
 }
 
-enum cap_result { CAP_OK = 0, CAP_TIMEOUT, CAP_NESTED, CAP_ERROR };
+enum cap_result { CAP_OK = 0, CAP_TIMEOUT, CAP_NESTED, CAP_ERROR, CAP_BUSY };
 
 /* Make a process-private cap (scope = process). */
 void cap_init_private(struct seg_cap *cap);
@@ -201,6 +281,37 @@ void cap_set_max(struct segment *seg, struct seg_cap *cap, int sem, uint32_t max
 /* Close (no slot granted, whatever max says: max = 0 means "no cap") or
  * open a semaphore again, admitting waiters (scope = cluster, lease.c). */
 void cap_set_closed(struct segment *seg, struct seg_cap *cap, int sem, int closed);
+
+/* ---- lanes (see "Lanes" above) ----------------------------------------- */
+
+struct policy;
+
+/* Put the policy's lanes in force (none: turn them off).  Carries each
+ * lane's statistics and holders over by name; a lane that is gone gives
+ * its holders' slots to the default lane's count.  `records`: the segment
+ * whose connection records hold the slots (NULL: none), for a private
+ * cap only this process's.  The caller sets the global max first
+ * (CAP_UNCAPPED for none when there are lanes). */
+void cap_lanes_configure(struct segment *seg, struct seg_cap *cap, const struct policy *p,
+                         struct segment *records);
+
+/* The lane of that name in the table in force (0, the default, if none). */
+unsigned cap_lane_find(const struct seg_cap *cap, const char *name);
+
+/*
+ * Take an active slot in `lane`, waiting in line at most timeout_ns.
+ * *lane_held records the lane the slot counts in (seg_conn.lane_held).
+ * try_only: never wait, CAP_BUSY instead.  holds_other as for
+ * cap_acquire_slow (CAP_NESTED instead of waiting).
+ */
+enum cap_result cap_lane_acquire(struct segment *seg, struct seg_cap *cap, unsigned lane,
+                                 uint8_t *hold, uint8_t *lane_held, uint32_t proc, int tid,
+                                 uint64_t timeout_ns, int holds_other, int try_only,
+                                 uint64_t *waited_ns);
+
+/* Give a held active slot back (the hold claimed, RELEASING, or HELD). */
+void cap_lane_release(struct segment *seg, struct seg_cap *cap, uint8_t *hold,
+                      uint8_t *lane_held);
 
 /* Rebuild every count from the live holders (after processes died). */
 void cap_audit(struct segment *seg);

@@ -220,9 +220,7 @@ static void land(struct deferred *d, int sent)
 /* Give d its slot (waiting if `block`); 1 when it was sent or failed. */
 static int try_send(struct deferred *d, int block)
 {
-	struct seg_sem *sem = &hot.cap->sems[SEM_ACTIVE];
-	uint8_t *hold = &d->c->rec->hold[SEM_ACTIVE];
-	if (!__atomic_load_n(&sem->max, __ATOMIC_RELAXED) || sem_try_acquire(sem, hold)) {
+	if (slot_try_active(d->c)) {
 		send_now(d);
 		return 1;
 	}

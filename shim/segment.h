@@ -44,8 +44,9 @@
 #include "lease_seg.h"
 
 #define SEG_MAGIC        0x3130534d48535150ULL   /* "PQSHMS01" little-endian */
-#define SEG_VERSION      5   /* 3: totals.escaped, escaped_object; 4: lease (scope = cluster);
-                              * 5: sizes from the policy, group segments */
+#define SEG_VERSION      6   /* 3: totals.escaped, escaped_object; 4: lease (scope = cluster);
+                              * 5: sizes from the policy, group segments;
+                              * 6: lanes (seg_cap.lanes, seg_conn.lane) */
 #define SEG_PROCS_DEFAULT 512    /* [shim] max_processes */
 #define SEG_CONNS_DEFAULT 4096   /* [shim] max_tracked */
 #define SEG_PROCS_LIMIT  65536   /* the largest tables a segment may have */
@@ -117,7 +118,9 @@ struct seg_conn {
 	int32_t threads[SEG_THREADS_SEEN];
 	uint32_t backend_pid;     /* the server process, once connected */
 	uint8_t hold[CAP_SEMS];   /* enum hold_state per semaphore (atomic) */
-	uint16_t pad0;
+	uint8_t lane;             /* the connection's lane (seg_cap.lanes; 0 = default) */
+	uint8_t lane_held;        /* lane + 1 its active slot counts in, | LANE_HELD_EXCL;
+	                           * 0 = none (under the cap's lock) */
 	int32_t holder_tid;       /* the thread that acquired the active slot */
 	uint64_t queries;
 	uint64_t xacts;

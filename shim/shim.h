@@ -59,6 +59,8 @@ struct conn {
 	struct prepared *prepared; /* statements prepared by name (session.c) */
 	int cancels;              /* the program's cancel objects followed (session.c) */
 	struct deferred *deferred; /* a send waiting for its slot (defer.c; g.lock) */
+	char lane[CAP_LANE_NAME]; /* its lane's name, "" = default (lanes.c) */
+	unsigned lane_gen;        /* the lane table rec->lane was found in (lanes.c) */
 	struct seg_conn local;
 };
 

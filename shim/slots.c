@@ -11,6 +11,7 @@
  * reports what happened (enum slot_wait); its callers act on it.
  */
 #include "slots.h"
+#include "lanes.h"
 #include "lease.h"
 #include "log.h"
 
@@ -47,10 +48,42 @@ void slots_configure(void)
 		hot.cap->scope = (uint32_t)g.pol.scope;
 	}
 	if (g.pol.scope == SCOPE_CLUSTER && capseg)
-		lease_configure();   /* the lease sets SEM_ACTIVE's max */
-	else
-		cap_set_max(capseg, hot.cap, SEM_ACTIVE, g.pol.max_active);
+		lease_configure();   /* the lease sets SEM_ACTIVE's max (no lanes: policy.c) */
+	else	/* with lanes the active work is always counted (cap.h, "Lanes") */
+		cap_set_max(capseg, hot.cap, SEM_ACTIVE, g.pol.max_active ? g.pol.max_active
+		            : g.pol.nlanes ? CAP_UNCAPPED : 0);
 	cap_set_max(capseg, hot.cap, SEM_CONNECTIONS, g.pol.max_connections);
+	cap_lanes_configure(capseg, hot.cap, &g.pol, g.seg.hdr ? &g.seg : NULL);
+}
+
+/* Is the active slot c holds (or is about to take) one of the lanes'? */
+static int lane_slot(struct conn *c)
+{
+	return c->rec->lane_held
+	       || (__atomic_load_n(&hot.cap->sems[SEM_ACTIVE].word, __ATOMIC_RELAXED) & SEM_LANES);
+}
+
+/* Give c's held (or claimed) active slot back on the slow path. */
+static void release_active_slow(struct conn *c)
+{
+	uint8_t *hold = &c->rec->hold[SEM_ACTIVE];
+	if (lane_slot(c))
+		cap_lane_release(capseg, hot.cap, hold, &c->rec->lane_held);
+	else
+		cap_release_slow(capseg, hot.cap, SEM_ACTIVE, hold);
+}
+
+int slot_try_active(struct conn *c)
+{
+	struct seg_sem *sem = &hot.cap->sems[SEM_ACTIVE];
+	uint8_t *hold = &c->rec->hold[SEM_ACTIVE];
+	if (!__atomic_load_n(&sem->max, __ATOMIC_RELAXED) || sem_try_acquire(sem, hold))
+		return 1;
+	if (!(__atomic_load_n(&sem->word, __ATOMIC_RELAXED) & SEM_LANES))
+		return 0;
+	uint64_t waited;
+	return cap_lane_acquire(capseg, hot.cap, lanes_index(c), hold, &c->rec->lane_held,
+	                        (uint32_t)g.proc_idx, t.tid, 0, 0, 1, &waited) == CAP_OK;
 }
 
 struct holds_arg { struct conn *except; int pending_only; int found; };
@@ -99,17 +132,39 @@ static int thread_busy(struct conn *except)
 static enum slot_wait wait_for(struct conn *c, int sem, char *buf, size_t size, int may_defer)
 {
 	uint8_t scratch = HOLD_NONE, *hold = c ? &c->rec->hold[sem] : &scratch;
-	uint64_t waited = 0;
+	uint64_t waited = 0, timeout_ms = g.pol.wait_timeout_ms;
 	if (sem == SEM_ACTIVE && lease_check(buf, size))
 		return WAIT_REFUSED;     /* scope = cluster, the coordinator unreachable */
-	int nested = thread_busy(c);
 	uint32_t max = __atomic_load_n(&hot.cap->sems[sem].max, __ATOMIC_RELAXED);
-	enum cap_result r = cap_acquire_slow(capseg, hot.cap, sem, hold, (uint32_t)g.proc_idx,
-	                                     t.tid, g.pol.wait_timeout_ms * 1000000ull, nested,
-	                                     &waited);
+	enum cap_result r;
+	const char *lane_name = NULL;
+	if (sem == SEM_ACTIVE && c
+	    && (__atomic_load_n(&hot.cap->sems[sem].word, __ATOMIC_RELAXED) & SEM_LANES)) {
+		/* a lane's slot: at once if there is room (no look at the thread's
+		 * other connections on the way), else in line (cap.h, "Lanes") */
+		unsigned lane = lanes_index(c);
+		struct seg_lane *l = &hot.cap->lanes.lane[lane];
+		lane_name = l->name;
+		for (int i = 0; lane && i < g.pol.nlanes; i++)
+			if (strcmp(g.pol.lanes[i].name, l->name) == 0)
+				timeout_ms = g.pol.lanes[i].wait_timeout_ms;
+		r = cap_lane_acquire(capseg, hot.cap, lane, hold, &c->rec->lane_held,
+		                     (uint32_t)g.proc_idx, t.tid, 0, 0, 1, &waited);
+		if (r == CAP_BUSY)
+			r = cap_lane_acquire(capseg, hot.cap, lane, hold, &c->rec->lane_held,
+			                     (uint32_t)g.proc_idx, t.tid, timeout_ms * 1000000ull,
+			                     thread_busy(c), 0, &waited);
+		if (l->max)
+			max = l->max;
+	} else {
+		r = cap_acquire_slow(capseg, hot.cap, sem, hold, (uint32_t)g.proc_idx, t.tid,
+		                     timeout_ms * 1000000ull, thread_busy(c), &waited);
+	}
+	if (max == CAP_UNCAPPED)
+		max = 0;
 	const char *policy = g.policy_path[0] ? g.policy_path : "none";
 	char timeout[32];
-	format_duration(timeout, sizeof timeout, g.pol.wait_timeout_ms);
+	format_duration(timeout, sizeof timeout, timeout_ms);
 	switch (r) {
 	case CAP_OK:
 		return WAIT_GRANTED;
@@ -133,6 +188,12 @@ static enum slot_wait wait_for(struct conn *c, int sem, char *buf, size_t size, 
 		         "connection refused: " : "", (int)t.tid, sem_names[sem], max, policy);
 		break;
 	case CAP_TIMEOUT:
+		if (lane_name) {
+			snprintf(buf, size, "pqshim: no slot free in lane \"%s\" after waiting %.2f s "
+			         "(max_active = %u, wait_timeout = %s, policy %s)", lane_name,
+			         waited / 1e9, max, timeout, policy);
+			break;
+		}
 		snprintf(buf, size, "pqshim: %sno slot free after waiting %.2f s (%s = %u, "
 		         "wait_timeout = %s, policy %s)", sem == SEM_CONNECTIONS ?
 		         "connection refused: " : "", waited / 1e9, sem_names[sem], max, timeout,
@@ -193,18 +254,21 @@ static void release_active_locked(struct conn *c)
 		struct sharer_arg a = { c, NULL };
 		connmap_each(&g.map, find_sharer, &a);
 		if (a.found && cap_hand_over(capseg, hot.cap, hold, &a.found->rec->hold[SEM_ACTIVE])) {
+			/* the slot stays counted in the lane it was taken in */
+			a.found->rec->lane_held = c->rec->lane_held;
+			c->rec->lane_held = 0;
 			__atomic_fetch_sub(&hot.shares, 1, __ATOMIC_RELAXED);
 			return;
 		}
 	}
 	if (hold_claim_release(hold) && !sem_try_release(&hot.cap->sems[SEM_ACTIVE], hold))
-		cap_release_slow(capseg, hot.cap, SEM_ACTIVE, hold);
+		release_active_slow(c);
 }
 
 void slots_settle(struct conn *c, unsigned todo)
 {
 	if (todo & SETTLE_RELEASE)
-		cap_release_slow(capseg, hot.cap, SEM_ACTIVE, &c->rec->hold[SEM_ACTIVE]);
+		release_active_slow(c);
 	if (todo & SETTLE_HAND) {
 		pthread_mutex_lock(&g.lock);
 		release_active_locked(c);
@@ -217,8 +281,12 @@ static void release_one(struct conn *c, int sem)
 	uint8_t *hold = &c->rec->hold[sem];
 	switch (__atomic_load_n(hold, __ATOMIC_ACQUIRE)) {
 	case HOLD_HELD:
-		if (hold_claim_release(hold) && !sem_try_release(&hot.cap->sems[sem], hold))
-			cap_release_slow(capseg, hot.cap, sem, hold);
+		if (hold_claim_release(hold) && !sem_try_release(&hot.cap->sems[sem], hold)) {
+			if (sem == SEM_ACTIVE)
+				release_active_slow(c);
+			else
+				cap_release_slow(capseg, hot.cap, sem, hold);
+		}
 		break;
 	case HOLD_NONE:
 	case HOLD_RELEASING:     /* another thread is giving it back */
@@ -275,8 +343,10 @@ void slots_after_fork(void)
 	if (hot.cap == &private_cap) {
 		/* the parent's counts and waiters are not the child's */
 		cap_init_private(&private_cap);
-		private_cap.sems[SEM_ACTIVE].max = g.pol.max_active;
+		private_cap.sems[SEM_ACTIVE].max = g.pol.max_active ? g.pol.max_active
+		                                   : g.pol.nlanes ? CAP_UNCAPPED : 0;
 		private_cap.sems[SEM_CONNECTIONS].max = g.pol.max_connections;
+		cap_lanes_configure(NULL, &private_cap, &g.pol, NULL);
 	}
 	hot.shares = 0;          /* the child's records start with no holds */
 }

@@ -25,6 +25,9 @@ enum slot_wait {
  * told to wait its turn instead of blocking its thread. */
 enum slot_wait slot_wait_active(struct conn *c, int may_defer, char *buf, size_t size);
 
+/* An active slot for c now if there is room (no wait): 1 if held. */
+int slot_try_active(struct conn *c);
+
 /* Take a connection slot for c (NULL: no record could be made) before its
  * connect, waiting if need be. */
 enum slot_wait slot_connect(struct conn *c, char *buf, size_t size);

@@ -7,6 +7,7 @@
  * calls it from a signal handler, where nothing may lock or allocate; the
  * cancel objects it uses are followed instead (PQgetCancel, session.c).
  */
+#include "lanes.h"
 #include "pqerr.h"
 #include "route.h"
 #include "session.h"
@@ -28,6 +29,7 @@
 		int redirect = 0, target = TGT_DIRECT; \
 		if (c && route_enabled() && connargs_from_params(&asked, kw, val, expand) == 0) \
 			target = route_plan(&asked, &routed, &redirect); \
+		lanes_choose(c, &asked, kw, val, expand); \
 		PGconn *pg = OWN(redirect ? route_connect(&routed, async) : (call)); \
 		track_connect_end(c, pg, &asked, redirect ? &routed : &asked, target, redirect); \
 		connargs_free(&routed); \

@@ -113,7 +113,7 @@ static void json_processes(FILE *out, const struct snapshot *s)
 	fputs(s->nprocs ? "\n  ],\n" : "],\n", out);
 }
 
-static void json_connection(FILE *out, const struct snap_conn *sc)
+static void json_connection(FILE *out, const struct snap_conn *sc, const char *lane)
 {
 	const struct seg_conn *c = &sc->r;
 	fprintf(out, "{\"pid\": %d, \"tid\": %d, \"threads\": [", c->pid, c->tid);
@@ -133,6 +133,8 @@ static void json_connection(FILE *out, const struct snap_conn *sc)
 	snap_json_string(out, c->server);
 	fputs(", \"application_name\": ", out);
 	snap_json_string(out, c->appname);
+	fputs(", \"lane\": ", out);
+	snap_json_string(out, lane);
 	fputc('}', out);
 }
 
@@ -141,7 +143,7 @@ static void json_connections(FILE *out, const struct snapshot *s)
 	fputs("  \"connections\": [", out);
 	for (int i = 0; i < s->nconns; i++) {
 		fputs(i ? ",\n    " : "\n    ", out);
-		json_connection(out, &s->conns[i]);
+		json_connection(out, &s->conns[i], snap_lane_name(s, &s->conns[i].r));
 	}
 	fputs(s->nconns ? "\n  ],\n" : "],\n", out);
 }
@@ -177,6 +179,7 @@ void stat_write_json(FILE *out, const struct snapshot *s, const char *segname)
 	json_policy(out, s);
 	json_cap(out, s);
 	cluster_json(out, s);
+	snap_json_lanes(out, s);
 	json_processes(out, s);
 	json_connections(out, s);
 	json_totals(out, &s->totals);
@@ -357,6 +360,7 @@ void stat_write_prometheus(FILE *out, const struct snapshot *s)
 	prom_policy(out, s);
 	prom_cap(out, s);
 	cluster_prometheus(out, s);
+	snap_prom_lanes(out, s);
 	prom_connection_states(out, s);
 	prom_totals(out, &s->totals);
 	prom_processes(out, s);
@@ -423,8 +427,11 @@ static void table_connection(FILE *out, const struct snapshot *s, const struct s
 		snprintf(marks, sizeof marks, "  [used by %u threads]", c->nthreads);
 	if (c->flags & CONN_INHERITED)
 		strncat(marks, "  [inherited]", sizeof marks - strlen(marks) - 1);
-	fprintf(out, "    %-8d %-14s %-7s %-7s %9llu %8llu %8s  %s%s\n", c->tid,
+	char lane[CAP_LANE_NAME];
+	snap_printable(lane, sizeof lane, snap_lane_name(s, c));
+	fprintf(out, "    %-8d %-14s %-7s %-7s %-10s %9llu %8llu %8s  %s%s\n", c->tid,
 	        snap_state_word(snap_conn_state(c)), snap_target_word(c->target), snap_slot_word(c),
+	        lane,
 	        (unsigned long long)c->queries, (unsigned long long)c->xacts, idle,
 	        server, marks);
 }
@@ -438,8 +445,8 @@ static void table_processes(FILE *out, const struct snapshot *s)
 		return;
 	}
 	fprintf(out, "\n%-8s %-16s %7s %5s %6s\n", "PID", "PROGRAM", "THREADS", "CONNS", "WAITS");
-	fprintf(out, "    %-8s %-14s %-7s %-7s %9s %8s %8s  %s\n", "TID", "STATE", "TARGET",
-	        "SLOT", "QUERIES", "XACTS", "LAST USE", "SERVER");
+	fprintf(out, "    %-8s %-14s %-7s %-7s %-10s %9s %8s %8s  %s\n", "TID", "STATE", "TARGET",
+	        "SLOT", "LANE", "QUERIES", "XACTS", "LAST USE", "SERVER");
 	for (int i = 0; i < s->nprocs; i++) {
 		const struct seg_proc *p = &s->procs[i];
 		char program[SEG_PROGRAM_MAX];
@@ -457,6 +464,7 @@ static void print_table(FILE *out, const struct snapshot *s, const char *segname
 {
 	table_cap(out, s);
 	cluster_table(out, s);
+	snap_table_lanes(out, s);
 	table_policy(out, s, segname);
 	table_totals(out, &s->totals);
 	table_processes(out, s);

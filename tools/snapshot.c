@@ -587,6 +587,7 @@ void snap_take(struct snap_source *src, struct snapshot *s)
 	read_records(&src->seg, s);
 	read_totals(h, s);
 	read_cap(h, s, &s->cap);
+	snap_read_lanes(h, s);
 	read_waiters(h, s);
 }
 

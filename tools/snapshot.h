@@ -11,6 +11,7 @@
 #define PQSHIM_SNAPSHOT_H
 
 #include "cmds.h"
+#include "snap_lanes.h"
 
 #include <stdio.h>
 
@@ -81,6 +82,7 @@ struct snapshot {
 	uint32_t version;
 	struct snap_policy policy;
 	struct snap_cap cap;
+	struct snap_lanes lanes;            /* snap_lanes.c */
 	struct seg_totals totals;           /* folded totals + live connections */
 	int nprocs, nconns, nwaiters;
 	struct seg_proc *procs;             /* sorted by pid (the segment's size) */

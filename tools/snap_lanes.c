@@ -1,0 +1,172 @@
+/*
+ * snap_lanes.c - the lanes of a segment as the tool shows them.  The lane
+ * table lives in the cap (cap.h, "Lanes"), kept under the cap's lock; the
+ * tool copies it without the lock, which may show a count a moment old,
+ * never a torn name (names change only when a reload renumbers lanes).
+ */
+#include "snapshot.h"
+
+#include <string.h>
+
+static uint64_t load64(const uint64_t *v)
+{
+	return __atomic_load_n(v, __ATOMIC_RELAXED);
+}
+
+void snap_read_lanes(const struct seg_header *h, struct snapshot *s)
+{
+	const struct seg_lanes *L = &h->cap.lanes;
+	struct snap_lanes *out = &s->lanes;
+	uint32_t n = __atomic_load_n(&L->nlanes, __ATOMIC_ACQUIRE);
+	if (n > CAP_LANES - 1)
+		n = CAP_LANES - 1;
+	out->n = (int)n + 1;
+	uint32_t waiting = 0;
+	for (int i = 0; i < out->n; i++) {
+		const struct seg_lane *l = &L->lane[i];
+		struct snap_lane *o = &out->lane[i];
+		memcpy(o->name, l->name, sizeof o->name);
+		o->name[sizeof o->name - 1] = '\0';
+		if (!o->name[0])
+			snprintf(o->name, sizeof o->name, "default");
+		o->max_active = __atomic_load_n(&l->max, __ATOMIC_RELAXED);
+		o->active = __atomic_load_n(&l->active, __ATOMIC_RELAXED);
+		o->waiting = __atomic_load_n(&l->waiting, __ATOMIC_RELAXED);
+		o->exclusive = __atomic_load_n(&l->exclusive, __ATOMIC_RELAXED);
+		o->priority = __atomic_load_n(&l->priority, __ATOMIC_RELAXED);
+		o->acquired = load64(&l->acquired);
+		o->waits = load64(&l->waits);
+		o->timeouts = load64(&l->timeouts);
+		o->wait_ns_sum = load64(&l->wait_ns_sum);
+		for (unsigned b = 0; b < CAP_HIST_BUCKETS; b++)
+			o->hist[b] = load64(&l->hist[b]);
+		o->wait_ms_p99 = snap_quantile_ms(o->hist, 0.99);
+		waiting += o->waiting;
+	}
+	if (n == 0) {
+		/* no lanes: the default lane is the whole cap */
+		struct snap_lane *d = &out->lane[0];
+		d->active = s->cap.active;
+		d->waiting = s->cap.waiting;
+		d->waits = s->cap.sems[SEM_ACTIVE].waits;
+		d->timeouts = s->cap.sems[SEM_ACTIVE].timeouts;
+		d->acquired = s->cap.sems[SEM_ACTIVE].acquired;
+		memcpy(d->hist, s->cap.sems[SEM_ACTIVE].hist, sizeof d->hist);
+		d->wait_ns_sum = s->cap.sems[SEM_ACTIVE].wait_ns_sum;
+		d->wait_ms_p99 = snap_quantile_ms(d->hist, 0.99);
+	} else {
+		s->cap.waiting += waiting;   /* lane waiters are not in the word */
+	}
+	if (s->cap.max_active == CAP_UNCAPPED)
+		s->cap.max_active = 0;
+	if (s->cap.sems[SEM_ACTIVE].max == CAP_UNCAPPED)
+		s->cap.sems[SEM_ACTIVE].max = 0;
+}
+
+const char *snap_lane_name(const struct snapshot *s, const struct seg_conn *c)
+{
+	return c->lane < s->lanes.n ? s->lanes.lane[c->lane].name : "default";
+}
+
+void snap_json_lanes(FILE *out, const struct snapshot *s)
+{
+	fputs("  \"lanes\": [", out);
+	for (int i = 0; i < s->lanes.n; i++) {
+		const struct snap_lane *l = &s->lanes.lane[i];
+		fputs(i ? ",\n    {\"name\": " : "\n    {\"name\": ", out);
+		snap_json_string(out, l->name);
+		fprintf(out, ", \"max_active\": %u, \"active\": %u, \"waiting\": %u, \"exclusive\": %s, "
+		        "\"priority\": %d, \"waits\": %llu, \"timeouts\": %llu, \"wait_ms_p99\": %.3f, "
+		        "\"acquired\": %llu, \"wait_ms_sum\": %.3f}",
+		        l->max_active, l->active, l->waiting, l->exclusive ? "true" : "false",
+		        l->priority, (unsigned long long)l->waits, (unsigned long long)l->timeouts,
+		        l->wait_ms_p99, (unsigned long long)l->acquired, l->wait_ns_sum / 1e6);
+	}
+	fputs("\n  ],\n", out);
+}
+
+static void prom_lane_label(FILE *out, const char *name)
+{
+	fputs("lane=\"", out);
+	for (const char *p = name; *p; p++) {
+		if (*p == '\\' || *p == '"')
+			fputc('\\', out);
+		if (*p == '\n')
+			fputs("\\n", out);
+		else
+			fputc(*p, out);
+	}
+	fputc('"', out);
+}
+
+static void prom_lane_gauge(FILE *out, const struct snapshot *s, const char *name,
+                            const char *type, const char *help, size_t off)
+{
+	fprintf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+	for (int i = 0; i < s->lanes.n; i++) {
+		const struct snap_lane *l = &s->lanes.lane[i];
+		const char *field = (const char *)l + off;
+		unsigned long long v = (off == offsetof(struct snap_lane, waits)
+		                        || off == offsetof(struct snap_lane, timeouts)
+		                        || off == offsetof(struct snap_lane, acquired))
+		                       ? (unsigned long long)*(const uint64_t *)field
+		                       : (unsigned long long)*(const uint32_t *)field;
+		fprintf(out, "%s{", name);
+		prom_lane_label(out, l->name);
+		fprintf(out, "} %llu\n", v);
+	}
+}
+
+void snap_prom_lanes(FILE *out, const struct snapshot *s)
+{
+	prom_lane_gauge(out, s, "pqshim_lane_max_active", "gauge",
+	                "A lane's own cap (0: only the global one).",
+	                offsetof(struct snap_lane, max_active));
+	prom_lane_gauge(out, s, "pqshim_lane_active", "gauge", "Slots a lane holds now.",
+	                offsetof(struct snap_lane, active));
+	prom_lane_gauge(out, s, "pqshim_lane_waiting", "gauge", "Callers waiting in a lane now.",
+	                offsetof(struct snap_lane, waiting));
+	prom_lane_gauge(out, s, "pqshim_lane_waits_total", "counter",
+	                "A lane's slot acquisitions that had to wait.", offsetof(struct snap_lane, waits));
+	prom_lane_gauge(out, s, "pqshim_lane_wait_timeouts_total", "counter",
+	                "A lane's waits that gave up at its wait_timeout.",
+	                offsetof(struct snap_lane, timeouts));
+	const char *name = "pqshim_lane_wait_seconds";
+	fprintf(out, "# HELP %s Time spent waiting for a slot, per lane.\n# TYPE %s histogram\n",
+	        name, name);
+	for (int i = 0; i < s->lanes.n; i++) {
+		const struct snap_lane *l = &s->lanes.lane[i];
+		uint64_t cum = 0;
+		for (unsigned b = 0; b < CAP_HIST_BUCKETS; b++) {
+			cum += l->hist[b];
+			fprintf(out, "%s_bucket{", name);
+			prom_lane_label(out, l->name);
+			if (b < CAP_HIST_BUCKETS - 1)
+				fprintf(out, ",le=\"%g\"} %llu\n", (double)(1ull << b) / 1e6,
+				        (unsigned long long)cum);
+			else
+				fprintf(out, ",le=\"+Inf\"} %llu\n", (unsigned long long)cum);
+		}
+		fprintf(out, "%s_sum{", name);
+		prom_lane_label(out, l->name);
+		fprintf(out, "} %.9f\n%s_count{", l->wait_ns_sum / 1e9, name);
+		prom_lane_label(out, l->name);
+		fprintf(out, "} %llu\n", (unsigned long long)cum);
+	}
+}
+
+void snap_table_lanes(FILE *out, const struct snapshot *s)
+{
+	if (s->lanes.n <= 1)
+		return;
+	for (int i = 0; i < s->lanes.n; i++) {
+		const struct snap_lane *l = &s->lanes.lane[i];
+		char name[CAP_LANE_NAME], max[16];
+		snap_printable(name, sizeof name, l->name);
+		snprintf(max, sizeof max, l->max_active ? "%u" : "-", l->max_active);
+		fprintf(out, "lane %-16s active %u/%s  waiting %u  priority %d%s  waits %llu  "
+		        "timeouts %llu  wait p99 %.3fms\n", name, l->active, max, l->waiting, l->priority,
+		        l->exclusive ? "  EXCLUSIVE" : "", (unsigned long long)l->waits,
+		        (unsigned long long)l->timeouts, l->wait_ms_p99);
+	}
+}
