@@ -114,6 +114,10 @@ enum verdict work_begin(PGconn *pg, struct conn **cp, int may_defer)
 	if (__atomic_load_n(&sem->max, __ATOMIC_RELAXED) && *hold == HOLD_NONE) {
 		c->rec->holder_tid = t.tid;   /* before the slot: see work_fast */
 		if (!sem_try_acquire(sem, hold)) {
+			/* a wait that keeps failing must still see a reload (a lane
+			 * removed, a cap raised): the tick is otherwise after a send */
+			if (clock_ticks() >= __atomic_load_n(&hot.next_tick, __ATOMIC_RELAXED))
+				shim_tick();
 			enum verdict v = slot_verdict(slot_wait_active(c, may_defer && !c->pipeline,
 			                                               work_why, sizeof work_why));
 			if (v != WORK_GO)
