@@ -1304,6 +1304,18 @@ static void cluster_and_lanes_are_refused_until_they_land(void **state)
 		assert_string_equal(e.msg[2], "t.ini:8: [lane \"batch\"]: lanes are not supported "
 		                    "by this build yet");
 	}
+	if (POLICY_HAS_LANES) {
+		/* lanes are built: only what is not is refused */
+		parses("[cap]\nmax_active = 2\n\nscope = cluster\ncoordinator = host=c\n"
+		       "[lane \"web\"]\nmatch = user=web\n[lane \"batch\"]\nmatch = user=batch\n");
+		e.count = 0;
+		assert_int_equal(policy_unsupported(&pol, "t.ini", &e), POLICY_HAS_CLUSTER ? 0 : -1);
+		assert_int_equal(e.count, POLICY_HAS_CLUSTER ? 0 : 1);
+		parses("[cap]\nmax_active = 2\n[lane \"web\"]\nmatch = user=web\n");
+		e.count = 0;
+		assert_int_equal(policy_unsupported(&pol, "t.ini", &e), 0);
+		assert_int_equal(e.count, 0);
+	}
 	/* What is built passes. */
 	parses("[cap]\nscope = host\nmax_active = 2\n");
 	e.count = 0;
@@ -1491,6 +1503,19 @@ static void load_refuses_what_this_build_does_not_do(void **state)
 	if (!POLICY_HAS_CLUSTER)
 		file_fails_with("[cap]\nscope = cluster\ncoordinator = host=db1\n",
 		                ":2: scope = cluster is not supported by this build yet");
+	if (POLICY_HAS_LANES) {
+		/* the example of every use of lanes loads whole */
+		write_policy("[cap]\nmax_active = 4\n[lane \"migrations\"]\n"
+		             "match = application_name=migrate-*\nexclusive = yes\n"
+		             "[lane \"reports\"]\nmatch = program=report*\nmax_active = 1\n"
+		             "[lane \"web\"]\nmatch = user=web\npriority = 10\n", 0600);
+		assert_int_equal(policy_load(tmp_path, &pol, &errs), 0);
+		assert_int_equal(pol.nlanes, 3);
+		assert_int_equal(pol.lanes[0].exclusive, 1);
+		assert_int_equal(pol.lanes[1].max_active, 1);
+		assert_int_equal(pol.lanes[2].priority, 10);
+		unlink(tmp_path);
+	}
 }
 
 int main(void)
