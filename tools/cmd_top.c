@@ -394,6 +394,7 @@ static void render(FILE *out, const struct view *v)
 	header_lines(out, v);
 	cap_lines(out, v);
 	cluster_table(out, v->cur);
+	snap_table_lanes(out, v->cur);
 	target_lines(out, v->cur);
 	process_lines(out, v);
 }

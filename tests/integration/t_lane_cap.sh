@@ -6,7 +6,8 @@
 # writing the server's now() and clock_timestamp() at its start and end.
 # From those rows: no two report transactions overlapped; at no
 # transaction's start were more than 4 running (all lanes), and 4 were
-# (the cap was used); reports ran beside web work.
+# (the cap was used); reports ran beside web work. stat (JSON, table,
+# Prometheus) and top show the lanes.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -50,4 +51,8 @@ S=$(stat_json "$POL")
 assert_eq "$(jq -r '.lanes[] | select(.name == "reports") | "\(.max_active) \(.active) \(.waiting) \(.timeouts)"' <<<"$S")" "1 0 0 0" \
 	"stat: the reports lane at the end (max_active active waiting timeouts)"
 assert_ge "$(jq -r '.lanes[] | select(.name == "reports") | .waits' <<<"$S")" 1 "stat: reports waited"
+assert_match "$("$PQSHIM" stat -p "$POL")" "lane reports +active 0/1 " "stat: the table's lane line"
+assert_match "$("$PQSHIM" top -p "$POL" -n 1 -d 0.1)" "lane default +active 0/- " "top: the lanes"
+assert_match "$("$PQSHIM" stat -p "$POL" --prometheus)" 'pqshim_lane_waits_total\{lane="reports"\} [1-9]' \
+	"stat --prometheus: the lane label"
 echo "ok: reports one at a time, $peak at once in all"
