@@ -70,6 +70,10 @@ void lanes_choose(struct conn *c, const struct connargs *asked, const char *cons
 	if (!c)
 		return;
 	c->lane[0] = '\0';
+	/* a reused record says nothing about this connection (seg_conn_claim
+	 * clears only the holds); no active slot is held before the connect */
+	c->rec->lane = 0;
+	c->rec->lane_held = 0;
 	if (!lanes_enabled())
 		return;
 	struct connargs own = { 0 };
