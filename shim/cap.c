@@ -368,6 +368,17 @@ void cap_audit(struct segment *seg)
 
 /* ---- lanes (see cap.h) -------------------------------------------------- */
 
+/* One slice of a waiter's sleep (as cap_acquire_slow's) until deadline. */
+static void sleep_unless_granted(uint32_t *futex, uint32_t *state, uint64_t deadline)
+{
+	uint32_t seen = __atomic_load_n(futex, __ATOMIC_ACQUIRE);
+	if (__atomic_load_n(state, __ATOMIC_ACQUIRE) == WAITER_GRANTED)
+		return;
+	uint64_t now = cap_now_ns(), left = deadline > now ? deadline - now : 0;
+	if (left)
+		futex_wait(futex, seen, left < CAP_SLICE_NS ? left : CAP_SLICE_NS);
+}
+
 static int lane_room(struct seg_cap *cap, unsigned lane, int exclusive)
 {
 	struct seg_lanes *L = &cap->lanes;
@@ -518,12 +529,7 @@ enum cap_result cap_lane_acquire(struct segment *seg, struct seg_cap *cap, unsig
 
 	enum cap_result result = CAP_TIMEOUT;
 	for (;;) {
-		uint32_t seen = __atomic_load_n(&me->futex, __ATOMIC_ACQUIRE);
-		if (__atomic_load_n(&me->state, __ATOMIC_ACQUIRE) != WAITER_GRANTED) {
-			uint64_t now = cap_now_ns(), left = start + timeout_ns > now ? start + timeout_ns - now : 0;
-			if (left)
-				futex_wait(&me->futex, seen, left < CAP_SLICE_NS ? left : CAP_SLICE_NS);
-		}
+		sleep_unless_granted(&me->futex, &me->state, start + timeout_ns);
 		if (cap_lock(seg, cap) != 0) {
 			result = CAP_ERROR;
 			break;

@@ -11,9 +11,10 @@
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
-LOAD=$PQT_ROOT/tests/clients/py_lane_load.py
+# shellcheck source=lane_lib.sh
+. "$(dirname "$0")/lane_lib.sh"
 TBL=t_lanec
-sql_primary "drop table if exists $TBL; create table $TBL (app text, asked timestamptz, t0 timestamptz, t1 timestamptz)" >/dev/null
+lane_table $TBL
 POL=$(policy_new lanec '[cap]
 max_active = 4
 wait_timeout = 20s
@@ -22,21 +23,9 @@ wait_timeout = 20s
 match = application_name=t_lanec_rep*
 max_active = 1
 ')
-run_load() { # NAME APP ARGS...
-	local n=$1 app=$2
-	shift 2
-	"$PQSHIM" run -p "$POL" -- "$PY" "$LOAD" --app "$app" --table $TBL "$@" >"$T/$n.out" 2>"$T/$n.err" &
-	bg_track "$!"
-	eval "pid_$n=$!"
-}
-run_load web t_lanec_web --threads 6 --seconds 5 --sleep 0.03
-run_load rep t_lanec_rep --threads 3 --seconds 5 --sleep 0.03
-for n in web rep; do
-	rc=0
-	wait "$(eval echo "\$pid_$n")" || rc=$?
-	assert_eq "$rc" 0 "$n: exit status (stdout: $(tail -2 "$T/$n.out"), stderr: $(tail -3 "$T/$n.err"))"
-done
-q() { sql_primary "$1"; }
+lane_load web "$POL" $TBL t_lanec_web --threads 6 --seconds 5 --sleep 0.03
+lane_load rep "$POL" $TBL t_lanec_rep --threads 3 --seconds 5 --sleep 0.03
+lane_wait web rep
 note "rows: $(q "select string_agg(app || ' ' || n, ', ') from (select app, count(*) n from $TBL group by app) s")"
 assert_ge "$(q "select count(*) from $TBL where app = 't_lanec_rep'")" 20 "server: report transactions"
 assert_eq "$(q "select count(*) from $TBL a, $TBL b where a.app = 't_lanec_rep' and b.app = 't_lanec_rep' and a.ctid < b.ctid and a.t0 < b.t1 and a.t1 > b.t0")" 0 \

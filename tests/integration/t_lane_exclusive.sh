@@ -13,9 +13,10 @@
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
-LOAD=$PQT_ROOT/tests/clients/py_lane_load.py
+# shellcheck source=lane_lib.sh
+. "$(dirname "$0")/lane_lib.sh"
 TBL=t_lanex
-sql_primary "drop table if exists $TBL; create table $TBL (app text, asked timestamptz, t0 timestamptz, t1 timestamptz)" >/dev/null
+lane_table $TBL
 POL=$(policy_new lanex '[lane "migrations"]
 match = application_name=migrate-*
 exclusive = yes
@@ -27,23 +28,11 @@ max_active = 2
 ')
 "$PQSHIM" check "$POL" >/dev/null || fail "pqshim check refuses the lanes: $("$PQSHIM" check "$POL" 2>&1)"
 
-run_load() { # NAME APP ARGS...
-	local n=$1 app=$2
-	shift 2
-	"$PQSHIM" run -p "$POL" -- "$PY" "$LOAD" --app "$app" --table $TBL "$@" >"$T/$n.out" 2>"$T/$n.err" &
-	bg_track "$!"
-	eval "pid_$n=$!"
-}
-run_load web t_lanex_web --threads 4 --seconds 6 --sleep 0.03
-run_load rep t_lanex_rep --threads 3 --seconds 6 --sleep 0.03
-run_load mig migrate-1 --count 1 --sleep 0.3 --delay 2
-for n in web rep mig; do
-	rc=0
-	wait "$(eval echo "\$pid_$n")" || rc=$?
-	assert_eq "$rc" 0 "$n: exit status (stdout: $(tail -2 "$T/$n.out"), stderr: $(tail -3 "$T/$n.err"))"
-done
+lane_load web "$POL" $TBL t_lanex_web --threads 4 --seconds 6 --sleep 0.03
+lane_load rep "$POL" $TBL t_lanex_rep --threads 3 --seconds 6 --sleep 0.03
+lane_load mig "$POL" $TBL migrate-1 --count 1 --sleep 0.3 --delay 2
+lane_wait web rep mig
 
-q() { sql_primary "$1"; }
 M="(select * from $TBL where app = 'migrate-1')"
 assert_eq "$(q "select count(*) from $M m")" 1 "server: the migration's transaction"
 note "migration: $(q "select 'asked ' || asked || ', ran ' || t0 || ' .. ' || t1 from $M m")"

@@ -16,9 +16,10 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 # shellcheck source=probe.sh
 . "$(dirname "$0")/probe.sh"
-LANELOAD=$PQT_ROOT/tests/clients/py_lane_load.py
+# shellcheck source=lane_lib.sh
+. "$(dirname "$0")/lane_lib.sh"
 TBL=t_lanen
-sql_primary "drop table if exists $TBL; create table $TBL (app text, asked timestamptz, t0 timestamptz, t1 timestamptz)" >/dev/null
+lane_table $TBL
 POL=$(policy_new lanen '[cap]
 wait_timeout = 20s
 nested = share
@@ -37,15 +38,10 @@ PGAPPNAME=t_lanen_pgb timeout 30 "$PQSHIM" run -p "$POL" -- "$PGBENCH" -n -c 4 -
 	>"$T/pgb.out" 2>"$T/pgb.err" &
 pgb=$!
 bg_track "$pgb"
-timeout 30 "$PQSHIM" run -p "$POL" -- "$PY" "$LANELOAD" --app migrate-1 --table $TBL --count 3 \
-	--sleep 0.2 --delay 1.5 >"$T/mig.out" 2>"$T/mig.err" &
-mig=$!
-bg_track "$mig"
-rc=0; wait "$mig" || rc=$?
-assert_eq "$rc" 0 "migration: exit status ($(tail -2 "$T/mig.out") $(tail -2 "$T/mig.err"))"
+lane_load mig "$POL" $TBL migrate-1 --count 3 --sleep 0.2 --delay 1.5
+lane_wait mig
 rc=0; wait "$pgb" || rc=$?
 assert_eq "$rc" 0 "pgbench -c 4 -j 1: exit status ($(tail -3 "$T/pgb.err"))"
-q() { sql_primary "$1"; }
 M="(select * from $TBL where app = 'migrate-1')"
 assert_eq "$(q "select count(*) from $M m")" 3 "server: the migration's transactions"
 assert_eq "$(q "select count(*) from $TBL x, $M m where x.app = 'pgbench' and x.t0 < m.t1 and x.t1 > m.t0")" 0 \

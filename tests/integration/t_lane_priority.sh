@@ -9,9 +9,10 @@
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
-LOAD=$PQT_ROOT/tests/clients/py_lane_load.py
+# shellcheck source=lane_lib.sh
+. "$(dirname "$0")/lane_lib.sh"
 TBL=t_lanep
-sql_primary "drop table if exists $TBL; create table $TBL (app text, asked timestamptz, t0 timestamptz, t1 timestamptz)" >/dev/null
+lane_table $TBL
 POL=$(policy_new lanep '[cap]
 max_active = 1
 wait_timeout = 30s
@@ -20,21 +21,9 @@ wait_timeout = 30s
 match = application_name=t_lanep_hi*
 priority = 10
 ')
-run_load() { # NAME APP ARGS...
-	local n=$1 app=$2
-	shift 2
-	"$PQSHIM" run -p "$POL" -- "$PY" "$LOAD" --app "$app" --table $TBL "$@" >"$T/$n.out" 2>"$T/$n.err" &
-	bg_track "$!"
-	eval "pid_$n=$!"
-}
-run_load hi t_lanep_hi --threads 3 --seconds 5 --sleep 0.01
-run_load lo t_lanep_lo --threads 3 --seconds 5 --sleep 0.01
-for n in hi lo; do
-	rc=0
-	wait "$(eval echo "\$pid_$n")" || rc=$?
-	assert_eq "$rc" 0 "$n: exit status (stdout: $(tail -2 "$T/$n.out"), stderr: $(tail -3 "$T/$n.err"))"
-done
-q() { sql_primary "$1"; }
+lane_load hi "$POL" $TBL t_lanep_hi --threads 3 --seconds 5 --sleep 0.01
+lane_load lo "$POL" $TBL t_lanep_lo --threads 3 --seconds 5 --sleep 0.01
+lane_wait hi lo
 hi=$(q "select count(*) from $TBL where app = 't_lanep_hi'")
 lo=$(q "select count(*) from $TBL where app = 't_lanep_lo'")
 note "server: web (priority 10) $hi, default $lo transactions"
