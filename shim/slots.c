@@ -143,17 +143,18 @@ static enum slot_wait wait_for(struct conn *c, int sem, char *buf, size_t size, 
 		/* a lane's slot: at once if there is room (no look at the thread's
 		 * other connections on the way), else in line (cap.h, "Lanes") */
 		unsigned lane = lanes_index(c);
+		r = cap_lane_acquire(capseg, hot.cap, lane, hold, &c->rec->lane_held,
+		                     (uint32_t)g.proc_idx, t.tid, 0, 0, 1, &waited);
+		if (r == CAP_OK)
+			return WAIT_GRANTED;     /* every transaction comes here: nothing more */
 		struct seg_lane *l = &hot.cap->lanes.lane[lane];
 		lane_name = l->name;
 		for (int i = 0; lane && i < g.pol.nlanes; i++)
 			if (strcmp(g.pol.lanes[i].name, l->name) == 0)
 				timeout_ms = g.pol.lanes[i].wait_timeout_ms;
 		r = cap_lane_acquire(capseg, hot.cap, lane, hold, &c->rec->lane_held,
-		                     (uint32_t)g.proc_idx, t.tid, 0, 0, 1, &waited);
-		if (r == CAP_BUSY)
-			r = cap_lane_acquire(capseg, hot.cap, lane, hold, &c->rec->lane_held,
-			                     (uint32_t)g.proc_idx, t.tid, timeout_ms * 1000000ull,
-			                     thread_busy(c), 0, &waited);
+		                     (uint32_t)g.proc_idx, t.tid, timeout_ms * 1000000ull,
+		                     thread_busy(c), 0, &waited);
 		if (l->max)
 			max = l->max;
 	} else {
