@@ -246,14 +246,18 @@ static void prom_histogram_series(FILE *out, const char *name, const char *label
 	fprintf(out, "%s_count{%s} %llu\n", name, labels, (unsigned long long)cum);
 }
 
-static void prom_histogram(FILE *out, const struct snap_cap *c)
+static void prom_histogram(FILE *out, const struct snapshot *s)
 {
 	const char *name = "pqshim_wait_seconds";
-	prom_head(out, name, "histogram", "Time spent waiting for a slot of the cap.");
-	/* Work that no lane matches is in the default lane, and until lanes
-	 * exist that is all of it.  Lanes: one more series per lane here,
-	 * labelled lane="NAME", from the snapshot's lanes. */
-	prom_histogram_series(out, name, "lane=\"default\"", c->hist, c->wait_ns_sum);
+	prom_head(out, name, "histogram", "Time spent waiting for a slot of the cap, per lane.");
+	/* One series per lane, labelled lane="NAME" (snap_lanes.c): work that
+	 * no lane matches is in the default lane, without lanes all of it. */
+	for (int i = 0; i < s->lanes.n; i++) {
+		const struct snap_lane *l = &s->lanes.lane[i];
+		char label[SNAP_LANE_LABEL_MAX];
+		snap_lane_label(label, sizeof label, l->name);
+		prom_histogram_series(out, name, label, l->hist, l->wait_ns_sum);
+	}
 }
 
 static void prom_cap(FILE *out, const struct snapshot *s)
@@ -275,7 +279,7 @@ static void prom_cap(FILE *out, const struct snapshot *s)
 	         c->timeouts);
 	prom_u64(out, "pqshim_cap_refused_total", "counter", "Slots refused at once (nested = fail).",
 	         c->refused);
-	prom_histogram(out, c);
+	prom_histogram(out, s);
 }
 
 static void prom_policy(FILE *out, const struct snapshot *s)

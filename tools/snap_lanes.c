@@ -85,18 +85,29 @@ void snap_json_lanes(FILE *out, const struct snapshot *s)
 	fputs("\n  ],\n", out);
 }
 
+void snap_lane_label(char *buf, size_t size, const char *name)
+{
+	size_t n = 0;
+	const char *end = "\"";
+	n += (size_t)snprintf(buf, size, "lane=\"");
+	for (const char *p = name; *p && n + 3 + strlen(end) < size; p++) {
+		if (*p == '\\' || *p == '"')
+			buf[n++] = '\\';
+		if (*p == '\n') {
+			buf[n++] = '\\';
+			buf[n++] = 'n';
+		} else {
+			buf[n++] = *p;
+		}
+	}
+	snprintf(buf + n, size - n, "%s", end);
+}
+
 static void prom_lane_label(FILE *out, const char *name)
 {
-	fputs("lane=\"", out);
-	for (const char *p = name; *p; p++) {
-		if (*p == '\\' || *p == '"')
-			fputc('\\', out);
-		if (*p == '\n')
-			fputs("\\n", out);
-		else
-			fputc(*p, out);
-	}
-	fputc('"', out);
+	char label[SNAP_LANE_LABEL_MAX];
+	snap_lane_label(label, sizeof label, name);
+	fputs(label, out);
 }
 
 static void prom_lane_gauge(FILE *out, const struct snapshot *s, const char *name,
@@ -131,28 +142,6 @@ void snap_prom_lanes(FILE *out, const struct snapshot *s)
 	prom_lane_gauge(out, s, "pqshim_lane_wait_timeouts_total", "counter",
 	                "A lane's waits that gave up at its wait_timeout.",
 	                offsetof(struct snap_lane, timeouts));
-	const char *name = "pqshim_lane_wait_seconds";
-	fprintf(out, "# HELP %s Time spent waiting for a slot, per lane.\n# TYPE %s histogram\n",
-	        name, name);
-	for (int i = 0; i < s->lanes.n; i++) {
-		const struct snap_lane *l = &s->lanes.lane[i];
-		uint64_t cum = 0;
-		for (unsigned b = 0; b < CAP_HIST_BUCKETS; b++) {
-			cum += l->hist[b];
-			fprintf(out, "%s_bucket{", name);
-			prom_lane_label(out, l->name);
-			if (b < CAP_HIST_BUCKETS - 1)
-				fprintf(out, ",le=\"%g\"} %llu\n", (double)(1ull << b) / 1e6,
-				        (unsigned long long)cum);
-			else
-				fprintf(out, ",le=\"+Inf\"} %llu\n", (unsigned long long)cum);
-		}
-		fprintf(out, "%s_sum{", name);
-		prom_lane_label(out, l->name);
-		fprintf(out, "} %.9f\n%s_count{", l->wait_ns_sum / 1e9, name);
-		prom_lane_label(out, l->name);
-		fprintf(out, "} %llu\n", (unsigned long long)cum);
-	}
 }
 
 void snap_table_lanes(FILE *out, const struct snapshot *s)

@@ -36,7 +36,13 @@ const char *snap_lane_name(const struct snapshot *s, const struct seg_conn *c);
 /* "lanes": [...] for --json (SPEC.md's fields), with its trailing ",\n". */
 void snap_json_lanes(FILE *out, const struct snapshot *s);
 
-/* The pqshim_lane_* metrics, each with a lane label. */
+/* lane="NAME" for Prometheus (backslash, quote, newline escaped), at most
+ * SNAP_LANE_LABEL_MAX bytes with its NUL. */
+#define SNAP_LANE_LABEL_MAX (2 * CAP_LANE_NAME + 16)
+void snap_lane_label(char *buf, size_t size, const char *name);
+
+/* The pqshim_lane_* gauges and counters, each with a lane label (the wait
+ * histogram is pqshim_wait_seconds's per-lane series, cmd_stat.c). */
 void snap_prom_lanes(FILE *out, const struct snapshot *s);
 
 /* One line per lane for the table and top ("" when the policy has none). */
