@@ -44,4 +44,11 @@ assert_match "$("$PQSHIM" stat -p "$POL")" "lane reports +active 0/1 " "stat: th
 assert_match "$("$PQSHIM" top -p "$POL" -n 1 -d 0.1)" "lane default +active 0/- " "top: the lanes"
 assert_match "$("$PQSHIM" stat -p "$POL" --prometheus)" 'pqshim_lane_waits_total\{lane="reports"\} [1-9]' \
 	"stat --prometheus: the lane label"
+# the wait histogram has one series per lane, each lane's count its waits
+P=$("$PQSHIM" stat -p "$POL" --prometheus)
+assert_eq "$(grep -c '^pqshim_wait_seconds_count{lane="[a-z]*"} ' <<<"$P")" \
+	"$(jq -r '.lanes | length' <<<"$S")" "prometheus: a wait histogram series per lane"
+assert_eq "$(sed -n 's/^pqshim_wait_seconds_count{lane="reports"} //p' <<<"$P")" \
+	"$(jq -r '.lanes[] | select(.name == "reports") | .waits' <<<"$S")" \
+	"prometheus: the reports lane's wait count is its waits"
 echo "ok: reports one at a time, $peak at once in all"
