@@ -2,13 +2,21 @@
  * cap.c - the slow paths of the cap: waiting in line, handing a slot over,
  * changing a cap, and rebuilding the counts after a crash (see cap.h).
  *
- * Everything here runs under the cap's robust mutex.  A waiter queues an
- * entry with a ticket and sleeps on the entry's futex word in slices of at
- * most CAP_SLICE_NS; between slices it reaps dead processes, so a slot
- * held by a process killed with SIGKILL comes back within a slice.  A
- * releaser that finds waiters does not decrement the count: it marks the
- * oldest waiter GRANTED (the slot passes directly, so nobody can barge in)
- * and wakes it.
+ * Everything that changes the queue runs under the cap's robust mutex, and
+ * nothing that holds the mutex ever waits for anything but memory: the
+ * audit decides half-done holds at once (cap.h), so a thread blocked on the
+ * mutex never holds up the one that has it.  A waiter queues an entry with
+ * a ticket and sleeps on the entry's futex word in slices of at most
+ * CAP_SLICE_NS; between slices it reaps dead processes, so a slot held by a
+ * process killed with SIGKILL comes back within a slice.  A releaser that
+ * finds waiters does not decrement the count: it marks the oldest waiter
+ * GRANTED (the slot passes directly, so nobody can barge in) and wakes it.
+ *
+ * Every wait is bounded by the waiter's deadline, the mutex included: a
+ * waiter whose deadline passes takes itself out of line with one CAS on its
+ * entry (QUEUED -> CANCELLED), without the mutex, and returns CAP_TIMEOUT;
+ * the next holder of the mutex sweeps the entry.  A waiter that was granted
+ * the slot before its deadline keeps it.
  */
 #include "cap.h"
 #include "segment.h"
@@ -54,24 +62,48 @@ static void futex_wake(uint32_t *addr)
 static void audit_locked(struct segment *seg, struct seg_cap *cap);
 static uint32_t lanes_audit_locked(struct segment *seg, struct seg_cap *cap, signed char *live);
 static void lanes_admit_locked(struct seg_cap *cap);
+static void sweep_locked(struct seg_cap *cap);
+static void lanes_sweep_locked(struct seg_cap *cap);
 
-/* Lock; if the last holder died inside, the state may be half-changed:
- * rebuild it from the holders before going on. */
-static int cap_lock(struct segment *seg, struct seg_cap *cap)
+/* Lock, by deadline_ns (cap_now_ns(); 0: no deadline): 0, or ETIMEDOUT (or
+ * another error).  If the last holder died inside, the state may be
+ * half-changed: rebuild it from the holders before going on; likewise if a
+ * reaper left a recount due. */
+static int cap_lock(struct segment *seg, struct seg_cap *cap, uint64_t deadline_ns)
 {
-	int r = pthread_mutex_lock(&cap->lock);
+	int r;
+	if (deadline_ns) {
+		struct timespec ts = { (time_t)(deadline_ns / 1000000000u),
+		                       (long)(deadline_ns % 1000000000u) };
+		r = pthread_mutex_clocklock(&cap->lock, CLOCK_MONOTONIC, &ts);
+	} else {
+		r = pthread_mutex_lock(&cap->lock);
+	}
 	if (r == EOWNERDEAD) {
 		if (seg)
 			audit_locked(seg, cap);
 		pthread_mutex_consistent(&cap->lock);
 		r = 0;
 	}
-	return r;
+	if (r != 0)
+		return r;
+	if (seg && __atomic_exchange_n(&cap->audit_due, 0, __ATOMIC_ACQ_REL))
+		audit_locked(seg, cap);
+	sweep_locked(cap);
+	return 0;
 }
 
+/* Sweep on the way out too: a waiter that gave up while we held the lock
+ * is then out of the count as soon as the lock is free. */
 static void cap_unlock(struct seg_cap *cap)
 {
+	sweep_locked(cap);
 	pthread_mutex_unlock(&cap->lock);
+}
+
+static uint32_t waiter_state(struct seg_waiter *w)
+{
+	return __atomic_load_n(&w->state, __ATOMIC_ACQUIRE);
 }
 
 static struct seg_waiter *oldest_waiter(struct seg_cap *cap, int sem)
@@ -79,7 +111,7 @@ static struct seg_waiter *oldest_waiter(struct seg_cap *cap, int sem)
 	struct seg_waiter *best = NULL;
 	for (int i = 0; i < SEG_MAX_WAITERS; i++) {
 		struct seg_waiter *w = &cap->waiters[i];
-		if (w->state == WAITER_QUEUED && w->sem == (uint32_t)sem
+		if (waiter_state(w) == WAITER_QUEUED && w->sem == (uint32_t)sem
 		    && (!best || w->ticket < best->ticket))
 			best = w;
 	}
@@ -91,6 +123,49 @@ static void word_add(struct seg_sem *s, int64_t delta)
 	__atomic_fetch_add(&s->word, (uint64_t)delta, __ATOMIC_SEQ_CST);
 }
 
+/* Entries whose waiters gave up at their deadline: out of the count. */
+static void sweep_locked(struct seg_cap *cap)
+{
+	int any = 0;
+	lanes_sweep_locked(cap);
+	for (int k = 0; k < CAP_SEMS; k++)
+		any |= sem_waiting(__atomic_load_n(&cap->sems[k].word, __ATOMIC_RELAXED)) != 0;
+	if (!any)
+		return;
+	for (int i = 0; i < SEG_MAX_WAITERS; i++) {
+		struct seg_waiter *w = &cap->waiters[i];
+		if (waiter_state(w) == WAITER_CANCELLED && w->sem < CAP_SEMS) {
+			word_add(&cap->sems[w->sem], -(int64_t)SEM_WAIT_ONE);
+			__atomic_store_n(&w->state, WAITER_FREE, __ATOMIC_RELEASE);
+		}
+	}
+}
+
+/* Hand a slot to the head waiter: 1, or 0 if nobody (still) waits.  The
+ * caller has made room in the count, or hands its own slot over (`own`:
+ * the count stays). */
+static int grant_head_locked(struct seg_cap *cap, int sem, int own)
+{
+	struct seg_sem *s = &cap->sems[sem];
+	struct seg_waiter *head;
+	while ((head = oldest_waiter(cap, sem))) {
+		uint32_t queued = WAITER_QUEUED;
+		if (__atomic_compare_exchange_n(&head->state, &queued, WAITER_GRANTED, 0,
+		                                __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+			/* The slot is the waiter's now: counted, and no longer waiting. */
+			word_add(s, (own ? 0 : 1) - (int64_t)SEM_WAIT_ONE);
+			futex_wake(&head->futex);
+			return 1;
+		}
+		/* it gave up just now: sweep it and look again */
+		if (queued == WAITER_CANCELLED) {
+			word_add(s, -(int64_t)SEM_WAIT_ONE);
+			__atomic_store_n(&head->state, WAITER_FREE, __ATOMIC_RELEASE);
+		}
+	}
+	return 0;
+}
+
 /* Admit queued waiters, oldest first, while the cap has room. */
 static void admit_locked(struct seg_cap *cap, int sem)
 {
@@ -100,13 +175,8 @@ static void admit_locked(struct seg_cap *cap, int sem)
 		uint32_t max = __atomic_load_n(&s->max, __ATOMIC_RELAXED);
 		if (sem_waiting(w) == 0 || (max && sem_count(w) >= max) || (w & SEM_CLOSED))
 			return;
-		struct seg_waiter *head = oldest_waiter(cap, sem);
-		if (!head)
+		if (!grant_head_locked(cap, sem, 0))
 			return;
-		head->state = WAITER_GRANTED;
-		/* The slot is the waiter's now: counted, and no longer waiting. */
-		word_add(s, 1 - (int64_t)SEM_WAIT_ONE);
-		futex_wake(&head->futex);
 	}
 }
 
@@ -125,17 +195,37 @@ static void record_wait(struct seg_sem *s, struct seg_proc *p, uint64_t ns, int 
 	}
 }
 
-enum cap_result cap_acquire_slow(struct segment *seg, struct seg_cap *cap, int sem,
-                                 uint8_t *hold, uint32_t proc, int tid,
-                                 uint64_t timeout_ns, int holds_other,
-                                 uint64_t *waited_ns)
+/* A granted waiter takes its slot (under the lock: an audit counts either
+ * the GRANTED entry or the HELD hold, never both or neither). */
+static void take_granted_locked(struct seg_sem *s, struct seg_waiter *me, uint8_t *hold)
+{
+	__atomic_store_n(hold, HOLD_HELD, __ATOMIC_RELEASE);
+	__atomic_store_n(&me->state, WAITER_FREE, __ATOMIC_RELEASE);
+	seg_add(&s->acquired, 1);
+}
+
+enum cap_result cap_wait_begin(struct cap_wait *wt, struct segment *seg, struct seg_cap *cap,
+                               int sem, uint8_t *hold, uint32_t proc, int tid,
+                               uint64_t timeout_ns, int holds_other)
 {
 	struct seg_sem *s = &cap->sems[sem];
-	struct seg_proc *p = seg && proc < seg->max_procs ? &seg->procs[proc] : NULL;
-	uint64_t start = cap_now_ns();
-	*waited_ns = 0;
+	memset(wt, 0, sizeof *wt);
+	wt->seg = seg;
+	wt->cap = cap;
+	wt->s = s;
+	wt->p = seg && proc < seg->max_procs ? &seg->procs[proc] : NULL;
+	wt->hold = hold;
+	wt->start = cap_now_ns();
+	wt->deadline = wt->start + (timeout_ns ? timeout_ns : 1);
+	wt->next_look = wt->start + CAP_SLICE_NS;
 
-	if (cap_lock(seg, cap) != 0)
+	int lr = cap_lock(seg, cap, wt->deadline);
+	if (lr == ETIMEDOUT) {
+		wt->waited_ns = cap_now_ns() - wt->start;
+		record_wait(s, wt->p, wt->waited_ns, 1);
+		return CAP_TIMEOUT;
+	}
+	if (lr != 0)
 		return CAP_ERROR;
 	admit_locked(cap, sem);          /* a raised cap may have room for the queue */
 	uint64_t w = __atomic_load_n(&s->word, __ATOMIC_SEQ_CST);
@@ -153,7 +243,7 @@ enum cap_result cap_acquire_slow(struct segment *seg, struct seg_cap *cap, int s
 	}
 	struct seg_waiter *me = NULL;
 	for (int i = 0; i < SEG_MAX_WAITERS && !me; i++)
-		if (cap->waiters[i].state == WAITER_FREE)
+		if (waiter_state(&cap->waiters[i]) == WAITER_FREE)
 			me = &cap->waiters[i];
 	if (!me) {                       /* more waiters than entries: fail, don't hang */
 		cap_unlock(cap);
@@ -166,73 +256,107 @@ enum cap_result cap_acquire_slow(struct segment *seg, struct seg_cap *cap, int s
 	me->tid = tid;
 	me->conn = -1;
 	me->since_ns = clock_ns(CLOCK_REALTIME);
-	me->state = WAITER_QUEUED;
+	__atomic_store_n(&me->state, WAITER_QUEUED, __ATOMIC_RELEASE);
 	__atomic_store_n(hold, HOLD_WAITING, __ATOMIC_RELEASE);
 	word_add(s, (int64_t)SEM_WAIT_ONE);
 	cap_unlock(cap);
+	wt->me = me;
+	return CAP_WAITING;
+}
 
-	enum cap_result result = CAP_TIMEOUT;
+/* One slice of the wait, or its end. */
+static enum cap_result wait_slice(struct cap_wait *wt)
+{
+	struct seg_waiter *me = wt->me;
+	uint8_t *hold = wt->hold;
 	for (;;) {
 		uint32_t seen = __atomic_load_n(&me->futex, __ATOMIC_ACQUIRE);
-		if (__atomic_load_n(&me->state, __ATOMIC_ACQUIRE) != WAITER_GRANTED) {
-			uint64_t now = cap_now_ns(), left = start + timeout_ns > now ? start + timeout_ns - now : 0;
-			if (left)
-				futex_wait(&me->futex, seen, left < CAP_SLICE_NS ? left : CAP_SLICE_NS);
+		uint32_t st = waiter_state(me);
+		if (st == WAITER_GRANTED) {
+			/* Granted before our deadline: the slot is ours; the lock
+			 * is only ever held for a moment (nobody waits under it). */
+			if (cap_lock(wt->seg, wt->cap, 0) != 0)
+				return CAP_ERROR;
+			take_granted_locked(wt->s, me, hold);
+			cap_unlock(wt->cap);
+			return CAP_OK;
 		}
-		if (cap_lock(seg, cap) != 0) {
-			result = CAP_ERROR;
-			break;
-		}
-		if (me->state == WAITER_GRANTED) {
-			__atomic_store_n(hold, HOLD_HELD, __ATOMIC_RELEASE);
-			me->state = WAITER_FREE;
-			seg_add(&s->acquired, 1);
-			cap_unlock(cap);
-			result = CAP_OK;
-			break;
-		}
-		if (cap_now_ns() >= start + timeout_ns) {
-			if (me->state == WAITER_QUEUED)   /* an audit may have dropped it */
-				word_add(s, -(int64_t)SEM_WAIT_ONE);
-			me->state = WAITER_FREE;
+		if (st != WAITER_QUEUED) {       /* an audit dropped us (our process record is gone) */
 			__atomic_store_n(hold, HOLD_NONE, __ATOMIC_RELEASE);
-			cap_unlock(cap);
-			break;
+			return CAP_ERROR;
 		}
-		cap_unlock(cap);
-		/* Still in line after a slice: make sure no dead process holds
-		 * what we wait for (seg_reap audits when it finds one). */
-		if (seg)
-			seg_reap(seg);
+		uint64_t now = cap_now_ns();
+		if (now >= wt->deadline) {
+			uint32_t queued = WAITER_QUEUED;
+			if (__atomic_compare_exchange_n(&me->state, &queued, WAITER_CANCELLED, 0,
+			                                __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+				__atomic_store_n(hold, HOLD_NONE, __ATOMIC_RELEASE);
+				/* Out of the count now if the lock is free, else
+				 * when its holder lets it go (cap_unlock). */
+				if (cap_lock(wt->seg, wt->cap, 1) == 0)
+					cap_unlock(wt->cap);
+				return CAP_TIMEOUT;
+			}
+			continue;               /* granted (or dropped) at this very moment */
+		}
+		if (now >= wt->next_look) {
+			/* Still in line after a slice: make sure no dead process holds
+			 * what we wait for, and let the caller look around. */
+			if (wt->seg)
+				cap_reap(wt->seg, wt->deadline);
+			wt->next_look = cap_now_ns() + CAP_SLICE_NS;
+			return CAP_WAITING;
+		}
+		uint64_t until = wt->deadline < wt->next_look ? wt->deadline : wt->next_look;
+		futex_wait(&me->futex, seen, until - now);
 	}
-	*waited_ns = cap_now_ns() - start;
-	record_wait(s, p, *waited_ns, result != CAP_OK);
-	return result;
+}
+
+enum cap_result cap_wait_on(struct cap_wait *wt)
+{
+	enum cap_result r = wait_slice(wt);
+	if (r != CAP_WAITING) {
+		wt->waited_ns = cap_now_ns() - wt->start;
+		record_wait(wt->s, wt->p, wt->waited_ns, r != CAP_OK);
+	}
+	return r;
+}
+
+enum cap_result cap_acquire_slow(struct segment *seg, struct seg_cap *cap, int sem,
+                                 uint8_t *hold, uint32_t proc, int tid,
+                                 uint64_t timeout_ns, int holds_other,
+                                 uint64_t *waited_ns)
+{
+	struct cap_wait w;
+	enum cap_result r = cap_wait_begin(&w, seg, cap, sem, hold, proc, tid, timeout_ns,
+	                                   holds_other);
+	while (r == CAP_WAITING)
+		r = cap_wait_on(&w);
+	*waited_ns = w.waited_ns;
+	return r;
 }
 
 void cap_release_slow(struct segment *seg, struct seg_cap *cap, int sem, uint8_t *hold)
 {
 	struct seg_sem *s = &cap->sems[sem];
-	if (cap_lock(seg, cap) != 0)
+	/* No deadline: a release must land (the lock is only held for moments). */
+	if (cap_lock(seg, cap, 0) != 0)
 		return;
 	uint64_t w = __atomic_load_n(&s->word, __ATOMIC_SEQ_CST);
 	uint32_t max = __atomic_load_n(&s->max, __ATOMIC_RELAXED);
-	struct seg_waiter *head = sem_waiting(w) ? oldest_waiter(cap, sem) : NULL;
-	if (head && (max == 0 || sem_count(w) <= max) && !(w & SEM_CLOSED)) {
-		/* Hand the slot over: the count stays, one waiter fewer. */
-		head->state = WAITER_GRANTED;
-		word_add(s, -(int64_t)SEM_WAIT_ONE);
-		futex_wake(&head->futex);
-	} else if (sem_count(w) > 0) {
+	/* Hand the slot over (the count stays, one waiter fewer), unless the
+	 * count is above a lowered cap; else count it down. */
+	int handed = sem_waiting(w) && (max == 0 || sem_count(w) <= max) && !(w & SEM_CLOSED)
+	             && grant_head_locked(cap, sem, 1);
+	if (!handed && sem_count(__atomic_load_n(&s->word, __ATOMIC_SEQ_CST)) > 0)
 		word_add(s, -1);
-	}
 	__atomic_store_n(hold, HOLD_NONE, __ATOMIC_RELEASE);
 	cap_unlock(cap);
 }
 
 int cap_hand_over(struct segment *seg, struct seg_cap *cap, uint8_t *from, uint8_t *to)
 {
-	if (cap_lock(seg, cap) != 0)
+	if (cap_lock(seg, cap, 0) != 0)
 		return 0;
 	/* Under the lock no audit runs: it never sees both holds, or neither. */
 	uint8_t shared = HOLD_SHARED;
@@ -253,7 +377,7 @@ void cap_set_max(struct segment *seg, struct seg_cap *cap, int sem, uint32_t max
 		max = SEM_COUNT_MASK - 1;
 	if (__atomic_load_n(&cap->sems[sem].max, __ATOMIC_RELAXED) == max)
 		return;
-	if (cap_lock(seg, cap) != 0)
+	if (cap_lock(seg, cap, 0) != 0)
 		return;
 	__atomic_store_n(&cap->sems[sem].max, max, __ATOMIC_RELEASE);
 	admit_locked(cap, sem);          /* a lower cap admits nobody until below it */
@@ -265,7 +389,7 @@ void cap_set_closed(struct segment *seg, struct seg_cap *cap, int sem, int close
 	struct seg_sem *s = &cap->sems[sem];
 	if (!!(__atomic_load_n(&s->word, __ATOMIC_RELAXED) & SEM_CLOSED) == !!closed)
 		return;
-	if (cap_lock(seg, cap) != 0)
+	if (cap_lock(seg, cap, 0) != 0)
 		return;
 	/* Under the lock: no slow-path grant is between its check and its add;
 	 * the fast path's CAS fails on the changed word. */
@@ -292,18 +416,47 @@ static int proc_is_live(struct segment *seg, uint32_t idx, int32_t pid, signed c
 	return cache[idx] > 0 && seg->procs[idx].pid == pid;
 }
 
+/* Does a live hold count?  Half-done ones are decided now (cap.h): an
+ * acquire not yet confirmed does not count (and will know it), a release
+ * not yet confirmed does (and its releaser gives it back under the lock).
+ * Only the owner moves a hold without the lock, each move at most once
+ * more here: the loop ends. */
+static int hold_counts(uint8_t *hold)
+{
+	for (;;) {
+		uint8_t h = __atomic_load_n(hold, __ATOMIC_SEQ_CST), to;
+		switch (h) {
+		case HOLD_HELD:
+		case HOLD_RELEASING_COUNTED:
+			return 1;
+		case HOLD_RELEASING:
+			to = HOLD_RELEASING_COUNTED;
+			break;
+		case HOLD_ACQUIRING:
+			to = HOLD_NONE;
+			break;
+		default:
+			return 0;
+		}
+		if (__atomic_compare_exchange_n(hold, &h, to, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+			return to == HOLD_RELEASING_COUNTED;
+	}
+}
+
 /*
  * Freeze every semaphore word (fast paths then fall to the lock, which we
- * hold), let live processes finish the CAS they announced, count the live
- * holders and waiters, and thaw with the true counts.
+ * hold, or fail their CAS), count the live holders and waiters, and thaw
+ * with the true counts in the next epoch.  Waits for nobody.
  */
 static void audit_locked(struct segment *seg, struct seg_cap *cap)
 {
 	static signed char live[SEG_PROCS_LIMIT];   /* under the lock */
 	uint32_t held[CAP_SEMS] = { 0 }, waiting[CAP_SEMS] = { 0 };
+	uint64_t epoch[CAP_SEMS];
 
 	for (int k = 0; k < CAP_SEMS; k++)
-		__atomic_fetch_or(&cap->sems[k].word, SEM_FROZEN, __ATOMIC_SEQ_CST);
+		epoch[k] = sem_epoch(__atomic_fetch_or(&cap->sems[k].word, SEM_FROZEN,
+		                                       __ATOMIC_SEQ_CST));
 	memset(live, 0, seg->max_procs);
 
 	for (uint32_t i = 0; i < seg->max_conns; i++) {
@@ -313,32 +466,21 @@ static void audit_locked(struct segment *seg, struct seg_cap *cap)
 			continue;
 		if (!proc_is_live(seg, c->proc, c->pid, live))
 			continue;
-		for (int k = 0; k < CAP_SEMS; k++) {
-			uint8_t h;
-			/* An announced CAS lasts a few instructions; a live process
-			 * stopped inside one is waited for, up to a second. */
-			for (int spins = 0; spins < 10000; spins++) {
-				h = __atomic_load_n(&c->hold[k], __ATOMIC_ACQUIRE);
-				if (h != HOLD_ACQUIRING && h != HOLD_RELEASING)
-					break;
-				if (spins > 100)
-					usleep(100);
-				else
-					sched_yield();
-			}
-			if (h == HOLD_HELD || h == HOLD_RELEASING || h == HOLD_ACQUIRING)
-				held[k]++;
-		}
+		for (int k = 0; k < CAP_SEMS; k++)
+			held[k] += (uint32_t)hold_counts(&c->hold[k]);
 	}
 	for (int i = 0; i < SEG_MAX_WAITERS; i++) {
 		struct seg_waiter *w = &cap->waiters[i];
-		if (w->state == WAITER_FREE)
+		uint32_t st = waiter_state(w);
+		if (st == WAITER_FREE || w->sem >= CAP_SEMS)
 			continue;
-		if (!proc_is_live(seg, w->proc, w->pid, live)) {
-			w->state = WAITER_FREE;     /* a dead waiter, granted or not */
+		if (st == WAITER_CANCELLED || !proc_is_live(seg, w->proc, w->pid, live)) {
+			/* gave up, or dead, granted or not (a live waiter's CAS to
+			 * CANCELLED may race this: either way it is out of line) */
+			__atomic_store_n(&w->state, WAITER_FREE, __ATOMIC_RELEASE);
 			continue;
 		}
-		if (w->state == WAITER_GRANTED)
+		if (st == WAITER_GRANTED)
 			held[w->sem]++;
 		else
 			waiting[w->sem]++;
@@ -348,7 +490,8 @@ static void audit_locked(struct segment *seg, struct seg_cap *cap)
 		uint64_t flags = __atomic_load_n(&cap->sems[k].word, __ATOMIC_SEQ_CST)
 		                 & (SEM_CLOSED | SEM_LANES);
 		__atomic_store_n(&cap->sems[k].word,
-		                 (uint64_t)held[k] | ((uint64_t)waiting[k] << SEM_WAIT_SHIFT) | flags,
+		                 (uint64_t)held[k] | ((uint64_t)waiting[k] << SEM_WAIT_SHIFT) | flags
+		                 | (((epoch[k] + 1) << SEM_EPOCH_SHIFT) & ~SEM_STATE_MASK),
 		                 __ATOMIC_SEQ_CST);
 		admit_locked(cap, k);
 	}
@@ -359,14 +502,50 @@ void cap_audit(struct segment *seg)
 {
 	if (!seg || !seg->hdr)
 		return;
-	if (cap_lock(seg, &seg->hdr->cap) != 0)
+	if (cap_lock(seg, &seg->hdr->cap, 0) != 0)
 		return;
 	audit_locked(seg, &seg->hdr->cap);
 	cap_unlock(&seg->hdr->cap);
 }
 
+/* Records were freed: recount now if the lock comes by the deadline, else
+ * the next holder of the lock will (audit_due). */
+static void recount(struct segment *seg, uint64_t deadline_ns)
+{
+	struct seg_cap *cap = &seg->hdr->cap;
+	__atomic_store_n(&cap->audit_due, 1, __ATOMIC_RELEASE);
+	if (cap_lock(seg, cap, deadline_ns) == 0)   /* audits: audit_due */
+		cap_unlock(cap);
+}
+
+int cap_reap(struct segment *seg, uint64_t deadline_ns)
+{
+	if (!seg || !seg->hdr)
+		return 0;
+	int n = seg_reap(seg);
+	if (n)
+		recount(seg, deadline_ns);
+	return n;
+}
+
+int cap_release_pid(struct segment *seg, int pid)
+{
+	if (!seg || !seg->hdr)
+		return 0;
+	int n = seg_release_pid(seg, (pid_t)pid);
+	if (n)
+		recount(seg, 0);
+	return n;
+}
 
 /* ---- lanes (see cap.h) -------------------------------------------------- */
+
+static uint32_t lane_waiter_state(struct seg_lane_waiter *w)
+{
+	return __atomic_load_n(&w->state, __ATOMIC_ACQUIRE);
+}
+
+static void lane_unqueue(struct seg_lanes *L, struct seg_lane_waiter *w);
 
 /* One slice of a waiter's sleep (as cap_acquire_slow's) until deadline. */
 static void sleep_unless_granted(uint32_t *futex, uint32_t *state, uint64_t deadline)
@@ -415,7 +594,7 @@ static void lanes_admit_locked(struct seg_cap *cap)
 		struct seg_lane_waiter *best = NULL;
 		for (int i = 0; i < CAP_LANE_WAITERS; i++) {
 			struct seg_lane_waiter *w = &L->waiters[i];
-			if (w->state != WAITER_QUEUED || (L->excl_waiting && !w->exclusive))
+			if (lane_waiter_state(w) != WAITER_QUEUED || (L->excl_waiting && !w->exclusive))
 				continue;
 			if (lane_before(w, best))
 				best = w;
@@ -425,14 +604,20 @@ static void lanes_admit_locked(struct seg_cap *cap)
 			best = NULL;
 			for (int i = 0; i < CAP_LANE_WAITERS; i++) {
 				struct seg_lane_waiter *w = &L->waiters[i];
-				if (w->state == WAITER_QUEUED && !w->exclusive && lane_before(w, best)
+				if (lane_waiter_state(w) == WAITER_QUEUED && !w->exclusive && lane_before(w, best)
 				    && lane_room(cap, w->lane, 0))
 					best = w;
 			}
 		}
 		if (!best || !lane_room(cap, best->lane, (int)best->exclusive))
 			return;
-		best->state = WAITER_GRANTED;
+		uint32_t queued = WAITER_QUEUED;
+		if (!__atomic_compare_exchange_n(&best->state, &queued, WAITER_GRANTED, 0,
+		                                 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+			/* it gave up at its deadline just now: out of line, look again */
+			lane_unqueue(L, best);
+			continue;
+		}
 		lane_take(cap, best->lane, (int)best->exclusive);
 		L->nwaiting--;
 		L->lane[best->lane].waiting--;
@@ -442,15 +627,37 @@ static void lanes_admit_locked(struct seg_cap *cap)
 	}
 }
 
+/* Out of line (under the lock): a QUEUED or CANCELLED entry is still in
+ * the queue's counts. */
 static void lane_unqueue(struct seg_lanes *L, struct seg_lane_waiter *w)
 {
-	if (w->state == WAITER_QUEUED) {
+	uint32_t st = lane_waiter_state(w);
+	if (st == WAITER_QUEUED || st == WAITER_CANCELLED) {
 		L->nwaiting--;
 		L->lane[w->lane].waiting--;
 		if (w->exclusive)
 			L->excl_waiting--;
 	}
-	w->state = WAITER_FREE;
+	__atomic_store_n(&w->state, WAITER_FREE, __ATOMIC_RELEASE);
+}
+
+/* Lane waiters that gave up at their deadline (without the lock): out of
+ * line; an exclusive one held the others back. */
+static void lanes_sweep_locked(struct seg_cap *cap)
+{
+	struct seg_lanes *L = &cap->lanes;
+	int excl = 0;
+	if (!L->nwaiting)
+		return;
+	for (int i = 0; i < CAP_LANE_WAITERS; i++) {
+		struct seg_lane_waiter *w = &L->waiters[i];
+		if (lane_waiter_state(w) == WAITER_CANCELLED) {
+			excl |= w->exclusive != 0;
+			lane_unqueue(L, w);
+		}
+	}
+	if (excl)
+		lanes_admit_locked(cap);
 }
 
 static void lane_record_wait(struct seg_cap *cap, unsigned lane, struct seg_proc *p, uint64_t ns,
@@ -482,9 +689,16 @@ enum cap_result cap_lane_acquire(struct segment *seg, struct seg_cap *cap, unsig
 {
 	struct seg_lanes *L = &cap->lanes;
 	struct seg_proc *p = seg && proc < seg->max_procs ? &seg->procs[proc] : NULL;
-	uint64_t start = cap_now_ns();
+	uint64_t start = cap_now_ns(), deadline = start + (timeout_ns ? timeout_ns : 1);
 	*waited_ns = 0;
-	if (cap_lock(seg, cap) != 0)
+	/* Every wait ends by its deadline, the lock's included (as cap_wait_begin). */
+	int lr = cap_lock(seg, cap, try_only ? 0 : deadline);
+	if (lr == ETIMEDOUT) {
+		*waited_ns = cap_now_ns() - start;
+		lane_record_wait(cap, lane < CAP_LANES ? lane : 0, p, *waited_ns, 1);
+		return CAP_TIMEOUT;
+	}
+	if (lr != 0)
 		return CAP_ERROR;
 	if (lane >= CAP_LANES || lane > L->nlanes)
 		lane = 0;                /* the table changed under us: the default */
@@ -505,7 +719,7 @@ enum cap_result cap_lane_acquire(struct segment *seg, struct seg_cap *cap, unsig
 	}
 	struct seg_lane_waiter *me = NULL;
 	for (int i = 0; i < CAP_LANE_WAITERS && !me; i++)
-		if (L->waiters[i].state == WAITER_FREE)
+		if (lane_waiter_state(&L->waiters[i]) == WAITER_FREE)
 			me = &L->waiters[i];
 	if (!me) {
 		cap_unlock(cap);
@@ -519,7 +733,7 @@ enum cap_result cap_lane_acquire(struct segment *seg, struct seg_cap *cap, unsig
 	me->pid = getpid();
 	me->tid = tid;
 	me->since_ns = clock_ns(CLOCK_REALTIME);
-	me->state = WAITER_QUEUED;
+	__atomic_store_n(&me->state, WAITER_QUEUED, __ATOMIC_RELEASE);
 	L->nwaiting++;
 	L->lane[lane].waiting++;
 	if (exclusive)
@@ -529,32 +743,49 @@ enum cap_result cap_lane_acquire(struct segment *seg, struct seg_cap *cap, unsig
 
 	enum cap_result result = CAP_TIMEOUT;
 	for (;;) {
-		sleep_unless_granted(&me->futex, &me->state, start + timeout_ns);
-		if (cap_lock(seg, cap) != 0) {
-			result = CAP_ERROR;
-			break;
-		}
-		lanes_admit_locked(cap);     /* room made without a lane release (a reload) */
-		if (me->state == WAITER_GRANTED) {
+		sleep_unless_granted(&me->futex, &me->state, deadline);
+		uint32_t st = lane_waiter_state(me);
+		if (st == WAITER_GRANTED) {
+			/* Granted before the deadline: ours (the lock is only held
+			 * for moments, nobody waits under it). */
+			if (cap_lock(seg, cap, 0) != 0) {
+				result = CAP_ERROR;
+				break;
+			}
 			*lane_held = (uint8_t)((me->lane + 1) | (me->exclusive ? LANE_HELD_EXCL : 0));
 			__atomic_store_n(hold, HOLD_HELD, __ATOMIC_RELEASE);
-			me->state = WAITER_FREE;
+			__atomic_store_n(&me->state, WAITER_FREE, __ATOMIC_RELEASE);
 			seg_add(&cap->sems[SEM_ACTIVE].acquired, 1);
 			seg_add(&L->lane[me->lane].acquired, 1);
 			cap_unlock(cap);
 			result = CAP_OK;
 			break;
 		}
-		if (cap_now_ns() >= start + timeout_ns) {
-			lane_unqueue(L, me);     /* an audit may have dropped it */
+		if (st != WAITER_QUEUED) {       /* an audit dropped us */
 			__atomic_store_n(hold, HOLD_NONE, __ATOMIC_RELEASE);
-			lanes_admit_locked(cap); /* an exclusive waiter held the others back */
-			cap_unlock(cap);
+			result = CAP_ERROR;
 			break;
 		}
-		cap_unlock(cap);
-		if (seg)
-			seg_reap(seg);
+		if (cap_now_ns() >= deadline) {
+			uint32_t queued = WAITER_QUEUED;
+			if (__atomic_compare_exchange_n(&me->state, &queued, WAITER_CANCELLED, 0,
+			                                __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+				__atomic_store_n(hold, HOLD_NONE, __ATOMIC_RELEASE);
+				/* out of line now if the lock is free, else when its
+				 * holder lets it go (cap_unlock sweeps) */
+				if (cap_lock(seg, cap, 1) == 0)
+					cap_unlock(cap);
+				break;
+			}
+			continue;                /* granted (or dropped) at this very moment */
+		}
+		/* room made without a lane release (a reload), by the deadline */
+		if (cap_lock(seg, cap, deadline) == 0) {
+			lanes_admit_locked(cap);
+			cap_unlock(cap);
+		}
+		if (seg && lane_waiter_state(me) == WAITER_QUEUED)
+			cap_reap(seg, deadline);
 	}
 	*waited_ns = cap_now_ns() - start;
 	lane_record_wait(cap, lane, p, *waited_ns, result != CAP_OK);
@@ -566,7 +797,7 @@ void cap_lane_release(struct segment *seg, struct seg_cap *cap, uint8_t *hold,
 {
 	struct seg_lanes *L = &cap->lanes;
 	struct seg_sem *s = &cap->sems[SEM_ACTIVE];
-	if (cap_lock(seg, cap) != 0)
+	if (cap_lock(seg, cap, 0) != 0)     /* a release must land */
 		return;
 	unsigned held = *lane_held;
 	unsigned lane = (held & ~LANE_HELD_EXCL) - 1;
@@ -596,7 +827,7 @@ static void lanes_recount_locked(struct segment *seg, struct seg_cap *cap,
 		L->lane[i].active = 0;
 	L->excl_active = 0;
 	for (int i = 0; i < CAP_LANE_WAITERS; i++)
-		if (L->waiters[i].state == WAITER_GRANTED) {
+		if (lane_waiter_state(&L->waiters[i]) == WAITER_GRANTED) {
 			L->lane[L->waiters[i].lane].active++;
 			L->excl_active += L->waiters[i].exclusive;
 		}
@@ -610,7 +841,9 @@ static void lanes_recount_locked(struct segment *seg, struct seg_cap *cap,
 		if (pid ? c->pid != pid : !proc_is_live(seg, c->proc, c->pid, live))
 			continue;
 		uint8_t h = __atomic_load_n(&c->hold[SEM_ACTIVE], __ATOMIC_ACQUIRE);
-		if (h != HOLD_HELD && h != HOLD_RELEASING && h != HOLD_ACQUIRING) {
+		/* in an audit hold_counts has decided the half-done ones already */
+		if (h != HOLD_HELD && h != HOLD_RELEASING && h != HOLD_RELEASING_COUNTED
+		    && h != HOLD_ACQUIRING) {
 			c->lane_held = 0;
 			continue;
 		}
@@ -633,11 +866,12 @@ static uint32_t lanes_audit_locked(struct segment *seg, struct seg_cap *cap, sig
 	char names[CAP_LANES][CAP_LANE_NAME];
 	for (int i = 0; i < CAP_LANE_WAITERS; i++) {
 		struct seg_lane_waiter *w = &L->waiters[i];
-		if (w->state == WAITER_FREE)
+		uint32_t st = lane_waiter_state(w);
+		if (st == WAITER_FREE)
 			continue;
-		if (!proc_is_live(seg, w->proc, w->pid, live))
-			lane_unqueue(L, w);
-		else if (w->state == WAITER_GRANTED)
+		if (st == WAITER_CANCELLED || !proc_is_live(seg, w->proc, w->pid, live))
+			lane_unqueue(L, w);      /* gave up, or dead, granted or not */
+		else if (st == WAITER_GRANTED)
 			granted++;
 	}
 	for (int i = 0; i < CAP_LANES; i++)
@@ -653,7 +887,7 @@ void cap_lanes_configure(struct segment *seg, struct seg_cap *cap, const struct 
 	struct seg_lanes *L = &cap->lanes;
 	struct seg_sem *s = &cap->sems[SEM_ACTIVE];
 	int n = p->nlanes < CAP_LANES - 1 ? p->nlanes : CAP_LANES - 1;
-	if (cap_lock(seg, cap) != 0)
+	if (cap_lock(seg, cap, 0) != 0)
 		return;
 	int same = (uint32_t)n == L->nlanes && strcmp(L->lane[0].name, "default") == 0;
 	for (int i = 0; same && i < n; i++)
@@ -685,10 +919,11 @@ void cap_lanes_configure(struct segment *seg, struct seg_cap *cap, const struct 
 		/* queued waiters: into the lane of the same name, else the default */
 		for (int i = 0; i < CAP_LANE_WAITERS; i++) {
 			struct seg_lane_waiter *w = &L->waiters[i];
-			if (w->state == WAITER_FREE)
+			uint32_t st = lane_waiter_state(w);
+			if (st == WAITER_FREE)
 				continue;
 			w->lane = w->lane < CAP_LANES ? cap_lane_find(cap, old[w->lane].name) : 0;
-			if (w->state == WAITER_QUEUED)
+			if (st == WAITER_QUEUED || st == WAITER_CANCELLED)
 				L->lane[w->lane].waiting++;
 		}
 		memset(live, 0, sizeof live);

@@ -4,20 +4,40 @@
  * a policy shares, with FIFO waiting, crash-safe accounting and stats.
  *
  * A semaphore is one 64-bit word: count (slots held) | waiting (queued
- * waiters) | FROZEN.  The uncontended acquire and release are one CAS on
- * that word: no system call, no lock.  Everything else - queueing, hand-off
- * to the head waiter, the repair after a crash - happens under one robust,
- * process-shared mutex (the kernel hands it over with EOWNERDEAD when its
- * holder dies), and a waiter sleeps on a futex in its own queue entry.
+ * waiters) | FROZEN | epoch.  The uncontended acquire and release are one
+ * CAS on that word: no system call, no lock.  Everything else - queueing,
+ * hand-off to the head waiter, the repair after a crash - happens under one
+ * robust, process-shared mutex (the kernel hands it over with EOWNERDEAD
+ * when its holder dies), and a waiter sleeps on a futex in its own queue
+ * entry.
  *
- * Who holds a slot is written in the holder's connection record (slot
- * state) before the CAS, so that when a process dies the count can be
- * rebuilt exactly: freeze the word (fast paths then fall to the mutex), let
- * the live processes' in-flight CASes settle, count the live holders, thaw.
- * Dead processes' slots simply stop being counted.
+ * Who holds a slot is written in the holder's connection record (hold
+ * state) around the CAS, so that when a process dies the count can be
+ * rebuilt exactly: the audit freezes the word (fast paths then fall to the
+ * mutex), counts the live holders and thaws with the next epoch.  Dead
+ * processes' slots simply stop being counted.
  *
- * Invariant (outside an audit): count == number of live connection records
- * whose slot state for that semaphore is SLOT_HELD or SLOT_GRANTED.
+ * The audit waits for nobody.  A hold caught between its CAS on the word
+ * and its own state change (ACQUIRING, RELEASING) is decided at once and
+ * the owner learns the verdict from the hold itself:
+ *  - ACQUIRING: not counted; the audit turns it to NONE, and the acquirer,
+ *    whose final CAS ACQUIRING -> HELD then fails, holds nothing (if its
+ *    word CAS had landed, the recount erased it);
+ *  - RELEASING: counted; the audit turns it to RELEASING_COUNTED, and the
+ *    releaser owes the count one decrement, which it makes under the mutex
+ *    (cap_release_slow) - whether or not its word CAS had landed.
+ * Each fast path reads the word once before touching its hold and only
+ * CASes a word of that same epoch, so a CAS never lands on a recount that
+ * has already judged it.  (An audit that waited instead for an announced
+ * CAS to finish would wait, holding the mutex, on a releaser blocked on
+ * that very mutex.)
+ *
+ * Invariant (outside an audit, i.e. whenever the mutex is free): count ==
+ * number of live connection records whose hold for that semaphore is HELD,
+ * RELEASING or RELEASING_COUNTED, plus the live GRANTED queue entries,
+ * except for fast-path CASes of the current epoch in flight.
+ * waiting == number of QUEUED and CANCELLED entries (a cancelled entry is
+ * swept, and uncounted, by the next holder of the mutex).
  */
 #ifndef PQSHIM_CAP_H
 #define PQSHIM_CAP_H
@@ -40,6 +60,8 @@ enum hold_state {
 	HOLD_RELEASING,          /* about to CAS the count down */
 	HOLD_WAITING,            /* queued; not counted */
 	HOLD_SHARED,             /* nested = share: rides on its thread's slot, not counted */
+	HOLD_RELEASING_COUNTED,  /* RELEASING, counted by an audit: the releaser
+	                          * finishes under the mutex (see the top) */
 };
 
 /* The semaphore word. */
@@ -51,6 +73,10 @@ enum hold_state {
 #define SEM_CLOSED       (1ull << 49)   /* no slot granted at all (scope = cluster: a
                                          * host that holds no lease; lease.h) */
 #define SEM_LANES        (1ull << 50)   /* lanes in force: see "Lanes" below */
+#define SEM_EPOCH_SHIFT  51        /* bumped by every audit's thaw */
+#define SEM_EPOCH_ONE    (1ull << SEM_EPOCH_SHIFT)
+#define SEM_STATE_MASK   (SEM_EPOCH_ONE - 1)   /* count | waiting | FROZEN | CLOSED | LANES */
+#define sem_epoch(w)     ((w) >> SEM_EPOCH_SHIFT)
 #define sem_count(w)     ((uint32_t)((w) & SEM_COUNT_MASK))
 #define sem_waiting(w)   ((uint32_t)(((w) >> SEM_WAIT_SHIFT) & SEM_COUNT_MASK))
 
@@ -67,10 +93,12 @@ struct seg_sem {
 	uint64_t hist[CAP_HIST_BUCKETS];
 };
 
-enum waiter_state { WAITER_FREE = 0, WAITER_QUEUED, WAITER_GRANTED };
+/* QUEUED -> GRANTED (under the mutex) or QUEUED -> CANCELLED (the waiter
+ * itself, at its deadline, without the mutex) -> FREE (swept). */
+enum waiter_state { WAITER_FREE = 0, WAITER_QUEUED, WAITER_GRANTED, WAITER_CANCELLED };
 
 struct seg_waiter {
-	uint32_t state;          /* enum waiter_state (under the lock) */
+	uint32_t state;          /* enum waiter_state (atomic) */
 	uint32_t futex;          /* the waiter sleeps here; bumped to wake it */
 	uint64_t ticket;         /* FIFO order */
 	uint32_t sem;            /* enum sem_id */
@@ -109,7 +137,9 @@ struct seg_waiter {
  *    max, its lane's active below its max (0: none), no exclusive holds or
  *    waits; among those that may be admitted, higher priority first, FIFO
  *    (ticket) within a priority;
- *  - nwaiting, lane[i].waiting and excl_waiting count the QUEUED entries.
+ *  - nwaiting, lane[i].waiting and excl_waiting count the QUEUED and
+ *    CANCELLED entries (a cancelled entry is swept by the next holder of
+ *    the lock, as the global queue's; every lane wait ends by its deadline).
  * scope = cluster (issue 13) fits on top: a lane acquisition admitted here
  * then takes the cluster lease as the global slot does; an exclusive one
  * takes the cluster's exclusive advisory lock instead of the shared one.
@@ -136,7 +166,8 @@ struct seg_lane {
 };
 
 struct seg_lane_waiter {
-	uint32_t state;              /* enum waiter_state (under the lock) */
+	uint32_t state;              /* enum waiter_state (atomic; QUEUED -> CANCELLED
+	                              * by the waiter at its deadline, as seg_waiter) */
 	uint32_t futex;
 	uint64_t ticket;
 	int32_t priority;
@@ -164,7 +195,8 @@ struct seg_cap {
 	pthread_mutex_t lock;    /* robust, process-shared: queue, hand-off, audit */
 	uint64_t next_ticket;    /* under the lock */
 	uint32_t scope;          /* enum cap_scope of the last policy loaded */
-	uint32_t pad;
+	uint32_t audit_due;      /* dead records were reaped: the next holder of
+	                          * the mutex recounts (atomic) */
 	struct seg_sem sems[CAP_SEMS];
 	struct seg_waiter waiters[SEG_MAX_WAITERS];
 	struct seg_lanes lanes;  /* issue 14 */
@@ -192,22 +224,24 @@ static inline double cap_bucket_le_ms(unsigned b)
 struct segment;
 
 /* The uncontended paths: one CAS on the semaphore word.  1 on success; 0
- * when the caller must take the slow path (full, waiters queued, frozen).
- * `max` as the caller read it (0: no cap). */
+ * when the caller must take the slow path (full, waiters queued, frozen, an
+ * audit came by).  `max` as the caller read it (0: no cap). */
 static inline int sem_try_acquire_max(struct seg_sem *s, uint8_t *hold, uint32_t max)
 {
 	/* Not frozen, nobody queued and count below max, in one compare: the
 	 * flags and the waiting count lie above the count's bits (max < 2^24). */
 	uint64_t limit = max ? max : SEM_COUNT_MASK;
-	uint64_t w = __atomic_load_n(&s->word, __ATOMIC_RELAXED);
+	uint64_t w0 = __atomic_load_n(&s->word, __ATOMIC_SEQ_CST), w = w0;
 	/* Announce first: an audit that freezes the word after our CAS must
-	 * find us. */
-	__atomic_store_n(hold, HOLD_ACQUIRING, __ATOMIC_RELAXED);
-	while (w < limit) {
+	 * find us.  The word was read before: we only CAS in its epoch. */
+	__atomic_store_n(hold, HOLD_ACQUIRING, __ATOMIC_SEQ_CST);
+	while ((w & SEM_STATE_MASK) < limit && sem_epoch(w ^ w0) == 0) {
 		if (__atomic_compare_exchange_n(&s->word, &w, w + 1, 1, __ATOMIC_SEQ_CST,
 		                                __ATOMIC_RELAXED)) {
-			__atomic_store_n(hold, HOLD_HELD, __ATOMIC_RELEASE);
-			return 1;
+			uint8_t acq = HOLD_ACQUIRING;
+			/* Fails only if an audit judged us meanwhile: not counted. */
+			return __atomic_compare_exchange_n(hold, &acq, HOLD_HELD, 0, __ATOMIC_SEQ_CST,
+			                                   __ATOMIC_RELAXED);
 		}
 	}
 	__atomic_store_n(hold, HOLD_NONE, __ATOMIC_RELEASE);
@@ -219,33 +253,47 @@ static inline int sem_try_acquire(struct seg_sem *s, uint8_t *hold)
 	return sem_try_acquire_max(s, hold, __atomic_load_n(&s->max, __ATOMIC_RELAXED));
 }
 
-/* Claim the release of a held slot: only one of two threads racing to give
- * the same slot back (a thread exiting, the one using the connection) wins. */
-static inline int hold_claim_release(uint8_t *hold)
-{
-	uint8_t held = HOLD_HELD;
-	return __atomic_compare_exchange_n(hold, &held, HOLD_RELEASING, 0, __ATOMIC_ACQ_REL,
-	                                   __ATOMIC_RELAXED);
-}
+/* What sem_release did. */
+enum sem_release_result {
+	SEM_RELEASE_NOT_MINE = -1,  /* not HELD: another thread is giving it back, or none */
+	SEM_RELEASE_SLOW = 0,       /* claimed; the slow path must finish (cap_release_slow) */
+	SEM_RELEASE_DONE = 1,
+};
 
-/* The caller has claimed the release (hold is RELEASING).  1: done; 0: the
- * slow path must finish it (cap_release_slow), the hold still RELEASING. */
-static inline int sem_try_release(struct seg_sem *s, uint8_t *hold)
+/*
+ * Give a held slot back.  Claiming the release (HELD -> RELEASING) makes
+ * only one of two threads racing to give the same slot back win (a thread
+ * exiting, the one using the connection).  Then one CAS down on the word,
+ * in the epoch read before the claim: an audit since then has counted us,
+ * and the slow path gives that count back.
+ */
+static inline enum sem_release_result sem_release(struct seg_sem *s, uint8_t *hold)
 {
-	uint64_t w = __atomic_load_n(&s->word, __ATOMIC_RELAXED);
+	uint64_t w0 = __atomic_load_n(&s->word, __ATOMIC_SEQ_CST), w = w0;
+	uint8_t h = HOLD_HELD;
+	if (!__atomic_compare_exchange_n(hold, &h, HOLD_RELEASING, 0, __ATOMIC_SEQ_CST,
+	                                 __ATOMIC_RELAXED))
+		return SEM_RELEASE_NOT_MINE;
 	for (;;) {
 		/* Common: held, nobody queued, not frozen (one compare).  Else
 		 * with waiters queued the slot is handed over under the lock,
 		 * unless the count is above a lowered max. */
-		if (w - 1 >= SEM_COUNT_MASK) {
+		uint64_t st = w & SEM_STATE_MASK;
+		if (sem_epoch(w ^ w0) != 0)
+			return SEM_RELEASE_SLOW;
+		if (st - 1 >= SEM_COUNT_MASK) {
 			uint32_t max = __atomic_load_n(&s->max, __ATOMIC_RELAXED);
-			if ((w & (SEM_FROZEN | SEM_LANES)) || sem_count(w) == 0 || !max || sem_count(w) <= max)
-				return 0;
+			if ((st & (SEM_FROZEN | SEM_LANES)) || sem_count(st) == 0 || !max
+			    || sem_count(st) <= max)
+				return SEM_RELEASE_SLOW;
 		}
 		if (__atomic_compare_exchange_n(&s->word, &w, w - 1, 1, __ATOMIC_SEQ_CST,
 		                                __ATOMIC_RELAXED)) {
-			__atomic_store_n(hold, HOLD_NONE, __ATOMIC_RELEASE);
-			return 1;
+			uint8_t rel = HOLD_RELEASING;
+			/* Fails only if an audit counted us after our CAS: we owe it one. */
+			return __atomic_compare_exchange_n(hold, &rel, HOLD_NONE, 0, __ATOMIC_SEQ_CST,
+			                                   __ATOMIC_RELAXED)
+			       ? SEM_RELEASE_DONE : SEM_RELEASE_SLOW;
 		}
 	}
 }
@@ -267,7 +315,30 @@ enum cap_result cap_acquire_slow(struct segment *seg, struct seg_cap *cap, int s
                                  uint64_t timeout_ns, int holds_other,
                                  uint64_t *waited_ns);
 
-/* Give the slot back: to the head waiter if one is queued. */
+/* The same wait in slices, for a caller that looks around between them
+ * (its own lost connections may hold what it waits for): cap_wait_begin
+ * answers at once or queues (CAP_WAITING); each cap_wait_on then waits at
+ * most a slice (200 ms) and answers CAP_WAITING again or the end.  The
+ * state lives in the caller's struct cap_wait. */
+#define CAP_WAITING ((enum cap_result)100)
+struct cap_wait {
+	struct segment *seg;
+	struct seg_cap *cap;
+	struct seg_sem *s;
+	struct seg_proc *p;
+	struct seg_waiter *me;
+	uint8_t *hold;
+	uint64_t start, deadline, next_look;
+	uint64_t waited_ns;      /* once it has ended */
+};
+enum cap_result cap_wait_begin(struct cap_wait *w, struct segment *seg, struct seg_cap *cap,
+                               int sem, uint8_t *hold, uint32_t proc, int tid,
+                               uint64_t timeout_ns, int holds_other);
+enum cap_result cap_wait_on(struct cap_wait *w);
+
+/* Finish a release that sem_release left to the slow path (the hold is
+ * RELEASING or RELEASING_COUNTED, and counted): give the slot to the head
+ * waiter if one is queued, else count it down. */
 void cap_release_slow(struct segment *seg, struct seg_cap *cap, int sem, uint8_t *hold);
 
 /* Move a held slot from one hold to another that shares it (HOLD_SHARED):
@@ -315,6 +386,15 @@ void cap_lane_release(struct segment *seg, struct seg_cap *cap, uint8_t *hold,
 
 /* Rebuild every count from the live holders (after processes died). */
 void cap_audit(struct segment *seg);
+
+/* Reap the records of dead processes (seg_reap) and, if any were, have the
+ * counts rebuilt: now if the mutex is free by `deadline_ns` (cap_now_ns();
+ * 0: wait for it), else by the next holder of the mutex.  How many. */
+int cap_reap(struct segment *seg, uint64_t deadline_ns);
+
+/* seg_release_pid (the records of this pid from before an exec), then the
+ * same recount. */
+int cap_release_pid(struct segment *seg, int pid);
 
 /* Wall-clock-free time for waits. */
 uint64_t cap_now_ns(void);

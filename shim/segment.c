@@ -552,9 +552,8 @@ int seg_reap(struct segment *seg)
 		seg_proc_release(seg, i);
 		reaped++;
 	}
-	/* The dead may have held slots of the cap: count again from the living. */
-	if (reaped)
-		cap_audit(seg);
+	/* The dead may have held slots of the cap: the caller has them
+	 * counted again from the living (cap_reap). */
 	return reaped;
 }
 
@@ -624,9 +623,7 @@ int seg_release_pid(struct segment *seg, pid_t pid)
 		seg_proc_release(seg, i);
 		n++;
 	}
-	if (n)
-		cap_audit(seg);
-	return n;
+	return n;       /* the caller recounts the cap (cap_release_pid) */
 }
 
 void seg_full_message(const struct segment *seg, int procs, char *buf, size_t size)

@@ -239,10 +239,14 @@ void seg_conn_release(struct segment *seg, int idx, int leaked);
 void seg_proc_release(struct segment *seg, int idx);
 
 /* Release the records of a process that exec()ed: same pid and start
- * time, so never reaped, but none of its connections survived the exec. */
+ * time, so never reaped, but none of its connections survived the exec.
+ * Returns how many; the cap's counts are the caller's to rebuild
+ * (cap_release_pid). */
 int seg_release_pid(struct segment *seg, pid_t pid);
 
-/* Reap the records of processes that are gone.  Returns how many. */
+/* Reap the records of processes that are gone.  Returns how many; the
+ * cap's counts are the caller's to rebuild (cap_reap: the segment never
+ * calls the cap). */
 int seg_reap(struct segment *seg);
 
 /* Consistent copies for readers (the tool).  0 when the record is LIVE. */

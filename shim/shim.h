@@ -278,8 +278,7 @@ ALWAYS_INLINE unsigned settle_state(struct conn *c, PGTransactionStatusType ts)
 		if (h == HOLD_HELD) {
 			if (unlikely(__atomic_load_n(&hot.shares, __ATOMIC_RELAXED)))
 				todo = SETTLE_HAND;   /* another may ride on it */
-			else if (hold_claim_release(hold)
-			         && !sem_try_release(&hot.cap->sems[SEM_ACTIVE], hold))
+			else if (sem_release(&hot.cap->sems[SEM_ACTIVE], hold) == SEM_RELEASE_SLOW)
 				todo = SETTLE_RELEASE;
 		} else if (h == HOLD_WAITING) {
 			__atomic_store_n(hold, HOLD_NONE, __ATOMIC_RELEASE);

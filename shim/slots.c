@@ -262,7 +262,7 @@ static void release_active_locked(struct conn *c)
 			return;
 		}
 	}
-	if (hold_claim_release(hold) && !sem_try_release(&hot.cap->sems[SEM_ACTIVE], hold))
+	if (sem_release(&hot.cap->sems[SEM_ACTIVE], hold) == SEM_RELEASE_SLOW)
 		release_active_slow(c);
 }
 
@@ -282,7 +282,7 @@ static void release_one(struct conn *c, int sem)
 	uint8_t *hold = &c->rec->hold[sem];
 	switch (__atomic_load_n(hold, __ATOMIC_ACQUIRE)) {
 	case HOLD_HELD:
-		if (hold_claim_release(hold) && !sem_try_release(&hot.cap->sems[sem], hold)) {
+		if (sem_release(&hot.cap->sems[sem], hold) == SEM_RELEASE_SLOW) {
 			if (sem == SEM_ACTIVE)
 				release_active_slow(c);
 			else
@@ -291,6 +291,7 @@ static void release_one(struct conn *c, int sem)
 		break;
 	case HOLD_NONE:
 	case HOLD_RELEASING:     /* another thread is giving it back */
+	case HOLD_RELEASING_COUNTED:
 	case HOLD_ACQUIRING:
 		break;
 	case HOLD_SHARED:

@@ -109,10 +109,10 @@ void shim_init(void)
 	if (!g.disabled)
 		segwatch_attach(name);
 	if (g.seg.hdr) {
-		seg_reap(&g.seg);
+		cap_reap(&g.seg, 0);
 		/* Records of this very pid are from before an exec(): libpq's
 		 * sockets are close-on-exec, so those connections are gone. */
-		seg_release_pid(&g.seg, getpid());
+		cap_release_pid(&g.seg, getpid());
 		record_publish_policy();
 	}
 	record_register_process(0);

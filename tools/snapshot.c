@@ -7,8 +7,9 @@
  * read-only), and the words SPEC.md uses for a record's fields.
  *
  * Invariants:
- *  - nothing here writes to the segment except seg_reap() (which only
- *    takes dead processes' records); nothing here ever creates one;
+ *  - nothing here writes to the segment except cap_reap() (which only
+ *    takes dead processes' records and, if it took any, recounts the cap
+ *    from the living); nothing here ever creates one;
  *  - a record is in a snapshot only if it was LIVE with the same generation
  *    before and after the copy (seg_*_read), so no record is ever torn.
  */
@@ -46,7 +47,7 @@ uint32_t snap_conn_state(const struct seg_conn *c)
 int snap_holds_slot(const struct seg_conn *c)
 {
 	uint8_t h = c->hold[SEM_ACTIVE];
-	return h == HOLD_HELD || h == HOLD_RELEASING;
+	return h == HOLD_HELD || h == HOLD_RELEASING || h == HOLD_RELEASING_COUNTED;
 }
 
 const char *snap_slot_word(const struct seg_conn *c)
@@ -56,6 +57,7 @@ const char *snap_slot_word(const struct seg_conn *c)
 	switch (c->hold[SEM_ACTIVE]) {
 	case HOLD_HELD:
 	case HOLD_RELEASING:
+	case HOLD_RELEASING_COUNTED:
 		return "held";
 	case HOLD_WAITING:
 		return "waiting";
@@ -567,7 +569,8 @@ void snap_take(struct snap_source *src, struct snapshot *s)
 	const struct seg_header *h = src->seg.hdr;
 
 	s->lost = seg_check(&src->seg, s->lost_why, sizeof s->lost_why) != SEG_OK;
-	seg_reap(&src->seg);
+	if (!s->lost)
+		cap_reap(&src->seg, cap_now_ns() + 1000000000ull);   /* and recount */
 	if (s->max_procs != src->seg.max_procs || s->max_conns != src->seg.max_conns) {
 		struct seg_proc *p = realloc(s->procs, src->seg.max_procs * sizeof *p);
 		struct snap_conn *c = realloc(s->conns, src->seg.max_conns * sizeof *c);

@@ -63,7 +63,7 @@ static void side(struct segment *seg, uint64_t *stamp, uint64_t *lat, int rounds
 			}
 		}
 		__atomic_store_n(stamp, cap_now_ns(), __ATOMIC_RELEASE);
-		if (hold_claim_release(&hold) && !sem_try_release(s, &hold))
+		if (sem_release(s, &hold) == SEM_RELEASE_SLOW)
 			cap_release_slow(seg, cap, SEM_ACTIVE, &hold);
 	}
 }

@@ -50,8 +50,9 @@ static void wait_queued(uint32_t n)
 /* Give a held slot back the way the shim does: claim, fast CAS, or the lock. */
 static void give_back(uint8_t *hold)
 {
-	assert_true(hold_claim_release(hold));
-	if (!sem_try_release(act, hold))
+	enum sem_release_result r = sem_release(act, hold);
+	assert_int_not_equal(r, SEM_RELEASE_NOT_MINE);
+	if (r == SEM_RELEASE_SLOW)
 		cap_release_slow(NULL, &cap, SEM_ACTIVE, hold);
 	assert_int_equal(*hold, HOLD_NONE);
 }
@@ -72,31 +73,42 @@ static void fast_paths_follow_the_word(void **state)
 
 	/* frozen (an audit runs): both fast paths step aside */
 	__atomic_fetch_or(&act->word, SEM_FROZEN, __ATOMIC_SEQ_CST);
-	assert_true(hold_claim_release(&b));
-	assert_false(sem_try_release(act, &b));
+	assert_int_equal(sem_release(act, &b), SEM_RELEASE_SLOW);
 	assert_int_equal(b, HOLD_RELEASING);
+	assert_false(sem_try_acquire(act, &c));
+	assert_int_equal(c, HOLD_NONE);
 	__atomic_fetch_and(&act->word, ~SEM_FROZEN, __ATOMIC_SEQ_CST);
-	assert_true(sem_try_release(act, &b));
+	cap_release_slow(NULL, &cap, SEM_ACTIVE, &b);
 	assert_int_equal(b, HOLD_NONE);
 	assert_int_equal(count(), 1);
+
+	/* an audit came by between the word's read and the CAS (the epoch
+	 * moved): the release goes by the lock, the count is the audit's */
+	__atomic_fetch_add(&act->word, SEM_EPOCH_ONE, __ATOMIC_SEQ_CST);
+	assert_true(sem_try_acquire(act, &b));       /* a new epoch is a word like any */
+	assert_int_equal(count(), 2);
+	assert_int_equal(sem_release(act, &b), SEM_RELEASE_DONE);
+	assert_int_equal(count(), 1);
+	assert_int_equal(sem_release(act, &b), SEM_RELEASE_NOT_MINE);   /* once */
 
 	/* a queued waiter: no barging in, and a release goes by the lock (hand-off) */
 	__atomic_fetch_add(&act->word, SEM_WAIT_ONE, __ATOMIC_SEQ_CST);
 	assert_false(sem_try_acquire(act, &c));
-	assert_true(hold_claim_release(&a));
-	assert_false(sem_try_release(act, &a));
+	assert_int_equal(sem_release(act, &a), SEM_RELEASE_SLOW);
 	/* ... unless the count is over a lowered cap: then it just goes */
+	a = HOLD_HELD;
 	__atomic_store_n(&act->max, 0, __ATOMIC_SEQ_CST);
-	assert_false(sem_try_release(act, &a));      /* no cap: nothing is "over" */
+	assert_int_equal(sem_release(act, &a), SEM_RELEASE_SLOW);   /* no cap: nothing is "over" */
+	a = HOLD_HELD;
 	__atomic_store_n(&act->word, 3 | SEM_WAIT_ONE, __ATOMIC_SEQ_CST);
 	__atomic_store_n(&act->max, 2, __ATOMIC_SEQ_CST);
-	assert_true(sem_try_release(act, &a));
+	assert_int_equal(sem_release(act, &a), SEM_RELEASE_DONE);
 	assert_int_equal(count(), 2);
 	assert_int_equal(queued(), 1);
-	/* a claimed release of nothing counted never goes below zero */
+	/* a release of nothing counted never goes below zero */
 	__atomic_store_n(&act->word, SEM_WAIT_ONE, __ATOMIC_SEQ_CST);
-	a = HOLD_RELEASING;
-	assert_false(sem_try_release(act, &a));
+	a = HOLD_HELD;
+	assert_int_equal(sem_release(act, &a), SEM_RELEASE_SLOW);
 	assert_int_equal(count(), 0);
 }
 
@@ -119,9 +131,10 @@ static void claim_is_won_once(void **state)
 	uint8_t h = HOLD_NONE;
 	cap_set_max(NULL, &cap, SEM_ACTIVE, 1);
 	assert_true(sem_try_acquire(act, &h));
-	assert_true(hold_claim_release(&h));
-	assert_false(hold_claim_release(&h));        /* the racing second releaser */
-	assert_true(sem_try_release(act, &h));
+	h = HOLD_RELEASING;                          /* the first releaser has claimed it */
+	assert_int_equal(sem_release(act, &h), SEM_RELEASE_NOT_MINE);   /* the racing second */
+	h = HOLD_HELD;
+	assert_int_equal(sem_release(act, &h), SEM_RELEASE_DONE);
 	assert_int_equal(count(), 0);
 }
 

@@ -1,0 +1,432 @@
+#!/usr/bin/python3
+"""psycopg2 clients for the fault tests (tests/integration/t_robust_*.sh) and
+the soak (tests/soak/), and the analysis of what they logged.
+
+Connection parameters come from the PG* environment.  Usage:
+
+    py_robust.py storm --app NAME --log FILE [--threads N] [--sleep X]
+                       [--xact] [--seconds S]
+    py_robust.py monitor --prefix P --out FILE --stop-file F [--interval I]
+    py_robust.py analyze --logs GLOB --samples FILE --timeout SECONDS
+    py_robust.py dead-backend --app NAME --mode async|sync
+    py_robust.py thread-exit --app NAME --orphans N
+    py_robust.py fork --app NAME
+
+storm: N threads (default 2), each with its own connection, loop for S
+  seconds (default: for ever) on `select pg_sleep(X)` (or, with --xact,
+  BEGIN; that; COMMIT), and write one line per statement to FILE (appended,
+  a whole line at a time, so that a kill -9 loses at most the statements in
+  flight):
+      OK  t_req srv_start srv_end t_done        (times in seconds since the epoch)
+      ERR t_req t_fail pgcode
+  t_req is taken just before the program hands the statement to libpq,
+  srv_start/srv_end are the server's statement_timestamp()/clock_timestamp()
+  (the shim sends only once it has a slot: srv_start is when the wait ended).
+  A connection that fails is reopened (after an ERR line).  Exits 0 at S.
+
+monitor: run WITHOUT the shim.  Every I seconds (default 0.02) until F
+  exists, one query counts the backends whose application_name starts with P
+  that are busy (state 'active' or 'idle in transaction%'): raw, and strict
+  (busy since before the sample's own statement began: all of those were
+  busy together at that instant).  Writes "S t raw strict" lines to FILE
+  (t: the server's statement_timestamp()).
+
+analyze: reads the storm logs and the monitor's samples and prints one JSON
+  object: statements ok/failed (and by SQLSTATE), longest wait that got the
+  slot (srv_start - t_req), the failed waits' shortest and longest length,
+  how many waits got the slot after timeout + 50 ms, the longest stretch of
+  samples with nothing busy while some logged statement was waiting
+  (stall_max), the strict and raw peaks and how many samples were above a
+  cap given with --cap.
+
+dead-backend: prints BACKEND <pid> of connection A, then (async mode)
+  sends `select pg_sleep(60)` on A and prints SENT; the test then ends that
+  backend (pg_terminate_backend) and A's poll fails: DIED.  (sync mode: A is
+  left idle in a transaction, the test ends its backend, and the next
+  statement on A fails: DIED.)  Then, on a new connection B of the same
+  thread, in the same mode, `select 1`: prints RESULT {json} (ok, pgcode,
+  msg, elapsed), then waits for a line on stdin and exits 0.
+
+thread-exit: N threads each open a connection, run BEGIN and
+  `insert into robust_log values (application_name, clock_timestamp())`
+  and exit without COMMIT (their connections stay open, referenced from the
+  main thread): prints ORPHANED.  Then each line on stdin is a command:
+  "xact K" runs K more threads each doing BEGIN; insert; pg_sleep(0.3);
+  COMMIT (prints XACT {json} with every thread's outcome), "close" closes
+  the orphaned connections (prints CLOSED), EOF exits.
+
+fork: opens a connection, BEGIN, insert; forks a child that tries a
+  statement on the inherited connection (reports CHILD_USE {json}), closes
+  it, and exits 0; the parent waits for the child, then COMMITs: prints
+  PARENT {json} (ok, pgcode, msg) and CHILD <exit status>.
+"""
+import argparse
+import glob
+import json
+import os
+import select
+import sys
+import threading
+import time
+
+import psycopg2
+import psycopg2.extensions
+import psycopg2.extras
+
+os.environ.setdefault("PGDATESTYLE", "ISO, MDY")   # keep psycopg2 from SETting it
+
+
+def out(line):
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def err_json(e):
+    return {"ok": False, "cls": type(e).__name__, "pgcode": getattr(e, "pgcode", None),
+            "msg": str(e).strip()}
+
+
+# ---- storm ------------------------------------------------------------------
+
+STORM_SQL = ("select extract(epoch from statement_timestamp())::float8, pg_sleep(%s), "
+             "extract(epoch from clock_timestamp())::float8")
+
+
+def storm(args):
+    log = open(args.log, "a", buffering=1)
+    lock = threading.Lock()
+    end = time.time() + args.seconds if args.seconds else None
+
+    def write(line):
+        with lock:
+            log.write(line + "\n")
+
+    def worker():
+        conn = None
+        while end is None or time.time() < end:
+            try:
+                if conn is None:
+                    conn = psycopg2.connect("", application_name=args.app)
+                    conn.autocommit = True
+                cur = conn.cursor()
+                t_req = time.time()
+                if args.xact:
+                    cur.execute("BEGIN")
+                cur.execute(STORM_SQL, (args.sleep,))
+                s0, _, s1 = cur.fetchone()
+                if args.xact:
+                    cur.execute("COMMIT")
+                write("OK %.6f %.6f %.6f %.6f" % (t_req, s0, s1, time.time()))
+            except psycopg2.Error as e:
+                write("ERR %.6f %.6f %s" % (t_req, time.time(), e.pgcode or "-"))
+                if conn is not None and conn.closed:
+                    conn = None
+                elif conn is not None and args.xact:
+                    try:
+                        conn.rollback()
+                    except psycopg2.Error:
+                        conn = None
+            except Exception as e:  # noqa
+                sys.stderr.write("storm: %s: %s\n" % (type(e).__name__, e))
+                time.sleep(0.05)
+                conn = None
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(args.threads)]
+    for t in threads:
+        t.start()
+    out("READY %d" % os.getpid())
+    for t in threads:
+        t.join()
+
+
+# ---- monitor ----------------------------------------------------------------
+
+MONITOR_SQL = """
+SELECT extract(epoch from statement_timestamp())::float8, count(*),
+       count(*) FILTER (WHERE xact_start < statement_timestamp())
+FROM pg_stat_activity
+WHERE application_name LIKE %s
+  AND pid <> pg_backend_pid()
+  AND (state = 'active' OR state LIKE 'idle in transaction%%')
+"""
+
+
+def monitor(args):
+    if os.environ.get("LD_PRELOAD"):
+        sys.stderr.write("py_robust monitor: must run without the shim\n")
+        sys.exit(2)
+    conn = psycopg2.connect("", application_name="pqt_monitor")
+    conn.autocommit = True
+    cur = conn.cursor()
+    pattern = args.prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    f = open(args.out, "w", buffering=1)
+    first = True
+    while not os.path.exists(args.stop_file):
+        t0 = time.monotonic()
+        cur.execute(MONITOR_SQL, (pattern,))
+        ts, raw, strict = cur.fetchone()
+        f.write("S %.6f %d %d\n" % (ts, raw, strict))
+        if first:
+            out("READY")
+            first = False
+        left = args.interval - (time.monotonic() - t0)
+        if left > 0:
+            time.sleep(left)
+    f.close()
+
+
+# ---- analyze ----------------------------------------------------------------
+
+def analyze(args):
+    oks, errs = [], []
+    for path in sorted(glob.glob(args.logs)):
+        with open(path) as f:
+            for line in f:
+                w = line.split()
+                try:
+                    if w and w[0] == "OK" and len(w) == 5:
+                        oks.append(tuple(float(x) for x in w[1:]))
+                    elif w and w[0] == "ERR" and len(w) == 4:
+                        errs.append((float(w[1]), float(w[2]), w[3]))
+                except ValueError:
+                    pass        # a line cut short by a kill
+    samples = []
+    with open(args.samples) as f:
+        for line in f:
+            w = line.split()
+            if len(w) == 4 and w[0] == "S":
+                samples.append((float(w[1]), int(w[2]), int(w[3])))
+    to = args.timeout
+    waits = [s0 - tr for tr, s0, s1, td in oks]
+    timeouts = [(tf - tr) for tr, tf, code in errs if code == "53300"]
+    by_code = {}
+    for _, _, code in errs:
+        by_code[code] = by_code.get(code, 0) + 1
+    # A statement waits from t_req until srv_start (or until it failed).
+    pending = [(tr, s0) for tr, s0, s1, td in oks] + [(tr, tf) for tr, tf, c in errs]
+    pending.sort()
+    # Sweep the samples in time order, keeping the pending intervals that
+    # cover each sample.
+    stall_max, run_start, run_last = 0.0, None, None
+    import heapq
+    heap, i = [], 0
+    for ts, raw, strict in samples:
+        while i < len(pending) and pending[i][0] <= ts:
+            heapq.heappush(heap, pending[i][1])
+            i += 1
+        while heap and heap[0] < ts:
+            heapq.heappop(heap)
+        waiting = bool(heap)
+        if raw == 0 and waiting:
+            if run_start is None:
+                run_start = ts
+            run_last = ts
+            stall_max = max(stall_max, run_last - run_start)
+        else:
+            run_start = None
+    res = {
+        "ok": len(oks), "failed": len(errs), "failed_by_sqlstate": by_code,
+        "wait_ok_max": round(max(waits), 3) if waits else 0,
+        "wait_ok_over_timeout": sum(1 for x in waits if x > to + 0.05),
+        "timeouts": len(timeouts),
+        "timeout_wait_min": round(min(timeouts), 3) if timeouts else None,
+        "timeout_wait_max": round(max(timeouts), 3) if timeouts else None,
+        "stall_max": round(stall_max, 3),
+        "samples": len(samples),
+        "peak_strict": max((s[2] for s in samples), default=0),
+        "peak_raw": max((s[1] for s in samples), default=0),
+    }
+    if args.cap:
+        res["samples_over_cap"] = sum(1 for s in samples if s[2] > args.cap)
+    print(json.dumps(res))
+
+
+# ---- dead backend -----------------------------------------------------------
+
+def dead_backend(args):
+    asy = args.mode == "async"
+
+    def connect():
+        c = psycopg2.connect("", application_name=args.app, async_=asy)
+        if asy:
+            psycopg2.extras.wait_select(c)
+        else:
+            c.autocommit = True
+        return c
+
+    def run(c, sql):
+        cur = c.cursor()
+        cur.execute(sql)
+        if asy:
+            psycopg2.extras.wait_select(c)
+        return cur.fetchall() if cur.description else None
+
+    a = connect()
+    out("BACKEND %d" % run(a, "select pg_backend_pid()")[0][0])
+    if asy:
+        a.cursor().execute("select pg_sleep(60)")
+        out("SENT")
+        try:
+            psycopg2.extras.wait_select(a)
+            out("DIED no")
+        except psycopg2.Error as e:
+            out("DIED " + json.dumps(err_json(e)))
+    else:
+        run(a, "begin")
+        run(a, "select 1")
+        out("SENT")
+        sys.stdin.readline()          # the test has ended A's backend
+        try:
+            run(a, "select 2")
+            out("DIED no")
+        except psycopg2.Error as e:
+            out("DIED " + json.dumps(err_json(e)))
+    t0 = time.monotonic()
+    try:
+        b = connect()
+        rows = run(b, "select 1")
+        r = {"ok": True, "rows": rows}
+    except psycopg2.Error as e:
+        r = err_json(e)
+    r["elapsed"] = time.monotonic() - t0
+    out("RESULT " + json.dumps(r))
+    sys.stdin.readline()
+    del a
+
+
+# ---- threads exiting mid-transaction -----------------------------------------
+
+def thread_exit(args):
+    kept = []
+    lock = threading.Lock()
+
+    def orphan(i):
+        c = psycopg2.connect("", application_name="%s_orphan" % args.app)
+        cur = c.cursor()
+        cur.execute("insert into robust_log values (current_setting('application_name'), "
+                    "clock_timestamp(), clock_timestamp())")
+        with lock:
+            kept.append(c)      # psycopg2 is in a transaction now (no autocommit)
+
+    ths = [threading.Thread(target=orphan, args=(i,)) for i in range(args.orphans)]
+    for t in ths:
+        t.start()
+    for t in ths:
+        t.join()
+    out("ORPHANED %d" % len(kept))
+    for line in sys.stdin:
+        w = line.split()
+        if not w:
+            continue
+        if w[0] == "xact":
+            results = []
+
+            def xact():
+                t0 = time.monotonic()
+                try:
+                    c = psycopg2.connect("", application_name="%s_new" % args.app)
+                    cur = c.cursor()
+                    cur.execute("insert into robust_log values (current_setting('application_name'), "
+                                "clock_timestamp(), null)")
+                    cur.execute("select pg_sleep(0.3)")
+                    cur.execute("update robust_log set t1 = clock_timestamp() "
+                                "where app = current_setting('application_name') and t1 is null "
+                                "and t0 = (select max(t0) from robust_log where "
+                                "app = current_setting('application_name') and t1 is null)")
+                    c.commit()
+                    c.close()
+                    r = {"ok": True}
+                except psycopg2.Error as e:
+                    r = err_json(e)
+                r["elapsed"] = time.monotonic() - t0
+                with lock:
+                    results.append(r)
+            ths = [threading.Thread(target=xact) for _ in range(int(w[1]))]
+            for t in ths:
+                t.start()
+            for t in ths:
+                t.join()
+            out("XACT " + json.dumps(results))
+        elif w[0] == "close":
+            for c in kept:
+                c.close()
+            kept = []
+            out("CLOSED")
+
+
+# ---- fork -------------------------------------------------------------------
+
+def fork(args):
+    c = psycopg2.connect("", application_name=args.app)
+    cur = c.cursor()
+    cur.execute("insert into robust_log values ('fork_parent', clock_timestamp(), clock_timestamp())")
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        try:
+            c.cursor().execute("select 1")
+            res = {"ok": True}
+        except BaseException as e:  # noqa
+            res = err_json(e)
+        try:
+            c.close()
+            res["closed"] = True
+        except BaseException as e:  # noqa
+            res["closed"] = str(e)
+        os.write(w, ("CHILD_USE " + json.dumps(res) + "\n").encode())
+        os._exit(0)
+    os.close(w)
+    data = b""
+    while True:
+        chunk = os.read(r, 4096)
+        if not chunk:
+            break
+        data += chunk
+    _, status = os.waitpid(pid, 0)
+    sys.stdout.write(data.decode())
+    try:
+        cur.execute("select 1")
+        c.commit()
+        res = {"ok": True}
+    except psycopg2.Error as e:
+        res = err_json(e)
+    out("PARENT " + json.dumps(res))
+    out("CHILD %d" % os.waitstatus_to_exitcode(status))
+    c.close()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("storm")
+    p.add_argument("--app", required=True)
+    p.add_argument("--log", required=True)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--sleep", type=float, default=0.01)
+    p.add_argument("--xact", action="store_true")
+    p.add_argument("--seconds", type=float, default=0)
+    p = sub.add_parser("monitor")
+    p.add_argument("--prefix", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--stop-file", required=True)
+    p.add_argument("--interval", type=float, default=0.02)
+    p = sub.add_parser("analyze")
+    p.add_argument("--logs", required=True)
+    p.add_argument("--samples", required=True)
+    p.add_argument("--timeout", type=float, required=True)
+    p.add_argument("--cap", type=int, default=0)
+    p = sub.add_parser("dead-backend")
+    p.add_argument("--app", required=True)
+    p.add_argument("--mode", choices=("async", "sync"), required=True)
+    p = sub.add_parser("thread-exit")
+    p.add_argument("--app", required=True)
+    p.add_argument("--orphans", type=int, default=4)
+    p = sub.add_parser("fork")
+    p.add_argument("--app", required=True)
+    a = ap.parse_args()
+    {"storm": storm, "monitor": monitor, "analyze": analyze, "dead-backend": dead_backend,
+     "thread-exit": thread_exit, "fork": fork}[a.cmd](a)
+
+
+if __name__ == "__main__":
+    main()
