@@ -37,7 +37,7 @@ HEADERS     := $(wildcard shim/*.h policy/*.h tools/*.h)
 SHIM_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(SHIM_SRCS))
 TOOL_OBJS := $(patsubst %.c,$(BUILD)/tobj/%.o,$(TOOL_SRCS))
 
-.PHONY: all check unit integration bench demo install clean fuzz setup layers
+.PHONY: all check unit integration bench demo install clean fuzz setup layers soak
 all: $(BUILD)/libpqshim.so $(BUILD)/pqshim
 
 $(BUILD)/obj/shim/pqint.o $(BUILD)/obj/shim/pqerr.o: $(BUILD)/obj/shim/%.o: shim/%.c $(HEADERS)
@@ -88,6 +88,12 @@ $(BUILD)/bench/%: tests/bench/%.c $(CORE_SRCS) $(HEADERS)
 bench: setup
 	@$(MAKE) --no-print-directory all $(BENCH_BINS)
 	@bash tests/bench/run.sh
+
+# Faults for a few minutes (kill -9 storms, policy rewrites, forks): not
+# part of check.  tests/soak/soak.sh says what it shows.
+soak: setup
+	@$(MAKE) --no-print-directory all
+	@bash tests/soak/soak.sh
 
 demo: setup
 	@$(MAKE) --no-print-directory all

@@ -47,15 +47,15 @@ dead-backend: prints BACKEND <pid> of connection A, then (async mode)
   thread, in the same mode, `select 1`: prints RESULT {json} (ok, pgcode,
   msg, elapsed), then waits for a line on stdin and exits 0.
 
-thread-exit: N threads each open a connection, run BEGIN and
-  `insert into robust_log values (application_name, clock_timestamp())`
-  and exit without COMMIT (their connections stay open, referenced from the
-  main thread): prints ORPHANED.  Then each line on stdin is a command:
-  "xact K" runs K more threads each doing BEGIN; insert; pg_sleep(0.3);
-  COMMIT (prints XACT {json} with every thread's outcome), "close" closes
-  the orphaned connections (prints CLOSED), EOF exits.
+thread-exit: N threads, one after the other, each open a connection, run
+  a statement (psycopg2 begins a transaction) and exit without COMMIT (their
+  connections stay open, referenced from the main thread): prints ORPHANED
+  and their backends' pids.  Then each line on stdin is a command: "xact K"
+  runs K more threads at once, each doing BEGIN; pg_sleep(0.3); COMMIT on a
+  new connection (prints XACT [json], every thread's outcome), "close"
+  closes the orphaned connections (prints CLOSED), EOF exits.
 
-fork: opens a connection, BEGIN, insert; forks a child that tries a
+fork: opens a connection, BEGIN, insert into robust_fork (x text); forks a child that tries a
   statement on the inherited connection (reports CHILD_USE {json}), closes
   it, and exits 0; the parent waits for the child, then COMMITs: prints
   PARENT {json} (ok, pgcode, msg) and CHILD <exit status>.
@@ -104,6 +104,7 @@ def storm(args):
     def worker():
         conn = None
         while end is None or time.time() < end:
+            t_req = time.time()
             try:
                 if conn is None:
                     conn = psycopg2.connect("", application_name=args.app)
@@ -142,7 +143,20 @@ def storm(args):
 
 MONITOR_SQL = """
 SELECT extract(epoch from statement_timestamp())::float8, count(*),
-       count(*) FILTER (WHERE xact_start < statement_timestamp())
+       count(*) FILTER (WHERE xact_start < statement_timestamp()),
+       coalesce(string_agg(application_name, ',') FILTER (WHERE xact_start < statement_timestamp()), '')
+FROM pg_stat_activity
+WHERE application_name LIKE %s
+  AND pid <> pg_backend_pid()
+  AND (state = 'active' OR state LIKE 'idle in transaction%%')
+"""
+
+# On the second server: busy since before the first server's sample began
+# (the same host, the same clock): then every backend counted on either was
+# busy at that instant.
+MONITOR2_SQL = """
+SELECT count(*), count(*) FILTER (WHERE xact_start < to_timestamp(%s)),
+       coalesce(string_agg(application_name, ',') FILTER (WHERE xact_start < to_timestamp(%s)), '')
 FROM pg_stat_activity
 WHERE application_name LIKE %s
   AND pid <> pg_backend_pid()
@@ -157,14 +171,26 @@ def monitor(args):
     conn = psycopg2.connect("", application_name="pqt_monitor")
     conn.autocommit = True
     cur = conn.cursor()
+    cur2 = None
+    if args.port2:
+        c2 = psycopg2.connect("", port=args.port2, application_name="pqt_monitor")
+        c2.autocommit = True
+        cur2 = c2.cursor()
     pattern = args.prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
     f = open(args.out, "w", buffering=1)
     first = True
     while not os.path.exists(args.stop_file):
         t0 = time.monotonic()
         cur.execute(MONITOR_SQL, (pattern,))
-        ts, raw, strict = cur.fetchone()
+        ts, raw, strict, apps = cur.fetchone()
+        if cur2 is not None:
+            cur2.execute(MONITOR2_SQL, (ts, ts, pattern))
+            raw2, strict2, apps2 = cur2.fetchone()
+            raw, strict = raw + raw2, strict + strict2
+            apps = ",".join(a for a in (apps, apps2) if a)
         f.write("S %.6f %d %d\n" % (ts, raw, strict))
+        if args.apps and strict > 1:
+            f.write("B %.6f %s\n" % (ts, apps))
         if first:
             out("READY")
             first = False
@@ -237,7 +263,56 @@ def analyze(args):
     }
     if args.cap:
         res["samples_over_cap"] = sum(1 for s in samples if s[2] > args.cap)
+    if args.policy_log:
+        res.update(over_cap_in_force(args, samples))
     print(json.dumps(res))
+
+
+def over_cap_in_force(args, samples):
+    """Samples above the highest cap in force: the highest of the caps
+    written in the last `lag` seconds and the one before them (a process
+    may see a new policy up to a second late, and work admitted under a
+    higher cap finishes under a lower one).  Each such sample is blamed on
+    a kill when one of its busy clients had been killed already (its
+    statement was in its socket)."""
+    writes = []
+    with open(args.policy_log) as f:
+        for line in f:
+            w = line.split()
+            if len(w) >= 3 and w[0] == "P" and w[2].isdigit() and int(w[2]) > 0:
+                writes.append((float(w[1]), int(w[2])))
+    kills = {}
+    if args.kills:
+        with open(args.kills) as f:
+            for line in f:
+                w = line.split()
+                if len(w) == 3 and w[0] == "K":
+                    kills[w[2]] = float(w[1])
+    busy = {}
+    with open(args.samples) as f:
+        for line in f:
+            w = line.split()
+            if len(w) == 3 and w[0] == "B":
+                busy[w[1]] = w[2].split(",")
+    over, blamed, excess_max, highest = 0, 0, 0, 0
+    j = 0
+    for ts, raw, strict in samples:
+        caps = [c for t, c in writes if ts - args.lag <= t <= ts]
+        before = [c for t, c in writes if t < ts - args.lag]
+        if before:
+            caps.append(before[-1])
+        if not caps:
+            continue
+        cap = max(caps)
+        highest = max(highest, cap)
+        if strict > cap:
+            over += 1
+            excess_max = max(excess_max, strict - cap)
+            apps = busy.get("%.6f" % ts, [])
+            if any(a in kills and kills[a] < ts for a in apps):
+                blamed += 1
+    return {"highest_cap_written": highest, "samples_over_cap_in_force": over,
+            "over_cap_blamed_on_kills": blamed, "over_cap_excess_max": excess_max}
 
 
 # ---- dead backend -----------------------------------------------------------
@@ -296,23 +371,22 @@ def dead_backend(args):
 # ---- threads exiting mid-transaction -----------------------------------------
 
 def thread_exit(args):
-    kept = []
+    kept, pids = [], []
     lock = threading.Lock()
 
-    def orphan(i):
+    def orphan():
         c = psycopg2.connect("", application_name="%s_orphan" % args.app)
         cur = c.cursor()
-        cur.execute("insert into robust_log values (current_setting('application_name'), "
-                    "clock_timestamp(), clock_timestamp())")
+        cur.execute("select pg_backend_pid()")   # psycopg2 began a transaction
         with lock:
-            kept.append(c)      # psycopg2 is in a transaction now (no autocommit)
+            kept.append(c)
+            pids.append(cur.fetchone()[0])
 
-    ths = [threading.Thread(target=orphan, args=(i,)) for i in range(args.orphans)]
-    for t in ths:
+    for _ in range(args.orphans):        # one after the other: each exits holding
+        t = threading.Thread(target=orphan)
         t.start()
-    for t in ths:
         t.join()
-    out("ORPHANED %d" % len(kept))
+    out("ORPHANED " + " ".join(str(p) for p in pids))
     for line in sys.stdin:
         w = line.split()
         if not w:
@@ -325,13 +399,7 @@ def thread_exit(args):
                 try:
                     c = psycopg2.connect("", application_name="%s_new" % args.app)
                     cur = c.cursor()
-                    cur.execute("insert into robust_log values (current_setting('application_name'), "
-                                "clock_timestamp(), null)")
                     cur.execute("select pg_sleep(0.3)")
-                    cur.execute("update robust_log set t1 = clock_timestamp() "
-                                "where app = current_setting('application_name') and t1 is null "
-                                "and t0 = (select max(t0) from robust_log where "
-                                "app = current_setting('application_name') and t1 is null)")
                     c.commit()
                     c.close()
                     r = {"ok": True}
@@ -358,7 +426,7 @@ def thread_exit(args):
 def fork(args):
     c = psycopg2.connect("", application_name=args.app)
     cur = c.cursor()
-    cur.execute("insert into robust_log values ('fork_parent', clock_timestamp(), clock_timestamp())")
+    cur.execute("insert into robust_fork values (%s)", (args.app,))   # a transaction begins
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -395,6 +463,78 @@ def fork(args):
     c.close()
 
 
+# ---- soak: threads exiting mid-transaction, forks holding slots -------------
+
+def orphans(args):
+    """Loop: a thread opens a connection, runs a statement (psycopg2 opens a
+    transaction) and exits; a moment later the main thread closes that
+    connection.  Logged like storm (the statement's wait)."""
+    log = open(args.log, "a", buffering=1)
+    out("READY %d" % os.getpid())
+    while True:
+        box = {}
+
+        def one():
+            t_req = time.time()
+            try:
+                c = psycopg2.connect("", application_name=args.app)
+                box["c"] = c
+                cur = c.cursor()
+                t_req = time.time()
+                cur.execute(STORM_SQL, (args.sleep,))
+                s0, _, s1 = cur.fetchone()
+                log.write("OK %.6f %.6f %.6f %.6f\n" % (t_req, s0, s1, time.time()))
+            except psycopg2.Error as e:
+                log.write("ERR %.6f %.6f %s\n" % (t_req, time.time(), e.pgcode or "-"))
+        th = threading.Thread(target=one)
+        th.start()
+        th.join()
+        time.sleep(args.hold)
+        c = box.get("c")
+        if c is not None:
+            c.close()
+
+
+def forker(args):
+    """Loop: BEGIN and a statement (the slot is held), fork a child that
+    holds the inherited connection a moment (and closes it, or not) and
+    exits; the parent COMMITs once the child is gone."""
+    log = open(args.log, "a", buffering=1)
+    out("READY %d" % os.getpid())
+    c = None
+    n = 0
+    while True:
+        t_req = time.time()
+        try:
+            if c is None:
+                c = psycopg2.connect("", application_name=args.app)
+            cur = c.cursor()
+            t_req = time.time()
+            cur.execute(STORM_SQL, (args.sleep,))
+            s0, _, s1 = cur.fetchone()
+            n += 1
+            pid = os.fork()
+            if pid == 0:
+                time.sleep(args.hold)
+                if n % 2:
+                    try:
+                        c.close()
+                    except BaseException:  # noqa
+                        pass
+                os._exit(0)
+            os.waitpid(pid, 0)
+            c.commit()
+            log.write("OK %.6f %.6f %.6f %.6f\n" % (t_req, s0, s1, time.time()))
+        except psycopg2.Error as e:
+            log.write("ERR %.6f %.6f %s\n" % (t_req, time.time(), e.pgcode or "-"))
+            try:
+                c.rollback()
+            except BaseException:  # noqa
+                c = None
+            if c is not None and c.closed:
+                c = None
+
+
 def main():
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -410,11 +550,16 @@ def main():
     p.add_argument("--out", required=True)
     p.add_argument("--stop-file", required=True)
     p.add_argument("--interval", type=float, default=0.02)
+    p.add_argument("--port2", help="also count this server's backends (the replica)")
+    p.add_argument("--apps", action="store_true", help="log who was busy (B lines)")
     p = sub.add_parser("analyze")
     p.add_argument("--logs", required=True)
     p.add_argument("--samples", required=True)
     p.add_argument("--timeout", type=float, required=True)
     p.add_argument("--cap", type=int, default=0)
+    p.add_argument("--policy-log", help="P <time> <cap> lines: caps written (0: a bad write)")
+    p.add_argument("--kills", help="K <time> <app> lines: clients killed")
+    p.add_argument("--lag", type=float, default=2.0)
     p = sub.add_parser("dead-backend")
     p.add_argument("--app", required=True)
     p.add_argument("--mode", choices=("async", "sync"), required=True)
@@ -423,9 +568,15 @@ def main():
     p.add_argument("--orphans", type=int, default=4)
     p = sub.add_parser("fork")
     p.add_argument("--app", required=True)
+    for name in ("orphans", "forker"):
+        p = sub.add_parser(name)
+        p.add_argument("--app", required=True)
+        p.add_argument("--log", required=True)
+        p.add_argument("--sleep", type=float, default=0.01)
+        p.add_argument("--hold", type=float, default=0.1)
     a = ap.parse_args()
     {"storm": storm, "monitor": monitor, "analyze": analyze, "dead-backend": dead_backend,
-     "thread-exit": thread_exit, "fork": fork}[a.cmd](a)
+     "thread-exit": thread_exit, "fork": fork, "orphans": orphans, "forker": forker}[a.cmd](a)
 
 
 if __name__ == "__main__":
