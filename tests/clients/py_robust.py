@@ -120,7 +120,9 @@ def storm(args):
                 write("OK %.6f %.6f %.6f %.6f" % (t_req, s0, s1, time.time()))
             except psycopg2.Error as e:
                 write("ERR %.6f %.6f %s" % (t_req, time.time(), e.pgcode or "-"))
-                if conn is not None and conn.closed:
+                if conn is None:
+                    time.sleep(0.05)     # a refused connect: don't spin
+                elif conn.closed:
                     conn = None
                 elif conn is not None and args.xact:
                     try:
@@ -486,6 +488,8 @@ def orphans(args):
                 log.write("OK %.6f %.6f %.6f %.6f\n" % (t_req, s0, s1, time.time()))
             except psycopg2.Error as e:
                 log.write("ERR %.6f %.6f %s\n" % (t_req, time.time(), e.pgcode or "-"))
+                if "c" not in box:
+                    time.sleep(0.05)     # a refused connect: don't spin
         th = threading.Thread(target=one)
         th.start()
         th.join()
@@ -527,6 +531,9 @@ def forker(args):
             log.write("OK %.6f %.6f %.6f %.6f\n" % (t_req, s0, s1, time.time()))
         except psycopg2.Error as e:
             log.write("ERR %.6f %.6f %s\n" % (t_req, time.time(), e.pgcode or "-"))
+            if c is None:
+                time.sleep(0.05)         # a refused connect: don't spin
+                continue
             try:
                 c.rollback()
             except BaseException:  # noqa
