@@ -17,6 +17,7 @@
  */
 #include "defer.h"
 #include "pqerr.h"
+#include "readonly.h"
 #include "record.h"
 #include "session.h"
 #include "slots.h"
@@ -160,6 +161,12 @@ static void send_now(struct deferred *d)
 	PGconn *pg = c->pg;
 	pqint_hold_back(pg, 0);
 	c->rec->holder_tid = t.tid;
+	/* A switch since it was deferred: follow it now, inside the slot. */
+	if (unlikely(c->ro_gen != readonly_gen()) && work_follow_switch(c) != WORK_GO) {
+		d->failed = 1;
+		d->error = pqerr_result(c->pg, SQLSTATE_CONNECTION_FAILURE, work_why);
+		return;
+	}
 	track_sent(c);
 	int ok = OWN(send_real(d));
 	if (!ok) {

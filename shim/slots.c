@@ -306,6 +306,12 @@ static void release_one(struct conn *c, int sem)
 	}
 }
 
+void slots_release_active(struct conn *c)
+{
+	if (hot.cap)
+		release_one(c, SEM_ACTIVE);
+}
+
 void slots_release_all(struct conn *c)
 {
 	if (!hot.cap)

@@ -39,6 +39,10 @@ int slot_thread_pending(struct conn *except);
 /* Finish what settle_state (shim.h) left: SETTLE_RELEASE and SETTLE_HAND. */
 void slots_settle(struct conn *c, unsigned todo);
 
+/* Give back the active slot c holds, if it does (a connection that a
+ * switch closed, or that libpq says is lost). */
+void slots_release_active(struct conn *c);
+
 /* Give back every slot c holds (PQfinish, a failed connect, exit). */
 void slots_release_all(struct conn *c);
 

@@ -87,6 +87,14 @@ enum verdict work_wait(struct conn *c)
 	return slot_verdict(slot_wait_active(c, 0, work_why, sizeof work_why));
 }
 
+enum verdict work_follow_switch(struct conn *c)
+{
+	if (switch_check(c, work_why, sizeof work_why) == SWITCH_STAYS)
+		return WORK_GO;
+	slots_release_active(c);     /* closed: its slot goes back */
+	return WORK_CLOSED;
+}
+
 enum verdict work_begin(PGconn *pg, struct conn **cp, int may_defer)
 {
 	shim_enter();
@@ -104,11 +112,11 @@ enum verdict work_begin(PGconn *pg, struct conn **cp, int may_defer)
 			return WORK_REFUSED_THREAD;
 		plain = 0;       /* every such use is counted: never fast */
 	}
-	/* The policy switched since this connection last looked: move it? */
-	if (unlikely(c->ro_gen != readonly_gen())
-	    && switch_check(c, work_why, sizeof work_why) == SWITCH_CLOSED)
-		return WORK_CLOSED;
-	/* An idle connection about to work takes an active slot (if capped). */
+	/* An idle connection about to work takes an active slot (if capped),
+	 * before anything else reaches a server: a move below (a connect,
+	 * the old session's settings read, set on the new one) is work too,
+	 * and runs inside the slot.  (A deferred send follows a switch when
+	 * it leaves: defer.c.) */
 	struct seg_sem *sem = &hot.cap->sems[SEM_ACTIVE];
 	uint8_t *hold = &c->rec->hold[SEM_ACTIVE];
 	if (__atomic_load_n(&sem->max, __ATOMIC_RELAXED) && *hold == HOLD_NONE) {
@@ -124,6 +132,9 @@ enum verdict work_begin(PGconn *pg, struct conn **cp, int may_defer)
 				return v;
 		}
 	}
+	/* The policy switched since this connection last looked: move it? */
+	if (unlikely(c->ro_gen != readonly_gen()) && work_follow_switch(c) != WORK_GO)
+		return WORK_CLOSED;
 	track_sent(c);
 	/* The epoch is the one read before the look-up: a close or a switch
 	 * since then has bumped it, and the next call will not trust this. */

@@ -40,6 +40,10 @@ extern TLS char work_why[768] __attribute__((visibility("hidden")));
  * counts.  *cp is the connection (NULL: not one of ours, WORK_GO). */
 enum verdict work_begin(PGconn *pg, struct conn **cp, int may_defer);
 
+/* A read-only switch happened since c last looked: follow it, inside the
+ * slot c holds (WORK_GO), or WORK_CLOSED (the slot given back). */
+enum verdict work_follow_switch(struct conn *c);
+
 /* A deferred send that could not be saved waits for its slot now. */
 enum verdict work_wait(struct conn *c);
 
