@@ -65,6 +65,7 @@
 	X(PQerrorMessage, char *, (const PGconn *conn)) \
 	X(PQlibVersion, int, (void)) \
 	X(PQbackendPID, int, (const PGconn *conn)) \
+	X(PQsocket, int, (const PGconn *conn)) \
 	X(PQmakeEmptyPGresult, PGresult *, (PGconn *conn, ExecStatusType status)) \
 	X(PQresultAlloc, void *, (PGresult *res, size_t nBytes)) \
 	X(PQclear, void, (PGresult *res)) \

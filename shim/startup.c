@@ -22,6 +22,7 @@
 #include "segwatch.h"
 #include "slots.h"
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,6 +64,21 @@ static void load_policy(void)
 	shim_log(LOG_ERR, "%s; refusing connections (on_error = fail-closed)", g.policy_error);
 }
 
+/* after_fork = protect: every connection the child inherits gets its
+ * socket replaced with /dev/null, at once (before the child can run any
+ * libpq call, wrapped or not).  The parent's socket stays the parent's:
+ * whatever the child's libpq writes (a statement, the Terminate of its
+ * PQfinish, a TLS close_notify) goes nowhere, and nothing it reads can be
+ * the parent's.  Only async-signal-safe calls here. */
+static void protect_inherited(void *value, void *arg)
+{
+	struct conn *c = value;
+	int nullfd = *(int *)arg;
+	int sock = real.PQsocket(c->pg);
+	if (sock >= 0 && nullfd >= 0)
+		dup2(nullfd, sock);
+}
+
 static void at_fork_prepare(void) { pthread_mutex_lock(&g.lock); }
 static void at_fork_parent(void) { pthread_mutex_unlock(&g.lock); }
 static void at_fork_child(void)
@@ -72,6 +88,12 @@ static void at_fork_child(void)
 	 * the child (t.tid == 0) re-registers everything as its own. */
 	t.tid = 0;
 	thread_caches_forget();
+	if (g.pol.after_fork == FORK_PROTECT) {
+		int nullfd = open("/dev/null", O_RDWR | O_CLOEXEC);
+		connmap_each(&g.map, protect_inherited, &nullfd);
+		if (nullfd >= 0)
+			close(nullfd);
+	}
 	reload_after_fork();
 	slots_after_fork();      /* adopt() clears the inherited holds */
 	defer_after_fork();

@@ -106,6 +106,17 @@ enum verdict work_begin(PGconn *pg, struct conn **cp, int may_defer)
 		record_refused();
 		return WORK_REFUSED_SEGMENT;
 	}
+	/* A fork child's copy of its parent's session: its socket leads
+	 * nowhere now (startup.c), and the statement is refused here with
+	 * words the program can act on. */
+	if (unlikely(c->rec->flags & CONN_INHERITED) && g.pol.after_fork == FORK_PROTECT) {
+		snprintf(work_why, sizeof work_why, "pqshim: statement refused: this connection was "
+		         "opened by the parent process %d before fork(), and a child may not use it "
+		         "(after_fork = protect, policy %s)", (int)g.proc->ppid,
+		         g.policy_path[0] ? g.policy_path : "none");
+		record_refused();
+		return WORK_REFUSED_INHERITED;
+	}
 	int plain = 1;
 	if (unlikely(c->opener != t.tid)) {
 		if (cross_thread_refused(c))

@@ -16,6 +16,8 @@ enum verdict {
 	WORK_DEFER,              /* an event loop's send: save it for later (defer.c) */
 	WORK_REFUSED_CAP,        /* no slot (53300); the text in work_why */
 	WORK_REFUSED_THREAD,     /* cross_thread = deny (55000); the text in work_why */
+	WORK_REFUSED_INHERITED,  /* a fork child's inherited connection, after_fork =
+	                          * protect (55000); the text in work_why */
 	WORK_CLOSED,             /* a read-only switch closed it (08006); the text in work_why */
 	WORK_REFUSED_SEGMENT,    /* the segment cannot be used, on_error = fail-closed (58000);
 	                          * the text in work_why (segwatch.c) */
@@ -25,10 +27,11 @@ enum verdict {
 static inline const char *verdict_sqlstate(enum verdict v)
 {
 	switch (v) {
-	case WORK_REFUSED_THREAD:  return SQLSTATE_PREREQUISITE_STATE;
-	case WORK_CLOSED:          return SQLSTATE_CONNECTION_FAILURE;
-	case WORK_REFUSED_SEGMENT: return SQLSTATE_SYSTEM_ERROR;
-	default:                   return SQLSTATE_TOO_MANY_CONNECTIONS;
+	case WORK_REFUSED_THREAD:
+	case WORK_REFUSED_INHERITED: return SQLSTATE_PREREQUISITE_STATE;
+	case WORK_CLOSED:            return SQLSTATE_CONNECTION_FAILURE;
+	case WORK_REFUSED_SEGMENT:   return SQLSTATE_SYSTEM_ERROR;
+	default:                     return SQLSTATE_TOO_MANY_CONNECTIONS;
 	}
 }
 
