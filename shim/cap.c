@@ -687,6 +687,15 @@ enum cap_result cap_lane_acquire(struct segment *seg, struct seg_cap *cap, unsig
                                  uint64_t timeout_ns, int holds_other, int try_only,
                                  uint64_t *waited_ns)
 {
+	return cap_lane_acquire_look(seg, cap, lane, hold, lane_held, proc, tid, timeout_ns,
+	                             holds_other, try_only, waited_ns, NULL);
+}
+
+enum cap_result cap_lane_acquire_look(struct segment *seg, struct seg_cap *cap, unsigned lane,
+                                      uint8_t *hold, uint8_t *lane_held, uint32_t proc,
+                                      int tid, uint64_t timeout_ns, int holds_other,
+                                      int try_only, uint64_t *waited_ns, void (*look)(void))
+{
 	struct seg_lanes *L = &cap->lanes;
 	struct seg_proc *p = seg && proc < seg->max_procs ? &seg->procs[proc] : NULL;
 	uint64_t start = cap_now_ns(), deadline = start + (timeout_ns ? timeout_ns : 1);
@@ -786,6 +795,8 @@ enum cap_result cap_lane_acquire(struct segment *seg, struct seg_cap *cap, unsig
 		}
 		if (seg && lane_waiter_state(me) == WAITER_QUEUED)
 			cap_reap(seg, deadline);
+		if (look && lane_waiter_state(me) == WAITER_QUEUED)
+			look();
 	}
 	*waited_ns = cap_now_ns() - start;
 	lane_record_wait(cap, lane, p, *waited_ns, result != CAP_OK);

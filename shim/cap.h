@@ -380,6 +380,14 @@ enum cap_result cap_lane_acquire(struct segment *seg, struct seg_cap *cap, unsig
                                  uint64_t timeout_ns, int holds_other, int try_only,
                                  uint64_t *waited_ns);
 
+/* The same, calling look() (if not NULL) between the slices of a wait in
+ * line (as cap_wait_on's caller looks around).  Every wait ends by its
+ * deadline, the lock's included. */
+enum cap_result cap_lane_acquire_look(struct segment *seg, struct seg_cap *cap, unsigned lane,
+                                      uint8_t *hold, uint8_t *lane_held, uint32_t proc,
+                                      int tid, uint64_t timeout_ns, int holds_other,
+                                      int try_only, uint64_t *waited_ns, void (*look)(void));
+
 /* Give a held active slot back (the hold claimed, RELEASING, or HELD). */
 void cap_lane_release(struct segment *seg, struct seg_cap *cap, uint8_t *hold,
                       uint8_t *lane_held);

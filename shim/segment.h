@@ -68,6 +68,8 @@ enum conn_status { CST_CONNECTING = 0, CST_OK, CST_BAD };
 enum conn_target { TGT_DIRECT = 0, TGT_PRIMARY, TGT_REPLICA };
 
 #define CONN_INHERITED 0x1u      /* opened by a parent before fork() */
+#define CONN_ORPHAN    0x2u      /* its thread exited inside a transaction: the
+                                  * slot stays held until that transaction ends */
 
 /* Counters that outlive processes.  Updated with atomic adds. */
 struct seg_totals {

@@ -15,6 +15,7 @@
 #include "lease.h"
 #include "log.h"
 
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -22,6 +23,7 @@ static struct segment *capseg;      /* &g.seg for a shared cap, NULL for scope =
 static struct seg_cap private_cap;  /* the semaphores of scope = process */
 
 static const char *sem_names[CAP_SEMS] = { "max_active", "max_connections" };
+static int orphans;                 /* connections marked CONN_ORPHAN (atomic) */
 
 static void format_duration(char *buf, size_t size, uint64_t ms)
 {
@@ -86,12 +88,55 @@ int slot_try_active(struct conn *c)
 	                        (uint32_t)g.proc_idx, t.tid, 0, 0, 1, &waited) == CAP_OK;
 }
 
+/*
+ * Lost connections hold no slot.  libpq says a connection is lost when a
+ * call of the program's found the server gone (CONNECTION_BAD: its
+ * transaction status is then unknown), but the call that found it may be
+ * one the shim never sees (PQconsumeInput in an event loop's poll).  So
+ * the slot's release does not wait for the next wrapped call on that
+ * connection: the thread's own connections are looked at whenever it would
+ * wait for a slot, and orphans (below), which no thread will ever call on
+ * again, also by their socket - a server that ended the session closed it.
+ * (A connection that another live thread uses is that thread's to notice.)
+ */
+static int conn_lost(struct conn *c, int by_socket)
+{
+	if (real.PQstatus(c->pg) != CONNECTION_OK)
+		return 1;
+	if (!by_socket)
+		return 0;
+	struct pollfd p = { real.PQsocket(c->pg), POLLRDHUP, 0 };
+	return p.fd < 0 || (poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)));
+}
+
+static void orphan_done(struct conn *c)
+{
+	if (__atomic_fetch_and(&c->rec->flags, ~CONN_ORPHAN, __ATOMIC_ACQ_REL) & CONN_ORPHAN)
+		__atomic_fetch_sub(&orphans, 1, __ATOMIC_RELAXED);
+}
+
+static void release_active_locked(struct conn *c);
+
+/* c is lost: idle, no slot (g.lock held).  (Its results were the thread's
+ * to read: there are none to come.) */
+static void drop_lost_locked(struct conn *c)
+{
+	__atomic_store_n(&c->rec->status, CST_BAD, __ATOMIC_RELAXED);
+	unsigned todo = settle_state(c, PQTRANS_UNKNOWN);
+	if (todo & SETTLE_RELEASE)
+		release_active_slow(c);  /* a lane's slot too */
+	if (todo & SETTLE_HAND)
+		release_active_locked(c);
+	orphan_done(c);
+}
+
 struct holds_arg { struct conn *except; int pending_only; int found; };
 
 /* Is this connection something the calling thread must finish before
  * anyone can get what it waits for?  A slot it took, a slot it shares, or
  * any work in flight (a transaction holding row locks others wait on).
- * With pending_only: only results still to read. */
+ * With pending_only: only results still to read.  A lost one is none of
+ * these: it is dropped here. */
 static void holds_work(void *value, void *arg)
 {
 	struct conn *c = value;
@@ -100,6 +145,10 @@ static void holds_work(void *value, void *arg)
 		return;
 	uint8_t h = __atomic_load_n(&c->rec->hold[SEM_ACTIVE], __ATOMIC_ACQUIRE);
 	uint32_t st = __atomic_load_n(&c->rec->cstate, __ATOMIC_RELAXED);
+	if (st != CS_IDLE && conn_lost(c, 0)) {
+		drop_lost_locked(c);
+		return;
+	}
 	if (st == CS_ACTIVE || (!a->pending_only && (h == HOLD_HELD || h == HOLD_SHARED
 	                                              || st == CS_IN_TRANSACTION)))
 		a->found = 1;
@@ -112,6 +161,29 @@ static int thread_has(struct conn *except, int pending_only)
 	connmap_each(&g.map, holds_work, &a);
 	pthread_mutex_unlock(&g.lock);
 	return a.found;
+}
+
+static void drop_if_lost_orphan(void *value, void *arg)
+{
+	struct conn *c = value;
+	(void)arg;
+	if ((__atomic_load_n(&c->rec->flags, __ATOMIC_RELAXED) & CONN_ORPHAN) && conn_lost(c, 1))
+		drop_lost_locked(c);
+}
+
+void slots_check_orphans(void)
+{
+	if (!__atomic_load_n(&orphans, __ATOMIC_RELAXED) || !hot.cap)
+		return;
+	pthread_mutex_lock(&g.lock);
+	connmap_each(&g.map, drop_if_lost_orphan, NULL);
+	pthread_mutex_unlock(&g.lock);
+}
+
+void slots_adopt_orphan(struct conn *c)
+{
+	c->rec->holder_tid = t.tid;   /* the slot is this thread's now */
+	orphan_done(c);
 }
 
 int slot_thread_pending(struct conn *except)
@@ -152,14 +224,24 @@ static enum slot_wait wait_for(struct conn *c, int sem, char *buf, size_t size, 
 		for (int i = 0; lane && i < g.pol.nlanes; i++)
 			if (strcmp(g.pol.lanes[i].name, l->name) == 0)
 				timeout_ms = g.pol.lanes[i].wait_timeout_ms;
-		r = cap_lane_acquire(capseg, hot.cap, lane, hold, &c->rec->lane_held,
-		                     (uint32_t)g.proc_idx, t.tid, timeout_ms * 1000000ull,
-		                     thread_busy(c), 0, &waited);
+		/* in line: our orphans whose server has gone are looked at
+		 * between slices, as below */
+		r = cap_lane_acquire_look(capseg, hot.cap, lane, hold, &c->rec->lane_held,
+		                          (uint32_t)g.proc_idx, t.tid, timeout_ms * 1000000ull,
+		                          thread_busy(c), 0, &waited, slots_check_orphans);
 		if (l->max)
 			max = l->max;
 	} else {
-		r = cap_acquire_slow(capseg, hot.cap, sem, hold, (uint32_t)g.proc_idx, t.tid,
-		                     timeout_ms * 1000000ull, thread_busy(c), &waited);
+		struct cap_wait w;
+		r = cap_wait_begin(&w, capseg, hot.cap, sem, hold, (uint32_t)g.proc_idx, t.tid,
+		                   timeout_ms * 1000000ull, thread_busy(c));
+		while (r == CAP_WAITING) {
+			/* What we wait for may be held by one of our orphans whose
+			 * server has gone: look between slices. */
+			slots_check_orphans();
+			r = cap_wait_on(&w);
+		}
+		waited = w.waited_ns;
 	}
 	if (max == CAP_UNCAPPED)
 		max = 0;
@@ -314,6 +396,7 @@ void slots_release_active(struct conn *c)
 
 void slots_release_all(struct conn *c)
 {
+	orphan_done(c);
 	if (!hot.cap)
 		return;
 	for (int sem = 0; sem < CAP_SEMS; sem++)
@@ -331,12 +414,23 @@ static void release_if_mine(void *value, void *arg)
 {
 	struct conn *c = value;
 	pid_t tid = *(pid_t *)arg;
-	if (c->rec->holder_tid == tid)
-		release_one(c, SEM_ACTIVE);
+	if (c->rec->holder_tid != tid)
+		return;
+	/* Inside a transaction (or with a statement in flight) the server
+	 * still runs it: the slot is the connection's until that ends (it is
+	 * used again, closed, or lost). */
+	uint32_t st = __atomic_load_n(&c->rec->cstate, __ATOMIC_RELAXED);
+	if (__atomic_load_n(&c->rec->hold[SEM_ACTIVE], __ATOMIC_ACQUIRE) == HOLD_HELD
+	    && (st == CS_IN_TRANSACTION || st == CS_ACTIVE) && !conn_lost(c, 0)) {
+		if (!(__atomic_fetch_or(&c->rec->flags, CONN_ORPHAN, __ATOMIC_ACQ_REL) & CONN_ORPHAN))
+			__atomic_fetch_add(&orphans, 1, __ATOMIC_RELAXED);
+		return;
+	}
+	release_one(c, SEM_ACTIVE);
 }
 
-/* The active slots a thread took come back, even if its connections stay
- * open (mid-transaction) for other threads. */
+/* A thread exits: the active slots it took come back, except those of
+ * transactions it leaves open on connections that stay (orphans). */
 void slots_thread_exit(pid_t tid)
 {
 	if (!hot.cap)
@@ -357,6 +451,7 @@ void slots_after_fork(void)
 		cap_lanes_configure(NULL, &private_cap, &g.pol, NULL);
 	}
 	hot.shares = 0;          /* the child's records start with no holds */
+	orphans = 0;             /* ... and no orphans (adopt clears the flags) */
 }
 
 /* A thread still queued for a slot as we exit leaves an entry of a

@@ -50,8 +50,18 @@ void slots_release_all(struct conn *c);
  * hand it over before the rest goes back (g.lock held). */
 void slots_hand_over_locked(struct conn *c);
 
-/* A thread exits: the active slots it took come back. */
+/* A thread exits: the active slots it took come back, except those of
+ * transactions it leaves open (orphans: their slot stays held until the
+ * connection is used again, closed, or lost). */
 void slots_thread_exit(pid_t tid);
+
+/* Orphans whose server ended their session give their slot back (any
+ * thread, now and then: waiters between slices, the ticker). */
+void slots_check_orphans(void);
+
+/* Another thread uses an orphan: its transaction, and slot, are this
+ * thread's now. */
+void slots_adopt_orphan(struct conn *c);
 
 /* A fork child: a private cap's counts and waiters are the parent's. */
 void slots_after_fork(void);

@@ -166,7 +166,7 @@ static void adopt(void *value, void *arg)
 	c->rec->gen = gen;
 	c->rec->proc = (uint32_t)g.proc_idx;
 	c->rec->pid = g.pid;
-	c->rec->flags |= CONN_INHERITED;
+	c->rec->flags = (c->rec->flags | CONN_INHERITED) & ~CONN_ORPHAN;
 	memset(c->rec->hold, 0, sizeof c->rec->hold);  /* the parent's slots stay the parent's */
 	c->deferred = NULL;      /* the parent's loop sends what it deferred */
 	c->rec->queries = c->rec->xacts = c->rec->cross_thread_uses = 0;

@@ -117,6 +117,8 @@ enum verdict work_begin(PGconn *pg, struct conn **cp, int may_defer)
 		record_refused();
 		return WORK_REFUSED_INHERITED;
 	}
+	if (unlikely(c->rec->flags & CONN_ORPHAN))
+		slots_adopt_orphan(c);   /* its transaction goes on, on this thread */
 	int plain = 1;
 	if (unlikely(c->opener != t.tid)) {
 		if (cross_thread_refused(c))

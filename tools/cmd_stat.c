@@ -113,7 +113,8 @@ static void json_processes(FILE *out, const struct snapshot *s)
 	fputs(s->nprocs ? "\n  ],\n" : "],\n", out);
 }
 
-static void json_connection(FILE *out, const struct snap_conn *sc, const char *lane)
+static void json_connection(FILE *out, const struct snapshot *s, const struct snap_conn *sc,
+                            const char *lane)
 {
 	const struct seg_conn *c = &sc->r;
 	fprintf(out, "{\"pid\": %d, \"tid\": %d, \"threads\": [", c->pid, c->tid);
@@ -135,6 +136,13 @@ static void json_connection(FILE *out, const struct snap_conn *sc, const char *l
 	snap_json_string(out, c->appname);
 	fputs(", \"lane\": ", out);
 	snap_json_string(out, lane);
+	/* An orphan: its thread exited inside a transaction, which holds the
+	 * slot still; its age since its last statement. */
+	if (c->flags & CONN_ORPHAN)
+		fprintf(out, ", \"orphan\": true, \"orphan_s\": %.3f",
+		        s->taken_ns > sc->last_used_ns ? (s->taken_ns - sc->last_used_ns) / 1e9 : 0.0);
+	else
+		fputs(", \"orphan\": false, \"orphan_s\": null", out);
 	fputc('}', out);
 }
 
@@ -143,7 +151,7 @@ static void json_connections(FILE *out, const struct snapshot *s)
 	fputs("  \"connections\": [", out);
 	for (int i = 0; i < s->nconns; i++) {
 		fputs(i ? ",\n    " : "\n    ", out);
-		json_connection(out, &s->conns[i], snap_lane_name(s, &s->conns[i].r));
+		json_connection(out, s, &s->conns[i], snap_lane_name(s, &s->conns[i].r));
 	}
 	fputs(s->nconns ? "\n  ],\n" : "],\n", out);
 }
@@ -431,6 +439,8 @@ static void table_connection(FILE *out, const struct snapshot *s, const struct s
 		snprintf(marks, sizeof marks, "  [used by %u threads]", c->nthreads);
 	if (c->flags & CONN_INHERITED)
 		strncat(marks, "  [inherited]", sizeof marks - strlen(marks) - 1);
+	if (c->flags & CONN_ORPHAN)
+		strncat(marks, "  [orphan]", sizeof marks - strlen(marks) - 1);
 	char lane[CAP_LANE_NAME];
 	snap_printable(lane, sizeof lane, snap_lane_name(s, c));
 	fprintf(out, "    %-8d %-14s %-7s %-7s %-10s %9llu %8llu %8s  %s%s\n", c->tid,

@@ -17,8 +17,10 @@
 #    sharer's (B): the slot passes to B, and the waiting C runs only after
 #    B commits.
 #  - a thread that exits while holding the slot (inside BEGIN on D, D left
-#    open) gives it back at its exit: a waiting thread's statement completes
-#    within 1 s of the exit (the server still shows D 'idle in transaction').
+#    open) does not give it back: the server still runs D's transaction
+#    (D 'idle in transaction', stat shows D's holder as an orphan), so a
+#    waiting thread's statement waits on; once another thread commits D,
+#    it completes within 1 s.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -168,9 +170,21 @@ assert_eq "$(slots)" "D=held E=waiting" "exit: stat: slots"
 sleep 0.2
 pending exit "$ESEQ" || fail "exit: E ran while D held the only slot"
 ok exit "t3 exit" exit
-released exit "$ESEQ" 1.0 "exit: t3's exit, E"
-assert_eq "$(server E)" "idle|select 1" "exit: server: E ran it"
+# D's transaction is still open on the server: its slot stays (an orphan)
+sleep 0.5
+pending exit "$ESEQ" || fail "exit: E ran while D's transaction, left open by t3, held the only slot"
 assert_eq "$(server D)" "idle in transaction|begin" "exit: server: D (left open, in its transaction)"
+assert_eq "$(jqp "$POL" '[.connections[] | select(.orphan == true) | .application_name] | join(",")')" \
+	"${APP}_D" "exit: stat: D's holder shown as an orphan"
+ok exit "t5 exec D commit" exit   # another thread ends that transaction
+commit_end=$(r .t1)
+presult exit "$ESEQ" 5
+assert_eq "$(r .ok) $(r '.rows | tojson')" "true [[1]]" "exit: E's select 1 after D's commit: $R"
+after=$(secs "$commit_end" "$(r .t1)")
+note "exit: E done $after s after D's commit (waited $(r .elapsed) s)"
+assert_le "$after" 1.0 "exit: seconds from D's commit to E's result"
+assert_eq "$(server E)" "idle|select 1" "exit: server: E ran it"
+assert_eq "$(server D)" "idle|commit" "exit: server: D's transaction ended"
 assert_eq "$(jqp "$POL" '"\(.cap.active) \(.cap.waiting)"')" "0 0" "exit: stat: active waiting"
 probe_end exit
-echo "ok: nested = share and fail on max_active = 1; a shared slot passes to the sharer; a thread's exit gives its slot back"
+echo "ok: nested = share and fail on max_active = 1; a shared slot passes to the sharer; a transaction a thread leaves open keeps its slot until it ends"
