@@ -14,6 +14,24 @@
  * flight any more, by waiting in line like anyone else.  The program sees a
  * slow statement, never a wrong one; the cap is never exceeded.  A deferred statement that
  * finally times out is answered by PQgetResult with the usual 53300 result.
+ *
+ * Every deferral ends by wait_timeout, even when the program never calls
+ * again.  The deferral bets that the loop will read its other connection
+ * (the one whose slot it waits for) without this one's answer; a program
+ * that instead waits on this connection alone (ruby-pg's exec: send, then
+ * its own poll on this socket, then read) would sit in that poll for ever,
+ * and the shim gets no call there to end it.  So a watchdog thread ends
+ * each deferral at its deadline: it marks it timed out and makes the
+ * server answer on the socket (pqint_wake: a Sync, answered by
+ * ReadyForQuery), so that the program's poll returns, libpq reads the
+ * answer as the end of the held-back command, and the program's next
+ * PQgetResult gets the 53300 result.  Only plain sockets can be woken that
+ * way: a TLS or GSS connection is never deferred; it shares its thread's
+ * slot (nested = share) instead - the cap may then count one statement
+ * less than the server runs, but nothing hangs.  Why not always share,
+ * or never defer: sharing lets an event loop of N connections run N
+ * statements under a cap of 1 (pgbench -j 1 -c 4 would see 4); waiting
+ * would wait on itself.
  */
 #include "defer.h"
 #include "pqerr.h"
@@ -25,6 +43,8 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 struct deferred {
 	struct deferred *next;     /* the process's queue, in order (g.lock) */
@@ -39,10 +59,17 @@ struct deferred {
 	int inflight;              /* a kicker is sending it (g.lock): don't free */
 	int failed;                /* it will not be sent: PQgetResult answers `error` */
 	PGresult *error;           /* ... this result (NULL once given), then NULL */
+	uint64_t since, deadline;  /* cap_now_ns(): saved, and its wait_timeout */
+	int expired;               /* the watchdog ended it: the error is made when asked */
+	int woken;                 /* ... and made the server answer on its socket */
 };
 
 static struct deferred *queue_head;   /* under g.lock */
 static pthread_cond_t settled = PTHREAD_COND_INITIALIZER;   /* inflight cleared */
+static pthread_cond_t queued;         /* a deferral was saved (CLOCK_MONOTONIC) */
+static int watchdog;                  /* the watchdog thread runs (atomic) */
+
+static void watchdog_start(void);
 
 static char *dup_or_null(const char *s)
 {
@@ -68,6 +95,8 @@ int defer_save(struct conn *c, enum defer_kind kind, const char *command, const 
                int nparams, const Oid *types, const char *const *values, const int *lengths,
                const int *formats, int result_format)
 {
+	if (!pqint_wake_can(c->pg))
+		return -1;           /* it could not be woken at its deadline: share instead */
 	if (pqint_hold_back(c->pg, 1) != 0)
 		return -1;           /* libpq could not be told: send now instead */
 	struct deferred *d = calloc(1, sizeof *d);
@@ -78,6 +107,8 @@ int defer_save(struct conn *c, enum defer_kind kind, const char *command, const 
 	d->c = c;
 	d->tid = t.tid;
 	d->kind = kind;
+	d->since = cap_now_ns();
+	d->deadline = d->since + slots_wait_timeout_ms(c) * 1000000ull;   /* its lane's */
 	d->command = dup_or_null(command);
 	d->name = dup_or_null(name);
 	d->nparams = nparams > 0 ? nparams : 0;
@@ -108,8 +139,78 @@ int defer_save(struct conn *c, enum defer_kind kind, const char *command, const 
 	*tail = d;
 	c->deferred = d;
 	__atomic_fetch_add(&hot.deferrals, 1, __ATOMIC_RELEASE);
+	if (__atomic_load_n(&watchdog, __ATOMIC_ACQUIRE))
+		pthread_cond_signal(&queued);
 	pthread_mutex_unlock(&g.lock);
+	watchdog_start();
 	return 0;
+}
+
+/* ---- the watchdog ------------------------------------------------------- */
+
+/* The deferral due first that no thread is working on, or NULL. */
+static struct deferred *next_due_locked(void)
+{
+	struct deferred *due = NULL;
+	for (struct deferred *d = queue_head; d; d = d->next)
+		if (!d->failed && !d->inflight && (!due || d->deadline < due->deadline))
+			due = d;
+	return due;
+}
+
+static void watchdog_loop(void)
+{
+	pthread_mutex_lock(&g.lock);
+	for (;;) {
+		if (g.pid != getpid() || g.disabled)
+			break;           /* exiting */
+		struct deferred *d = next_due_locked();
+		uint64_t now = cap_now_ns();
+		if (d && now >= d->deadline) {
+			/* Its wait is over: it will not be sent.  The program may
+			 * sit in its own poll on this socket: make it return. */
+			d->failed = 1;
+			d->expired = 1;
+			d->woken = pqint_wake(d->c->pg) == 0;
+			__atomic_store_n(&d->c->rec->cstate, CS_IDLE, __ATOMIC_RELAXED);
+			continue;
+		}
+		uint64_t until = d ? d->deadline : now + 1000000000ull;
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		uint64_t abs = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec + (until - now);
+		ts.tv_sec = (time_t)(abs / 1000000000u);
+		ts.tv_nsec = (long)(abs % 1000000000u);
+		pthread_cond_timedwait(&queued, &g.lock, &ts);
+	}
+	__atomic_store_n(&watchdog, 0, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&g.lock);
+}
+
+static void *watchdog_main(void *arg)
+{
+	(void)arg;
+	watchdog_loop();
+	return NULL;
+}
+
+static void watchdog_start(void)
+{
+	if (__atomic_load_n(&watchdog, __ATOMIC_ACQUIRE)
+	    || __atomic_exchange_n(&watchdog, 1, __ATOMIC_ACQ_REL))
+		return;
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&queued, &ca);
+	pthread_condattr_destroy(&ca);
+	pthread_attr_t attr;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_t th;
+	if (pthread_create(&th, &attr, watchdog_main, NULL) != 0)
+		__atomic_store_n(&watchdog, 0, __ATOMIC_RELEASE);
+	pthread_attr_destroy(&attr);
 }
 
 static void unlink_locked(struct deferred *d)
@@ -275,19 +376,38 @@ PGresult *defer_result(struct conn *c, int *answered)
 {
 	struct deferred *d = c->deferred;
 	*answered = 1;
+	pthread_mutex_lock(&g.lock);
+	d->inflight = 1;             /* the watchdog leaves it to us now */
+	pthread_mutex_unlock(&g.lock);
 	/* The program blocks on it: so may we (bounded by wait_timeout). */
 	while (!d->failed && !try_send(d, 1))
 		;
+	if (d->expired && d->woken) {
+		/* the server's answer to the watchdog's Sync: libpq must read
+		 * it before the connection is idle (the program may not have) */
+		pqint_wake_drain(c->pg, 1000);
+		d->woken = 0;
+	}
+	if (d->expired == 1 && !d->error) {
+		char why[512];
+		slots_timed_out(c, why, sizeof why, cap_now_ns() - d->since);
+		record_refused();
+		pqint_hold_back(c->pg, 0);
+		d->error = pqerr_result(c->pg, SQLSTATE_TOO_MANY_CONNECTIONS, why);
+		d->expired = 2;          /* made: given once */
+	}
 	if (!d->failed) {
-		retire(d);
+		land(d, 1);
 		*answered = 0;       /* sent: libpq has the result */
 		return NULL;
 	}
 	if (d->error) {
 		PGresult *r = d->error;
 		d->error = NULL;
+		land(d, 0);
 		return r;
 	}
+	land(d, 0);
 	retire(d);               /* then NULL, as after any result */
 	return NULL;
 }
@@ -319,4 +439,5 @@ void defer_after_fork(void)
 {
 	queue_head = NULL;       /* the parent's copies: not ours to free */
 	hot.deferrals = 0;
+	watchdog = 0;            /* threads do not survive fork() */
 }

@@ -10,8 +10,10 @@
 #include "real.h"
 #include "log.h"
 
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 static int layout_known = -1;
 struct pqint_layout pqint;
@@ -195,5 +197,37 @@ int pqint_hold_back(PGconn *conn, int on)
 	} else if (conn->asyncStatus == PGASYNC_BUSY) {
 		conn->asyncStatus = PGASYNC_IDLE;
 	}
+	return 0;
+}
+
+int pqint_wake_can(const PGconn *conn)
+{
+	return conn && pqint_init() && conn->sock != PGINVALID_SOCKET && !conn->ssl_in_use
+	       && !conn->gssenc && conn->pipelineStatus == PQ_PIPELINE_OFF;
+}
+
+int pqint_wake(PGconn *conn)
+{
+	static const char sync_msg[5] = { 'S', 0, 0, 0, 4 };
+	if (!pqint_wake_can(conn))
+		return -1;
+	return send(conn->sock, sync_msg, sizeof sync_msg, MSG_NOSIGNAL | MSG_DONTWAIT)
+	       == (ssize_t)sizeof sync_msg ? 0 : -1;
+}
+
+int pqint_wake_drain(PGconn *conn, int timeout_ms)
+{
+	for (int waited = 0; conn->asyncStatus == PGASYNC_BUSY; waited += 20) {
+		if (!real.PQconsumeInput(conn) || !real.PQisBusy(conn))
+			break;
+		if (waited >= timeout_ms) {
+			conn->asyncStatus = PGASYNC_IDLE;
+			return -1;
+		}
+		struct pollfd p = { conn->sock, POLLIN, 0 };
+		poll(&p, 1, 20);
+	}
+	if (conn->asyncStatus == PGASYNC_BUSY)
+		conn->asyncStatus = PGASYNC_IDLE;   /* the connection failed meanwhile */
 	return 0;
 }

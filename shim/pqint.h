@@ -58,6 +58,22 @@ void pqint_swap(PGconn *a, PGconn *b);
  * or idle again just before sending it (on = 0).  -1: not possible. */
 int pqint_hold_back(PGconn *conn, int on);
 
+/*
+ * A held-back connection the program may be waiting on in its own poll of
+ * the socket, where no call reaches the shim (defer.c): make the server
+ * answer on it.  pqint_wake_can: only on a plain socket (TLS and GSS
+ * encrypt the stream: nothing can be put into it from outside); then
+ * pqint_wake sends a Sync (any thread; 0, or -1), which an idle server
+ * answers with ReadyForQuery: the socket turns readable, and libpq, still
+ * told busy, reads that as the end of the held-back command (idle again).
+ * pqint_wake_drain (the program's thread) reads that answer if the
+ * program has not yet, at most timeout_ms: 0 once idle, else -1 (then
+ * marked idle anyway).
+ */
+int pqint_wake_can(const PGconn *conn);
+int pqint_wake(PGconn *conn);
+int pqint_wake_drain(PGconn *conn, int timeout_ms);
+
 /* Copy notice hooks, blocking mode and tracing from one PGconn to another. */
 void pqint_carry_hooks(const PGconn *from, PGconn *to);
 

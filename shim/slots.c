@@ -199,42 +199,99 @@ static int thread_busy(struct conn *except)
 	return thread_has(except, 0);
 }
 
+/* The lane c's active slot is taken in, while the policy has lanes: its
+ * name, its cap (else the global one) and its wait_timeout. */
+struct lane_wait { unsigned lane; const char *name; uint32_t max; uint64_t timeout_ms; };
+
+static int lane_of(struct conn *c, struct lane_wait *lw)
+{
+	lw->lane = 0;
+	lw->name = NULL;
+	lw->max = __atomic_load_n(&hot.cap->sems[SEM_ACTIVE].max, __ATOMIC_RELAXED);
+	lw->timeout_ms = g.pol.wait_timeout_ms;
+	if (!c || !(__atomic_load_n(&hot.cap->sems[SEM_ACTIVE].word, __ATOMIC_RELAXED) & SEM_LANES))
+		return 0;
+	lw->lane = lanes_index(c);
+	struct seg_lane *l = &hot.cap->lanes.lane[lw->lane];
+	lw->name = l->name;
+	for (int i = 0; lw->lane && i < g.pol.nlanes; i++)
+		if (strcmp(g.pol.lanes[i].name, l->name) == 0)
+			lw->timeout_ms = g.pol.lanes[i].wait_timeout_ms;
+	if (l->max)
+		lw->max = l->max;
+	return 1;
+}
+
+uint64_t slots_wait_timeout_ms(struct conn *c)
+{
+	struct lane_wait lw;
+	lane_of(c, &lw);
+	return lw.timeout_ms;
+}
+
+static void timeout_message(char *buf, size_t size, int sem, uint64_t waited_ns,
+                            const struct lane_wait *lw)
+{
+	char timeout[32];
+	uint32_t max = lw ? lw->max : __atomic_load_n(&hot.cap->sems[sem].max, __ATOMIC_RELAXED);
+	const char *policy = g.policy_path[0] ? g.policy_path : "none";
+	if (max == CAP_UNCAPPED)
+		max = 0;
+	format_duration(timeout, sizeof timeout, lw ? lw->timeout_ms : g.pol.wait_timeout_ms);
+	if (lw && lw->name) {
+		snprintf(buf, size, "pqshim: no slot free in lane \"%s\" after waiting %.2f s "
+		         "(max_active = %u, wait_timeout = %s, policy %s)", lw->name,
+		         waited_ns / 1e9, max, timeout, policy);
+		return;
+	}
+	snprintf(buf, size, "pqshim: %sno slot free after waiting %.2f s (%s = %u, "
+	         "wait_timeout = %s, policy %s)", sem == SEM_CONNECTIONS ? "connection refused: " : "",
+	         waited_ns / 1e9, sem_names[sem], max, timeout, policy);
+}
+
+void slots_timed_out(struct conn *c, char *buf, size_t size, uint64_t waited_ns)
+{
+	struct lane_wait lw;
+	if (lane_of(c, &lw)) {
+		struct seg_lane *l = &hot.cap->lanes.lane[lw.lane];
+		seg_add(&l->timeouts, 1);
+	}
+	seg_add(&hot.cap->sems[SEM_ACTIVE].timeouts, 1);
+	timeout_message(buf, size, SEM_ACTIVE, waited_ns, &lw);
+}
+
 /* Wait for a slot of sem on behalf of c; the message for the program in
  * buf when refused. */
 static enum slot_wait wait_for(struct conn *c, int sem, char *buf, size_t size, int may_defer)
 {
 	uint8_t scratch = HOLD_NONE, *hold = c ? &c->rec->hold[sem] : &scratch;
-	uint64_t waited = 0, timeout_ms = g.pol.wait_timeout_ms;
+	uint64_t waited = 0;
+	struct lane_wait lw;
 	if (sem == SEM_ACTIVE && lease_check(buf, size))
 		return WAIT_REFUSED;     /* scope = cluster, the coordinator unreachable */
 	uint32_t max = __atomic_load_n(&hot.cap->sems[sem].max, __ATOMIC_RELAXED);
 	enum cap_result r;
-	const char *lane_name = NULL;
-	if (sem == SEM_ACTIVE && c
-	    && (__atomic_load_n(&hot.cap->sems[sem].word, __ATOMIC_RELAXED) & SEM_LANES)) {
+	if (sem == SEM_ACTIVE && lane_of(c, &lw)) {
 		/* a lane's slot: at once if there is room (no look at the thread's
 		 * other connections on the way), else in line (cap.h, "Lanes") */
-		unsigned lane = lanes_index(c);
+		unsigned lane = lw.lane;
 		r = cap_lane_acquire(capseg, hot.cap, lane, hold, &c->rec->lane_held,
 		                     (uint32_t)g.proc_idx, t.tid, 0, 0, 1, &waited);
 		if (r == CAP_OK)
 			return WAIT_GRANTED;     /* every transaction comes here: nothing more */
-		struct seg_lane *l = &hot.cap->lanes.lane[lane];
-		lane_name = l->name;
-		for (int i = 0; lane && i < g.pol.nlanes; i++)
-			if (strcmp(g.pol.lanes[i].name, l->name) == 0)
-				timeout_ms = g.pol.lanes[i].wait_timeout_ms;
 		/* in line: our orphans whose server has gone are looked at
 		 * between slices, as below */
 		r = cap_lane_acquire_look(capseg, hot.cap, lane, hold, &c->rec->lane_held,
-		                          (uint32_t)g.proc_idx, t.tid, timeout_ms * 1000000ull,
+		                          (uint32_t)g.proc_idx, t.tid, lw.timeout_ms * 1000000ull,
 		                          thread_busy(c), 0, &waited, slots_check_orphans);
-		if (l->max)
-			max = l->max;
+		max = lw.max;
 	} else {
+		lw.name = NULL;
+		lw.max = max;
+		lw.timeout_ms = g.pol.wait_timeout_ms;
 		struct cap_wait w;
 		r = cap_wait_begin(&w, capseg, hot.cap, sem, hold, (uint32_t)g.proc_idx, t.tid,
-		                   timeout_ms * 1000000ull, thread_busy(c));
+		                   lw.timeout_ms * 1000000ull, thread_busy(c));
 		while (r == CAP_WAITING) {
 			/* What we wait for may be held by one of our orphans whose
 			 * server has gone: look between slices. */
@@ -246,8 +303,6 @@ static enum slot_wait wait_for(struct conn *c, int sem, char *buf, size_t size, 
 	if (max == CAP_UNCAPPED)
 		max = 0;
 	const char *policy = g.policy_path[0] ? g.policy_path : "none";
-	char timeout[32];
-	format_duration(timeout, sizeof timeout, timeout_ms);
 	switch (r) {
 	case CAP_OK:
 		return WAIT_GRANTED;
@@ -271,16 +326,7 @@ static enum slot_wait wait_for(struct conn *c, int sem, char *buf, size_t size, 
 		         "connection refused: " : "", (int)t.tid, sem_names[sem], max, policy);
 		break;
 	case CAP_TIMEOUT:
-		if (lane_name) {
-			snprintf(buf, size, "pqshim: no slot free in lane \"%s\" after waiting %.2f s "
-			         "(max_active = %u, wait_timeout = %s, policy %s)", lane_name,
-			         waited / 1e9, max, timeout, policy);
-			break;
-		}
-		snprintf(buf, size, "pqshim: %sno slot free after waiting %.2f s (%s = %u, "
-		         "wait_timeout = %s, policy %s)", sem == SEM_CONNECTIONS ?
-		         "connection refused: " : "", waited / 1e9, sem_names[sem], max, timeout,
-		         policy);
+		timeout_message(buf, size, sem, waited, &lw);
 		break;
 	default:
 		snprintf(buf, size, "pqshim: %sthe cap cannot be enforced: its wait queue is full "

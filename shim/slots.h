@@ -32,6 +32,14 @@ int slot_try_active(struct conn *c);
  * connect, waiting if need be. */
 enum slot_wait slot_connect(struct conn *c, char *buf, size_t size);
 
+/* A deferred send waited its whole wait_timeout (defer.c): count the
+ * timeout, and the message for the program in buf. */
+void slots_timed_out(struct conn *c, char *buf, size_t size, uint64_t waited_ns);
+
+/* The wait_timeout of c's active slot, in ms: its lane's while the policy
+ * has lanes, else the policy's. */
+uint64_t slots_wait_timeout_ms(struct conn *c);
+
 /* Has the calling thread results still to read on a connection other than
  * `except`?  Then its event loop will run again without anything from us. */
 int slot_thread_pending(struct conn *except);
