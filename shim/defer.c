@@ -335,7 +335,10 @@ static int try_send(struct deferred *d, int block)
 	if (!block)
 		return 0;
 	char why[512];
-	enum slot_wait w = slot_wait_active(d->c, 0, why, sizeof why);
+	/* what is left of its wait_timeout, which began when it was sent */
+	uint64_t now = cap_now_ns();
+	enum slot_wait w = slot_wait_active_for(d->c, d->deadline > now ? d->deadline - now : 1,
+	                                        why, sizeof why);
 	if (w == WAIT_DEFER)
 		return 0;
 	if (w == WAIT_REFUSED) {

@@ -260,9 +260,11 @@ void slots_timed_out(struct conn *c, char *buf, size_t size, uint64_t waited_ns)
 	timeout_message(buf, size, SEM_ACTIVE, waited_ns, &lw);
 }
 
-/* Wait for a slot of sem on behalf of c; the message for the program in
- * buf when refused. */
-static enum slot_wait wait_for(struct conn *c, int sem, char *buf, size_t size, int may_defer)
+/* Wait for a slot of sem on behalf of c, at most timeout_ns (0: the whole
+ * wait_timeout, its lane's for a lane's slot); the message for the program
+ * in buf when refused. */
+static enum slot_wait wait_for(struct conn *c, int sem, char *buf, size_t size, int may_defer,
+                               uint64_t timeout_ns)
 {
 	uint8_t scratch = HOLD_NONE, *hold = c ? &c->rec->hold[sem] : &scratch;
 	uint64_t waited = 0;
@@ -271,18 +273,22 @@ static enum slot_wait wait_for(struct conn *c, int sem, char *buf, size_t size, 
 		return WAIT_REFUSED;     /* scope = cluster, the coordinator unreachable */
 	uint32_t max = __atomic_load_n(&hot.cap->sems[sem].max, __ATOMIC_RELAXED);
 	enum cap_result r;
-	if (sem == SEM_ACTIVE && lane_of(c, &lw)) {
+	if (sem == SEM_ACTIVE && c
+	    && (__atomic_load_n(&hot.cap->sems[sem].word, __ATOMIC_RELAXED) & SEM_LANES)) {
 		/* a lane's slot: at once if there is room (no look at the thread's
 		 * other connections on the way), else in line (cap.h, "Lanes") */
-		unsigned lane = lw.lane;
+		unsigned lane = lanes_index(c);
 		r = cap_lane_acquire(capseg, hot.cap, lane, hold, &c->rec->lane_held,
 		                     (uint32_t)g.proc_idx, t.tid, 0, 0, 1, &waited);
 		if (r == CAP_OK)
 			return WAIT_GRANTED;     /* every transaction comes here: nothing more */
-		/* in line: our orphans whose server has gone are looked at
-		 * between slices, as below */
-		r = cap_lane_acquire_look(capseg, hot.cap, lane, hold, &c->rec->lane_held,
-		                          (uint32_t)g.proc_idx, t.tid, lw.timeout_ms * 1000000ull,
+		lane_of(c, &lw);
+		/* in line, by the lane's wait_timeout (or what is left of it):
+		 * our orphans whose server has gone are looked at between
+		 * slices, as below */
+		r = cap_lane_acquire_look(capseg, hot.cap, lw.lane, hold, &c->rec->lane_held,
+		                          (uint32_t)g.proc_idx, t.tid,
+		                          timeout_ns ? timeout_ns : lw.timeout_ms * 1000000ull,
 		                          thread_busy(c), 0, &waited, slots_check_orphans);
 		max = lw.max;
 	} else {
@@ -291,7 +297,8 @@ static enum slot_wait wait_for(struct conn *c, int sem, char *buf, size_t size, 
 		lw.timeout_ms = g.pol.wait_timeout_ms;
 		struct cap_wait w;
 		r = cap_wait_begin(&w, capseg, hot.cap, sem, hold, (uint32_t)g.proc_idx, t.tid,
-		                   lw.timeout_ms * 1000000ull, thread_busy(c));
+		                   timeout_ns ? timeout_ns : lw.timeout_ms * 1000000ull,
+		                   thread_busy(c));
 		while (r == CAP_WAITING) {
 			/* What we wait for may be held by one of our orphans whose
 			 * server has gone: look between slices. */
@@ -339,7 +346,12 @@ static enum slot_wait wait_for(struct conn *c, int sem, char *buf, size_t size, 
 
 enum slot_wait slot_wait_active(struct conn *c, int may_defer, char *buf, size_t size)
 {
-	return wait_for(c, SEM_ACTIVE, buf, size, may_defer);
+	return wait_for(c, SEM_ACTIVE, buf, size, may_defer, 0);
+}
+
+enum slot_wait slot_wait_active_for(struct conn *c, uint64_t timeout_ns, char *buf, size_t size)
+{
+	return wait_for(c, SEM_ACTIVE, buf, size, 0, timeout_ns ? timeout_ns : 1);
 }
 
 enum slot_wait slot_connect(struct conn *c, char *buf, size_t size)
@@ -359,7 +371,7 @@ enum slot_wait slot_connect(struct conn *c, char *buf, size_t size)
 		return WAIT_GRANTED;
 	if (sem_try_acquire(s, &c->rec->hold[SEM_CONNECTIONS]))
 		return WAIT_GRANTED;
-	return wait_for(c, SEM_CONNECTIONS, buf, size, 0);
+	return wait_for(c, SEM_CONNECTIONS, buf, size, 0, 0);
 }
 
 /* Is this one of the holder's connections riding on its slot? */

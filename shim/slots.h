@@ -25,6 +25,10 @@ enum slot_wait {
  * told to wait its turn instead of blocking its thread. */
 enum slot_wait slot_wait_active(struct conn *c, int may_defer, char *buf, size_t size);
 
+/* The same without deferring, for what is left of a wait that began
+ * earlier (a deferred send: its wait_timeout counts from its send). */
+enum slot_wait slot_wait_active_for(struct conn *c, uint64_t timeout_ns, char *buf, size_t size);
+
 /* An active slot for c now if there is room (no wait): 1 if held. */
 int slot_try_active(struct conn *c);
 
