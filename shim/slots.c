@@ -37,8 +37,14 @@ static void format_duration(char *buf, size_t size, uint64_t ms)
 
 void slots_configure(void)
 {
-	if (g.pol.scope == SCOPE_PROCESS || !g.seg.hdr || g.proc_idx < 0) {
-		if (g.pol.scope != SCOPE_PROCESS && (g.pol.max_active || g.pol.max_connections))
+	/* A process whose policy did not load (it refuses connections, or
+	 * with fail-open enforces nothing) must not publish its defaults - no
+	 * cap - to the segment: that would lift the cap of every process on
+	 * it.  It stays off the shared cap (and holds nothing: no cap, no
+	 * slot) until a good policy loads. */
+	int unusable = g.policy_error[0] || !g.policy_ok;
+	if (unusable || g.pol.scope == SCOPE_PROCESS || !g.seg.hdr || g.proc_idx < 0) {
+		if (!unusable && g.pol.scope != SCOPE_PROCESS && (g.pol.max_active || g.pol.max_connections))
 			shim_log(LOG_WARNING, "no shared segment: the cap holds within this process only");
 		if (hot.cap != &private_cap)
 			cap_init_private(&private_cap);
@@ -51,11 +57,16 @@ void slots_configure(void)
 	}
 	if (g.pol.scope == SCOPE_CLUSTER && capseg)
 		lease_configure();   /* the lease sets SEM_ACTIVE's max (no lanes: policy.c) */
+	else if (unusable)
+		cap_set_max(capseg, hot.cap, SEM_ACTIVE, 0);
 	else	/* with lanes the active work is always counted (cap.h, "Lanes") */
 		cap_set_max(capseg, hot.cap, SEM_ACTIVE, g.pol.max_active ? g.pol.max_active
 		            : g.pol.nlanes ? CAP_UNCAPPED : 0);
-	cap_set_max(capseg, hot.cap, SEM_CONNECTIONS, g.pol.max_connections);
-	cap_lanes_configure(capseg, hot.cap, &g.pol, g.seg.hdr ? &g.seg : NULL);
+	cap_set_max(capseg, hot.cap, SEM_CONNECTIONS, unusable ? 0 : g.pol.max_connections);
+	/* an unusable policy's lanes are none (nor is the cap its) */
+	static const struct policy no_lanes;
+	cap_lanes_configure(capseg, hot.cap, unusable ? &no_lanes : &g.pol,
+	                    g.seg.hdr ? &g.seg : NULL);
 }
 
 /* Is the active slot c holds (or is about to take) one of the lanes'? */
