@@ -25,6 +25,7 @@
 #include "segwatch.h"
 #include "shim.h"
 #include "slots.h"
+#include "startup.h"
 
 #include <string.h>
 #include <time.h>
@@ -77,7 +78,7 @@ static void reload_policy(const struct stat *looked)
 		}
 		return;
 	}
-	if (strcmp(p.segment, g.pol.segment) != 0)
+	if (strcmp(p.segment, g.pol.segment) != 0 && startup_move_segment(&p) != 0)
 		shim_log(LOG_WARNING, "[shim] segment changed: programs keep their segment until restarted");
 	if (p.scope != g.pol.scope) {
 		/* slots taken from one cap must go back to the same one */

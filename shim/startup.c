@@ -151,6 +151,45 @@ void shim_init(void)
 	pthread_mutex_unlock(&init_lock);
 }
 
+/*
+ * A process that started on an unusable policy file took the segment it
+ * could guess (from the path, when the file named none it could read); when
+ * a good policy names another, it moves there.  Only while it has refused
+ * every connection (fail-closed): it then holds no connection and no slot,
+ * so nothing is left behind.  (A program that runs on either keeps its
+ * segment until restarted: reload.c says so.)  0 when moved.
+ */
+int startup_move_segment(const struct policy *p)
+{
+	char name[POLICY_STR_MAX];
+	policy_segment_name(p, g.policy_path[0] ? g.policy_path : NULL, name, sizeof name);
+	if (g.policy_ok || g.disabled || (g.seg.hdr && strcmp(name, g.seg.name) == 0))
+		return -1;
+	pthread_mutex_lock(&g.lock);
+	int rc = -1;
+	if (__atomic_load_n(&g.proc->connections, __ATOMIC_RELAXED) == 0) {
+		uint32_t threads = __atomic_load_n(&g.proc->threads, __ATOMIC_RELAXED);
+		struct segment fresh;
+		int err = seg_attach(&fresh, name, 1);
+		if (err == 0) {
+			record_unregister_process();
+			if (g.seg.hdr)
+				seg_detach(&g.seg);
+			g.seg = fresh;
+			cap_reap(&g.seg, 0);
+			record_register_process(0);
+			__atomic_store_n(&g.proc->threads, threads, __ATOMIC_RELAXED);
+			map_epoch_bump();
+			rc = 0;
+		} else {
+			shim_log(LOG_WARNING, "segment %s unavailable: %s; staying on %s", name,
+			         seg_strerror(err), g.seg.hdr ? g.seg.name : "none");
+		}
+	}
+	pthread_mutex_unlock(&g.lock);
+	return rc;
+}
+
 /* Move a connection's record to a new owner (this process after fork). */
 static void adopt(void *value, void *arg)
 {

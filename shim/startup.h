@@ -15,6 +15,10 @@ void shim_init(void);
 void thread_register(void);
 void shim_enter_slow(void);
 
+/* A good policy arrived for a process that started on an unusable one and
+ * guessed another segment: move to the policy's (startup.c).  0 if moved. */
+int startup_move_segment(const struct policy *p);
+
 ALWAYS_INLINE void shim_ensure(void)
 {
 	if (unlikely(__atomic_load_n(&hot.state, __ATOMIC_ACQUIRE) != SHIM_READY))
