@@ -265,24 +265,34 @@ def analyze(args):
     }
     if args.cap:
         res["samples_over_cap"] = sum(1 for s in samples if s[2] > args.cap)
-    if args.policy_log:
+    if args.policy_log or args.max_log:
         res.update(over_cap_in_force(args, samples))
     print(json.dumps(res))
 
 
 def over_cap_in_force(args, samples):
-    """Samples above the highest cap in force: the highest of the caps
-    written in the last `lag` seconds and the one before them (a process
-    may see a new policy up to a second late, and work admitted under a
-    higher cap finishes under a lower one).  Each such sample is blamed on
-    a kill when one of its busy clients had been killed already (its
-    statement was in its socket)."""
-    writes = []
-    with open(args.policy_log) as f:
-        for line in f:
-            w = line.split()
-            if len(w) >= 3 and w[0] == "P" and w[2].isdigit() and int(w[2]) > 0:
-                writes.append((float(w[1]), int(w[2])))
+    """Samples above the highest cap in force: the highest max_active the
+    segment showed (--max-log: M <time> <max> lines, from pqshim stat) in
+    the `lag` seconds before the sample (work admitted under a higher cap
+    finishes under a lower one), or without --max-log the highest cap
+    written to the policy file in that time and the one before.  A sample
+    is blamed on a kill when one of its busy clients had been killed
+    already (its statement was in its socket)."""
+    import bisect
+    source = []
+    if args.max_log:
+        with open(args.max_log) as f:
+            for line in f:
+                w = line.split()
+                if len(w) == 3 and w[0] == "M":
+                    source.append((float(w[1]), int(w[2])))
+    else:
+        with open(args.policy_log) as f:
+            for line in f:
+                w = line.split()
+                if len(w) >= 3 and w[0] == "P" and w[2].isdigit() and int(w[2]) > 0:
+                    source.append((float(w[1]), int(w[2])))
+    times = [t for t, _ in source]
     kills = {}
     if args.kills:
         with open(args.kills) as f:
@@ -296,14 +306,16 @@ def over_cap_in_force(args, samples):
             w = line.split()
             if len(w) == 3 and w[0] == "B":
                 busy[w[1]] = w[2].split(",")
-    over, blamed, excess_max, highest = 0, 0, 0, 0
-    j = 0
+    over, blamed, excess_max, highest, uncapped = 0, 0, 0, 0, 0
     for ts, raw, strict in samples:
-        caps = [c for t, c in writes if ts - args.lag <= t <= ts]
-        before = [c for t, c in writes if t < ts - args.lag]
-        if before:
-            caps.append(before[-1])
+        lo, hi = bisect.bisect_left(times, ts - args.lag), bisect.bisect_right(times, ts)
+        caps = [c for _, c in source[lo:hi]]
+        if not args.max_log and lo > 0:
+            caps.append(source[lo - 1][1])
         if not caps:
+            continue
+        if 0 in caps:
+            uncapped += 1        # the segment said: no cap
             continue
         cap = max(caps)
         highest = max(highest, cap)
@@ -313,8 +325,9 @@ def over_cap_in_force(args, samples):
             apps = busy.get("%.6f" % ts, [])
             if any(a in kills and kills[a] < ts for a in apps):
                 blamed += 1
-    return {"highest_cap_written": highest, "samples_over_cap_in_force": over,
-            "over_cap_blamed_on_kills": blamed, "over_cap_excess_max": excess_max}
+    return {"highest_cap_in_force": highest, "samples_over_cap_in_force": over,
+            "over_cap_blamed_on_kills": blamed, "over_cap_excess_max": excess_max,
+            "samples_uncapped": uncapped}
 
 
 # ---- dead backend -----------------------------------------------------------
@@ -566,7 +579,8 @@ def main():
     p.add_argument("--cap", type=int, default=0)
     p.add_argument("--policy-log", help="P <time> <cap> lines: caps written (0: a bad write)")
     p.add_argument("--kills", help="K <time> <app> lines: clients killed")
-    p.add_argument("--lag", type=float, default=2.0)
+    p.add_argument("--max-log", help="M <time> <max_active> lines: the cap the segment showed")
+    p.add_argument("--lag", type=float, default=1.0)
     p = sub.add_parser("dead-backend")
     p.add_argument("--app", required=True)
     p.add_argument("--mode", choices=("async", "sync"), required=True)

@@ -25,6 +25,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 ROOT = os.environ["PQT_ROOT"]
@@ -122,6 +123,22 @@ def pgbench_stuck(path):
     return len(lines) >= 2 and all(" 0.0 tps" in l for l in lines[-2:])
 
 
+def watch_cap(stop, out):
+    """The cap in force, as the segment says (pqshim stat), every 100 ms:
+    M <time> <max_active> lines.  (The policy file says what was written;
+    a write takes effect only once the file has been quiet for 500 ms, and
+    a bad one never.)"""
+    with open(out, "w", buffering=1) as f:
+        while not stop.is_set():
+            r = subprocess.run([PQSHIM, "stat", "-p", POL, "--json"], capture_output=True, text=True)
+            try:
+                m = json.loads(r.stdout)["cap"]["max_active"]
+                f.write("M %.6f %d\n" % (time.time(), m))
+            except (ValueError, KeyError, TypeError):
+                pass
+            stop.wait(0.1)
+
+
 MIX = ["pgbench", "storm", "storm", "storm", "orphans", "forker"]
 
 
@@ -139,6 +156,9 @@ def main():
                            stdout=subprocess.PIPE, stderr=open(os.path.join(T, "monitor.err"), "w"))
     if mon.stdout.readline().strip() != b"READY":
         sys.exit("soak: the monitor did not start")
+    stop_watch = threading.Event()
+    watcher = threading.Thread(target=watch_cap, args=(stop_watch, os.path.join(T, "max.log")))
+    watcher.start()
     clients = [Client(k) for k in MIX]
     crashes, hangs, exits = [], [], {}
     kills = 0
@@ -217,6 +237,8 @@ def main():
         c.proc.wait()
     open(os.path.join(T, "stop"), "w").close()
     mon.wait()
+    stop_watch.set()
+    watcher.join()
     # What the shim says once everyone is gone (stat reaps the dead).
     left = None
     for _ in range(30):
@@ -231,7 +253,8 @@ def main():
     an = json.loads(subprocess.run(
         [PY, ROB, "analyze", "--logs", os.path.join(LOGS, "*.log"), "--samples",
          os.path.join(T, "samples"), "--timeout", str(TIMEOUT), "--policy-log",
-         os.path.join(T, "policy.log"), "--kills", os.path.join(T, "kills.log")],
+         os.path.join(T, "policy.log"), "--kills", os.path.join(T, "kills.log"),
+         "--max-log", os.path.join(T, "max.log")],
         capture_output=True, text=True, check=True).stdout)
     rep = {"kills": kills, "seconds": round(elapsed, 1), "analysis": an, "left_after": left,
            "hangs": hangs, "crashes": crashes, "client_exits": exits,
@@ -241,9 +264,10 @@ def main():
     a = an
     print("soak: %d kills in %.0f s; %d statements ran, %d failed %s" %
           (kills, elapsed, a["ok"], a["failed"], json.dumps(a["failed_by_sqlstate"])))
-    print("soak: server-side peak %d (strict) against the highest cap written %s; samples above "
-          "the cap in force: %s of %d (blamed on a killed client's statement: %s; by at most %s)" %
-          (a["peak_strict"], a.get("highest_cap_written"), a.get("samples_over_cap_in_force"),
+    print("soak: server-side peak %d (strict) against the highest cap in force %s; samples above "
+          "the cap in force (the highest the segment showed in the second before): %s of %d "
+          "(with a killed client's statement among them: %s; by at most %s)" %
+          (a["peak_strict"], a.get("highest_cap_in_force"), a.get("samples_over_cap_in_force"),
            a["samples"], a.get("over_cap_blamed_on_kills"), a.get("over_cap_excess_max")))
     print("soak: longest stretch with nothing running while work waited: %.3f s" % a["stall_max"])
     print("soak: longest wait that got its slot: %.3f s (wait_timeout 2 s; %d over +50 ms); "
