@@ -132,8 +132,10 @@ def watch_cap(stop, out):
         while not stop.is_set():
             r = subprocess.run([PQSHIM, "stat", "-p", POL, "--json"], capture_output=True, text=True)
             try:
-                m = json.loads(r.stdout)["cap"]["max_active"]
-                f.write("M %.6f %d\n" % (time.time(), m))
+                st = json.loads(r.stdout)
+                # (while the file is broken, stat may find another segment)
+                if st["segment"]["name"] == SEG:
+                    f.write("M %.6f %d\n" % (time.time(), st["cap"]["max_active"]))
             except (ValueError, KeyError, TypeError):
                 pass
             stop.wait(0.1)
