@@ -100,6 +100,23 @@ void segwatch_attach(const char *name)
 		seg_guard(&g.seg, segment_damaged);
 }
 
+int segwatch_move(const char *name, const struct policy *p)
+{
+	char why[SEG_ERROR_MAX];
+	struct segment fresh;
+	struct seg_want want = { name, p->group, p->max_processes, p->max_tracked, 1 };
+	enum seg_verdict v = seg_attach(&fresh, &want, why, sizeof why);
+	if (v != SEG_OK && v != SEG_OTHER_SIZE) {
+		shim_log(LOG_WARNING, "%s; staying on segment %s", why, g.seg.hdr ? g.seg.name : "none");
+		return -1;
+	}
+	if (g.seg.hdr)
+		seg_detach(&g.seg);
+	g.seg = fresh;
+	seg_guard(&g.seg, segment_damaged);
+	return 0;
+}
+
 void segwatch_table_full(void)
 {
 	char why[SEG_ERROR_MAX];

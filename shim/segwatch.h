@@ -16,6 +16,12 @@
  * max_processes, max_tracked, and guard it against SIGBUS. */
 void segwatch_attach(const char *name);
 
+/* Move to the segment `name` as policy p says it (a process that started
+ * on an unusable policy and guessed another: startup.c).  0, or -1 (it
+ * stays where it is, and the log says why). */
+struct policy;
+int segwatch_move(const char *name, const struct policy *p);
+
 /* The process table had no room for this process. */
 void segwatch_table_full(void);
 

@@ -169,22 +169,13 @@ int startup_move_segment(const struct policy *p)
 	int rc = -1;
 	if (__atomic_load_n(&g.proc->connections, __ATOMIC_RELAXED) == 0) {
 		uint32_t threads = __atomic_load_n(&g.proc->threads, __ATOMIC_RELAXED);
-		struct segment fresh;
-		int err = seg_attach(&fresh, name, 1);
-		if (err == 0) {
-			record_unregister_process();
-			if (g.seg.hdr)
-				seg_detach(&g.seg);
-			g.seg = fresh;
+		record_unregister_process();
+		rc = segwatch_move(name, p);
+		if (rc == 0)
 			cap_reap(&g.seg, 0);
-			record_register_process(0);
-			__atomic_store_n(&g.proc->threads, threads, __ATOMIC_RELAXED);
-			map_epoch_bump();
-			rc = 0;
-		} else {
-			shim_log(LOG_WARNING, "segment %s unavailable: %s; staying on %s", name,
-			         seg_strerror(err), g.seg.hdr ? g.seg.name : "none");
-		}
+		record_register_process(0);
+		__atomic_store_n(&g.proc->threads, threads, __ATOMIC_RELAXED);
+		map_epoch_bump();
 	}
 	pthread_mutex_unlock(&g.lock);
 	return rc;

@@ -25,6 +25,7 @@
 
 #include "cap.h"
 #include "segment.h"
+#include "procid.h"
 
 static struct segment seg;
 static char name[64];
@@ -50,14 +51,16 @@ static int setup(void **state)
 	(void)state;
 	char path[300];
 	snprintf(name, sizeof name, "unit-audit-%d", (int)getpid());
-	seg_path(name, path, sizeof path);
+	seg_path(name, SEG_NO_GROUP, path, sizeof path);
 	unlink(path);
-	if (seg_attach(&seg, name, 1) != 0)
+	char why[SEG_ERROR_MAX];
+	struct seg_want want = { name, NULL, 16, 64, 1 };
+	if (seg_attach(&seg, &want, why, sizeof why) != SEG_OK)
 		return -1;
 	proc_idx = seg_proc_claim(&seg);
 	struct seg_proc *p = &seg.procs[proc_idx];
 	p->pid = getpid();
-	p->starttime = seg_starttime(getpid());
+	p->starttime = procid_starttime(getpid());
 	__atomic_store_n(&p->state, SLOT_LIVE, __ATOMIC_RELEASE);
 	int c = seg_conn_claim(&seg, (uint32_t)proc_idx);
 	conn = &seg.conns[c];
@@ -71,7 +74,7 @@ static int teardown(void **state)
 {
 	(void)state;
 	char path[300];
-	seg_path(name, path, sizeof path);
+	seg_path(name, SEG_NO_GROUP, path, sizeof path);
 	seg_detach(&seg);
 	unlink(path);
 	return 0;
