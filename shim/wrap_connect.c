@@ -36,22 +36,32 @@
 		return pg; \
 	} while (0)
 
-SHIM_EXPORT PGconn *PQconnectdb(const char *conninfo)
-{
-	if (t.depth > 0)
-		return real.PQconnectdb(conninfo);
-	const char *kw[] = { "dbname", NULL }, *val[] = { conninfo, NULL };
-	CONNECT(real.PQconnectdb(conninfo), kw, val, 1, 0);
-}
+/* The blocking and the non-blocking connects differ only in the function
+ * called and in `async`: one definition each for the conninfo string and
+ * the keyword arrays. */
+#define WRAP_CONNINFO(name, async)                                                      \
+	SHIM_EXPORT PGconn *name(const char *conninfo)                                   \
+	{                                                                                \
+		if (t.depth > 0)                                                         \
+			return real.name(conninfo);                                      \
+		const char *kw[] = { "dbname", NULL }, *val[] = { conninfo, NULL };      \
+		CONNECT(real.name(conninfo), kw, val, 1, async);                         \
+	}
 
-SHIM_EXPORT PGconn *PQconnectdbParams(const char *const *keywords, const char *const *values,
-                                      int expand_dbname)
-{
-	if (t.depth > 0)
-		return real.PQconnectdbParams(keywords, values, expand_dbname);
-	CONNECT(real.PQconnectdbParams(keywords, values, expand_dbname), keywords, values,
-	        expand_dbname, 0);
-}
+#define WRAP_PARAMS(name, async)                                                        \
+	SHIM_EXPORT PGconn *name(const char *const *keywords, const char *const *values, \
+	                         int expand_dbname)                                      \
+	{                                                                                \
+		if (t.depth > 0)                                                         \
+			return real.name(keywords, values, expand_dbname);               \
+		CONNECT(real.name(keywords, values, expand_dbname), keywords, values,    \
+		        expand_dbname, async);                                           \
+	}
+
+WRAP_CONNINFO(PQconnectdb, 0)
+WRAP_PARAMS(PQconnectdbParams, 0)
+WRAP_CONNINFO(PQconnectStart, 1)
+WRAP_PARAMS(PQconnectStartParams, 1)
 
 SHIM_EXPORT PGconn *PQsetdbLogin(const char *pghost, const char *pgport, const char *pgoptions,
                                  const char *pgtty, const char *dbName, const char *login,
@@ -66,23 +76,6 @@ SHIM_EXPORT PGconn *PQsetdbLogin(const char *pghost, const char *pgport, const c
 	        1, 0);
 }
 
-SHIM_EXPORT PGconn *PQconnectStart(const char *conninfo)
-{
-	if (t.depth > 0)
-		return real.PQconnectStart(conninfo);
-	const char *kw[] = { "dbname", NULL }, *val[] = { conninfo, NULL };
-	CONNECT(real.PQconnectStart(conninfo), kw, val, 1, 1);
-}
-
-SHIM_EXPORT PGconn *PQconnectStartParams(const char *const *keywords, const char *const *values,
-                                         int expand_dbname)
-{
-	if (t.depth > 0)
-		return real.PQconnectStartParams(keywords, values, expand_dbname);
-	CONNECT(real.PQconnectStartParams(keywords, values, expand_dbname), keywords, values,
-	        expand_dbname, 1);
-}
-
 SHIM_EXPORT PostgresPollingStatusType PQconnectPoll(PGconn *conn)
 {
 	shim_ensure();
@@ -90,6 +83,14 @@ SHIM_EXPORT PostgresPollingStatusType PQconnectPoll(PGconn *conn)
 		return real.PQconnectPoll(conn);
 	PostgresPollingStatusType r = OWN(real.PQconnectPoll(conn));
 	track_connected(conn);
+	return r;
+}
+
+/* A reset's step is done: the program's connection is what it is now. */
+static int reset_stepped(PGconn *conn, int r)
+{
+	if (t.depth == 0)
+		track_connected(conn);
 	return r;
 }
 
@@ -103,8 +104,7 @@ SHIM_EXPORT void PQreset(PGconn *conn)
 		return;
 	}
 	OWN(real.PQreset(conn));
-	if (t.depth == 0)
-		track_connected(conn);
+	reset_stepped(conn, 0);
 }
 
 SHIM_EXPORT int PQresetStart(PGconn *conn)
@@ -114,19 +114,13 @@ SHIM_EXPORT int PQresetStart(PGconn *conn)
 		track_connected(conn);
 		return 1;
 	}
-	int r = OWN(real.PQresetStart(conn));
-	if (t.depth == 0)
-		track_connected(conn);
-	return r;
+	return reset_stepped(conn, OWN(real.PQresetStart(conn)));
 }
 
 SHIM_EXPORT PostgresPollingStatusType PQresetPoll(PGconn *conn)
 {
 	shim_ensure();
-	PostgresPollingStatusType r = OWN(real.PQresetPoll(conn));
-	if (t.depth == 0)
-		track_connected(conn);
-	return r;
+	return (PostgresPollingStatusType)reset_stepped(conn, OWN(real.PQresetPoll(conn)));
 }
 
 SHIM_EXPORT void PQfinish(PGconn *conn)
