@@ -2,7 +2,9 @@
 """tools/demo_app.py - the demo's multi-threaded service: THREADS threads,
 each with its own psycopg2 connection, run short read/write transactions for
 SECONDS seconds; two more threads share one connection (the misuse that
-pqshim's cross-thread tracking shows).  Writes refused because the database
+pqshim's cross-thread tracking shows); REPORTS more threads (default 0) run
+longer read-only report transactions as application_name demo_report (the
+demo's policy gives them a lane of one slot).  Writes refused because the database
 is read-only (SQLSTATE 25006) are counted, not fatal.  Every transaction
 that runs on the primary writes the server's clock at its start and at its
 end into demo_xact, before it commits (tools/demo.sh computes the peak from
@@ -11,6 +13,7 @@ import json, sys, threading, time
 import psycopg2, psycopg2.errors
 
 threads, seconds = int(sys.argv[1]), float(sys.argv[2])
+reports = int(sys.argv[3]) if len(sys.argv) > 3 else 0
 deadline = time.time() + seconds
 lock = threading.Lock()
 stats = dict(transactions=0, reads=0, writes_ok=0, writes_refused=0, errors=0, last_error="")
@@ -79,8 +82,29 @@ def sharer():
         time.sleep(0.05)
 
 
+def reporter(i):
+    conn = psycopg2.connect(application_name="demo_report")
+    cur = conn.cursor()
+    n = 0
+
+    def work(cur):
+        lo = (i * 7919 + n * 20011) % 180000 + 1
+        cur.execute("select count(*), sum(abalance) from pgbench_accounts "
+                    "where aid between %s and %s", (lo, lo + 20000))
+        cur.fetchone()
+        count("reads")
+        cur.execute("select pg_sleep(0.02)")
+
+    while time.time() < deadline:
+        transaction(conn, cur, "demo_report", work)
+        n += 1
+        time.sleep(0.005)
+    conn.close()
+
+
 pool = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
 pool += [threading.Thread(target=sharer) for _ in range(2)]
+pool += [threading.Thread(target=reporter, args=(i,)) for i in range(reports)]
 for t in pool:
     t.start()
 for t in pool:
