@@ -14,9 +14,11 @@ int cmd_demo(int argc, char **argv)
 {
 	if (argc > 1 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
 		puts("usage: pqshim demo\n"
-		     "Starts a throw-away primary and streaming replica, runs 14 clients under a\n"
-		     "cap of 3 through pqshim, switches read-only on and off mid-run, and reports\n"
-		     "what the servers saw, with a picture of the run.  Leaves nothing running.");
+		     "Starts a throw-away primary and streaming replica, runs 16 clients under a\n"
+		     "cap of 3 through pqshim (2 in a lane of one slot), switches read-only on and\n"
+		     "off mid-run, runs an exclusive migration in the middle, then (as root) two\n"
+		     "simulated hosts under one cap of scope = cluster, and reports what the\n"
+		     "servers saw, with a picture of the run.  Leaves nothing running.");
 		return 0;
 	}
 	char exe[PATH_MAX];

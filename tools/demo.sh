@@ -40,7 +40,13 @@ chmod 0755 "$work"
 seg=demo-$$
 pids= serve= hosts=
 cleanup() {
+	local rc=$?
 	set +e
+	if [ "$rc" != 0 ]; then # what the servers and the shim said last
+		for f in "${PQT_PGTMP:-/nonexistent}/primary.log" "$work/pqshim.log" "$work/cluster.log"; do
+			[ -s "$f" ] && echo "---- the last lines of $f ----" >&2 && tail -n 12 "$f" >&2
+		done
+	fi
 	[ -n "$pids" ] && kill $pids 2>/dev/null && wait $pids 2>/dev/null
 	[ -n "$serve" ] && kill "$serve" 2>/dev/null && wait "$serve" 2>/dev/null
 	[ -n "$hosts" ] && kill $hosts 2>/dev/null && wait $hosts 2>/dev/null
@@ -368,12 +374,13 @@ set ylabel "transactions / connections"
 set key below maxcols 2
 set grid
 set yrange [0:*]
+set xrange [0:$((secs + 1))]
 set arrow from $on_at, graph 0 to $on_at, graph 1 nohead dt 2 lc rgb "red"
 set arrow from $off_at, graph 0 to $off_at, graph 1 nohead dt 2 lc rgb "red"
 EOT
 		[ "${mrows:-0}" = 1 ] && cat <<EOT
 set object 1 rect from $mstart, graph 0 to $mend, graph 1 fc rgb "#d62728" fs transparent solid 0.25 noborder
-set label 1 "migration: waited $mwait s, $moverlap others beside it" at $mend, graph 0.55 offset 0.5, 0 tc rgb "#d62728"
+set label 1 "migration\\nwaited $mwait s\\n$moverlap others beside it" at $mend, graph 0.6 offset 0.5, 0 tc rgb "#d62728"
 EOT
 		cat <<EOT
 plot "$out/server.dat" using 1:2 with steps lw 1 lc rgb "#c0c8d8" title "transactions open on the primary, at each start and end (server clock)", \
@@ -392,8 +399,9 @@ unset label 1
 set title "two hosts (own /dev/shm and host name each), 4 pgbench clients each, one cap of scope = cluster: max_active = $ccap" noenhanced
 set ylabel "transactions open (server clock)"
 set yrange [0:$((ccap + 1))]
+set xrange [0:*]
 plot "$out/cluster_peaks.dat" using 1:2 with steps lw 3 lc rgb "#1f77b4" title "both hosts: the most open at once in each 0.25 s", \
-     "$out/cluster_demo-a_peaks.dat" using 1:2 with steps lw 2 lc rgb "#ff7f0e" title "... on host demo-a", \
+     "$out/cluster_demo-a_peaks.dat" using 1:2 with steps lw 5 lc rgb "#ff7f0e" title "... on host demo-a", \
      "$out/cluster_demo-b_peaks.dat" using 1:2 with steps lw 2 lc rgb "#2ca02c" title "... on host demo-b", \
      $ccap with lines dt 3 lc rgb "black" title "the cluster's cap"
 EOT
