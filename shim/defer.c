@@ -34,6 +34,7 @@
  * would wait on itself.
  */
 #include "defer.h"
+#include "log.h"
 #include "pqerr.h"
 #include "readonly.h"
 #include "record.h"
@@ -194,23 +195,27 @@ static void *watchdog_main(void *arg)
 	return NULL;
 }
 
-static void watchdog_start(void)
+/* `queued` times out by CLOCK_MONOTONIC: made once, before any thread can
+ * wait on it or signal it (and again in a fork child, defer_after_fork). */
+static pthread_once_t queued_once = PTHREAD_ONCE_INIT;
+
+static void queued_init(void)
 {
-	if (__atomic_load_n(&watchdog, __ATOMIC_ACQUIRE)
-	    || __atomic_exchange_n(&watchdog, 1, __ATOMIC_ACQ_REL))
-		return;
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&queued, &ca);
 	pthread_condattr_destroy(&ca);
-	pthread_attr_t attr;
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	pthread_t th;
-	if (pthread_create(&th, &attr, watchdog_main, NULL) != 0)
-		__atomic_store_n(&watchdog, 0, __ATOMIC_RELEASE);
-	pthread_attr_destroy(&attr);
+}
+
+static void watchdog_start(void)
+{
+	if (__atomic_load_n(&watchdog, __ATOMIC_ACQUIRE))
+		return;
+	pthread_once(&queued_once, queued_init);
+	if (shim_thread_start(&watchdog, watchdog_main) != 0)
+		shim_log(LOG_WARNING, "could not start the deferral watchdog: a deferred send "
+		         "ends by wait_timeout only at the program's next call");
 }
 
 static void unlink_locked(struct deferred *d)
@@ -443,4 +448,10 @@ void defer_after_fork(void)
 	queue_head = NULL;       /* the parent's copies: not ours to free */
 	hot.deferrals = 0;
 	watchdog = 0;            /* threads do not survive fork() */
+	/* ... and the parent's waiters on these stay in them for ever (a
+	 * signal could wait on waiters that will never wake, glibc): made
+	 * anew, `queued` by the next watchdog_start.  Only this thread runs
+	 * in the child: plain stores. */
+	queued_once = (pthread_once_t)PTHREAD_ONCE_INIT;
+	settled = (pthread_cond_t)PTHREAD_COND_INITIALIZER;
 }
