@@ -215,6 +215,20 @@ int pqint_wake(PGconn *conn)
 	       == (ssize_t)sizeof sync_msg ? 0 : -1;
 }
 
+int pqint_peer_gone(const PGconn *conn)
+{
+	if (!pqint.known)
+		return -1;
+	if (__atomic_load_n(&conn->status, __ATOMIC_RELAXED) != CONNECTION_OK)
+		return 1;
+	/* (If the thread using it closes the socket meanwhile, libpq is
+	 * dropping the connection: lost either way.) */
+	struct pollfd p = { __atomic_load_n(&conn->sock, __ATOMIC_RELAXED), POLLRDHUP, 0 };
+	if (p.fd == PGINVALID_SOCKET)
+		return 1;
+	return poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL));
+}
+
 int pqint_wake_drain(PGconn *conn, int timeout_ms)
 {
 	for (int waited = 0; conn->asyncStatus == PGASYNC_BUSY; waited += 20) {

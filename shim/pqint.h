@@ -74,6 +74,15 @@ int pqint_wake_can(const PGconn *conn);
 int pqint_wake(PGconn *conn);
 int pqint_wake_drain(PGconn *conn, int timeout_ms);
 
+/*
+ * Has the server ended this connection's session?  Read in place, never a
+ * call into libpq, so any thread may ask about a connection another thread
+ * uses (slots.c): 1 when libpq already marked it bad, or its socket shows
+ * the server's end closed (readable with end-of-file: POLLRDHUP, or
+ * POLLHUP/POLLERR), else 0; -1 when the layout is unknown.
+ */
+int pqint_peer_gone(const PGconn *conn);
+
 /* Copy notice hooks, blocking mode and tracing from one PGconn to another. */
 void pqint_carry_hooks(const PGconn *from, PGconn *to);
 

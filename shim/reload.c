@@ -128,8 +128,10 @@ void shim_tick(void)
 			                 __ATOMIC_RELAXED);
 		readonly_update();   /* the flag file may come or go at any time */
 	}
-	if (g.pid == getpid())
+	if (g.pid == getpid()) {
 		segwatch_check();   /* truncated or replaced under us? */
+		slots_check_lost(); /* slots of sessions the server ended */
+	}
 	__atomic_store_n(&ticking, 0, __ATOMIC_RELEASE);
 }
 

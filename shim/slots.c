@@ -14,6 +14,7 @@
 #include "lanes.h"
 #include "lease.h"
 #include "log.h"
+#include "pqint.h"
 
 #include <poll.h>
 #include <stdio.h>
@@ -106,9 +107,11 @@ int slot_try_active(struct conn *c)
  * one the shim never sees (PQconsumeInput in an event loop's poll).  So
  * the slot's release does not wait for the next wrapped call on that
  * connection: the thread's own connections are looked at whenever it would
- * wait for a slot, and orphans (below), which no thread will ever call on
- * again, also by their socket - a server that ended the session closed it.
- * (A connection that another live thread uses is that thread's to notice.)
+ * wait for a slot, and every connection holding a slot for work in flight
+ * or an open transaction also by its socket - a server that ended the
+ * session closed it - at the tick (reload.c) and between a waiter's slices
+ * (slots_check_lost): orphans, which no thread will ever call on again,
+ * and those of live threads that sit in their own code.
  */
 static int conn_lost(struct conn *c, int by_socket)
 {
@@ -188,6 +191,35 @@ void slots_check_orphans(void)
 		return;
 	pthread_mutex_lock(&g.lock);
 	connmap_each(&g.map, drop_if_lost_orphan, NULL);
+	pthread_mutex_unlock(&g.lock);
+}
+
+/* Any connection holding an active slot for work the server no longer
+ * has: its session ended (terminated, a failover, the network) while the
+ * thread that uses it sits in its own code and will not call for minutes.
+ * Read in place (pqint_peer_gone), never a call on another thread's
+ * connection; the hold's CAS decides a race with that thread's own
+ * release. */
+static void drop_if_lost_holder(void *value, void *arg)
+{
+	struct conn *c = value;
+	(void)arg;
+	if (__atomic_load_n(&c->rec->flags, __ATOMIC_RELAXED) & CONN_ORPHAN) {
+		drop_if_lost_orphan(c, NULL);
+		return;
+	}
+	uint32_t st = __atomic_load_n(&c->rec->cstate, __ATOMIC_RELAXED);
+	if (__atomic_load_n(&c->rec->hold[SEM_ACTIVE], __ATOMIC_ACQUIRE) == HOLD_HELD
+	    && (st == CS_ACTIVE || st == CS_IN_TRANSACTION) && pqint_peer_gone(c->pg) == 1)
+		drop_lost_locked(c);
+}
+
+void slots_check_lost(void)
+{
+	if (!hot.cap || !__atomic_load_n(&hot.cap->sems[SEM_ACTIVE].max, __ATOMIC_RELAXED))
+		return;
+	pthread_mutex_lock(&g.lock);
+	connmap_each(&g.map, drop_if_lost_holder, NULL);
 	pthread_mutex_unlock(&g.lock);
 }
 
@@ -295,12 +327,12 @@ static enum slot_wait wait_for(struct conn *c, int sem, char *buf, size_t size, 
 			return WAIT_GRANTED;     /* every transaction comes here: nothing more */
 		lane_of(c, &lw);
 		/* in line, by the lane's wait_timeout (or what is left of it):
-		 * our orphans whose server has gone are looked at between
+		 * our connections whose server has gone are looked at between
 		 * slices, as below */
 		r = cap_lane_acquire_look(capseg, hot.cap, lw.lane, hold, &c->rec->lane_held,
 		                          (uint32_t)g.proc_idx, t.tid,
 		                          timeout_ns ? timeout_ns : lw.timeout_ms * 1000000ull,
-		                          thread_busy(c), 0, &waited, slots_check_orphans);
+		                          thread_busy(c), 0, &waited, slots_check_lost);
 		max = lw.max;
 	} else {
 		lw.name = NULL;
@@ -311,9 +343,10 @@ static enum slot_wait wait_for(struct conn *c, int sem, char *buf, size_t size, 
 		                   timeout_ns ? timeout_ns : lw.timeout_ms * 1000000ull,
 		                   thread_busy(c));
 		while (r == CAP_WAITING) {
-			/* What we wait for may be held by one of our orphans whose
-			 * server has gone: look between slices. */
-			slots_check_orphans();
+			/* What we wait for may be held by one of our connections
+			 * whose server has gone (an orphan's, another thread's):
+			 * look between slices. */
+			slots_check_lost();
 			r = cap_wait_on(&w);
 		}
 		waited = w.waited_ns;

@@ -71,6 +71,12 @@ void slots_thread_exit(pid_t tid);
  * thread, now and then: waiters between slices, the ticker). */
 void slots_check_orphans(void);
 
+/* Every connection holding an active slot whose server has ended its
+ * session gives the slot back, whichever thread uses it (read in place,
+ * no call into libpq): orphans too.  The tick, and waiters between
+ * slices. */
+void slots_check_lost(void);
+
 /* Another thread uses an orphan: its transaction, and slot, are this
  * thread's now. */
 void slots_adopt_orphan(struct conn *c);

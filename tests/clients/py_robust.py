@@ -9,6 +9,7 @@ Connection parameters come from the PG* environment.  Usage:
     py_robust.py monitor --prefix P --out FILE --stop-file F [--interval I]
     py_robust.py analyze --logs GLOB --samples FILE --timeout SECONDS
     py_robust.py dead-backend --app NAME --mode async|sync
+    py_robust.py lost-holder --app NAME
     py_robust.py thread-exit --app NAME --orphans N
     py_robust.py fork --app NAME
 
@@ -46,6 +47,13 @@ dead-backend: prints BACKEND <pid> of connection A, then (async mode)
   statement on A fails: DIED.)  Then, on a new connection B of the same
   thread, in the same mode, `select 1`: prints RESULT {json} (ok, pgcode,
   msg, elapsed), then waits for a line on stdin and exits 0.
+
+lost-holder: thread A opens a transaction (psycopg2's implicit BEGIN) and
+  prints HELD <backend pid>, then sits in its own code (no libpq call).
+  After a line on stdin (the test has ended that backend) thread B runs
+  one statement on a new connection: prints RESULT {json} (ok, srv_start:
+  the server's statement_timestamp(), t_req, elapsed; or the error).
+  After another line A uses its connection: A_AFTER {json}; exits 0.
 
 thread-exit: N threads, one after the other, each open a connection, run
   a statement (psycopg2 begins a transaction) and exit without COMMIT (their
@@ -146,7 +154,8 @@ def storm(args):
 MONITOR_SQL = """
 SELECT extract(epoch from statement_timestamp())::float8, count(*),
        count(*) FILTER (WHERE xact_start < statement_timestamp()),
-       coalesce(string_agg(application_name, ',') FILTER (WHERE xact_start < statement_timestamp()), '')
+       coalesce(string_agg(application_name, ',') FILTER (WHERE xact_start < statement_timestamp()), ''),
+       coalesce(extract(epoch from min(xact_start) FILTER (WHERE xact_start < statement_timestamp())), 0)::float8
 FROM pg_stat_activity
 WHERE application_name LIKE %s
   AND pid <> pg_backend_pid()
@@ -158,7 +167,8 @@ WHERE application_name LIKE %s
 # busy at that instant.
 MONITOR2_SQL = """
 SELECT count(*), count(*) FILTER (WHERE xact_start < to_timestamp(%s)),
-       coalesce(string_agg(application_name, ',') FILTER (WHERE xact_start < to_timestamp(%s)), '')
+       coalesce(string_agg(application_name, ',') FILTER (WHERE xact_start < to_timestamp(%s)), ''),
+       coalesce(extract(epoch from min(xact_start) FILTER (WHERE xact_start < to_timestamp(%s))), 0)::float8
 FROM pg_stat_activity
 WHERE application_name LIKE %s
   AND pid <> pg_backend_pid()
@@ -184,13 +194,14 @@ def monitor(args):
     while not os.path.exists(args.stop_file):
         t0 = time.monotonic()
         cur.execute(MONITOR_SQL, (pattern,))
-        ts, raw, strict, apps = cur.fetchone()
+        ts, raw, strict, apps, oldest = cur.fetchone()
         if cur2 is not None:
-            cur2.execute(MONITOR2_SQL, (ts, ts, pattern))
-            raw2, strict2, apps2 = cur2.fetchone()
+            cur2.execute(MONITOR2_SQL, (ts, ts, ts, pattern))
+            raw2, strict2, apps2, oldest2 = cur2.fetchone()
             raw, strict = raw + raw2, strict + strict2
             apps = ",".join(a for a in (apps, apps2) if a)
-        f.write("S %.6f %d %d\n" % (ts, raw, strict))
+            oldest = min(o for o in (oldest, oldest2, ts) if o)
+        f.write("S %.6f %d %d %.6f\n" % (ts, raw, strict, oldest or ts))
         if args.apps and strict > 1:
             f.write("B %.6f %s\n" % (ts, apps))
         if first:
@@ -221,8 +232,8 @@ def analyze(args):
     with open(args.samples) as f:
         for line in f:
             w = line.split()
-            if len(w) == 4 and w[0] == "S":
-                samples.append((float(w[1]), int(w[2]), int(w[3])))
+            if len(w) in (4, 5) and w[0] == "S":
+                samples.append((float(w[1]), int(w[2]), int(w[3]), float(w[4] if len(w) == 5 else w[1])))
     to = args.timeout
     waits = [s0 - tr for tr, s0, s1, td in oks]
     timeouts = [(tf - tr) for tr, tf, code in errs if code == "53300"]
@@ -237,7 +248,7 @@ def analyze(args):
     stall_max, run_start, run_last = 0.0, None, None
     import heapq
     heap, i = [], 0
-    for ts, raw, strict in samples:
+    for ts, raw, strict, _ in samples:
         while i < len(pending) and pending[i][0] <= ts:
             heapq.heappush(heap, pending[i][1])
             i += 1
@@ -265,32 +276,38 @@ def analyze(args):
     }
     if args.cap:
         res["samples_over_cap"] = sum(1 for s in samples if s[2] > args.cap)
-    if args.policy_log or args.max_log:
+    if args.max_log or args.cap_trace:
         res.update(over_cap_in_force(args, samples))
     print(json.dumps(res))
 
 
 def over_cap_in_force(args, samples):
-    """Samples above the highest cap in force: the highest max_active the
-    segment showed (--max-log: M <time> <max> lines, from pqshim stat) in
-    the `lag` seconds before the sample (work admitted under a higher cap
-    finishes under a lower one), or without --max-log the highest cap
-    written to the policy file in that time and the one before.  A sample
-    is blamed on a kill when one of its busy clients had been killed
-    already (its statement was in its socket)."""
+    """Samples above the highest cap in force over the busy interval of the
+    backends they count: from the oldest one's transaction start (less
+    --slack: a slot is granted before its statement reaches the server) to
+    the sample.  A lowered cap lets work already admitted finish, so that
+    interval's highest cap is the one the sample must keep.  The caps come
+    from --cap-trace (C <time> <old> <new> ... lines: every change the
+    shim made, exact) or --max-log (M <time> <max> lines, pqshim stat
+    every 100 ms: the look before the interval and the one after it are
+    taken too, as the cap may have changed between looks).  A sample is
+    blamed on a kill when one of its busy clients had been killed already
+    (its statement was in its socket)."""
     import bisect
-    source = []
-    if args.max_log:
+    source, exact = [], False
+    if args.cap_trace:
+        exact = True
+        with open(args.cap_trace) as f:
+            for line in f:
+                w = line.split()
+                if len(w) >= 4 and w[0] == "C":
+                    source.append((float(w[1]), int(w[3])))
+        source.sort()
+    elif args.max_log:
         with open(args.max_log) as f:
             for line in f:
                 w = line.split()
                 if len(w) == 3 and w[0] == "M":
-                    source.append((float(w[1]), int(w[2])))
-    else:
-        with open(args.policy_log) as f:
-            for line in f:
-                w = line.split()
-                if len(w) >= 3 and w[0] == "P" and w[2].isdigit() and int(w[2]) > 0:
                     source.append((float(w[1]), int(w[2])))
     times = [t for t, _ in source]
     kills = {}
@@ -306,12 +323,16 @@ def over_cap_in_force(args, samples):
             w = line.split()
             if len(w) == 3 and w[0] == "B":
                 busy[w[1]] = w[2].split(",")
-    over, blamed, excess_max, highest, uncapped = 0, 0, 0, 0, 0
-    for ts, raw, strict in samples:
-        lo, hi = bisect.bisect_left(times, ts - args.lag), bisect.bisect_right(times, ts)
+    over, blamed, excess_max, highest, uncapped, lag_max = 0, 0, 0, 0, 0, 0.0
+    over_list = []
+    for ts, raw, strict, oldest in samples:
+        start = min(oldest, ts) - args.slack
+        lo, hi = bisect.bisect_right(times, start), bisect.bisect_right(times, ts)
         caps = [c for _, c in source[lo:hi]]
-        if not args.max_log and lo > 0:
-            caps.append(source[lo - 1][1])
+        if lo > 0:
+            caps.append(source[lo - 1][1])     # in force when the interval began
+        if not exact and hi < len(source):
+            caps.append(source[hi][1])         # maybe set before ts, seen after
         if not caps:
             continue
         if 0 in caps:
@@ -319,15 +340,19 @@ def over_cap_in_force(args, samples):
             continue
         cap = max(caps)
         highest = max(highest, cap)
+        lag_max = max(lag_max, ts - oldest)
         if strict > cap:
             over += 1
             excess_max = max(excess_max, strict - cap)
             apps = busy.get("%.6f" % ts, [])
-            if any(a in kills and kills[a] < ts for a in apps):
-                blamed += 1
+            killed = any(a in kills and kills[a] < ts for a in apps)
+            blamed += killed
+            over_list.append({"t": ts, "busy": strict, "cap": cap, "since": round(ts - oldest, 3),
+                              "killed": killed, "apps": apps})
     return {"highest_cap_in_force": highest, "samples_over_cap_in_force": over,
             "over_cap_blamed_on_kills": blamed, "over_cap_excess_max": excess_max,
-            "samples_uncapped": uncapped}
+            "samples_uncapped": uncapped, "busy_interval_max": round(lag_max, 3),
+            "over_cap": over_list[:50]}
 
 
 # ---- dead backend -----------------------------------------------------------
@@ -381,6 +406,54 @@ def dead_backend(args):
     out("RESULT " + json.dumps(r))
     sys.stdin.readline()
     del a
+
+
+# ---- another thread's lost connection ----------------------------------------
+
+def lost_holder(args):
+    """Thread A opens a transaction (its slot held) and sits in its own
+    code; the test ends A's backend; then thread B runs a statement."""
+    wake, box = threading.Event(), {}
+
+    def holder():
+        a = psycopg2.connect("", application_name=args.app + "_a")
+        cur = a.cursor()
+        cur.execute("select pg_backend_pid()")     # psycopg2 begins a transaction
+        out("HELD %d" % cur.fetchone()[0])
+        wake.wait(60)                              # no libpq call meanwhile
+        try:
+            cur.execute("select 1")
+            box["a"] = {"ok": True}
+        except psycopg2.Error as e:
+            box["a"] = err_json(e)
+        a.close()
+
+    ta = threading.Thread(target=holder)
+    ta.start()
+    sys.stdin.readline()                           # A's backend is gone
+    r = {}
+
+    def runner():
+        t0 = time.time()
+        try:
+            b = psycopg2.connect("", application_name=args.app + "_b")
+            b.autocommit = True
+            cur = b.cursor()
+            cur.execute("select extract(epoch from statement_timestamp())::float8")
+            r.update(ok=True, srv_start=cur.fetchone()[0])
+            b.close()
+        except psycopg2.Error as e:
+            r.update(err_json(e))
+        r.update(t_req=t0, elapsed=time.time() - t0)
+
+    tb = threading.Thread(target=runner)
+    tb.start()
+    tb.join()
+    out("RESULT " + json.dumps(r))
+    sys.stdin.readline()
+    wake.set()
+    ta.join()
+    out("A_AFTER " + json.dumps(box.get("a")))
 
 
 # ---- threads exiting mid-transaction -----------------------------------------
@@ -577,13 +650,16 @@ def main():
     p.add_argument("--samples", required=True)
     p.add_argument("--timeout", type=float, required=True)
     p.add_argument("--cap", type=int, default=0)
-    p.add_argument("--policy-log", help="P <time> <cap> lines: caps written (0: a bad write)")
     p.add_argument("--kills", help="K <time> <app> lines: clients killed")
     p.add_argument("--max-log", help="M <time> <max_active> lines: the cap the segment showed")
-    p.add_argument("--lag", type=float, default=1.0)
+    p.add_argument("--cap-trace", help="C <time> <old> <new> lines: every cap change, exact")
+    p.add_argument("--slack", type=float, default=0.1,
+                   help="seconds before a transaction's start its slot may have been granted")
     p = sub.add_parser("dead-backend")
     p.add_argument("--app", required=True)
     p.add_argument("--mode", choices=("async", "sync"), required=True)
+    p = sub.add_parser("lost-holder")
+    p.add_argument("--app", required=True)
     p = sub.add_parser("thread-exit")
     p.add_argument("--app", required=True)
     p.add_argument("--orphans", type=int, default=4)
@@ -597,6 +673,7 @@ def main():
         p.add_argument("--hold", type=float, default=0.1)
     a = ap.parse_args()
     {"storm": storm, "monitor": monitor, "analyze": analyze, "dead-backend": dead_backend,
+     "lost-holder": lost_holder,
      "thread-exit": thread_exit, "fork": fork, "orphans": orphans, "forker": forker}[a.cmd](a)
 
 
