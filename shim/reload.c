@@ -50,8 +50,10 @@ void reload_note_file(void)
 	/* Read at start while being written: read it again once it is quiet. */
 	struct stat none = { 0 };
 	if (policy_st.st_ino && policy_settle_look(&settle, &none, &policy_st,
-	        clock_ns(CLOCK_MONOTONIC), (int64_t)clock_ns(CLOCK_REALTIME), NULL) != POLICY_FILE_SETTLED)
+	        clock_ns(CLOCK_MONOTONIC), (int64_t)clock_ns(CLOCK_REALTIME), NULL) != POLICY_FILE_SETTLED) {
 		memset(&policy_st, 0, sizeof policy_st);
+		slots_caps_wait(1);   /* ... and leave the shared caps alone until then */
+	}
 	tick_ticks0 = clock_ticks();
 	tick_mono0 = clock_ns(CLOCK_MONOTONIC);
 	/* Until the TSC is calibrated, assume at most 4 GHz: a first look
@@ -85,7 +87,9 @@ static void reload_policy(const struct stat *looked)
 		shim_log(LOG_WARNING, "[cap] scope changed: programs keep their scope until restarted");
 		p.scope = g.pol.scope;
 	}
-	if (!g.policy_error[0] && memcmp(&p, &g.pol, sizeof p) == 0)
+	int caps_waited = slots_caps_waiting();
+	slots_caps_wait(0);      /* settled: its caps are for everyone */
+	if (!g.policy_error[0] && !caps_waited && memcmp(&p, &g.pol, sizeof p) == 0)
 		return;              /* the same policy again (say, re-read after start) */
 	/* Numbers are read one at a time (either value is fine); the strings
 	 * routing reads are copied under this sequence count (route.c). */

@@ -15,6 +15,7 @@
 #include "lease.h"
 #include "log.h"
 #include "pqint.h"
+#include "procid.h"
 
 #include <poll.h>
 #include <stdio.h>
@@ -34,6 +35,41 @@ static void format_duration(char *buf, size_t size, uint64_t ms)
 		snprintf(buf, size, "%llus", (unsigned long long)(ms / 1000));
 	else
 		snprintf(buf, size, "%llums", (unsigned long long)ms);
+}
+
+/*
+ * A process that starts while the policy file is being changed (it was
+ * read less than POLICY_SETTLE_MS after its last change: maybe half
+ * written, maybe replaced again a moment later) runs on what it read, but
+ * leaves the shared caps as the processes already on the segment set them:
+ * a file that never settled must not take effect for everyone (the soak's
+ * restarted clients did that: every start set the cap of the moment, 328
+ * changes in 209 s, none from a settled reload).  The first settled
+ * reload sets them (reload.c); a process alone on its segment sets them at
+ * once.
+ */
+static int caps_wait;
+
+void slots_caps_wait(int on)
+{
+	caps_wait = on;
+}
+
+int slots_caps_waiting(void)
+{
+	return caps_wait;
+}
+
+/* Does a live process other than us use the segment? */
+static int others_on_segment(void)
+{
+	for (uint32_t i = 0; i < g.seg.max_procs; i++) {
+		struct seg_proc *p = &g.seg.procs[i];
+		if ((int)i != g.proc_idx && __atomic_load_n(&p->state, __ATOMIC_ACQUIRE) == SLOT_LIVE
+		    && procid_alive(p->pid, p->starttime))
+			return 1;
+	}
+	return 0;
 }
 
 void slots_configure(void)
@@ -56,6 +92,8 @@ void slots_configure(void)
 		capseg = &g.seg;
 		hot.cap->scope = (uint32_t)g.pol.scope;
 	}
+	if (capseg && caps_wait && !unusable && g.pol.scope != SCOPE_CLUSTER && others_on_segment())
+		return;              /* the caps in force stay (above) */
 	if (g.pol.scope == SCOPE_CLUSTER && capseg)
 		lease_configure();   /* the lease sets SEM_ACTIVE's max (no lanes: policy.c) */
 	else if (unusable)

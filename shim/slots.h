@@ -13,6 +13,12 @@
  * caps (start-up and every reload). */
 void slots_configure(void);
 
+/* The policy was read while it was changing (start-up, reload.c): until
+ * a settled reload, slots_configure leaves the shared caps to the
+ * processes already on the segment.  on = 0 once it settled. */
+void slots_caps_wait(int on);
+int slots_caps_waiting(void);
+
 /* What a wait for a slot came to.  The caller acts on it: counts a
  * refusal (record_refused), defers the send, or tells the program. */
 enum slot_wait {

@@ -140,8 +140,8 @@ void shim_init(void)
 	record_register_process(0);
 	if (g.seg.hdr && g.proc_idx < 0)
 		segwatch_table_full();
+	reload_note_file();      /* first: was the file read while it changed? */
 	slots_configure();
-	reload_note_file();
 	readonly_update();
 	pthread_key_create(&thread_key, thread_gone);
 	pthread_atfork(at_fork_prepare, at_fork_parent, at_fork_child);
