@@ -16,10 +16,17 @@
 #include "log.h"
 #include "pqint.h"
 #include "procid.h"
+#include "record.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
 
 static struct segment *capseg;      /* &g.seg for a shared cap, NULL for scope = process */
 static struct seg_cap private_cap;  /* the semaphores of scope = process */
@@ -259,6 +266,79 @@ void slots_check_lost(void)
 	pthread_mutex_lock(&g.lock);
 	connmap_each(&g.map, drop_if_lost_holder, NULL);
 	pthread_mutex_unlock(&g.lock);
+}
+
+/*
+ * A connection closed inside a transaction (PQfinish while idle in it):
+ * libpq sends Terminate and closes, and the server then aborts the
+ * transaction and ends the session - a few ms later, while a slot given
+ * back at PQfinish already runs someone else's work (the soak saw 7
+ * samples above the cap in force, each 2-25 ms after such a close).  So
+ * the slot stays the connection's until the server has ended the session
+ * (its end of the socket closes, seen on a duplicate of the socket kept
+ * across libpq's close), for at most a second (or wait_timeout): then
+ * it goes back anyway.  A connection closed with a statement in flight gives its slot
+ * back at once: the server may run that statement for long, and a
+ * program closing many must not wait for each.
+ */
+#define CLOSE_WAIT_MS 1000            /* or wait_timeout, if shorter */
+static TLS struct conn *closing;     /* the copy that keeps the record and holds */
+static TLS int closing_fd = -1;
+
+int slots_close_later(struct conn *c)
+{
+	if (!hot.cap || c->idx < 0 || closing
+	    || __atomic_load_n(&c->rec->hold[SEM_ACTIVE], __ATOMIC_ACQUIRE) != HOLD_HELD
+	    || __atomic_load_n(&c->rec->cstate, __ATOMIC_RELAXED) != CS_IN_TRANSACTION
+	    || pqint_peer_gone(c->pg) != 0)
+		return 0;
+	int fd = fcntl(real.PQsocket(c->pg), F_DUPFD_CLOEXEC, 0);
+	struct conn *copy = fd >= 0 ? malloc(sizeof *copy) : NULL;
+	if (!copy) {
+		if (fd >= 0)
+			close(fd);
+		return 0;
+	}
+	*copy = *c;              /* its record and holds (c->rec is in the segment) */
+	copy->pg = NULL;
+	copy->prepared = NULL;
+	copy->deferred = NULL;
+	closing = copy;
+	closing_fd = fd;
+	return 1;
+}
+
+void slots_closed(void)
+{
+	struct conn *c = closing;
+	if (likely(!c))
+		return;
+	int saved = errno;
+	closing = NULL;
+	uint64_t ms = g.pol.wait_timeout_ms && g.pol.wait_timeout_ms < CLOSE_WAIT_MS
+	              ? g.pol.wait_timeout_ms : CLOSE_WAIT_MS;
+	uint64_t deadline = clock_ns(CLOCK_MONOTONIC) + ms * 1000000ull;
+	for (;;) {
+		char buf[4096];     /* what the server still sends: not ours to read, drained */
+		ssize_t n = recv(closing_fd, buf, sizeof buf, MSG_DONTWAIT);
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+			break;          /* the server ended the session */
+		if (n > 0)
+			continue;
+		uint64_t now = clock_ns(CLOCK_MONOTONIC);
+		if (now >= deadline)
+			break;
+		struct pollfd p = { closing_fd, POLLIN | POLLRDHUP, 0 };
+		poll(&p, 1, (int)((deadline - now) / 1000000) + 1);
+	}
+	close(closing_fd);
+	closing_fd = -1;
+	pthread_mutex_lock(&g.lock);
+	slots_release_all(c);
+	record_release(c, 0);
+	pthread_mutex_unlock(&g.lock);
+	free(c);
+	errno = saved;
 }
 
 void slots_adopt_orphan(struct conn *c)

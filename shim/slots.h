@@ -61,6 +61,14 @@ void slots_settle(struct conn *c, unsigned todo);
  * switch closed, or that libpq says is lost). */
 void slots_release_active(struct conn *c);
 
+/* PQfinish of c inside a transaction (g.lock held, before libpq's close):
+ * 1 if its slots and record stay until the server has ended the session
+ * (then the caller neither releases them nor the record); slots_closed,
+ * after libpq's PQfinish on the same thread, waits for that (bounded) and
+ * gives them back.  slots_closed does nothing otherwise. */
+int slots_close_later(struct conn *c);
+void slots_closed(void);
+
 /* Give back every slot c holds (PQfinish, a failed connect, exit). */
 void slots_release_all(struct conn *c);
 

@@ -163,8 +163,10 @@ void track_close(PGconn *pg)
 			pthread_mutex_lock(&g.lock);
 		}
 		slots_hand_over_locked(c);
-		slots_release_all(c);
-		record_release(c, 0);
+		if (!slots_close_later(c)) {   /* (its transaction's end on the server: slots.c) */
+			slots_release_all(c);
+			record_release(c, 0);
+		}
 		__atomic_fetch_sub(&g.proc->connections, 1, __ATOMIC_RELAXED);
 	}
 	map_epoch_bump();

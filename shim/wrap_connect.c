@@ -11,6 +11,7 @@
 #include "pqerr.h"
 #include "route.h"
 #include "session.h"
+#include "slots.h"
 #include "startup.h"
 #include "track.h"
 
@@ -129,6 +130,7 @@ SHIM_EXPORT void PQfinish(PGconn *conn)
 	if (t.depth == 0)
 		track_close(conn);
 	OWN(real.PQfinish(conn));
+	slots_closed();          /* a transaction's slot: once the server ended it */
 }
 
 /* A ping opens and closes a connection of its own: not the program's. */

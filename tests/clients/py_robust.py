@@ -10,6 +10,7 @@ Connection parameters come from the PG* environment.  Usage:
     py_robust.py analyze --logs GLOB --samples FILE --timeout SECONDS
     py_robust.py dead-backend --app NAME --mode async|sync
     py_robust.py lost-holder --app NAME
+    py_robust.py close-in-xact --app NAME [--tables N]
     py_robust.py thread-exit --app NAME --orphans N
     py_robust.py fork --app NAME
 
@@ -54,6 +55,12 @@ lost-holder: thread A opens a transaction (psycopg2's implicit BEGIN) and
   one statement on a new connection: prints RESULT {json} (ok, srv_start:
   the server's statement_timestamp(), t_req, elapsed; or the error).
   After another line A uses its connection: A_AFTER {json}; exits 0.
+
+close-in-xact: connection A creates N temp tables (default 200: the
+  server's end of its session takes a while), opens a transaction and is
+  closed (PQfinish); connection B, open already, then asks the server
+  whether A's backend is still there: prints RESULT {json} (a_pid, a_seen:
+  pg_stat_activity's count for it, close_s: PQfinish's time, b_s).
 
 thread-exit: N threads, one after the other, each open a connection, run
   a statement (psycopg2 begins a transaction) and exit without COMMIT (their
@@ -456,6 +463,31 @@ def lost_holder(args):
     out("A_AFTER " + json.dumps(box.get("a")))
 
 
+# ---- a connection closed inside a transaction --------------------------------
+
+def close_in_xact(args):
+    """A makes its session's end slow (temp tables to drop), opens a
+    transaction and is closed; B, open already, asks the server at once
+    whether A's backend is still there."""
+    a = psycopg2.connect("", application_name=args.app + "_a")
+    b = psycopg2.connect("", application_name=args.app + "_b")
+    b.autocommit = True
+    cur = a.cursor()
+    cur.execute("DO $$ BEGIN FOR i IN 1..%d LOOP EXECUTE format('CREATE TEMP TABLE t%%s (x int)', i);"
+                " END LOOP; END $$" % args.tables)
+    a.commit()
+    cur.execute("select pg_backend_pid()")         # psycopg2 begins a transaction
+    pid = cur.fetchone()[0]
+    t0 = time.monotonic()
+    a.close()
+    closed = time.monotonic() - t0
+    bc = b.cursor()
+    bc.execute("select count(*) from pg_stat_activity where pid = %s", (pid,))
+    out("RESULT " + json.dumps({"a_pid": pid, "a_seen": bc.fetchone()[0], "close_s": closed,
+                                "b_s": time.monotonic() - t0}))
+    b.close()
+
+
 # ---- threads exiting mid-transaction -----------------------------------------
 
 def thread_exit(args):
@@ -660,6 +692,9 @@ def main():
     p.add_argument("--mode", choices=("async", "sync"), required=True)
     p = sub.add_parser("lost-holder")
     p.add_argument("--app", required=True)
+    p = sub.add_parser("close-in-xact")
+    p.add_argument("--app", required=True)
+    p.add_argument("--tables", type=int, default=200)
     p = sub.add_parser("thread-exit")
     p.add_argument("--app", required=True)
     p.add_argument("--orphans", type=int, default=4)
@@ -673,7 +708,7 @@ def main():
         p.add_argument("--hold", type=float, default=0.1)
     a = ap.parse_args()
     {"storm": storm, "monitor": monitor, "analyze": analyze, "dead-backend": dead_backend,
-     "lost-holder": lost_holder,
+     "lost-holder": lost_holder, "close-in-xact": close_in_xact,
      "thread-exit": thread_exit, "fork": fork, "orphans": orphans, "forker": forker}[a.cmd](a)
 
 
