@@ -22,11 +22,11 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
-#include <string.h>
-#include <sys/socket.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/socket.h>
 
 static struct segment *capseg;      /* &g.seg for a shared cap, NULL for scope = process */
 static struct seg_cap private_cap;  /* the semaphores of scope = process */
