@@ -13,9 +13,11 @@ routing between the bed's primary and replica):
     for a moment; the flag file flipping;
   - a monitor outside the shim sampling both servers (py_robust.py monitor).
 Then everything stops, and the report (one JSON line "SOAK {...}", and a
-human summary) gives: the server-side peak against the highest cap in force,
-the longest stretch with nothing running while work waited, the longest wait
-that got its slot against wait_timeout, the failed waits, slots and records
+human summary) gives: the server-side peak against the highest cap in force
+(each sample against the highest cap the segment showed over the busy
+interval of the backends it counts: a lowered cap lets admitted work
+finish), the longest stretch with nothing running while work waited, the
+longest wait that got its slot against wait_timeout, the failed waits, slots and records
 left after, hangs (a live client without progress for 10 s), crashes (a
 client that died of a signal it was not sent), and the shim's totals.
 """
@@ -254,8 +256,7 @@ def main():
         time.sleep(0.1)
     an = json.loads(subprocess.run(
         [PY, ROB, "analyze", "--logs", os.path.join(LOGS, "*.log"), "--samples",
-         os.path.join(T, "samples"), "--timeout", str(TIMEOUT), "--policy-log",
-         os.path.join(T, "policy.log"), "--kills", os.path.join(T, "kills.log"),
+         os.path.join(T, "samples"), "--timeout", str(TIMEOUT), "--kills", os.path.join(T, "kills.log"),
          "--max-log", os.path.join(T, "max.log")],
         capture_output=True, text=True, check=True).stdout)
     rep = {"kills": kills, "seconds": round(elapsed, 1), "analysis": an, "left_after": left,
@@ -267,8 +268,9 @@ def main():
     print("soak: %d kills in %.0f s; %d statements ran, %d failed %s" %
           (kills, elapsed, a["ok"], a["failed"], json.dumps(a["failed_by_sqlstate"])))
     print("soak: server-side peak %d (strict) against the highest cap in force %s; samples above "
-          "the cap in force (the highest the segment showed in the second before): %s of %d "
-          "(with a killed client's statement among them: %s; by at most %s)" %
+          "the cap in force (the highest the segment showed over the busy interval of the "
+          "backends counted): %s of %d (with a killed client's statement among them: %s; by at "
+          "most %s)" %
           (a["peak_strict"], a.get("highest_cap_in_force"), a.get("samples_over_cap_in_force"),
            a["samples"], a.get("over_cap_blamed_on_kills"), a.get("over_cap_excess_max")))
     print("soak: longest stretch with nothing running while work waited: %.3f s" % a["stall_max"])

@@ -2,8 +2,9 @@
 # tests/soak/soak.sh (make soak): the cap under faults for a few minutes -
 # see tests/soak/soak.py.  Starts its own primary and replica (like a test
 # run alone), prints the soak's report, and exits 1 if it shows a hang, a
-# crash, a slot left held, a stall over 1 s with work waiting, or a wait
-# that got its slot past wait_timeout + 50 ms.  SOAK_KILLS (1000) and
+# crash, a slot left held, a stall over 1 s with work waiting, a wait
+# that got its slot past wait_timeout + 50 ms, or a sample with more busy on
+# the server than the cap in force that no kill explains.  SOAK_KILLS (1000) and
 # SOAK_SEED (17) change the run.
 set -euo pipefail
 . "$(dirname "$0")/../integration/lib.sh"
@@ -25,6 +26,8 @@ chk "crashes" '.crashes | length == 0'
 chk "slots or records left after" '.left_after == {"active": 0, "waiting": 0, "processes": 0, "connections": 0}'
 chk "a stall over 1 s with work waiting" '.analysis.stall_max <= 1.0'
 chk "a wait that got its slot past wait_timeout + 50 ms" '.analysis.wait_ok_over_timeout == 0'
+chk "more busy on the server than the cap in force, and no killed client's statement among them" \
+	'.analysis.samples_over_cap_in_force == .analysis.over_cap_blamed_on_kills'
 [ -n "${SOAK_KEEP:-}" ] && cp -r "$T" "$SOAK_KEEP"
 [ "$ok" = 1 ] && echo "soak: passed"
 [ "$ok" = 1 ]
