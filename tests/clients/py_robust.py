@@ -9,7 +9,7 @@ Connection parameters come from the PG* environment.  Usage:
     py_robust.py monitor --prefix P --out FILE --stop-file F [--interval I]
     py_robust.py analyze --logs GLOB --samples FILE --timeout SECONDS
     py_robust.py dead-backend --app NAME --mode async|sync
-    py_robust.py lost-holder --app NAME
+    py_robust.py lost-holder --app NAME [--looper]
     py_robust.py close-in-xact --app NAME [--tables N]
     py_robust.py thread-exit --app NAME --orphans N
     py_robust.py fork --app NAME
@@ -51,6 +51,8 @@ dead-backend: prints BACKEND <pid> of connection A, then (async mode)
 
 lost-holder: thread A opens a transaction (psycopg2's implicit BEGIN) and
   prints HELD <backend pid>, then sits in its own code (no libpq call).
+  With --looper, thread C runs `select 1` every 50 ms on its own
+  connection until that first line.
   After a line on stdin (the test has ended that backend) thread B runs
   one statement on a new connection: prints RESULT {json} (ok, srv_start:
   the server's statement_timestamp(), t_req, elapsed; or the error).
@@ -437,7 +439,21 @@ def lost_holder(args):
 
     ta = threading.Thread(target=holder)
     ta.start()
+    stop = threading.Event()
+
+    def looper():                                  # statements of its own, now and then
+        c = psycopg2.connect("", application_name=args.app + "_c")
+        c.autocommit = True
+        while not stop.wait(0.05):
+            c.cursor().execute("select 1")
+        c.close()
+    tc = threading.Thread(target=looper)
+    if args.looper:
+        tc.start()
     sys.stdin.readline()                           # A's backend is gone
+    stop.set()
+    if args.looper:
+        tc.join()
     r = {}
 
     def runner():
@@ -692,6 +708,7 @@ def main():
     p.add_argument("--mode", choices=("async", "sync"), required=True)
     p = sub.add_parser("lost-holder")
     p.add_argument("--app", required=True)
+    p.add_argument("--looper", action="store_true")
     p = sub.add_parser("close-in-xact")
     p.add_argument("--app", required=True)
     p.add_argument("--tables", type=int, default=200)

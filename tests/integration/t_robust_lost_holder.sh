@@ -11,8 +11,12 @@
 #  - stat shows no slot held once B is done, while A's connection is still
 #    open; then A uses it and gets libpq's error (not a pqshim one), and
 #    nothing is left held or recorded.
+#  - nobody waits (max_active = 2): thread C runs a statement every 50 ms
+#    beside A; once A's backend is gone, stat shows A's connection holding no
+#    slot within 5 s (the tick C's statements run looks).
 #  Before the change, A kept its slot until A itself called again: B waited
-#  its 10 s and failed with 53300.
+#  its 10 s and failed with 53300, and in the second part A held its slot
+#  for as long as it slept.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -57,3 +61,32 @@ exec {FD}>&-
 wait $P || fail "client exit status: $(cat "$T/err")"
 assert_eq "$(jqp "$POL" '[.cap.active, (.connections | length)] | map(tostring) | join(" ")')" "0 0" \
 	"nothing held or recorded after"
+
+# --- nobody waits: the tick of another thread's statements notices -----------
+APP2=t_robust_lost2
+POL2=$(policy_new lost2 "[cap]
+max_active = 2
+wait_timeout = 10s
+")
+mkfifo "$T/in2"
+"$PQSHIM" run -p "$POL2" -- "$PY" "$ROB" lost-holder --app "$APP2" --looper \
+	<"$T/in2" >"$T/out2" 2>"$T/err2" &
+P=$!
+bg_track $P
+exec {FD}>"$T/in2"
+wait_until 10 grep -q '^HELD' "$T/out2" || fail "A never held its slot: $(cat "$T/err2")"
+B=$(sed -n 's/^HELD //p' "$T/out2")
+a_slot() { jqp "$POL2" "[.connections[] | select(.application_name == \"${APP2}_a\") | .slot] | join(\",\")"; }
+assert_eq "$(a_slot)" held "stat: A holds a slot (thread C runs statements beside it)"
+assert_eq "$(sql_primary "select pg_terminate_backend($B)")" t "backend $B ended"
+wait_until 10 gone || fail "backend $B still listed by the server"
+t0=$EPOCHREALTIME
+a_free() { [ "$(a_slot)" = none ]; }
+wait_until 5 a_free || fail "A's lost connection still holds its slot 5 s on (nobody waits; C's statements tick)"
+note "A's slot back $(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }') s after its backend was gone, without a waiter"
+echo go >&"$FD"
+wait_until 15 grep -q '^RESULT' "$T/out2" || fail "part 2: B's statement: $(cat "$T/err2")"
+echo wake >&"$FD"
+wait_until 10 grep -q '^A_AFTER' "$T/out2" || fail "part 2: A never used its connection again: $(cat "$T/err2")"
+exec {FD}>&-
+wait $P || fail "part 2: client exit status: $(cat "$T/err2")"
