@@ -26,14 +26,21 @@ POL=$(policy_new lost "[cap]
 max_active = 1
 wait_timeout = 10s
 ")
-mkfifo "$T/in"
-"$PQSHIM" run -p "$POL" -- "$PY" "$ROB" lost-holder --app "$APP" \
-	<"$T/in" >"$T/out" 2>"$T/err" &
-P=$!
-bg_track $P
-exec {FD}>"$T/in"
-wait_until 10 grep -q '^HELD' "$T/out" || fail "A never held its slot: $(cat "$T/err")"
-B=$(sed -n 's/^HELD //p' "$T/out")
+# start POLICY APP SUFFIX [ARGS...]: the client on $T/in$SUFFIX (fd FD),
+# its output in $T/out$SUFFIX; P its pid, B A's backend once it holds.
+start() {
+	local pol=$1 app=$2 n=$3
+	shift 3
+	mkfifo "$T/in$n"
+	"$PQSHIM" run -p "$pol" -- "$PY" "$ROB" lost-holder --app "$app" "$@" \
+		<"$T/in$n" >"$T/out$n" 2>"$T/err$n" &
+	P=$!
+	bg_track $P
+	exec {FD}>"$T/in$n"
+	wait_until 10 grep -q '^HELD' "$T/out$n" || fail "A never held its slot: $(cat "$T/err$n")"
+	B=$(sed -n 's/^HELD //p' "$T/out$n")
+}
+start "$POL" "$APP" ""
 assert_eq "$(jqp "$POL" .cap.active)" 1 "stat: A holds the slot"
 assert_eq "$(server_activity "${APP}_a" state)" "idle in transaction" "the server: A idle in a transaction"
 assert_eq "$(sql_primary "select pg_terminate_backend($B)")" t "backend $B ended"
@@ -68,14 +75,7 @@ POL2=$(policy_new lost2 "[cap]
 max_active = 2
 wait_timeout = 10s
 ")
-mkfifo "$T/in2"
-"$PQSHIM" run -p "$POL2" -- "$PY" "$ROB" lost-holder --app "$APP2" --looper \
-	<"$T/in2" >"$T/out2" 2>"$T/err2" &
-P=$!
-bg_track $P
-exec {FD}>"$T/in2"
-wait_until 10 grep -q '^HELD' "$T/out2" || fail "A never held its slot: $(cat "$T/err2")"
-B=$(sed -n 's/^HELD //p' "$T/out2")
+start "$POL2" "$APP2" 2 --looper
 a_slot() { jqp "$POL2" "[.connections[] | select(.application_name == \"${APP2}_a\") | .slot] | join(\",\")"; }
 assert_eq "$(a_slot)" held "stat: A holds a slot (thread C runs statements beside it)"
 assert_eq "$(sql_primary "select pg_terminate_backend($B)")" t "backend $B ended"
