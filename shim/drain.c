@@ -19,10 +19,16 @@
 #include "readonly.h"
 #include "shim.h"
 
+#include <errno.h>
+#include <link.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/single_threaded.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <ucontext.h>
 
 #define DRAIN_GRACE_MS  1000      /* let busy programs move by themselves first */
 
@@ -150,4 +156,138 @@ void drain_step(void)
 	if (col.n == 0 && !col.terminate_in_transaction
 	    && mono_ms() - switched >= g.pol.drain_timeout_ms)
 		switched = 0;        /* nothing left to do for this switch */
+}
+
+/* ---- draining by signal, in a process without a ticker ----------------- */
+
+struct text_range { uintptr_t lo, hi; };
+static struct text_range texts[2];      /* the shim's and libpq's code */
+static struct sigaction previous;       /* SIGURG's handler before ours */
+static int installed;
+static unsigned signal_drained;         /* connections ended by the handler (atomic) */
+
+static int find_text(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	(void)size;
+	struct text_range *r = arg;
+	uintptr_t want = r->lo;
+	for (int i = 0; i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+		uintptr_t lo = info->dlpi_addr + ph->p_vaddr, hi = lo + ph->p_memsz;
+		if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X) && want >= lo && want < hi) {
+			r->lo = lo;
+			r->hi = hi;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+static void text_of(const void *fn, struct text_range *r)
+{
+	r->lo = (uintptr_t)fn;
+	r->hi = 0;
+	if (!dl_iterate_phdr(find_text, r))
+		r->lo = r->hi = 0;
+}
+
+/* Was the interrupted instruction in the shim's or libpq's code (or can
+ * we not tell)? */
+static int interrupted_inside(const void *uc)
+{
+	const ucontext_t *u = uc;
+#if defined(__x86_64__)
+	uintptr_t pc = (uintptr_t)u->uc_mcontext.gregs[REG_RIP];
+#elif defined(__aarch64__)
+	uintptr_t pc = (uintptr_t)u->uc_mcontext.pc;
+#else
+	(void)u;
+	return 1;
+#endif
+	for (int i = 0; i < 2; i++)
+		if (pc >= texts[i].lo && pc < texts[i].hi)
+			return 1;
+	return 0;
+}
+
+struct signal_drain { uint32_t forbidden; int in_transaction_too; int n; };
+
+/* Only async-signal-safe calls: libpq's PQsocket/PQstatus read fields. */
+static void shut_one(void *value, void *arg)
+{
+	struct conn *c = value;
+	struct signal_drain *d = arg;
+	struct seg_conn *r = c->rec;
+	uint32_t st = __atomic_load_n(&r->cstate, __ATOMIC_RELAXED);
+	if (!c->routed || r->target != d->forbidden || r->status != CST_OK || !r->backend_pid
+	    || (st != CS_IDLE && !(d->in_transaction_too && st == CS_IN_TRANSACTION))
+	    || real.PQstatus(c->pg) != CONNECTION_OK)
+		return;
+	int sock = real.PQsocket(c->pg);
+	if (sock < 0 || shutdown(sock, SHUT_RDWR) != 0)
+		return;
+	r->backend_pid = 0;
+	r->status = CST_BAD;
+	d->n++;
+}
+
+static void on_drain_signal(int sig, siginfo_t *si, void *uc)
+{
+	if (si->si_code != SI_QUEUE || si->si_value.sival_int != DRAIN_SIGNAL_MAGIC) {
+		/* not the drainer's: whoever had SIGURG before us */
+		if ((previous.sa_flags & SA_SIGINFO) && previous.sa_sigaction)
+			previous.sa_sigaction(sig, si, uc);
+		else if (previous.sa_handler != SIG_DFL && previous.sa_handler != SIG_IGN)
+			previous.sa_handler(sig);
+		return;
+	}
+	int saved = errno;
+	struct seg_header *h = g.seg.hdr;
+	/* A thread of the process, the shim's, or the process's own next
+	 * call must do it: a tick as soon as it can. */
+	__atomic_store_n(&hot.next_tick, 0, __ATOMIC_RELAXED);
+	if (!h || g.pid != getpid() || !__libc_single_threaded || t.depth || interrupted_inside(uc)
+	    || pthread_mutex_trylock(&g.lock) != 0) {
+		errno = saved;
+		return;
+	}
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	uint64_t now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	uint64_t since = __atomic_load_n(&h->switch_ns, __ATOMIC_ACQUIRE);
+	struct signal_drain d = {
+		__atomic_load_n(&h->read_only, __ATOMIC_ACQUIRE) ? TGT_PRIMARY : TGT_REPLICA,
+		g.pol.in_transaction == INTX_TERMINATE && since && now - since >= g.pol.drain_timeout_ms * 1000000u,
+		0 };
+	connmap_each(&g.map, shut_one, &d);
+	pthread_mutex_unlock(&g.lock);
+	if (d.n) {
+		__atomic_fetch_add(&signal_drained, (unsigned)d.n, __ATOMIC_RELAXED);
+		map_epoch_bump();    /* the next statement takes the whole path, and moves */
+	}
+	errno = saved;
+}
+
+void drain_signal_install(void)
+{
+	if (__atomic_exchange_n(&installed, 1, __ATOMIC_ACQ_REL))
+		return;
+	text_of((const void *)drain_signal_install, &texts[0]);
+	text_of((const void *)real.PQstatus, &texts[1]);
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_sigaction = on_drain_signal;
+	sa.sa_flags = SA_SIGINFO | SA_RESTART;
+	sigfillset(&sa.sa_mask);
+	if (sigaction(SIGURG, &sa, &previous) != 0)
+		shim_log(LOG_WARNING, "could not catch SIGURG: idle connections of this process "
+		         "will move at their next use only");
+}
+
+void drain_signal_report(void)
+{
+	unsigned n = __atomic_exchange_n(&signal_drained, 0, __ATOMIC_RELAXED);
+	if (n)
+		shim_log(LOG_INFO, "ended %u idle connection%s on the forbidden target (asked by the "
+		         "segment's drainer)", n, n == 1 ? "" : "s");
 }

@@ -13,4 +13,15 @@ void drain_begin(void);
  * still on the forbidden target. */
 void drain_step(void);
 
+/* The drainer's signal (drainer.c): SIGURG, sigqueue'd with this value. */
+#define DRAIN_SIGNAL_MAGIC 0x70717368   /* "pqsh" */
+
+/* In a process without a ticker: catch the drainer's signal, once (the
+ * handler ends this process's idle connections on the forbidden target,
+ * drain.c). */
+void drain_signal_install(void);
+
+/* Log what the handler did since the last call (from a tick). */
+void drain_signal_report(void);
+
 #endif

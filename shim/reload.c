@@ -14,10 +14,14 @@
  *
  * With routing, a thread of the shim's, the ticker, ticks four times a
  * second even in a process that sends nothing (a switch is noticed by
- * idle programs too) and then drains (drain.c).
+ * idle programs too) and then drains (drain.c) -- in a process that runs
+ * threads of its own already.  A single-threaded one stays so: the
+ * segment's drainer process ticks and drains for it (drainer.c), and its
+ * own ticks (at its calls) start the ticker should it start threads later.
  */
 #include "reload.h"
 #include "drain.h"
+#include "drainer.h"
 #include "log.h"
 #include "readonly.h"
 #include "record.h"
@@ -28,6 +32,7 @@
 #include "startup.h"
 
 #include <string.h>
+#include <sys/single_threaded.h>
 #include <time.h>
 #include <unistd.h>
 #include <sys/stat.h>
@@ -135,6 +140,9 @@ void shim_tick(void)
 	if (g.pid == getpid()) {
 		segwatch_check();   /* truncated or replaced under us? */
 		slots_check_lost(); /* slots of sessions the server ended */
+		drain_signal_report();
+		if (route_enabled() && !ticker_running())
+			ticker_start();  /* threads started since, or the drainer gone */
 	}
 	__atomic_store_n(&ticking, 0, __ATOMIC_RELEASE);
 }
@@ -165,6 +173,14 @@ static void *ticker_main(void *arg)
 
 void ticker_start(void)
 {
+	if (drainer_self())
+		return;
+	if (__libc_single_threaded) {
+		/* No thread of its own: none of ours either (drainer.c). */
+		drain_signal_install();
+		drainer_ensure();
+		return;
+	}
 	/* The thread must not count as one of the program's. */
 	if (shim_thread_start(&ticker, ticker_main) != 0)
 		shim_log(LOG_WARNING, "could not start the drainer thread: idle connections "

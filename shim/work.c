@@ -145,6 +145,10 @@ enum verdict work_begin(PGconn *pg, struct conn **cp, int may_defer)
 				return v;
 		}
 	}
+	/* A tick due first (the drain signal asks for one, drain.c: the switch
+	 * is seen before the connection it ended is used). */
+	if (unlikely(clock_ticks() >= __atomic_load_n(&hot.next_tick, __ATOMIC_RELAXED)))
+		shim_tick();
 	/* The policy switched since this connection last looked: move it? */
 	if (unlikely(c->ro_gen != readonly_gen()) && work_follow_switch(c) != WORK_GO)
 		return WORK_CLOSED;

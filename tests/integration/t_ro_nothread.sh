@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# t_ro_nothread.sh - a single-threaded program under a read-only policy
+# stays single-threaded (no ticker thread: /proc/PID/status "Threads: 1"
+# while connected, before and after a switch), yet its idle connection
+# leaves the old target within drain_timeout of the flag appearing while it
+# sends nothing (the segment's drainer process notices and wakes it), and
+# its next statement runs on the replica without an error. kill -9 of the
+# drainer: the program's next call starts another, and the way back (the
+# flag removed) drains the replica the same way.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+FLAG=$T/read-only.flag
+POL=$(ro_policy nothread "$T/shim.log" "drain_timeout = 5s")
+APP=t_ro_nothread
+
+threads() { awk '/^Threads:/ { print $2 }' "/proc/$1/status"; }
+tasks() { find "/proc/$1/task" -mindepth 1 -maxdepth 1 | wc -l; }
+drainers() { pgrep -x pqshim-drainer | tr '\n' ' '; }
+on() { [ "$(server_backends "$APP" "${2:-}")" = "$1" ]; }
+
+PGAPPNAME=$APP psql_hold h "$POL"
+psql_feed h "select 1;"
+pid=${HELD_PID[h]}
+assert_eq "$(server_backends "$APP")" 1 "connected to the primary"
+assert_eq "$(threads "$pid")" 1 "psql connected under a read-only policy: Threads"
+assert_eq "$(tasks "$pid")" 1 "psql's tasks"
+wait_until 5 sh -c "pgrep -x pqshim-drainer >/dev/null" || fail "no drainer process"
+note "drainer: $(drainers)"
+
+# --- read-only on, psql sending nothing --------------------------------------
+touch "$FLAG"
+start=$(date +%s.%N)
+wait_until 8 on 0 || fail "the idle connection stayed on the primary: $(server_activity "$APP" "pid, state") (log: $(cat "$T/shim.log"))"
+took=$(awk -v a="$(date +%s.%N)" -v b="$start" 'BEGIN { printf "%.2f", a - b }')
+note "the primary had none of psql's connections ${took}s after the flag"
+assert_le "$took" 5 "drained within drain_timeout (5 s)"
+assert_eq "$(threads "$pid")" 1 "still one thread after the drain"
+psql_feed h "select pg_is_in_recovery();"
+assert_eq "$(tail -n 1 "$T/h.out")" t "psql's next statement ran on the replica"
+assert_eq "$(cat "$T/h.err")" "" "psql saw no error"
+assert_eq "$(server_backends "$APP" replica)" 1 "on the replica"
+# logged at the program's next call (the handler writes nothing)
+grep -q "ended 1 idle connection" "$T/shim.log" || fail "the drain is not logged: $(cat "$T/shim.log")"
+
+# --- kill -9 of the drainer, then back ----------------------------------------
+d=$(drainers)
+[ -n "$d" ] || fail "no drainer"
+# shellcheck disable=SC2086
+kill -9 $d
+gone() { [ -z "$(drainers)" ]; }
+wait_until 5 gone || fail "drainer not gone"
+sleep 0.6                      # a tick is due at psql's next call
+psql_feed h "select 2;"
+wait_until 5 sh -c "pgrep -x pqshim-drainer >/dev/null" || fail "no new drainer after psql's call"
+note "new drainer: $(drainers)"
+rm -f "$FLAG"
+start=$(date +%s.%N)
+wait_until 8 on 0 replica || fail "the idle connection stayed on the replica: $(server_activity "$APP" "pid, state" replica)"
+took=$(awk -v a="$(date +%s.%N)" -v b="$start" 'BEGIN { printf "%.2f", a - b }')
+note "the replica had none of psql's connections ${took}s after the flag went"
+assert_le "$took" 5 "drained back within drain_timeout"
+psql_feed h "select pg_is_in_recovery();"
+assert_eq "$(tail -n 1 "$T/h.out")" f "back on the primary"
+assert_eq "$(cat "$T/h.err")" "" "still no error"
+assert_eq "$(threads "$pid")" 1 "one thread to the end"
+held_end h 0
