@@ -212,7 +212,9 @@ static int interrupted_inside(const void *uc)
 
 struct signal_drain { uint32_t forbidden; int in_transaction_too; int n; };
 
-/* Only async-signal-safe calls: libpq's PQsocket/PQstatus read fields. */
+/* Only async-signal-safe calls: libpq's PQsocket/PQstatus read fields.
+ * (readonly_update's log line uses vsnprintf into a buffer on the stack,
+ * with plain %s and %d: no lock, no allocation.) */
 static void shut_one(void *value, void *arg)
 {
 	struct conn *c = value;
@@ -251,10 +253,19 @@ static void on_drain_signal(int sig, siginfo_t *si, void *uc)
 		errno = saved;
 		return;
 	}
+	/* The switch, seen and logged by this process as its own tick would
+	 * (not with syslog: syslog() takes a lock). */
+	if (strcmp(g.pol.log, "syslog") != 0)
+		readonly_update();
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	uint64_t now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 	uint64_t since = __atomic_load_n(&h->switch_ns, __ATOMIC_ACQUIRE);
+	if (!since || now < since || now - since < DRAIN_GRACE_MS * 1000000ull) {
+		pthread_mutex_unlock(&g.lock);
+		errno = saved;
+		return;              /* too early to end anything */
+	}
 	struct signal_drain d = {
 		__atomic_load_n(&h->read_only, __ATOMIC_ACQUIRE) ? TGT_PRIMARY : TGT_REPLICA,
 		g.pol.in_transaction == INTX_TERMINATE && since && now - since >= g.pol.drain_timeout_ms * 1000000u,

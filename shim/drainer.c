@@ -10,9 +10,12 @@
  *  - every quarter of a second it ticks (reload.c: the policy file, the
  *    flag file), so the segment's read_only and switch_ns follow a switch
  *    even when every program is idle;
- *  - from a second after a switch until drain_timeout (and 5 s more), it
- *    reads the segment's records, and each live process with a connection
- *    idle on the forbidden target (inside a transaction too, after
+ *  - during the first second of a switch, every live process with a routed
+ *    connection gets the drain signal, and notices the switch in its
+ *    handler (drain.c), so that its next statement moves;
+ *  - from then until drain_timeout (and 5 s more), it reads the segment's
+ *    records, and each live process with a connection idle on the
+ *    forbidden target (inside a transaction too, after
  *    drain_timeout, with in_transaction = terminate) gets the drain signal
  *    (drain.c: the process shuts those sockets down itself: no credentials
  *    or descriptors of the program leave it).
@@ -101,7 +104,9 @@ static void wake_the_idle(void)
 	if (!since || now < since)
 		return;
 	uint64_t age_ms = (now - since) / 1000000u;
-	if (age_ms < DRAINER_GRACE_MS || age_ms > g.pol.drain_timeout_ms + 5000)
+	/* the first second: everyone with a routed connection, to notice */
+	int notice = age_ms < DRAINER_GRACE_MS;
+	if (age_ms > g.pol.drain_timeout_ms + 5000)
 		return;
 	uint32_t forbidden = __atomic_load_n(&h->read_only, __ATOMIC_ACQUIRE) ? TGT_PRIMARY : TGT_REPLICA;
 	int intx = g.pol.in_transaction == INTX_TERMINATE && age_ms >= g.pol.drain_timeout_ms;
@@ -110,9 +115,11 @@ static void wake_the_idle(void)
 	for (uint32_t i = 0; i < g.seg.max_conns && n < 64; i++) {
 		struct seg_conn *r = &g.seg.conns[i];
 		uint32_t st = __atomic_load_n(&r->cstate, __ATOMIC_RELAXED);
-		if (__atomic_load_n(&r->state, __ATOMIC_ACQUIRE) != SLOT_LIVE || r->target != forbidden
-		    || r->status != CST_OK || !r->backend_pid || r->proc >= g.seg.max_procs
-		    || (st != CS_IDLE && !(intx && st == CS_IN_TRANSACTION)))
+		if (__atomic_load_n(&r->state, __ATOMIC_ACQUIRE) != SLOT_LIVE || r->proc >= g.seg.max_procs)
+			continue;
+		if (notice ? r->target == TGT_DIRECT
+		           : r->target != forbidden || r->status != CST_OK || !r->backend_pid
+		             || (st != CS_IDLE && !(intx && st == CS_IN_TRANSACTION)))
 			continue;
 		pid_t pid = r->pid;
 		int seen = 0;
@@ -158,6 +165,7 @@ static void __attribute__((noreturn)) drainer_main(void)
 	g.pid = getpid();
 	g.proc_idx = -1;
 	g.proc = &g.proc_local;
+	readonly_quiet();
 	/* The election. */
 	int fd = open(g.seg.path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	int won = 0;

@@ -12,6 +12,12 @@
 
 static int read_only;        /* in force now (atomic) */
 static unsigned ro_gen;      /* bumped at every switch (atomic) */
+static int quiet;            /* the drainer's: "read-only on" lines are the programs' */
+
+void readonly_quiet(void)
+{
+	quiet = 1;
+}
 
 int readonly_on(void)
 {
@@ -37,8 +43,8 @@ void readonly_update(void)
 	__atomic_fetch_add(&ro_gen, 1, __ATOMIC_RELEASE);
 	/* every thread's fast connection must look again (work_begin) */
 	map_epoch_bump();
-	shim_log(LOG_INFO, "read-only %s (%s)", ro ? "on" : "off",
-	         g.pol.ro_enabled ? "[read_only] enabled" : g.pol.flag_file);
+	shim_log(LOG_INFO, "%s %s (%s)", quiet ? "the drainer sees a switch: read-only now" : "read-only",
+	         ro ? "on" : "off", g.pol.ro_enabled ? "[read_only] enabled" : g.pol.flag_file);
 	struct seg_header *h = g.seg.hdr;
 	if (h && __atomic_exchange_n(&h->read_only, (uint32_t)ro, __ATOMIC_ACQ_REL) != (uint32_t)ro) {
 		/* the first process to notice times the switch */

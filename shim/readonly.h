@@ -15,4 +15,8 @@ int readonly_on(void);
 /* The generation: bumped at every switch. */
 unsigned readonly_gen(void);
 
+/* The segment's drainer (drainer.c) logs switches in words of its own:
+ * "read-only on" lines are each program's own noticing. */
+void readonly_quiet(void);
+
 #endif
