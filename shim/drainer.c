@@ -31,7 +31,8 @@
  * segment's file; processes test it with LOCK_SH|LOCK_NB.  kill -9 of the
  * drainer releases the lock: the next tick or connect of any single-threaded
  * process of the segment starts another (an idle segment has none until
- * then: its idle connections stay where they are meanwhile).  kill -9 of the
+ * then: its idle connections stay where they are meanwhile).  A process
+ * looks at most every 2 s (an open and a flock), not under valgrind.  kill -9 of the
  * process that started it changes nothing: the drainer is not its child.
  * It exits when no live process has been in the segment for 2 s, when the
  * policy no longer routes, or when the segment file goes or is replaced.
@@ -57,11 +58,12 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <valgrind/valgrind.h>
 
 #define DRAINER_PERIOD_MS 250
 #define DRAINER_ALONE_MS 2000     /* no live process this long: exit */
 #define DRAINER_GRACE_MS 1000     /* as drain.c: busy programs move by themselves first */
-#define DRAINER_SPAWN_MS 2000     /* at most one start per process this often */
+#define DRAINER_LOOK_MS 2000      /* a process looks for the drainer at most this often */
 
 static int is_drainer;
 
@@ -224,16 +226,19 @@ void drainer_ensure(void)
 	if (is_drainer || g.disabled || !g.policy_ok || !g.seg.hdr || g.proc_idx < 0
 	    || !route_enabled() || g.pid != getpid())
 		return;
-	uint64_t now = now_ns(CLOCK_MONOTONIC) / 1000000u;
-	if (last && now - last < DRAINER_SPAWN_MS)
+	/* Under valgrind a fork stays under valgrind, and its profile at exit
+	 * would overwrite the program's (callgrind --callgrind-out-file). */
+	if (RUNNING_ON_VALGRIND)
 		return;
+	uint64_t now = now_ns(CLOCK_MONOTONIC) / 1000000u;
+	if (last && now - last < DRAINER_LOOK_MS)
+		return;
+	last = now;
 	int fd = open(g.seg.path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	if (fd < 0)
 		return;
 	int nobody = same_segment(fd) && flock(fd, LOCK_SH | LOCK_NB) == 0;
 	close(fd);
-	if (!nobody)
-		return;
-	last = now;
-	spawn();
+	if (nobody)
+		spawn();
 }

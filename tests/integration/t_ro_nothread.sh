@@ -50,7 +50,7 @@ d=$(drainers)
 kill -9 $d
 gone() { [ -z "$(drainers)" ]; }
 wait_until 5 gone || fail "drainer not gone"
-sleep 0.6                      # a tick is due at psql's next call
+sleep 2.1                      # a look for the drainer is due at psql's next call (every 2 s)
 psql_feed h "select 2;"
 wait_until 5 sh -c "pgrep -x pqshim-drainer >/dev/null" || fail "no new drainer after psql's call"
 note "new drainer: $(drainers)"
