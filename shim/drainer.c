@@ -27,14 +27,16 @@
  * the drainer and exits; the shim reaps it at once.  The drainer closes
  * every descriptor it inherited (but the log file), leaves the working
  * directory, drops the program's signal handlers and forgets its
- * connections.  One per segment: the drainer holds flock(LOCK_EX) on the
- * segment's file; processes test it with LOCK_SH|LOCK_NB.  kill -9 of the
+ * connections.  One per segment and user (a signal reaches the processes
+ * of its own user only): the drainer holds an open-file-description lock
+ * (F_OFD_SETLK, write) on the byte at offset uid of the segment's file;
+ * processes test it with F_OFD_GETLK, taking nothing.  kill -9 of the
  * drainer releases the lock: the next tick or connect of any single-threaded
  * process of the segment starts another (an idle segment has none until
  * then: its idle connections stay where they are meanwhile).  A process
- * looks at most every 2 s (an open and a flock), not under valgrind.  kill -9 of the
+ * looks at most every 2 s (an open and an fcntl), not under valgrind.  kill -9 of the
  * process that started it changes nothing: the drainer is not its child.
- * It exits when no live process has been in the segment for 2 s, when the
+ * It exits when no live process of its user has been in the segment for 2 s, when the
  * policy no longer routes, or when the segment file goes or is replaced.
  */
 #include "drainer.h"
@@ -51,7 +53,6 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -84,12 +85,13 @@ static void sleep_ms(long ms)
 		;
 }
 
-/* Is a process of the segment alive?  Stops at the first one found. */
+/* Is a process of the segment (and of this user) alive?  Stops at the
+ * first one found. */
 static int anyone_left(void)
 {
 	for (uint32_t i = 0; i < g.seg.max_procs; i++) {
 		struct seg_proc *p = &g.seg.procs[i];
-		if (__atomic_load_n(&p->state, __ATOMIC_ACQUIRE) == SLOT_LIVE
+		if (__atomic_load_n(&p->state, __ATOMIC_ACQUIRE) == SLOT_LIVE && p->uid == geteuid()
 		    && procid_alive(p->pid, p->starttime))
 			return 1;
 	}
@@ -128,12 +130,19 @@ static void wake_the_idle(void)
 		for (int k = 0; k < n; k++)
 			seen |= woken[k] == pid;
 		struct seg_proc *p = &g.seg.procs[r->proc];
-		if (seen || p->pid != pid || !procid_alive(pid, p->starttime))
+		if (seen || p->pid != pid || p->uid != geteuid() || !procid_alive(pid, p->starttime))
 			continue;
 		woken[n++] = pid;
 		union sigval v = { .sival_int = DRAIN_SIGNAL_MAGIC };
 		sigqueue(pid, SIGURG, v);
 	}
+}
+
+/* The election's lock: the byte at offset uid of the segment's file. */
+static struct flock user_lock(short type)
+{
+	struct flock l = { .l_type = type, .l_whence = SEEK_SET, .l_start = (off_t)geteuid(), .l_len = 1 };
+	return l;
 }
 
 /* The segment file we mapped, still there, is the one fd opens. */
@@ -169,12 +178,10 @@ static void __attribute__((noreturn)) drainer_main(void)
 	g.proc = &g.proc_local;
 	readonly_quiet();
 	/* The election. */
-	int fd = open(g.seg.path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-	int won = 0;
-	for (int i = 0; fd >= 0 && i < 20 && !(won = flock(fd, LOCK_EX | LOCK_NB) == 0); i++)
-		sleep_ms(10);        /* a process looking holds LOCK_SH a moment */
-	if (!won || !same_segment(fd))
-		_exit(0);
+	int fd = open(g.seg.path, O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);   /* a write lock */
+	struct flock mine = user_lock(F_WRLCK);
+	if (fd < 0 || fcntl(fd, F_OFD_SETLK, &mine) != 0 || !same_segment(fd))
+		_exit(0);            /* another drainer runs */
 	shim_log(LOG_INFO, "drainer started for segment %s", g.seg.name);
 	uint64_t alone = 0;
 	for (;;) {
@@ -226,10 +233,6 @@ void drainer_ensure(void)
 	if (is_drainer || g.disabled || !g.policy_ok || !g.seg.hdr || g.proc_idx < 0
 	    || !route_enabled() || g.pid != getpid())
 		return;
-	/* Under valgrind a fork stays under valgrind, and its profile at exit
-	 * would overwrite the program's (callgrind --callgrind-out-file). */
-	if (RUNNING_ON_VALGRIND)
-		return;
 	uint64_t now = now_ns(CLOCK_MONOTONIC) / 1000000u;
 	if (last && now - last < DRAINER_LOOK_MS)
 		return;
@@ -237,8 +240,11 @@ void drainer_ensure(void)
 	int fd = open(g.seg.path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	if (fd < 0)
 		return;
-	int nobody = same_segment(fd) && flock(fd, LOCK_SH | LOCK_NB) == 0;
+	struct flock probe = user_lock(F_WRLCK);
+	int nobody = same_segment(fd) && fcntl(fd, F_OFD_GETLK, &probe) == 0 && probe.l_type == F_UNLCK;
 	close(fd);
-	if (nobody)
+	/* Under valgrind a fork stays under valgrind, and its profile at exit
+	 * would overwrite the program's (callgrind --callgrind-out-file). */
+	if (nobody && !RUNNING_ON_VALGRIND)
 		spawn();
 }

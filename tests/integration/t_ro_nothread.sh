@@ -16,7 +16,14 @@ APP=t_ro_nothread
 
 threads() { awk '/^Threads:/ { print $2 }' "/proc/$1/status"; }
 tasks() { find "/proc/$1/task" -mindepth 1 -maxdepth 1 | wc -l; }
-drainers() { pgrep -x pqshim-drainer | tr '\n' ' '; }
+SEG=/dev/shm/pqshim.$(id -u).$(sed -n 's/^segment = //p' "$POL")
+# the drainers of this test's segment (those of earlier tests may still be leaving)
+drainers() {
+	local d
+	for d in $(pgrep -x pqshim-drainer); do
+		find "/proc/$d/fd" -mindepth 1 -printf '%l\n' 2>/dev/null | grep -qx "$SEG" && echo "$d"
+	done | tr '\n' ' '
+}
 on() { [ "$(server_backends "$APP" "${2:-}")" = "$1" ]; }
 
 PGAPPNAME=$APP psql_hold h "$POL"
@@ -25,8 +32,21 @@ pid=${HELD_PID[h]}
 assert_eq "$(server_backends "$APP")" 1 "connected to the primary"
 assert_eq "$(threads "$pid")" 1 "psql connected under a read-only policy: Threads"
 assert_eq "$(tasks "$pid")" 1 "psql's tasks"
-wait_until 5 sh -c "pgrep -x pqshim-drainer >/dev/null" || fail "no drainer process"
+some() { [ -n "$(drainers)" ]; }
+wait_until 5 some || fail "no drainer process"
 note "drainer: $(drainers)"
+# a second program of the segment: still one drainer, a child of neither
+PGAPPNAME=${APP}_2 psql_hold h2 "$POL"
+psql_feed h2 "select 1;"
+sleep 0.5
+d=$(drainers)
+assert_eq "$(wc -w <<<"$d")" 1 "one drainer for the segment ($d)"
+ppid=$(awk '{ print $4 }' "/proc/${d% }/stat")
+[ "$ppid" != "$pid" ] && [ "$ppid" != "${HELD_PID[h2]}" ] || fail "the drainer is a child of a program (ppid $ppid)"
+# it holds none of the programs' files: /dev/null, the log, the segment
+held=$(find "/proc/${d% }/fd" -mindepth 1 -printf '%l\n' | grep -v -x -e /dev/null -e "$T/shim.log" -e "$SEG" || true)
+assert_eq "$held" "" "descriptors the drainer holds besides /dev/null, the log and the segment"
+held_end h2 0
 
 # --- read-only on, psql sending nothing --------------------------------------
 touch "$FLAG"
@@ -52,7 +72,7 @@ gone() { [ -z "$(drainers)" ]; }
 wait_until 5 gone || fail "drainer not gone"
 sleep 2.1                      # a look for the drainer is due at psql's next call (every 2 s)
 psql_feed h "select 2;"
-wait_until 5 sh -c "pgrep -x pqshim-drainer >/dev/null" || fail "no new drainer after psql's call"
+wait_until 5 some || fail "no new drainer after psql's call"
 note "new drainer: $(drainers)"
 rm -f "$FLAG"
 start=$(date +%s.%N)
@@ -65,3 +85,5 @@ assert_eq "$(tail -n 1 "$T/h.out")" f "back on the primary"
 assert_eq "$(cat "$T/h.err")" "" "still no error"
 assert_eq "$(threads "$pid")" 1 "one thread to the end"
 held_end h 0
+# the last program gone, the drainer leaves (2 s later)
+wait_until 6 gone || fail "the drainer stayed: $(drainers)"
