@@ -23,7 +23,8 @@
 #
 # Usage: overhead.sh [N] [MODE] [ROUNDS] [CLIENTS] with PG* pointing at a database
 # initialised with `pgbench -i`.  Contenders: NAME=POLICY pairs in
-# $OVERHEAD_CONTENDERS (default "tracking-only=" : the shim with no policy).
+# $OVERHEAD_CONTENDERS (default "tracking-only=" : the shim with no policy;
+# NAME=POLICY@LIB runs another build's libpqshim.so).
 # Prints a Markdown table; progress goes to stderr.
 set -euo pipefail
 N=${1:-2000}
@@ -65,7 +66,9 @@ one() {
 
 names=(direct) envs=("PQSHIM_BENCH=direct")
 for pair in ${OVERHEAD_CONTENDERS:-tracking-only=}; do
-	names+=("${pair%%=*}") envs+=("LD_PRELOAD=$lib PQSHIM_POLICY=${pair#*=}")
+	v=${pair#*=} l=${pair##*@}   # NAME=POLICY[@LIB]: another build's library
+	[ "$l" = "$pair" ] && l=$lib
+	names+=("${pair%%=*}") envs+=("LD_PRELOAD=$l PQSHIM_POLICY=${v%@*}")
 done
 # $out/c<i>: one line per round, "total shim status"
 for ((r = 1; r <= ROUNDS; r++)); do

@@ -8,6 +8,7 @@
 # drainer: the program's next call starts another, and the way back (the
 # flag removed) drains the replica the same way.
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
 FLAG=$T/read-only.flag
@@ -42,7 +43,9 @@ sleep 0.5
 d=$(drainers)
 assert_eq "$(wc -w <<<"$d")" 1 "one drainer for the segment ($d)"
 ppid=$(awk '{ print $4 }' "/proc/${d% }/stat")
-[ "$ppid" != "$pid" ] && [ "$ppid" != "${HELD_PID[h2]}" ] || fail "the drainer is a child of a program (ppid $ppid)"
+if [ "$ppid" = "$pid" ] || [ "$ppid" = "${HELD_PID[h2]}" ]; then
+	fail "the drainer is a child of a program (ppid $ppid)"
+fi
 # it holds none of the programs' files: /dev/null, the log, the segment
 held=$(find "/proc/${d% }/fd" -mindepth 1 -printf '%l\n' | grep -v -x -e /dev/null -e "$T/shim.log" -e "$SEG" || true)
 assert_eq "$held" "" "descriptors the drainer holds besides /dev/null, the log and the segment"
