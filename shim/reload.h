@@ -2,7 +2,8 @@
  * reload.h - the tick (reload.c): about twice a second one thread of the
  * process looks at the policy file (and reloads it when it changed) and at
  * read-only's flag file; with routing, a ticker thread of the shim's ticks
- * even when the program sends nothing, and drains.
+ * even when the program sends nothing, and drains (in a threaded program;
+ * for a single-threaded one the segment's drainer does, drainer.c).
  */
 #ifndef PQSHIM_RELOAD_H
 #define PQSHIM_RELOAD_H
@@ -13,7 +14,9 @@ void shim_tick(void);
 /* Remember the policy file as it was read, and when to look next. */
 void reload_note_file(void);
 
-/* Start the ticker thread, once (routing is on). */
+/* Routing is on: start the ticker thread, once, in a process that runs
+ * threads of its own; in a single-threaded one, catch the drainer's signal
+ * and see that the segment's drainer runs (drainer.c) instead. */
 void ticker_start(void);
 /* Is it running? */
 int ticker_running(void);
