@@ -309,6 +309,12 @@ static enum cap_result wait_slice(struct cap_wait *wt)
 		}
 		uint64_t until = wt->deadline < wt->next_look ? wt->deadline : wt->next_look;
 		futex_wait(&me->futex, seen, until - now);
+		/* Closed under us (scope = cluster: the coordinator lost): the
+		 * caller decides whether to go on waiting (cap_set_closed). */
+		if (__atomic_load_n(&me->futex, __ATOMIC_ACQUIRE) != seen
+		    && waiter_state(me) == WAITER_QUEUED
+		    && (__atomic_load_n(&wt->s->word, __ATOMIC_ACQUIRE) & SEM_CLOSED))
+			return CAP_WAITING;
 	}
 }
 
@@ -393,10 +399,16 @@ void cap_set_closed(struct segment *seg, struct seg_cap *cap, int sem, int close
 		return;
 	/* Under the lock: no slow-path grant is between its check and its add;
 	 * the fast path's CAS fails on the changed word. */
-	if (closed)
+	if (closed) {
 		__atomic_fetch_or(&s->word, SEM_CLOSED, __ATOMIC_SEQ_CST);
-	else
+		/* Every waiter looks at once (it may have to give up now). */
+		for (int i = 0; i < SEG_MAX_WAITERS; i++)
+			if (waiter_state(&cap->waiters[i]) == WAITER_QUEUED
+			    && cap->waiters[i].sem == (uint32_t)sem)
+				futex_wake(&cap->waiters[i].futex);
+	} else {
 		__atomic_fetch_and(&s->word, ~SEM_CLOSED, __ATOMIC_SEQ_CST);
+	}
 	admit_locked(cap, sem);
 	cap_unlock(cap);
 }

@@ -350,7 +350,9 @@ int cap_hand_over(struct segment *seg, struct seg_cap *cap, uint8_t *from, uint8
 void cap_set_max(struct segment *seg, struct seg_cap *cap, int sem, uint32_t max);
 
 /* Close (no slot granted, whatever max says: max = 0 means "no cap") or
- * open a semaphore again, admitting waiters (scope = cluster, lease.c). */
+ * open a semaphore again, admitting waiters (scope = cluster, lease.c).
+ * Closing wakes every waiter: its cap_wait_on answers CAP_WAITING at once,
+ * so that its caller can give up (the coordinator lost, fail-closed). */
 void cap_set_closed(struct segment *seg, struct seg_cap *cap, int sem, int closed);
 
 /* ---- lanes (see "Lanes" above) ----------------------------------------- */

@@ -504,6 +504,14 @@ const char *lease_check(char *buf, size_t size)
 		struct timespec ts = { 0, 10 * 1000000L };
 		nanosleep(&ts, NULL);
 	}
+	return lease_refused(buf, size);
+}
+
+const char *lease_refused(char *buf, size_t size)
+{
+	if (!cluster_scope())
+		return NULL;
+	struct seg_lease *L = lease();
 	if (__atomic_load_n(&L->state, __ATOMIC_ACQUIRE) != LEASE_CLOSED || !leader_alive(L))
 		return NULL;
 	snprintf(buf, size, "pqshim: no slot: the coordinator (%s) is unreachable: %s "

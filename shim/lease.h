@@ -20,6 +20,10 @@ void lease_configure(void);
  * Starts the coordination thread of a fork child that has none. */
 const char *lease_check(char *buf, size_t size);
 
+/* The same without waiting for a leader that is connecting: between the
+ * slices of a wait already queued (the coordinator lost meanwhile). */
+const char *lease_refused(char *buf, size_t size);
+
 /* In a fork child: forget the parent's coordination connection without
  * ending its session (its socket is closed, nothing is sent). */
 void lease_after_fork(void);

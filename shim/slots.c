@@ -465,6 +465,14 @@ static enum slot_wait wait_for(struct conn *c, int sem, char *buf, size_t size, 
 			 * whose server has gone (an orphan's, another thread's):
 			 * look between slices. */
 			slots_check_lost();
+			if (sem == SEM_ACTIVE && lease_refused(buf, size)) {
+				/* the coordinator lost (fail-closed): give up now,
+				 * unless the slot came at this very moment */
+				w.deadline = cap_now_ns();
+				if (cap_wait_on(&w) == CAP_OK)
+					return WAIT_GRANTED;
+				return WAIT_REFUSED;
+			}
 			r = cap_wait_on(&w);
 		}
 		waited = w.waited_ns;

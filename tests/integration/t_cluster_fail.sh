@@ -12,7 +12,11 @@
 #    naming it; once it is back, they succeed again and the coordinator
 #    shows this host's slot lock; fail-open: statements go on succeeding
 #    while it is down, the log says the host cap is in force, then that the
-#    cluster is back.
+#    cluster is back;
+#  - queued when the coordinator is lost (fail-closed, max_active = 1,
+#    wait_timeout = 20s, a psql holding the slot in a transaction): the
+#    waiter fails at once with 53300 naming the coordinator (within 3 s of
+#    pg_ctl stop), not at its wait_timeout.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -143,4 +147,40 @@ for mode in fail-closed fail-open; do
 	kill "$cpid" 2>/dev/null || true
 	wait "$cpid" 2>/dev/null || true
 done
+# ============ queued when the coordinator is lost: fail at once ==============
+# fail-closed, max_active = 1, wait_timeout = 20s: psql qh holds the slot in a
+# transaction, a psycopg2 client queues behind it; the coordinator stops: the
+# client fails at once (53300 naming the coordinator), long before its wait_timeout.
+POL=$(policy_new queued "[cap]
+scope = cluster
+coordinator = host=127.0.0.1 port=$CPORT dbname=postgres user=postgres
+max_active = 1
+wait_timeout = 20s
+[shim]
+on_error = fail-closed
+log = $T/queued.log
+")
+PGAPPNAME=t_cluster_qh psql_hold qh "$POL"
+psql_feed qh "begin;" "select 1;"
+client "$POL" "$T/qw.out" t_cluster_qw 1 30 0.2 - &
+QW=$!
+bg_track "$QW"
+queued() { [ "$(jqp "$POL" .cap.waiting)" = 1 ]; }
+wait_until 10 queued || fail "queued: w never queued: $(stat_json "$POL" | jq -c .cap)"
+t_stop=$EPOCHREALTIME
+coord_stop
+answered() { grep -q . "$T/qw.out"; }
+wait_until 15 answered || fail "queued: w never answered with the coordinator down: $(cat "$T/qw.out.err")"
+line=$(head -n 1 "$T/qw.out")
+took=$(awk -v a="$t_stop" '{ printf "%.3f", $1 - a; exit }' "$T/qw.out")
+echo "queued when the coordinator stopped: the waiter failed ${took}s after pg_ctl stop began" \
+	"(wait_timeout 20s): $line"
+assert_match "$line" " err 53300 pqshim: no slot: the coordinator \(host=127\.0\.0\.1 port=$CPORT dbname=postgres user=postgres\) is unreachable: .*on_error = fail-closed" \
+	"queued: the waiter's first answer (SQLSTATE, text)"
+assert_le "$took" 3 "queued: seconds from the coordinator's stop to the waiter's failure"
+kill "$QW" 2>/dev/null || true
+wait "$QW" 2>/dev/null || true
+psql_feed qh "commit;"
+held_end qh 0
+
 echo "ok: fail-closed refuses, fail-open falls back to the host cap, both come back to the cluster"
