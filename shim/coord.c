@@ -245,11 +245,14 @@ int coord_lock_slots(uint32_t max, uint32_t *held, uint32_t *nheld, uint32_t n)
 {
 	if (!conn)
 		return -1;
-	char head[128], tail[128];
-	snprintf(head, sizeof head, "select k from generate_series(0, %u) k where case when k = any('",
-	         max - 1);
-	snprintf(tail, sizeof tail, "'::int[]) then false else pg_try_advisory_lock(%u, k) end limit %u",
-	         classid, n);
+	char head[128], tail[256];
+	snprintf(head, sizeof head, "select k from (select k from generate_series(0, %u) k "
+	         "where case when k = any('", max - 1);
+	/* Free = nobody holds it in any mode (the exclusive try); then held
+	 * shared, so that the host's standby can hold it too (lease_seg.h). */
+	snprintf(tail, sizeof tail, "'::int[]) then false else pg_try_advisory_lock(%u, k) end limit %u) s "
+	         "where case when pg_advisory_lock_shared(%u, k)::text = '' then "
+	         "pg_advisory_unlock(%u, k) else false end", classid, n, classid, classid);
 	PGresult *r = run_keys(head, held, *nheld, tail);
 	if (!r)
 		return conn ? 0 : -1;
@@ -267,7 +270,7 @@ int coord_unlock_slots(uint32_t *held, uint32_t *nheld, uint32_t n)
 	if (n > *nheld)
 		n = *nheld;
 	char head[128], tail[128];
-	snprintf(head, sizeof head, "select count(*) filter (where not pg_advisory_unlock(%u, k)) "
+	snprintf(head, sizeof head, "select count(*) filter (where not pg_advisory_unlock_shared(%u, k)) "
 	         "from unnest('", classid);
 	snprintf(tail, sizeof tail, "'::int[]) k; select pg_notify('pqshim_%u', 'free')", classid);
 	/* PQexec returns the last result: the notify's. */
@@ -305,7 +308,9 @@ int coord_census(struct coord_host *hosts, int max, uint64_t *server_ms)
 	         "from pg_locks l left join pg_stat_activity a on a.pid = l.pid "
 	         "where l.locktype = 'advisory' and l.granted and l.objsubid = 2 "
 	         "and l.classid = %u::oid and l.database = (select oid from pg_database "
-	         "where datname = current_database()) group by l.pid order by l.pid",
+	         "where datname = current_database()) "
+	         "and coalesce(a.application_name, '') not like '" COORD_STANDBY_PREFIX "%%' "
+	         "group by l.pid order by l.pid",
 	         LEASE_KEY_WANT, LEASE_KEY_WANT, classid);
 	PGresult *r = run(sql, PGRES_TUPLES_OK);
 	if (!r)
@@ -339,4 +344,92 @@ int coord_publish(const char *appname)
 		return conn ? 0 : -1;
 	real.PQclear(r);
 	return 0;
+}
+
+/* The slot keys a session holds (pid 0: this one), as a relation "k". */
+static void keys_of(char *buf, size_t size, int pid)
+{
+	char who[32];
+	if (pid)
+		snprintf(who, sizeof who, "%d", pid);
+	else
+		snprintf(who, sizeof who, "pg_backend_pid()");
+	snprintf(buf, size, "(select distinct objid::int k from pg_locks where locktype = 'advisory' "
+	         "and granted and objsubid = 2 and classid = %u::oid and objid < %u::oid and pid = %s "
+	         "and database = (select oid from pg_database where datname = current_database()))",
+	         classid, LEASE_KEY_WANT, who);
+}
+
+int coord_mirror(const uint32_t *keys, uint32_t nkeys)
+{
+	if (!conn)
+		return -1;
+	char m[400], *lit = keys_literal(keys, nkeys);
+	size_t size = (lit ? strlen(lit) : 0) + 1200;
+	char *sql = lit ? malloc(size) : NULL;
+	if (!sql) {
+		free(lit);
+		return 0;
+	}
+	keys_of(m, sizeof m, 0);
+	/* CASE: the membership test first, then the lock (a plain AND may be
+	 * evaluated in any order, and a shared lock taken twice needs two
+	 * unlocks).  The host's slots come free for others only once both
+	 * sessions let them go: tell them when we do. */
+	snprintf(sql, size,
+	         "with l as materialized (select distinct unnest('%s'::int[]) k), m as materialized %s, "
+	         "a as (select count(*) n from l where case when k in (select k from m) then false "
+	         "else pg_try_advisory_lock_shared(%u, k) end), "
+	         "d as (select count(*) n from m where case when k in (select k from l) then false "
+	         "else pg_advisory_unlock_shared(%u, k) end) "
+	         "select a.n, d.n, case when d.n > 0 then pg_notify('pqshim_%u', 'free')::text end "
+	         "from a, d", lit, m, classid, classid, classid);
+	PGresult *r = run(sql, PGRES_TUPLES_OK);
+	free(lit);
+	free(sql);
+	if (!r)
+		return conn ? 0 : -1;
+	real.PQclear(r);
+	return 0;
+}
+
+/* Append to held (room keys in all) the keys the statement returns. */
+static int fetch_keys(const char *sql, uint32_t *held, uint32_t *nheld, uint32_t room)
+{
+	PGresult *r = run(sql, PGRES_TUPLES_OK);
+	if (!r)
+		return conn ? 0 : -1;
+	int n = real.PQntuples(r), got = 0;
+	for (int i = 0; i < n && *nheld < room; i++, got++)
+		held[(*nheld)++] = (uint32_t)strtoul(real.PQgetvalue(r, i, 0), NULL, 10);
+	real.PQclear(r);
+	return got;
+}
+
+int coord_adopt(int pid, uint32_t *held, uint32_t *nheld, uint32_t room)
+{
+	if (!conn)
+		return -1;
+	if (*nheld >= room)
+		return 0;
+	char o[400], *lit = keys_literal(held, *nheld), sql[1024];
+	if (!lit)
+		return 0;
+	keys_of(o, sizeof o, pid);
+	snprintf(sql, sizeof sql, "select k from %s o where case when k = any('%s'::int[]) then false "
+	         "else pg_try_advisory_lock_shared(%u, k) end limit %u", o, lit, classid,
+	         room - *nheld);
+	free(lit);
+	return fetch_keys(sql, held, nheld, room);
+}
+
+int coord_own_slots(uint32_t *held, uint32_t *nheld, uint32_t room)
+{
+	if (!conn)
+		return -1;
+	char o[400], sql[500];
+	keys_of(o, sizeof o, 0);
+	snprintf(sql, sizeof sql, "select k from %s o order by k", o);
+	*nheld = 0;
+	return fetch_keys(sql, held, nheld, room);
 }

@@ -26,6 +26,8 @@
 #define COORD_HOST_BOUND_S   5
 /* tcp_keepalives_idle 5 s + 3 x tcp_keepalives_interval 2 s; tcp_user_timeout 10 s */
 #define COORD_SERVER_BOUND_S 11
+/* A standby's application_name begins so (never counted as a host). */
+#define COORD_STANDBY_PREFIX "pqshim-standby "
 #define COORD_MAX_HOSTS 64      /* = SHARE_MAX_HOSTS: the census keeps the first 64 */
 
 /* One session in the census: a host's leader. */
@@ -62,6 +64,18 @@ int coord_want(int on);
 /* Every host's locks in this class, and the coordinator's clock (ms; left
  * alone when no host holds anything).  Number of hosts, or -1 lost. */
 int coord_census(struct coord_host *hosts, int max, uint64_t *server_ms);
+/* The standby (lease_seg.h): hold, shared, every slot key of keys (the
+ * leader's), and let go of those it holds that keys does not list (with a
+ * NOTIFY when any came free).  0, or -1 lost. */
+int coord_mirror(const uint32_t *keys, uint32_t nkeys);
+/* Lock, shared, the slot keys session `pid` holds that held does not list
+ * (a leader taking over its standby's); appended to held (room keys in
+ * all).  How many, or -1 lost. */
+int coord_adopt(int pid, uint32_t *held, uint32_t *nheld, uint32_t room);
+/* The slot keys this session holds, into held (a promoted standby).  How
+ * many, or -1 lost. */
+int coord_own_slots(uint32_t *held, uint32_t *nheld, uint32_t room);
+
 /* Say what this host does, in the session's application_name. */
 int coord_publish(const char *appname);
 

@@ -54,9 +54,11 @@
 #include "share.h"
 
 #include <errno.h>
+#include <linux/futex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -67,6 +69,7 @@
 #define LEASE_RECONNECT_MS 500
 #define LEASE_PUBLISH_MS   1000   /* application_name: active, waiting */
 #define LEASE_START_WAIT_MS 4000  /* a first wait lets the leader connect (connect_timeout 3 s) */
+#define STANDBY_LOOK_MS    10     /* the standby looks at the leader mutex */
 
 static int started;               /* this process runs its thread (atomic) */
 
@@ -124,7 +127,39 @@ static struct {
 	uint64_t window_ms, next_try_ms, next_publish_ms, next_connect_ms;
 	char published[64];
 	uint64_t counted;         /* coord_statements() already added to L->statements */
+	uint32_t local;           /* the semaphore's max as this leader last set it */
+	uint32_t grow_gen;        /* keys_gen after the last grow */
 } ld;
+
+/* Publish the leader's keys for the standby (a seqlock: keys_gen is odd
+ * while they change) and wake it. */
+static void keys_changed(struct seg_lease *L)
+{
+	__atomic_add_fetch(&L->keys_gen, 1, __ATOMIC_ACQ_REL);
+	uint32_t n = ld.nheld < LEASE_KEYS_MAX ? ld.nheld : LEASE_KEYS_MAX;
+	for (uint32_t i = 0; i < n; i++)
+		__atomic_store_n(&L->keys[i], ld.held[i], __ATOMIC_RELAXED);
+	__atomic_store_n(&L->nkeys, n, __ATOMIC_RELAXED);
+	ld.grow_gen = __atomic_add_fetch(&L->keys_gen, 1, __ATOMIC_ACQ_REL);
+	syscall(SYS_futex, &L->keys_gen, FUTEX_WAKE, 1, NULL, NULL, 0);
+}
+
+static int standby_alive(struct seg_lease *L)
+{
+	return __atomic_load_n(&L->standby_backend, __ATOMIC_ACQUIRE) && L->standby_pid > 0
+	       && procid_alive(L->standby_pid, L->standby_start);
+}
+
+/* The semaphore's max, u wanted: a raise waits until the standby, if one
+ * is in place, holds the new keys too (lease_seg.h). */
+static void local_use(struct seg_lease *L, uint32_t u)
+{
+	if (u > ld.local && (int32_t)(__atomic_load_n(&L->mirrored_gen, __ATOMIC_ACQUIRE)
+	                              - ld.grow_gen) < 0 && standby_alive(L))
+		u = ld.local;
+	local_set(u);
+	ld.local = u;
+}
 
 static int room_for(uint32_t m)
 {
@@ -153,7 +188,7 @@ static uint32_t usable(void)
 static void lost(struct seg_lease *L);
 
 /* Ask the coordinator who holds what; take or give accordingly. */
-static void rebalance(struct seg_lease *L, uint32_t max, uint32_t demand)
+static void rebalance(struct seg_lease *L, uint32_t max, uint32_t demand, uint32_t count)
 {
 	struct coord_host h[COORD_MAX_HOSTS];
 	/* The turn is taken on the coordinator's clock: every host agrees on
@@ -192,13 +227,22 @@ static void rebalance(struct seg_lease *L, uint32_t max, uint32_t demand)
 		ld.give_to = share;
 	else if (ld.give_to < ld.nheld && share >= ld.nheld)
 		ld.give_to = ld.nheld;       /* no need to give any more */
-	if (demand > ld.nheld && share > ld.nheld && ld.give_to >= ld.nheld) {
-		uint32_t want = (share < demand ? share : demand) - ld.nheld;
-		int got = coord_lock_slots(max, ld.held, &ld.nheld, want);
+	/* Up to the share while not giving; and never fewer than the work
+	 * running here (a leader that came without the keys: they must be
+	 * locked again before anything more is admitted). */
+	int giving = ld.give_to < ld.nheld;
+	uint32_t target = giving ? 0 : share < demand ? share : demand;
+	if (target < count)
+		target = count;
+	if (target > ld.nheld) {
+		int got = coord_lock_slots(max, ld.held, &ld.nheld, target - ld.nheld);
 		if (got < 0)
 			return lost(L);
-		ld.give_to = ld.nheld;
+		if (!giving)
+			ld.give_to = ld.nheld;
 		L->grows += (uint64_t)got;
+		if (got)
+			keys_changed(L);
 	}
 }
 
@@ -227,6 +271,7 @@ static void give_back(struct seg_lease *L)
 		return lost(L);
 	ld.give_to = ld.nheld;
 	L->gives += n;
+	keys_changed(L);
 }
 
 static void describe(struct seg_lease *L)
@@ -253,8 +298,9 @@ static void down(struct seg_lease *L, const char *why)
 	ld.nheld = ld.give_to = 0;
 	ld.announced = 0;
 	set_state(L, s);
+	/* The keys published stay: the standby keeps them for our return. */
 	if (s == LEASE_CLOSED || g.pol.max_active)
-		local_set(s == LEASE_OPEN ? g.pol.max_active : 0);
+		local_set(ld.local = s == LEASE_OPEN ? g.pol.max_active : 0);
 	ld.next_connect_ms = mono_ms() + LEASE_RECONNECT_MS;
 }
 
@@ -277,12 +323,22 @@ static void reach(struct seg_lease *L)
 		shim_log(LOG_INFO, "the coordinator (%s) is reachable again: back to the cluster cap "
 		         "(max_active = %u)", L->coordinator, g.pol.max_active);
 	L->error[0] = '\0';
-	L->backend_pid = (uint32_t)coord_backend_pid();
 	ld.nheld = ld.give_to = 0;
 	ld.announced = 0;
 	ld.published[0] = '\0';
 	ld.next_try_ms = 0;
-	local_set(0);                /* until slots are leased */
+	local_set(ld.local = 0);     /* until slots are leased */
+	/* Our last session's keys that the standby kept: ours again. */
+	uint32_t sb = __atomic_load_n(&L->standby_backend, __ATOMIC_ACQUIRE);
+	if (sb && g.pol.max_active && room_for(g.pol.max_active) == 0 && standby_alive(L)) {
+		if (coord_adopt((int)sb, ld.held, &ld.nheld, ld.cap) < 0) {
+			down(L, "the connection was lost");
+			return;
+		}
+		ld.give_to = ld.nheld;
+	}
+	keys_changed(L);
+	L->backend_pid = (uint32_t)coord_backend_pid();
 	set_state(L, LEASE_OK);
 }
 
@@ -302,6 +358,35 @@ static void publish(struct seg_lease *L, uint32_t count, uint32_t waiting)
 	snprintf(ld.published, sizeof ld.published, "%s", app);
 }
 
+/* A standby becomes the leader: its session holds the keys already (the
+ * old leader's, as last mirrored).  0, or -1 (lead from scratch). */
+static int take_over(struct seg_lease *L)
+{
+	uint32_t max = g.pol.max_active;
+	if (!max || room_for(max < LEASE_KEYS_MAX ? LEASE_KEYS_MAX : max) != 0)
+		return -1;
+	if (coord_own_slots(ld.held, &ld.nheld, ld.cap) < 0)
+		return -1;
+	ld.give_to = ld.nheld;
+	ld.announced = 0;
+	ld.published[0] = '\0';
+	ld.next_publish_ms = 0;      /* say at once that we lead */
+	ld.next_try_ms = 0;
+	/* What the old leader let the host use is covered by our keys; a raise
+	 * above it waits for the next standby (keys_changed). */
+	uint64_t w = __atomic_load_n(&hot.cap->sems[SEM_ACTIVE].word, __ATOMIC_ACQUIRE);
+	uint32_t cur = (w & SEM_CLOSED) ? 0 : __atomic_load_n(&hot.cap->sems[SEM_ACTIVE].max,
+	                                                      __ATOMIC_ACQUIRE);
+	ld.local = cur < ld.nheld ? cur : ld.nheld;
+	local_set(ld.local);
+	keys_changed(L);
+	L->error[0] = '\0';
+	L->backend_pid = (uint32_t)coord_backend_pid();
+	L->takeovers++;
+	set_state(L, LEASE_OK);
+	return 0;
+}
+
 static void lead(struct seg_lease *L)
 {
 	L->leader_pid = getpid();
@@ -312,10 +397,17 @@ static void lead(struct seg_lease *L)
 		snprintf(L->host, sizeof L->host, "?");
 	L->host[sizeof L->host - 1] = '\0';
 	L->leased = 0;
-	set_state(L, LEASE_CONNECTING);
-	local_set(0);
-	shim_log(LOG_INFO, "process %d leads host %s for the cluster cap (classid %u)",
-	         (int)getpid(), L->host, L->classid);
+	if (coord_connected() && take_over(L) == 0) {
+		shim_log(LOG_INFO, "process %d leads host %s for the cluster cap (classid %u), "
+		         "taking over as its standby with %u slots", (int)getpid(), L->host,
+		         L->classid, ld.nheld);
+	} else {
+		coord_close();
+		set_state(L, LEASE_CONNECTING);
+		local_set(ld.local = 0);
+		shim_log(LOG_INFO, "process %d leads host %s for the cluster cap (classid %u)",
+		         (int)getpid(), L->host, L->classid);
+	}
 
 	for (;;) {
 		if (g.disabled || g.pid != getpid())
@@ -335,8 +427,12 @@ static void lead(struct seg_lease *L)
 		}
 		if (max == 0) {
 			/* max_active = 0: no cap at all, nothing to lease */
-			if (ld.nheld && coord_unlock_slots(ld.held, &ld.nheld, ld.nheld) < 0)
-				lost(L);
+			if (ld.nheld) {
+				if (coord_unlock_slots(ld.held, &ld.nheld, ld.nheld) < 0)
+					lost(L);
+				else
+					keys_changed(L);
+			}
 			ld.give_to = ld.nheld;
 			L->leased = ld.nheld;
 			cap_set_max(&g.seg, hot.cap, SEM_ACTIVE, 0);
@@ -377,7 +473,7 @@ static void lead(struct seg_lease *L)
 		ld.note = 0;
 		if (note || ((want || ld.others_want) && now >= ld.next_try_ms)) {
 			ld.next_try_ms = now + LEASE_RETRY_MS;
-			rebalance(L, max, demand);
+			rebalance(L, max, demand, count);
 			if (!coord_connected())
 				continue;
 		}
@@ -389,7 +485,7 @@ static void lead(struct seg_lease *L)
 			ld.window_ms = now;
 			ld.peak = count;
 		}
-		local_set(usable());
+		local_use(L, usable());
 		give_back(L);
 		if (!coord_connected())
 			continue;
@@ -410,26 +506,108 @@ static void lead(struct seg_lease *L)
 	}
 }
 
+/* A robust mutex: 0 once held (a dead holder's made consistent), else the
+ * error (EBUSY for a try). */
+static int take(pthread_mutex_t *m, int try)
+{
+	int r = try ? pthread_mutex_trylock(m) : pthread_mutex_lock(m);
+	if (r == EOWNERDEAD) {
+		pthread_mutex_consistent(m);
+		r = 0;
+	}
+	return r;
+}
+
+/* The standby's keys: the leader's, as published (0, or -1 while they
+ * change). */
+static int read_keys(struct seg_lease *L, uint32_t *keys, uint32_t *n, uint32_t *gen)
+{
+	uint32_t g1 = __atomic_load_n(&L->keys_gen, __ATOMIC_ACQUIRE);
+	if (g1 & 1)
+		return -1;
+	uint32_t m = __atomic_load_n(&L->nkeys, __ATOMIC_RELAXED);
+	if (m > LEASE_KEYS_MAX)
+		return -1;
+	for (uint32_t i = 0; i < m; i++)
+		keys[i] = __atomic_load_n(&L->keys[i], __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	if (__atomic_load_n(&L->keys_gen, __ATOMIC_RELAXED) != g1)
+		return -1;
+	*n = m;
+	*gen = g1;
+	return 0;
+}
+
+/* The standby (lease_seg.h): hold the leader's keys too, on a session of
+ * our own, until the leader goes.  1 once this thread holds the leader
+ * mutex (the standby mutex let go), 0 when the process is exiting. */
+static int stand_by(struct seg_lease *L)
+{
+	char app[64], host[LEASE_HOST_MAX] = "?", err[LEASE_ERROR_MAX];
+	uint32_t keys[LEASE_KEYS_MAX], n, gen, done;
+	uint64_t next_connect = 0;
+	gethostname(host, sizeof host - 1);
+	snprintf(app, sizeof app, COORD_STANDBY_PREFIX "%u %.32s", lease_classid(g.seg.name), host);
+	__atomic_store_n(&L->standby_backend, 0, __ATOMIC_RELEASE);
+	L->standby_start = procid_starttime(getpid());
+	L->standby_pid = getpid();
+	done = __atomic_load_n(&L->keys_gen, __ATOMIC_ACQUIRE) - 2;   /* mirror at once */
+	for (;;) {
+		if (g.disabled || g.pid != getpid())
+			return 0;
+		if (take(&L->leader, 1) == 0) {
+			L->standby_pid = 0;
+			__atomic_store_n(&L->standby_backend, 0, __ATOMIC_RELEASE);
+			pthread_mutex_unlock(&L->standby);
+			return 1;
+		}
+		uint32_t seen = __atomic_load_n(&L->keys_gen, __ATOMIC_ACQUIRE);
+		if (!coord_connected()) {
+			__atomic_store_n(&L->standby_backend, 0, __ATOMIC_RELEASE);
+			if (mono_ms() >= next_connect) {
+				if (coord_connect(g.pol.coordinator, app, lease_classid(g.seg.name), err,
+				                  sizeof err) != 0)
+					next_connect = mono_ms() + LEASE_RECONNECT_MS;
+				else
+					done = seen - 2;
+			}
+		} else if (coord_wait(0) < 0) {
+			__atomic_store_n(&L->standby_backend, 0, __ATOMIC_RELEASE);
+			continue;            /* lost: its locks went with it */
+		} else if (seen != done && read_keys(L, keys, &n, &gen) == 0) {
+			if (coord_mirror(keys, n) < 0)
+				continue;
+			done = gen;
+			__atomic_store_n(&L->mirrored_gen, gen, __ATOMIC_RELEASE);
+			__atomic_store_n(&L->standby_backend, (uint32_t)coord_backend_pid(),
+			                 __ATOMIC_RELEASE);
+			continue;            /* look again at once: more may have changed */
+		}
+		struct timespec ts = { 0, STANDBY_LOOK_MS * 1000000L };
+		syscall(SYS_futex, &L->keys_gen, FUTEX_WAIT, seen, &ts, NULL, 0);
+	}
+}
+
 static void *leader_thread(void *arg)
 {
 	(void)arg;
 	struct seg_lease *L = lease();
-	for (;;) {
-		int r = pthread_mutex_lock(&L->leader);
-		if (r == EOWNERDEAD) {
-			/* The last leader died: its session ends with its socket. */
-			pthread_mutex_consistent(&L->leader);
-			r = 0;
-		}
-		if (r == 0)
-			break;
+	/* Every process's thread lines up for the standby's place; the
+	 * standby looks at the leader's (take(leader) when there is none). */
+	while (take(&L->standby, 0) != 0) {
 		struct timespec ts = { 1, 0 };
 		nanosleep(&ts, NULL);
 	}
+	int leads = 1;
+	if (take(&L->leader, 1) == 0)
+		pthread_mutex_unlock(&L->standby);
+	else
+		OWN(leads = stand_by(L));
 	/* Everything this thread does in libpq is the shim's own: libpq's
 	 * calls to its exports pass the wrappers untouched. */
-	OWN(lead(L));
-	/* The process is exiting: the mutex goes with the thread. */
+	if (leads)
+		OWN(lead(L));
+	/* The process is exiting: the mutexes go with the thread. */
 	return NULL;
 }
 
@@ -450,6 +628,7 @@ static void lease_init(struct seg_lease *L)
 		pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED);
 		pthread_mutexattr_setrobust(&ma, PTHREAD_MUTEX_ROBUST);
 		pthread_mutex_init(&L->leader, &ma);
+		pthread_mutex_init(&L->standby, &ma);
 		pthread_mutexattr_destroy(&ma);
 		L->classid = lease_classid(g.seg.name);
 		__atomic_store_n(&L->init, 2, __ATOMIC_RELEASE);

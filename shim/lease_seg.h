@@ -30,15 +30,39 @@
  * This header (core: the segment includes it) holds the shared state and
  * the keys; lease.h the shim's hooks.
  *
+ * The standby.  A slot the host uses must stay locked on the coordinator
+ * while its leader dies: the server frees the locks of a session that
+ * ends, and the host's other processes' work goes on.  So a slot is held
+ * in SHARED mode (taken free - an exclusive try, nobody holds it in any
+ * mode - then held shared at once, in one statement), by the leader's
+ * session and by a second one, the standby's: another process of the
+ * host, the holder of the `standby` mutex, which locks (shared) every key
+ * the leader's session holds and lets go of those it gave back (it reads
+ * them in the segment, `keys`, whenever keys_gen moves).  Another host can take a slot
+ * only when neither session holds it.  The leader lets the host use a
+ * newly leased slot only once the standby holds it too (mirrored_gen),
+ * while a standby is in place.  When the leader dies, the standby - which
+ * polls the leader mutex - takes it over with the keys already in hand;
+ * the next process becomes the standby.  A leader that lost its own
+ * session (but not its process) adopts the standby's keys when it
+ * reconnects.  A leader that comes without keys (no standby, or both
+ * died) leases at least as many slots as the host has active before it
+ * admits more.  Every process's thread blocks on the standby mutex; only
+ * the standby looks at the leader mutex.
+ *
  * Invariants:
  *  - at most one live leader per segment: the holder of `leader` (a robust
  *    process-shared mutex: the kernel hands it on, EOWNERDEAD, when the
- *    leader's thread dies, its process exits, execs or is killed);
+ *    leader's thread dies, its process exits, execs or is killed), and at
+ *    most one standby, the holder of `standby`, never the leader;
  *  - the segment's SEM_ACTIVE max never exceeds the slots the leader holds
  *    on the coordinator (`leased`), except while on_error = fail-open has
  *    put the host cap in force (state LEASE_OPEN);
  *  - a slot is unlocked on the coordinator only once the host's count is
- *    at or below the lowered max: a slot given back is free on this host.
+ *    at or below the lowered max: a slot given back is free on this host;
+ *  - while a standby is in place (standby_backend != 0), the SEM_ACTIVE max
+ *    never exceeds the keys the standby holds as well (mirrored_gen), so a
+ *    slot in use stays locked when either session ends, not when both do.
  */
 #ifndef PQSHIM_LEASE_SEG_H
 #define PQSHIM_LEASE_SEG_H
@@ -50,6 +74,7 @@
 #define LEASE_KEY_GATE      0x40000001u
 #define LEASE_KEY_LANE(l, k) ((uint32_t)(((l) + 1) << 24) | (uint32_t)(k))  /* l < 63, k < 2^24 */
 #define LEASE_HOST_MAX      64
+#define LEASE_KEYS_MAX      256  /* a host's keys the standby holds too */
 #define LEASE_CONNINFO_MAX  192
 #define LEASE_ERROR_MAX     256
 
@@ -78,6 +103,18 @@ struct seg_lease {
 	uint64_t grows, gives;   /* slots locked / unlocked on the coordinator */
 	uint64_t statements;     /* statements sent to the coordinator */
 	uint64_t leaders;        /* leaders elected so far */
+	/* The standby (see the top): the next leader, holding the leader's
+	 * slot keys too. */
+	pthread_mutex_t standby; /* robust, process-shared: held by the standby */
+	int32_t standby_pid;
+	uint32_t standby_backend; /* its session, once it has mirrored (0: none) */
+	uint64_t standby_start;
+	uint32_t keys_gen;       /* seqlock over keys: odd while the leader writes them
+	                          * (a futex: the standby sleeps on it) */
+	uint32_t mirrored_gen;   /* the keys_gen the standby holds every key of */
+	uint32_t nkeys;          /* the leader's slot keys (at most LEASE_KEYS_MAX) */
+	uint32_t keys[LEASE_KEYS_MAX];
+	uint64_t takeovers;      /* standbys promoted with the keys in hand */
 	char host[LEASE_HOST_MAX];
 	char coordinator[LEASE_CONNINFO_MAX];  /* host port dbname user: never a password */
 	char error[LEASE_ERROR_MAX];           /* the coordinator's last error */

@@ -44,11 +44,12 @@
 #include "lease_seg.h"
 
 #define SEG_MAGIC        0x3130534d48535150ULL   /* "PQSHMS01" little-endian */
-#define SEG_VERSION      7   /* 3: totals.escaped, escaped_object; 4: lease (scope = cluster);
+#define SEG_VERSION      8   /* 3: totals.escaped, escaped_object; 4: lease (scope = cluster);
                               * 5: sizes from the policy, group segments;
                               * 6: lanes (seg_cap.lanes, seg_conn.lane);
                               * 7: robust (the word's audit epoch, RELEASING_COUNTED,
-                              * CANCELLED waiters, seg_cap.audit_due, CONN_ORPHAN) */
+                              * CANCELLED waiters, seg_cap.audit_due, CONN_ORPHAN);
+                              * 8: the lease's standby (seg_lease.standby...) */
 #define SEG_PROCS_DEFAULT 512    /* [shim] max_processes */
 #define SEG_CONNS_DEFAULT 4096   /* [shim] max_tracked */
 #define SEG_PROCS_LIMIT  65536   /* the largest tables a segment may have */

@@ -84,14 +84,17 @@ static void parse_appname(const char *app, struct cluster_host *h)
 
 static void read_hosts(PGconn *c, struct cluster_view *v, uint32_t classid)
 {
-	char sql[1024];
+	char sql[1400];
 	/* Every leader of this class: the sessions that hold its locks and
-	 * those that announce themselves by name (a leader with no slot). */
+	 * those that announce themselves by name (a leader with no slot); a
+	 * standby (lease_seg.h) holds its leader's slots again: not a host. */
 	snprintf(sql, sizeof sql,
 	         "with l as (select pid, count(*) filter (where objid < %u::oid) as slots, "
 	         "bool_or(objid = %u::oid) as wants from pg_locks where locktype = 'advisory' "
 	         "and granted and objsubid = 2 and classid = %u::oid and database = "
-	         "(select oid from pg_database where datname = current_database()) group by pid), "
+	         "(select oid from pg_database where datname = current_database()) and pid not in "
+	         "(select pid from pg_stat_activity where application_name like 'pqshim-standby %%') "
+	         "group by pid), "
 	         "a as (select pid, application_name from pg_stat_activity "
 	         "where datname = current_database() and application_name like 'pqshim %u %%') "
 	         "select coalesce(l.pid, a.pid), coalesce(l.slots, 0), coalesce(l.wants, false), "

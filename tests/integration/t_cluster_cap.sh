@@ -37,7 +37,7 @@ log = $T/$1.log
 "
 }
 slot_locks() { # slot locks held on the coordinator now
-	sql_primary "select count(*) from pg_locks l join pg_database d on d.oid = l.database
+	sql_primary "select count(distinct l.objid) from pg_locks l join pg_database d on d.oid = l.database
 		where d.datname = '$CDB' and l.locktype = 'advisory' and l.objsubid = 2
 		and l.objid < 1073741824::oid and l.granted"
 }

@@ -107,7 +107,7 @@ assert_eq "$(jqp "$POL" '.cluster.state')" fail-open "stat: cluster.state (fail-
 
 # ============ lost mid-run, then back ======================================
 slot_locks() {
-	coord_sql "select count(*) from pg_locks where locktype = 'advisory' and objsubid = 2
+	coord_sql "select count(distinct objid) from pg_locks where locktype = 'advisory' and objsubid = 2
 		and objid < 1073741824::oid and granted"
 }
 for mode in fail-closed fail-open; do
