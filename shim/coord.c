@@ -22,6 +22,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
 static PGconn *conn;
 static uint32_t classid;
 static uint64_t statements;
@@ -111,6 +114,38 @@ static PGresult *run(const char *sql, ExecStatusType expect)
 	return NULL;
 }
 
+/* A whole number from a conninfo value, or dflt. */
+static int conn_int(const char *v, int dflt)
+{
+	char *end;
+	long n = v && *v ? strtol(v, &end, 10) : -1;
+	return v && *v && *end == '\0' && n > 0 && n < 1000000 ? (int)n : dflt;
+}
+
+void coord_keepalive_of(const char *conninfo, struct coord_keepalive *k)
+{
+	*k = (struct coord_keepalive){ COORD_KEEPALIVES_IDLE, COORD_KEEPALIVES_INTERVAL,
+	                               COORD_KEEPALIVES_COUNT, COORD_TCP_USER_TIMEOUT };
+	char *err = NULL;
+	PQconninfoOption *opts = real.PQconninfoParse(conninfo, &err);
+	if (!opts) {
+		if (err)
+			real.PQfreemem(err);
+		return;
+	}
+	for (PQconninfoOption *o = opts; o->keyword; o++) {
+		if (strcmp(o->keyword, "keepalives_idle") == 0)
+			k->idle = conn_int(o->val, k->idle);
+		else if (strcmp(o->keyword, "keepalives_interval") == 0)
+			k->interval = conn_int(o->val, k->interval);
+		else if (strcmp(o->keyword, "keepalives_count") == 0)
+			k->count = conn_int(o->val, k->count);
+		else if (strcmp(o->keyword, "tcp_user_timeout") == 0)
+			k->user_timeout = conn_int(o->val, k->user_timeout);
+	}
+	real.PQconninfoFree(opts);
+}
+
 int coord_connect(const char *conninfo, const char *appname, uint32_t cls,
                   char *err, size_t size)
 {
@@ -129,7 +164,9 @@ int coord_connect(const char *conninfo, const char *appname, uint32_t cls,
 	const char *kw[] = { "connect_timeout", "keepalives", "keepalives_idle",
 	                     "keepalives_interval", "keepalives_count", "tcp_user_timeout",
 	                     "dbname", "application_name", NULL };
-	const char *val[] = { "3", "1", "2", "1", "3", "5000", conninfo, appname, NULL };
+	const char *val[] = { "3", "1", STR(COORD_KEEPALIVES_IDLE), STR(COORD_KEEPALIVES_INTERVAL),
+	                      STR(COORD_KEEPALIVES_COUNT), STR(COORD_TCP_USER_TIMEOUT), conninfo,
+	                      appname, NULL };
 	conn = real.PQconnectdbParams(kw, val, 1);
 	if (!conn || real.PQstatus(conn) != CONNECTION_OK) {
 		one_line(err, size, conn ? real.PQerrorMessage(conn) : "out of memory");
@@ -142,12 +179,15 @@ int coord_connect(const char *conninfo, const char *appname, uint32_t cls,
 	if (fd >= 0)
 		fcntl(fd, F_SETFD, fcntl(fd, F_GETFD) | FD_CLOEXEC);
 	/* The server's side of the same session gives up later than ours
-	 * (COORD_SERVER_BOUND_S > COORD_HOST_BOUND_S): a host cut off stops
-	 * using its lease before the server frees it for others. */
-	char sql[256];
-	snprintf(sql, sizeof sql, "set tcp_keepalives_idle = 5; set tcp_keepalives_interval = 2; "
-	         "set tcp_keepalives_count = 3; set tcp_user_timeout = 10000; listen pqshim_%u",
-	         classid);
+	 * (coord.h): a host cut off stops using its lease before the server
+	 * frees it for others. */
+	struct coord_keepalive k;
+	coord_keepalive_of(conninfo, &k);
+	char sql[320];
+	snprintf(sql, sizeof sql, "set tcp_keepalives_idle = %d; set tcp_keepalives_interval = %d; "
+	         "set tcp_keepalives_count = %d; set tcp_user_timeout = %d; listen pqshim_%u",
+	         COORD_SERVER_IDLE(k.idle), COORD_SERVER_INTERVAL(k.interval), k.count,
+	         COORD_SERVER_USER_TIMEOUT(k.user_timeout), classid);
 	PGresult *r = run(sql, PGRES_COMMAND_OK);
 	if (!r) {
 		snprintf(err, size, "could not LISTEN on the coordinator");

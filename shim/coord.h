@@ -8,12 +8,13 @@
  * real libpq functions from a thread whose every libpq call passes the
  * wrappers untouched (t.depth), so it is never counted, capped, tracked or
  * redirected.  TCP keepalives are set on both ends (for a TCP coordinator):
- * the host notices a coordinator it cannot reach within COORD_HOST_BOUND_S
+ * the host notices a coordinator it cannot reach within its keepalive bound
  * (libpq's keepalives and tcp_user_timeout, unless the policy's conninfo
  * sets its own) and stops using its lease; the server ends the session of
- * a host it cannot reach within COORD_SERVER_BOUND_S (the session's own
- * tcp_keepalives_* and tcp_user_timeout), later, so that a lease is given
- * up by its host before the server hands it to another.  A process that
+ * a host it cannot reach within its own, longer bound (the session's
+ * tcp_keepalives_* and tcp_user_timeout, derived from the host's below),
+ * so that a lease is given up by its host before the server hands it to
+ * another.  A process that
  * dies on a host that lives closes its socket: the server knows at once.
  */
 #ifndef PQSHIM_COORD_H
@@ -22,10 +23,24 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* keepalives_idle 2 s + 3 x keepalives_interval 1 s; tcp_user_timeout 5 s */
-#define COORD_HOST_BOUND_S   5
-/* tcp_keepalives_idle 5 s + 3 x tcp_keepalives_interval 2 s; tcp_user_timeout 10 s */
-#define COORD_SERVER_BOUND_S 11
+/* The host's side (libpq's keepalives, unless the policy's conninfo sets
+ * them): it notices a coordinator it cannot reach within idle + interval x
+ * count s (2 + 1 x 3 = 5 s), or tcp_user_timeout while data is unanswered. */
+#define COORD_KEEPALIVES_IDLE      2
+#define COORD_KEEPALIVES_INTERVAL  1
+#define COORD_KEEPALIVES_COUNT     3
+#define COORD_TCP_USER_TIMEOUT     5000   /* ms */
+/* The server's side of the same session, from the host's values (the
+ * session SETs them): it ends a session it cannot reach within
+ * (2 idle + 1) + 2 interval x count s (5 + 2 x 3 = 11 s by default),
+ * later than the host gives up; tcp_user_timeout twice the host's. */
+#define COORD_SERVER_IDLE(idle)          (2 * (idle) + 1)
+#define COORD_SERVER_INTERVAL(interval)  (2 * (interval))
+#define COORD_SERVER_USER_TIMEOUT(ms)    (2 * (ms))
+
+struct coord_keepalive { int idle, interval, count, user_timeout; };
+/* The host's keepalive settings for a conninfo (ours unless it sets them). */
+void coord_keepalive_of(const char *conninfo, struct coord_keepalive *k);
 /* A standby's application_name begins so (never counted as a host). */
 #define COORD_STANDBY_PREFIX "pqshim-standby "
 #define COORD_MAX_HOSTS 64      /* = SHARE_MAX_HOSTS: the census keeps the first 64 */

@@ -13,6 +13,7 @@ pkgs=(
 	uthash-dev libcmocka-dev            # unit tests
 	postgresql-15                       # the test bed: primary and streaming replica
 	jq procps util-linux openssl        # integration tests (jq, pgrep, runuser, script; a TLS bed)
+	iproute2                            # t_cluster_keepalive: a veth pair into a network namespace
 	python3 python3-psycopg2 python3-psycopg ruby-pg libdbd-pg-perl   # client tests
 	php8.2-cli php8.2-pgsql php8.2-fpm libfcgi-bin   # PHP client tests (cgi-fcgi talks to php-fpm)
 	clang                               # libFuzzer for policy/fuzz_policy.c

@@ -8,7 +8,14 @@
 #   on_host NAME CMD...     exec CMD inside host NAME (same pid: call it in the
 #                           background or in a subshell)
 #   host_stat NAME POLICY   pqshim stat --json on host NAME
-#   coord_start DIR         a small PostgreSQL of our own on 127.0.0.1 for
+#   net_host_up NAME NET    host NAME as host_up, in a network namespace of its
+#                           own too, joined to this one by a veth pair: NET.1
+#                           here, NET.2 there (NET: three octets, 10.231.7)
+#   net_cut NAME            the host's link goes silent: its address removed, so
+#                           nothing it sends leaves and what comes to it is
+#                           dropped unanswered (no RST: only keepalives tell)
+#   coord_start DIR [LISTEN] a small PostgreSQL of our own on 127.0.0.1 (or
+#                           listen_addresses LISTEN, any client trusted) for
 #                           coordination (sets CPORT); coord_stop, coord_restart
 #   coord_db NAME           a database of that name on the bed's primary for
 #                           coordination (dropped at exit); sets CDB
@@ -16,7 +23,8 @@
 [ "$(id -u)" = 0 ] || fail "the cluster tests simulate hosts with namespaces: run as root"
 command -v unshare >/dev/null && command -v nsenter >/dev/null || fail "unshare/nsenter missing (util-linux)"
 
-declare -A HOST_PID
+declare -A HOST_PID HOST_DEV
+_NET_N=0
 host_up() {
 	local name=$1
 	unshare --mount --uts -- sh -c 'mount -t tmpfs -o mode=1777 tmpfs /dev/shm && hostname "$1" &&
@@ -29,10 +37,29 @@ _host_named() { [ "$(nsenter -t "${HOST_PID[$1]}" -u hostname 2>/dev/null)" = "$
 on_host() {
 	local name=$1
 	shift
-	exec nsenter -t "${HOST_PID[$name]}" -m -u -- "$@"
+	exec nsenter -t "${HOST_PID[$name]}" -m -u -n -- "$@"
 }
 host_stat() {
-	nsenter -t "${HOST_PID[$1]}" -m -u -- "$PQSHIM" stat -p "$2" --json
+	nsenter -t "${HOST_PID[$1]}" -m -u -n -- "$PQSHIM" stat -p "$2" --json
+}
+net_host_up() {
+	local name=$1 net=$2 dev=pqv$$$((_NET_N++))
+	command -v ip >/dev/null || fail "ip missing (iproute2)"
+	unshare --mount --uts --net -- sh -c 'mount -t tmpfs -o mode=1777 tmpfs /dev/shm && hostname "$1" &&
+		exec sleep 600' sh "$name" </dev/null &
+	HOST_PID[$name]=$!
+	bg_track "$!"
+	wait_until 5 _host_named "$name" || fail "host $name did not come up"
+	ip link add "${dev}a" type veth peer name "${dev}b" || fail "net_host_up: veth pair"
+	at_exit "ip link del ${dev}a 2>/dev/null"
+	ip link set "${dev}b" netns "${HOST_PID[$name]}" && ip addr add "$net.1/24" dev "${dev}a" &&
+		ip link set "${dev}a" up || fail "net_host_up: this side of the link"
+	nsenter -t "${HOST_PID[$name]}" -n sh -c "ip link set lo up && ip addr add $net.2/24 dev ${dev}b &&
+		ip link set ${dev}b up" || fail "net_host_up: the host's side of the link"
+	HOST_DEV[$name]=${dev}b
+}
+net_cut() {
+	nsenter -t "${HOST_PID[$1]}" -n ip addr flush dev "${HOST_DEV[$1]}" || fail "net_cut $1"
 }
 
 _coord_srv() { (cd / && runuser -u postgres -- env -u LD_PRELOAD -u PQSHIM_POLICY "$@"); }
@@ -46,13 +73,14 @@ coord_start() {
 	_coord_srv /usr/lib/postgresql/15/bin/initdb -D "$CDIR/data" -U postgres -A trust --no-sync \
 		-E UTF8 --locale=C --no-instructions >"$CDIR/initdb.log" 2>&1 || fail "coordinator: initdb"
 	cat >>"$CDIR/data/postgresql.conf" <<-EOF
-		listen_addresses = '127.0.0.1'
+		listen_addresses = '${2:-127.0.0.1}'
 		unix_socket_directories = '$CDIR'
 		port = $CPORT
 		fsync = off
 		max_connections = 40
 		shared_buffers = 8MB
 	EOF
+	[ -z "${2:-}" ] || echo "host all all 0.0.0.0/0 trust" >>"$CDIR/data/pg_hba.conf"
 	coord_restart
 	at_exit coord_stop
 }
