@@ -4,13 +4,16 @@
  * takes more or gives some back (see lease_seg.h for the keys and invariants).
  *
  * The leader.  Every process under a cluster policy runs one small thread
- * that blocks on the segment's robust `leader` mutex; the one that holds it
- * is the host's leader and keeps the coordination connection (coord.c).
- * When the leader's process dies (kill -9 included), exits or execs, the
- * kernel hands the mutex to the next waiter (EOWNERDEAD) at once, and the
- * server ends the dead leader's session as soon as its socket closes, so
- * its locks are free for whoever asks next: nothing is orphaned and nothing
- * counted twice.  A fork child inherits neither the thread nor the session:
+ * that blocks on the segment's robust `standby` mutex; its holder, the
+ * standby, holds the leader's keys again on a session of its own and polls
+ * the `leader` mutex (lease_seg.h): the first process finds none and leads
+ * at once.  The leader keeps the coordination connection (coord.c).  When
+ * the leader's process dies (kill -9 included), exits or execs, the
+ * kernel marks the mutex EOWNERDEAD, the standby takes it over with the
+ * keys in hand, and the next waiter becomes the standby; the server ends
+ * the dead leader's session as soon as its socket closes.  A slot the host
+ * uses is freed on the server only when both sessions have let it go:
+ * nothing is orphaned and nothing counted twice.  A fork child inherits neither the thread nor the session:
  * lease_after_fork() closes its copy of the socket without sending
  * anything (the parent's session goes on); the child starts a thread of
  * its own at its first slot wait (lease_check).  libpq's socket is
@@ -42,9 +45,13 @@
  * (lease_check: 53300 naming the coordinator); with fail-open the host cap
  * (max_active on this host alone) is in force, and the log and `pqshim
  * stat` say so.  The leader tries again every LEASE_RECONNECT_MS and goes
- * back to the cluster when it succeeds.  Work already running when the
- * coordinator is lost keeps running: the server has freed this host's
- * locks, so until that work ends the cluster may run over its cap.
+ * back to the cluster when it succeeds (taking back the standby's keys
+ * first, and locking at least as many slots as are active before it admits
+ * more).  Waiters already queued are woken and refused at once under
+ * fail-closed (cap_set_closed, slots.c).  Work already running when both
+ * of the host's sessions are lost (a network cut, a coordinator restart)
+ * keeps running: the server has freed this host's locks, so until that
+ * work ends the cluster may run over its cap (README, "Across hosts").
  */
 #include "shim.h"
 #include "coord.h"
@@ -52,8 +59,8 @@
 #include "log.h"
 #include "procid.h"
 #include "share.h"
+#include "standby.h"
 
-#include <errno.h>
 #include <linux/futex.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,7 +76,6 @@
 #define LEASE_RECONNECT_MS 500
 #define LEASE_PUBLISH_MS   1000   /* application_name: active, waiting */
 #define LEASE_START_WAIT_MS 4000  /* a first wait lets the leader connect (connect_timeout 3 s) */
-#define STANDBY_LOOK_MS    10     /* the standby looks at the leader mutex */
 
 static int started;               /* this process runs its thread (atomic) */
 
@@ -506,103 +512,21 @@ static void lead(struct seg_lease *L)
 	}
 }
 
-/* A robust mutex: 0 once held (a dead holder's made consistent), else the
- * error (EBUSY for a try). */
-static int take(pthread_mutex_t *m, int try)
-{
-	int r = try ? pthread_mutex_trylock(m) : pthread_mutex_lock(m);
-	if (r == EOWNERDEAD) {
-		pthread_mutex_consistent(m);
-		r = 0;
-	}
-	return r;
-}
-
-/* The standby's keys: the leader's, as published (0, or -1 while they
- * change). */
-static int read_keys(struct seg_lease *L, uint32_t *keys, uint32_t *n, uint32_t *gen)
-{
-	uint32_t g1 = __atomic_load_n(&L->keys_gen, __ATOMIC_ACQUIRE);
-	if (g1 & 1)
-		return -1;
-	uint32_t m = __atomic_load_n(&L->nkeys, __ATOMIC_RELAXED);
-	if (m > LEASE_KEYS_MAX)
-		return -1;
-	for (uint32_t i = 0; i < m; i++)
-		keys[i] = __atomic_load_n(&L->keys[i], __ATOMIC_RELAXED);
-	__atomic_thread_fence(__ATOMIC_ACQUIRE);
-	if (__atomic_load_n(&L->keys_gen, __ATOMIC_RELAXED) != g1)
-		return -1;
-	*n = m;
-	*gen = g1;
-	return 0;
-}
-
-/* The standby (lease_seg.h): hold the leader's keys too, on a session of
- * our own, until the leader goes.  1 once this thread holds the leader
- * mutex (the standby mutex let go), 0 when the process is exiting. */
-static int stand_by(struct seg_lease *L)
-{
-	char app[64], host[LEASE_HOST_MAX] = "?", err[LEASE_ERROR_MAX];
-	uint32_t keys[LEASE_KEYS_MAX], n, gen, done;
-	uint64_t next_connect = 0;
-	gethostname(host, sizeof host - 1);
-	snprintf(app, sizeof app, COORD_STANDBY_PREFIX "%u %.32s", lease_classid(g.seg.name), host);
-	__atomic_store_n(&L->standby_backend, 0, __ATOMIC_RELEASE);
-	L->standby_start = procid_starttime(getpid());
-	L->standby_pid = getpid();
-	done = __atomic_load_n(&L->keys_gen, __ATOMIC_ACQUIRE) - 2;   /* mirror at once */
-	for (;;) {
-		if (g.disabled || g.pid != getpid())
-			return 0;
-		if (take(&L->leader, 1) == 0) {
-			L->standby_pid = 0;
-			__atomic_store_n(&L->standby_backend, 0, __ATOMIC_RELEASE);
-			pthread_mutex_unlock(&L->standby);
-			return 1;
-		}
-		uint32_t seen = __atomic_load_n(&L->keys_gen, __ATOMIC_ACQUIRE);
-		if (!coord_connected()) {
-			__atomic_store_n(&L->standby_backend, 0, __ATOMIC_RELEASE);
-			if (mono_ms() >= next_connect) {
-				if (coord_connect(g.pol.coordinator, app, lease_classid(g.seg.name), err,
-				                  sizeof err) != 0)
-					next_connect = mono_ms() + LEASE_RECONNECT_MS;
-				else
-					done = seen - 2;
-			}
-		} else if (coord_wait(0) < 0) {
-			__atomic_store_n(&L->standby_backend, 0, __ATOMIC_RELEASE);
-			continue;            /* lost: its locks went with it */
-		} else if (seen != done && read_keys(L, keys, &n, &gen) == 0) {
-			if (coord_mirror(keys, n) < 0)
-				continue;
-			done = gen;
-			__atomic_store_n(&L->mirrored_gen, gen, __ATOMIC_RELEASE);
-			__atomic_store_n(&L->standby_backend, (uint32_t)coord_backend_pid(),
-			                 __ATOMIC_RELEASE);
-			continue;            /* look again at once: more may have changed */
-		}
-		struct timespec ts = { 0, STANDBY_LOOK_MS * 1000000L };
-		syscall(SYS_futex, &L->keys_gen, FUTEX_WAIT, seen, &ts, NULL, 0);
-	}
-}
-
 static void *leader_thread(void *arg)
 {
 	(void)arg;
 	struct seg_lease *L = lease();
 	/* Every process's thread lines up for the standby's place; the
 	 * standby looks at the leader's (take(leader) when there is none). */
-	while (take(&L->standby, 0) != 0) {
+	while (standby_take(&L->standby, 0) != 0) {
 		struct timespec ts = { 1, 0 };
 		nanosleep(&ts, NULL);
 	}
 	int leads = 1;
-	if (take(&L->leader, 1) == 0)
+	if (standby_take(&L->leader, 1) == 0)
 		pthread_mutex_unlock(&L->standby);
 	else
-		OWN(leads = stand_by(L));
+		OWN(leads = standby_run(L));
 	/* Everything this thread does in libpq is the shim's own: libpq's
 	 * calls to its exports pass the wrappers untouched. */
 	if (leads)

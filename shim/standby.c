@@ -1,0 +1,103 @@
+/*
+ * standby.c - scope = cluster: the host's standby, the second session that
+ * holds every slot key of the leader's again, so that a slot in use stays
+ * locked on the coordinator when the leader's session ends (the design is
+ * in lease_seg.h; the election in lease.c).
+ */
+#include "shim.h"
+#include "coord.h"
+#include "procid.h"
+#include "standby.h"
+
+#include <errno.h>
+#include <linux/futex.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#define STANDBY_LOOK_MS    10     /* the standby looks at the leader mutex */
+#define STANDBY_RECONNECT_MS 500
+
+static uint64_t mono_ms(void)
+{
+	return clock_ns(CLOCK_MONOTONIC) / 1000000u;
+}
+
+int standby_take(pthread_mutex_t *m, int try)
+{
+	int r = try ? pthread_mutex_trylock(m) : pthread_mutex_lock(m);
+	if (r == EOWNERDEAD) {
+		pthread_mutex_consistent(m);
+		r = 0;
+	}
+	return r;
+}
+
+/* The standby's keys: the leader's, as published (0, or -1 while they
+ * change). */
+static int read_keys(struct seg_lease *L, uint32_t *keys, uint32_t *n, uint32_t *gen)
+{
+	uint32_t g1 = __atomic_load_n(&L->keys_gen, __ATOMIC_ACQUIRE);
+	if (g1 & 1)
+		return -1;
+	uint32_t m = __atomic_load_n(&L->nkeys, __ATOMIC_RELAXED);
+	if (m > LEASE_KEYS_MAX)
+		return -1;
+	for (uint32_t i = 0; i < m; i++)
+		keys[i] = __atomic_load_n(&L->keys[i], __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	if (__atomic_load_n(&L->keys_gen, __ATOMIC_RELAXED) != g1)
+		return -1;
+	*n = m;
+	*gen = g1;
+	return 0;
+}
+
+int standby_run(struct seg_lease *L)
+{
+	char app[64], host[LEASE_HOST_MAX] = "?", err[LEASE_ERROR_MAX];
+	uint32_t keys[LEASE_KEYS_MAX], n, gen, done;
+	uint64_t next_connect = 0;
+	gethostname(host, sizeof host - 1);
+	snprintf(app, sizeof app, COORD_STANDBY_PREFIX "%u %.32s", lease_classid(g.seg.name), host);
+	__atomic_store_n(&L->standby_backend, 0, __ATOMIC_RELEASE);
+	L->standby_start = procid_starttime(getpid());
+	L->standby_pid = getpid();
+	done = __atomic_load_n(&L->keys_gen, __ATOMIC_ACQUIRE) - 2;   /* mirror at once */
+	for (;;) {
+		if (g.disabled || g.pid != getpid())
+			return 0;
+		if (standby_take(&L->leader, 1) == 0) {
+			L->standby_pid = 0;
+			__atomic_store_n(&L->standby_backend, 0, __ATOMIC_RELEASE);
+			pthread_mutex_unlock(&L->standby);
+			return 1;
+		}
+		uint32_t seen = __atomic_load_n(&L->keys_gen, __ATOMIC_ACQUIRE);
+		if (!coord_connected()) {
+			__atomic_store_n(&L->standby_backend, 0, __ATOMIC_RELEASE);
+			if (mono_ms() >= next_connect) {
+				if (coord_connect(g.pol.coordinator, app, lease_classid(g.seg.name), err,
+				                  sizeof err) != 0)
+					next_connect = mono_ms() + STANDBY_RECONNECT_MS;
+				else
+					done = seen - 2;
+			}
+		} else if (coord_wait(0) < 0) {
+			__atomic_store_n(&L->standby_backend, 0, __ATOMIC_RELEASE);
+			continue;            /* lost: its locks went with it */
+		} else if (seen != done && read_keys(L, keys, &n, &gen) == 0) {
+			if (coord_mirror(keys, n) < 0)
+				continue;
+			done = gen;
+			__atomic_store_n(&L->mirrored_gen, gen, __ATOMIC_RELEASE);
+			__atomic_store_n(&L->standby_backend, (uint32_t)coord_backend_pid(),
+			                 __ATOMIC_RELEASE);
+			continue;            /* look again at once: more may have changed */
+		}
+		struct timespec ts = { 0, STANDBY_LOOK_MS * 1000000L };
+		syscall(SYS_futex, &L->keys_gen, FUTEX_WAIT, seen, &ts, NULL, 0);
+	}
+}
