@@ -6,6 +6,7 @@
  * figures are shown anyway.
  */
 #include "cluster.h"
+#include "procid.h"
 
 #include <libpq-fe.h>
 #include <stdlib.h>
@@ -186,9 +187,16 @@ void cluster_json(FILE *out, const struct snapshot *s)
 		        h->wants ? "true" : "false", h->pid, h->local ? "true" : "false");
 	}
 	fprintf(out, "],\n              \"grows\": %llu, \"gives\": %llu, \"leaders\": %llu, "
-	        "\"coordinator_statements\": %llu, \"error\": ",
+	        "\"takeovers\": %llu, \"standby_pid\": ",
 	        (unsigned long long)L->grows, (unsigned long long)L->gives,
-	        (unsigned long long)L->leaders, (unsigned long long)L->statements);
+	        (unsigned long long)L->leaders, (unsigned long long)L->takeovers);
+	/* the standby in place: it holds this host's slots again (lease_seg.h) */
+	if (L->standby_backend && L->standby_pid > 0 && procid_alive(L->standby_pid, L->standby_start))
+		fprintf(out, "%d", L->standby_pid);
+	else
+		fputs("null", out);
+	fprintf(out, ", \"coordinator_statements\": %llu, \"error\": ",
+	        (unsigned long long)L->statements);
 	const char *err = v->error[0] ? v->error : L->error;
 	if (err[0])
 		snap_json_string(out, err);

@@ -20,6 +20,11 @@
 #   coord_db NAME           a database of that name on the bed's primary for
 #                           coordination (dropped at exit); sets CDB
 #   overlap TABLE           the most rows of TABLE (t0, t1) overlapping in time
+#   idle_lease HOST POLICY APP N SECS  a psycopg2 process on HOST under POLICY
+#                           whose 4 threads run N statements `select
+#                           pg_sleep(SECS)` each, then say IDLE ($T/idle.out)
+#                           and idle, holding the host's lease (sets IDLE:
+#                           its pid); waits until it says so
 [ "$(id -u)" = 0 ] || fail "the cluster tests simulate hosts with namespaces: run as root"
 command -v unshare >/dev/null && command -v nsenter >/dev/null || fail "unshare/nsenter missing (util-linux)"
 
@@ -108,3 +113,26 @@ overlap() { # the largest number of rows of log (t0, t1) that overlap: on the be
 		run as (select sum(d) over (order by t, d rows unbounded preceding) as c from ev)
 		select coalesce(max(c), 0) from run"
 }
+idle_lease() {
+	cat >"$T/idle.py" <<-'EOF'
+		import sys, threading, time, psycopg2
+		def work():
+		    c = psycopg2.connect(application_name=sys.argv[1])
+		    for _ in range(int(sys.argv[2])):
+		        cur = c.cursor()
+		        cur.execute("select pg_sleep(%s)" % float(sys.argv[3]))
+		        c.commit()
+		    c.close()
+		ts = [threading.Thread(target=work) for _ in range(4)]
+		for t in ts: t.start()
+		for t in ts: t.join()
+		print("IDLE", flush=True)
+		time.sleep(60)
+	EOF
+	(PQSHIM_POLICY=$2 LD_PRELOAD=$PQSHIM_LIB on_host "$1" "$PY" "$T/idle.py" "$3" "$4" "$5") \
+		>"$T/idle.out" 2>"$T/idle.err" &
+	IDLE=$!
+	bg_track "$IDLE"
+	wait_until 20 _idle_said || fail "the idle process on $1: $(cat "$T/idle.err")"
+}
+_idle_said() { grep -q IDLE "$T/idle.out"; }

@@ -92,26 +92,7 @@ assert_eq "$(cat "$T/again.out")" again "a new process on h1 runs"
 kill -9 "$K1" "$K2" 2>/dev/null || true
 
 # ============ an idle lease goes back to a host that wants it ==============
-cat >"$T/idle.py" <<'EOF'
-import sys, threading, time, psycopg2
-def work():
-    c = psycopg2.connect(application_name="t_cluster_idle")
-    for _ in range(20):
-        cur = c.cursor()
-        cur.execute("select pg_sleep(0.01)")
-        c.commit()
-    c.close()
-ts = [threading.Thread(target=work) for _ in range(4)]
-for t in ts: t.start()
-for t in ts: t.join()
-print("IDLE", flush=True)
-time.sleep(60)
-EOF
-(PQSHIM_POLICY=$POL LD_PRELOAD=$PQSHIM_LIB on_host h1 "$PY" "$T/idle.py") >"$T/idle.out" 2>"$T/idle.err" &
-IDLE=$!
-bg_track "$IDLE"
-idle() { grep -q IDLE "$T/idle.out"; }
-wait_until 20 idle || fail "the idle host's process: $(cat "$T/idle.err")"
+idle_lease h1 "$POL" t_cluster_idle 20 0.01
 assert_ge "$(locks_of h1)" 1 "coordinator: h1 keeps its idle lease while nobody else wants"
 printf 'begin;\nselect pg_sleep(0.05);\ncommit;\n' >"$T/x50.sql"
 t_want=$EPOCHREALTIME

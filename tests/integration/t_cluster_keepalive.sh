@@ -47,25 +47,7 @@ h1_session() { # h1's sessions on the coordinator, and the time (epoch) it was a
 sql_primary "create table kalog (host text, t0 timestamptz)" >/dev/null
 
 # ============ h1 leases all 4 slots, then idles ===============================
-cat >"$T/idle.py" <<'EOF'
-import threading, time, psycopg2
-def work():
-    c = psycopg2.connect(application_name="t_cluster_ka")
-    for _ in range(5):
-        cur = c.cursor()
-        cur.execute("select pg_sleep(0.2)")
-        c.commit()
-    c.close()
-ts = [threading.Thread(target=work) for _ in range(4)]
-for t in ts: t.start()
-for t in ts: t.join()
-print("IDLE", flush=True)
-time.sleep(60)
-EOF
-(PQSHIM_POLICY=$POL LD_PRELOAD=$PQSHIM_LIB on_host h1 "$PY" "$T/idle.py") >"$T/idle.out" 2>"$T/idle.err" &
-bg_track "$!"
-idle() { grep -q IDLE "$T/idle.out"; }
-wait_until 20 idle || fail "h1's process: $(cat "$T/idle.err" "$T/ka.log")"
+idle_lease h1 "$POL" t_cluster_ka 5 0.2
 all4() { [ "$(h1_slots)" = 4 ]; }
 wait_until 5 all4 || fail "h1 does not hold the 4 slots: $(h1_slots)"
 sleep 0.5

@@ -61,6 +61,13 @@ leader_backend() { # h1's leader session on the coordinator
 	sql_primary "select pid from pg_stat_activity where datname = '$CDB'
 		and application_name like 'pqshim % h1%' and application_name not like 'pqshim-standby%'"
 }
+two_long() { # APP NAME1 NAME2: two pgbench processes on h1, one long.sql transaction each (B, C)
+	pgb h1 "$1" "$T/long.sql" -c 1 -t 1 >"$T/$2.out" 2>"$T/$2.err" &
+	B=$!
+	pgb h1 "$1" "$T/long.sql" -c 1 -t 1 >"$T/$3.out" 2>"$T/$3.err" &
+	C=$!
+	bg_track "$B" "$C"
+}
 h1_active() { [ "$(host_stat h1 "$POL" | jq -r .cap.active)" = "$1" ]; }
 
 # h1's leader: a psql that runs one statement, then idles (no slot)
@@ -79,16 +86,13 @@ h2_runs() { [ "$(sql_primary "select count(*) from llog where host = 'h2'")" -ge
 wait_until 10 h2_runs || fail "h2 never ran: $(cat "$T/h2.err")"
 
 # ============ kill -9 of h1's leader while B and C hold slots =================
-pgb h1 h1 "$T/long.sql" -c 1 -t 1 >"$T/b.out" 2>"$T/b.err" &
-B=$!
-bg_track "$B"
-pgb h1 h1 "$T/long.sql" -c 1 -t 1 >"$T/c.out" 2>"$T/c.err" &
-C=$!
-bg_track "$C"
+two_long h1 b c
+B1=$B C1=$C
 wait_until 10 h1_active 2 || fail "B and C never held their slots: $(host_stat h1 "$POL" | jq -c .cap)"
 have_standby() { [ "$(standbys)" -ge 1 ]; }
 wait_until 2 have_standby || true # asserted below, after the server's evidence
 sb1=$(standbys)
+sbpid=$(host_stat h1 "$POL" | jq -r .cluster.standby_pid)
 sleep 0.5
 # B and C stopped for a second: the host's other processes cannot take the
 # lead at once (their work runs on in their backends meanwhile)
@@ -114,12 +118,7 @@ assert_ge "$h2_during" 20 "h2's transactions between the kill and the end of B a
 assert_le "$peak1" 4 "server: transactions overlapping after the leader's kill (from the logged rows)"
 
 # ============ the leader's session ends on the server, its process lives =====
-pgb h1 h1b "$T/long.sql" -c 1 -t 1 >"$T/b2.out" 2>"$T/b2.err" &
-B=$!
-bg_track "$B"
-pgb h1 h1b "$T/long.sql" -c 1 -t 1 >"$T/c2.out" 2>"$T/c2.err" &
-C=$!
-bg_track "$C"
+two_long h1b b2 c2
 wait_until 10 h1_active 2 || fail "B2 and C2 never held their slots: $(host_stat h1 "$POL" | jq -c .cap)"
 wait_until 2 have_standby || true
 sb2=$(standbys)
@@ -151,6 +150,8 @@ assert_le "$peak" 4 "server: transactions overlapping over the whole run (from t
 assert_eq "$peak" 4 "server: the cap is reached"
 # how: h1's standby held the slots too, and took over
 assert_eq "$sb1 $sb2" "1 1" "h1's standby sessions on the coordinator before the kill, the termination"
+assert_match "$sbpid" "^($B1|$C1)\$" "stat on h1 before the kill: standby_pid (B or C)"
+assert_ge "$(host_stat h1 "$POL" | jq -r .cluster.takeovers)" 1 "stat on h1: takeovers"
 grep -q "taking over as its standby with 2 slots" "$T/lead.log" ||
 	fail "no standby took over with B's and C's slots: $(grep leads "$T/lead.log")"
 echo "ok: a host's slots in use stay locked while its leader dies or loses its session"
