@@ -400,12 +400,12 @@ static void keys_of(char *buf, size_t size, int pid)
 	         classid, LEASE_KEY_WANT, who);
 }
 
-int coord_mirror(const uint32_t *keys, uint32_t nkeys)
+int coord_mirror(const uint32_t *keys, uint32_t nkeys, int leader_pid)
 {
 	if (!conn)
 		return -1;
 	char m[400], *lit = keys_literal(keys, nkeys);
-	size_t size = (lit ? strlen(lit) : 0) + 1200;
+	size_t size = (lit ? strlen(lit) : 0) + 1600;
 	char *sql = lit ? malloc(size) : NULL;
 	if (!sql) {
 		free(lit);
@@ -414,16 +414,21 @@ int coord_mirror(const uint32_t *keys, uint32_t nkeys)
 	keys_of(m, sizeof m, 0);
 	/* CASE: the membership test first, then the lock (a plain AND may be
 	 * evaluated in any order, and a shared lock taken twice needs two
-	 * unlocks).  The host's slots come free for others only once both
+	 * unlocks).  A key is taken only while the leader's session holds it:
+	 * then no other host's can (they take a key only when nobody holds
+	 * it), and a list the leader published before it lost its session
+	 * gives nothing.  The host's slots come free for others only once both
 	 * sessions let them go: tell them when we do. */
 	snprintf(sql, size,
 	         "with l as materialized (select distinct unnest('%s'::int[]) k), m as materialized %s, "
 	         "a as (select count(*) n from l where case when k in (select k from m) then false "
-	         "else pg_try_advisory_lock_shared(%u, k) end), "
+	         "when not exists (select 1 from pg_locks x where x.pid = %d and x.locktype = 'advisory' "
+	         "and x.granted and x.objsubid = 2 and x.classid = %u::oid and x.objid = k::oid) "
+	         "then false else pg_try_advisory_lock_shared(%u, k) end), "
 	         "d as (select count(*) n from m where case when k in (select k from l) then false "
 	         "else pg_advisory_unlock_shared(%u, k) end) "
 	         "select a.n, d.n, case when d.n > 0 then pg_notify('pqshim_%u', 'free')::text end "
-	         "from a, d", lit, m, classid, classid, classid);
+	         "from a, d", lit, m, leader_pid, classid, classid, classid, classid);
 	PGresult *r = run(sql, PGRES_TUPLES_OK);
 	free(lit);
 	free(sql);

@@ -13,7 +13,8 @@
  * keys in hand, and the next waiter becomes the standby; the server ends
  * the dead leader's session as soon as its socket closes.  A slot the host
  * uses is freed on the server only when both sessions have let it go:
- * nothing is orphaned and nothing counted twice.  A fork child inherits neither the thread nor the session:
+ * nothing is orphaned and nothing counted twice.  A fork child inherits
+ * neither the thread nor the session:
  * lease_after_fork() closes its copy of the socket without sending
  * anything (the parent's session goes on); the child starts a thread of
  * its own at its first slot wait (lease_check).  libpq's socket is

@@ -38,7 +38,9 @@
  * session and by a second one, the standby's: another process of the
  * host, the holder of the `standby` mutex, which locks (shared) every key
  * the leader's session holds and lets go of those it gave back (it reads
- * them in the segment, `keys`, whenever keys_gen moves).  Another host can take a slot
+ * them in the segment, `keys`, whenever keys_gen moves; it takes a key
+ * only if pg_locks shows the leader's session holding it, in the same
+ * statement, so never one another host holds).  Another host can take a slot
  * only when neither session holds it.  The leader lets the host use a
  * newly leased slot only once the standby holds it too (mirrored_gen),
  * while a standby is in place.  When the leader dies, the standby - which

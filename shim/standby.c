@@ -88,8 +88,10 @@ int standby_run(struct seg_lease *L)
 		} else if (coord_wait(0) < 0) {
 			__atomic_store_n(&L->standby_backend, 0, __ATOMIC_RELEASE);
 			continue;            /* lost: its locks went with it */
-		} else if (seen != done && read_keys(L, keys, &n, &gen) == 0) {
-			if (coord_mirror(keys, n) < 0)
+		} else if (seen != done && __atomic_load_n(&L->state, __ATOMIC_ACQUIRE) == LEASE_OK
+		           && L->backend_pid && read_keys(L, keys, &n, &gen) == 0) {
+			/* (while the leader has lost its session, we keep what we hold) */
+			if (coord_mirror(keys, n, (int)L->backend_pid) < 0)
 				continue;
 			done = gen;
 			__atomic_store_n(&L->mirrored_gen, gen, __ATOMIC_RELEASE);

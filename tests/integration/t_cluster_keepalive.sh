@@ -47,7 +47,7 @@ h1_session() { # h1's sessions on the coordinator, and the time (epoch) it was a
 sql_primary "create table kalog (host text, t0 timestamptz)" >/dev/null
 
 # ============ h1 leases all 4 slots, then idles ===============================
-idle_lease h1 "$POL" t_cluster_ka 5 0.2
+idle_lease h1 "$POL" t_cluster_ka 3 0.15
 all4() { [ "$(h1_slots)" = 4 ]; }
 wait_until 5 all4 || fail "h1 does not hold the 4 slots: $(h1_slots)"
 sleep 0.5
