@@ -226,6 +226,14 @@ struct segment;
 /* The uncontended paths: one CAS on the semaphore word.  1 on success; 0
  * when the caller must take the slow path (full, waiters queued, frozen, an
  * audit came by).  `max` as the caller read it (0: no cap). */
+
+/* A hold's last step after its CAS on the word: 1 unless an audit judged
+ * it meanwhile (see the top). */
+static inline int hold_finish(uint8_t *hold, uint8_t from, uint8_t to)
+{
+	return __atomic_compare_exchange_n(hold, &from, to, 0, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED);
+}
+
 static inline int sem_try_acquire_max(struct seg_sem *s, uint8_t *hold, uint32_t max)
 {
 	/* Not frozen, nobody queued and count below max, in one compare: the
@@ -233,17 +241,17 @@ static inline int sem_try_acquire_max(struct seg_sem *s, uint8_t *hold, uint32_t
 	uint64_t limit = max ? max : SEM_COUNT_MASK;
 	uint64_t w0 = __atomic_load_n(&s->word, __ATOMIC_SEQ_CST), w = w0;
 	/* Announce first: an audit that freezes the word after our CAS must
-	 * find us.  The word was read before: we only CAS in its epoch. */
+	 * find us.  The word was read before: we only CAS in its epoch (a
+	 * failed CAS reloads w, hence the epoch's look from the second try).
+	 * (Inline whole: a call here would make the wrapper save its
+	 * arguments.) */
 	__atomic_store_n(hold, HOLD_ACQUIRING, __ATOMIC_SEQ_CST);
-	while ((w & SEM_STATE_MASK) < limit && sem_epoch(w ^ w0) == 0) {
-		if (__atomic_compare_exchange_n(&s->word, &w, w + 1, 1, __ATOMIC_SEQ_CST,
-		                                __ATOMIC_RELAXED)) {
-			uint8_t acq = HOLD_ACQUIRING;
-			/* Fails only if an audit judged us meanwhile: not counted. */
-			return __atomic_compare_exchange_n(hold, &acq, HOLD_HELD, 0, __ATOMIC_SEQ_CST,
-			                                   __ATOMIC_RELAXED);
-		}
-	}
+	if (__builtin_expect((w & SEM_STATE_MASK) < limit, 1))
+		do {
+			if (__builtin_expect(__atomic_compare_exchange_n(&s->word, &w, w + 1, 1,
+			                                                 __ATOMIC_SEQ_CST, __ATOMIC_RELAXED), 1))
+				return hold_finish(hold, HOLD_ACQUIRING, HOLD_HELD);
+		} while ((w & SEM_STATE_MASK) < limit && sem_epoch(w ^ w0) == 0);
 	__atomic_store_n(hold, HOLD_NONE, __ATOMIC_RELEASE);
 	return 0;
 }
@@ -267,20 +275,15 @@ enum sem_release_result {
  * in the epoch read before the claim: an audit since then has counted us,
  * and the slow path gives that count back.
  */
-static inline enum sem_release_result sem_release(struct seg_sem *s, uint8_t *hold)
+static __attribute__((noinline, unused)) enum sem_release_result
+sem_release_retry(struct seg_sem *s, uint8_t *hold, uint64_t w0, uint64_t w)
 {
-	uint64_t w0 = __atomic_load_n(&s->word, __ATOMIC_SEQ_CST), w = w0;
-	uint8_t h = HOLD_HELD;
-	if (!__atomic_compare_exchange_n(hold, &h, HOLD_RELEASING, 0, __ATOMIC_SEQ_CST,
-	                                 __ATOMIC_RELAXED))
-		return SEM_RELEASE_NOT_MINE;
 	for (;;) {
-		/* Common: held, nobody queued, not frozen (one compare).  Else
-		 * with waiters queued the slot is handed over under the lock,
-		 * unless the count is above a lowered max. */
-		uint64_t st = w & SEM_STATE_MASK;
 		if (sem_epoch(w ^ w0) != 0)
 			return SEM_RELEASE_SLOW;
+		/* With waiters queued the slot is handed over under the lock,
+		 * unless the count is above a lowered max. */
+		uint64_t st = w & SEM_STATE_MASK;
 		if (st - 1 >= SEM_COUNT_MASK) {
 			uint32_t max = __atomic_load_n(&s->max, __ATOMIC_RELAXED);
 			if ((st & (SEM_FROZEN | SEM_LANES)) || sem_count(st) == 0 || !max
@@ -288,14 +291,31 @@ static inline enum sem_release_result sem_release(struct seg_sem *s, uint8_t *ho
 				return SEM_RELEASE_SLOW;
 		}
 		if (__atomic_compare_exchange_n(&s->word, &w, w - 1, 1, __ATOMIC_SEQ_CST,
-		                                __ATOMIC_RELAXED)) {
-			uint8_t rel = HOLD_RELEASING;
+		                                __ATOMIC_RELAXED))
 			/* Fails only if an audit counted us after our CAS: we owe it one. */
-			return __atomic_compare_exchange_n(hold, &rel, HOLD_NONE, 0, __ATOMIC_SEQ_CST,
-			                                   __ATOMIC_RELAXED)
+			return hold_finish(hold, HOLD_RELEASING, HOLD_NONE)
 			       ? SEM_RELEASE_DONE : SEM_RELEASE_SLOW;
-		}
 	}
+}
+
+static inline enum sem_release_result sem_release(struct seg_sem *s, uint8_t *hold)
+{
+	uint64_t w0 = __atomic_load_n(&s->word, __ATOMIC_SEQ_CST), w = w0;
+	if (!hold_finish(hold, HOLD_HELD, HOLD_RELEASING))
+		return SEM_RELEASE_NOT_MINE;
+	/* Common: held (count >= 1), nobody queued, no flag: the bits from
+	 * SEM_WAIT_SHIFT up to the epoch are 0 (shifts, not a 64-bit mask). */
+	if (__builtin_expect(((w << (64 - SEM_EPOCH_SHIFT)) >> (64 - SEM_EPOCH_SHIFT + SEM_WAIT_SHIFT))
+	                     == 0 && sem_count(w) != 0, 1)
+	    && __builtin_expect(__atomic_compare_exchange_n(&s->word, &w, w - 1, 1, __ATOMIC_SEQ_CST,
+	                                                    __ATOMIC_RELAXED), 1))
+	{
+		/* Fails only if an audit counted us after our CAS: we owe it one. */
+		if (__builtin_expect(hold_finish(hold, HOLD_RELEASING, HOLD_NONE), 1))
+			return SEM_RELEASE_DONE;
+		return SEM_RELEASE_SLOW;
+	}
+	return sem_release_retry(s, hold, w0, w);
 }
 
 enum cap_result { CAP_OK = 0, CAP_TIMEOUT, CAP_NESTED, CAP_ERROR, CAP_BUSY };

@@ -2,7 +2,7 @@
  * reload.c - notice a changed policy file within a second, without a
  * system call per statement.
  *
- * Every statement already reads the TSC (work_fast_sent, track_sent); when
+ * Every statement already reads the TSC (work_fast_stamp, track_sent); when
  * it passes hot.next_tick (about every half second) one thread of the process stats the
  * policy file, and if its identity, size or times changed and have then
  * stayed the same for POLICY_SETTLE_MS (a file written in place is taken

@@ -214,12 +214,24 @@ static inline void thread_caches_forget(void)
 	t.fast_epoch = 0;
 }
 
+/* Add one to a counter of the connection's own record.  Only the thread
+ * using the connection writes these (libpq forbids concurrent use of one
+ * PGconn), and readers load them whole: on x86-64 one unlocked add to
+ * memory (an aligned 8-byte store is never torn), elsewhere a relaxed
+ * load and store. */
+ALWAYS_INLINE void record_count(uint64_t *n)
+{
+#if defined(__x86_64__)
+	__asm__("addq $1, %0" : "+m"(*n));
+#else
+	__atomic_store_n(n, *n + 1, __ATOMIC_RELAXED);
+#endif
+}
+
 /* A statement leaves: count it, the connection is active. */
 ALWAYS_INLINE void record_sent_at(struct seg_conn *r, uint64_t now)
 {
-	/* Only the thread using the connection writes these (libpq forbids
-	 * concurrent use of one PGconn), so plain relaxed stores suffice. */
-	__atomic_store_n(&r->queries, r->queries + 1, __ATOMIC_RELAXED);
+	record_count(&r->queries);
 	__atomic_store_n(&r->cstate, CS_ACTIVE, __ATOMIC_RELAXED);
 	__atomic_store_n(&r->last_used, now, __ATOMIC_RELAXED);
 }
@@ -250,13 +262,47 @@ static inline int hold_unshare(uint8_t *hold)
 #define SETTLE_KICK    2u   /* results done: an event loop's deferred sends may go (defer.c) */
 #define SETTLE_HAND    4u   /* the slot goes back, or to a connection sharing it (slots.c) */
 
+/* The active slot goes back (settle_state): 0 when done, else what is
+ * left to do. */
+ALWAYS_INLINE unsigned settle_release(struct seg_conn *r)
+{
+	uint8_t *hold = &r->hold[SEM_ACTIVE];
+	uint8_t h = __atomic_load_n(hold, __ATOMIC_RELAXED);
+	if (likely(h == HOLD_HELD)) {
+held:
+		if (unlikely(__atomic_load_n(&hot.shares, __ATOMIC_RELAXED)))
+			return SETTLE_HAND;   /* another may ride on it */
+		if (unlikely(sem_release(&hot.cap->sems[SEM_ACTIVE], hold) == SEM_RELEASE_SLOW))
+			return SETTLE_RELEASE;
+		return 0;
+	}
+	if (h == HOLD_SHARED && !hold_unshare(hold))
+		goto held;            /* handed over to it meanwhile (slots.c) */
+	if (h == HOLD_WAITING)
+		__atomic_store_n(hold, HOLD_NONE, __ATOMIC_RELEASE);
+	return 0;
+}
+
 /* Work may have completed: libpq's own view (PQtransactionStatus says
  * ACTIVE while results are pending, IDLE only outside a transaction)
  * becomes the record's state; idle outside a transaction gives the active
- * slot back.  Calls nothing: returns what is left to do, if anything. */
-ALWAYS_INLINE unsigned settle_state(struct conn *c, PGTransactionStatusType ts)
+ * slot back.  Calls nothing: returns what is left to do, if anything.
+ * `deferrals`: 0 when the caller knows this process has no deferred send
+ * (a fast connection: the map epoch is bumped when one is saved, and no
+ * thread makes a connection fast while one waits; work.c), so no look at
+ * hot.deferrals is needed. */
+ALWAYS_INLINE unsigned settle_state_(struct conn *c, PGTransactionStatusType ts, int deferrals)
 {
 	struct seg_conn *r = c->rec;
+	uint32_t was = r->cstate;
+	unsigned todo = 0;
+	/* The common case first: an autocommit statement's results are done. */
+	if (likely(ts == PQTRANS_IDLE) && likely(was == CS_ACTIVE)) {
+		record_count(&r->xacts);
+		todo = settle_release(r);
+		__atomic_store_n(&r->cstate, CS_IDLE, __ATOMIC_RELAXED);
+		goto done;
+	}
 	uint32_t now;
 	switch (ts) {
 	case PQTRANS_ACTIVE:  now = CS_ACTIVE; break;
@@ -264,43 +310,32 @@ ALWAYS_INLINE unsigned settle_state(struct conn *c, PGTransactionStatusType ts)
 	case PQTRANS_INERROR: now = CS_IN_TRANSACTION; break;
 	default:              now = CS_IDLE; break;
 	}
-	uint32_t was = r->cstate;
 	if (now == was)
 		return 0;
-	unsigned todo = 0;
 	if (now == CS_IDLE) {
 		if (was == CS_ACTIVE || was == CS_IN_TRANSACTION)
-			__atomic_store_n(&r->xacts, r->xacts + 1, __ATOMIC_RELAXED);
-		uint8_t *hold = &r->hold[SEM_ACTIVE];
-		uint8_t h = __atomic_load_n(hold, __ATOMIC_RELAXED);
-		if (unlikely(h == HOLD_SHARED) && !hold_unshare(hold))
-			h = HOLD_HELD;        /* handed over to it meanwhile (slots.c) */
-		if (h == HOLD_HELD) {
-			if (unlikely(__atomic_load_n(&hot.shares, __ATOMIC_RELAXED)))
-				todo = SETTLE_HAND;   /* another may ride on it */
-			else if (sem_release(&hot.cap->sems[SEM_ACTIVE], hold) == SEM_RELEASE_SLOW)
-				todo = SETTLE_RELEASE;
-		} else if (h == HOLD_WAITING) {
-			__atomic_store_n(hold, HOLD_NONE, __ATOMIC_RELEASE);
-		}
+			record_count(&r->xacts);
+		todo = settle_release(r);
 	}
 	__atomic_store_n(&r->cstate, now, __ATOMIC_RELAXED);
+done:
 	/* Results done on one of an event loop's connections: its deferred
 	 * sends may take the slot, or must stop waiting for it (defer.c). */
-	if (was == CS_ACTIVE && unlikely(__atomic_load_n(&hot.deferrals, __ATOMIC_RELAXED)))
+	if (deferrals && was == CS_ACTIVE && unlikely(__atomic_load_n(&hot.deferrals, __ATOMIC_RELAXED)))
 		todo |= SETTLE_KICK;
 	return todo;
 }
+#define settle_state(c, ts) settle_state_(c, ts, 1)
 
 /*
  * The fast path of the outermost call of a thread that sends a statement
- * on pg: the connection is the one this thread last sent on, nothing has
- * changed since (the map epoch: opens, closes, read-only switches) and a
- * slot, if one is needed, is free.  Then take the slot, count, and return
- * the connection.  Otherwise do nothing and return NULL: the caller takes
- * the whole path (work_begin, work.c).  Nothing here calls out, so
- * the wrapper's arguments stay in their registers; the time stamp (and
- * the reload it may call for) comes after the send, work_fast_sent.
+ * on pg: the connection is one this thread sent on lately, nothing has
+ * changed since (the map epoch: opens, closes, read-only switches, a send
+ * deferred) and a slot, if one is needed, is free.  Then take the slot,
+ * count, and return the connection (also in t.sent).  Otherwise do
+ * nothing and return NULL: the caller takes the whole path (work_begin,
+ * work.c).  Nothing here calls out, so the wrapper's arguments stay in
+ * their registers; the time stamp follows (work_fast_stamp).
  */
 ALWAYS_INLINE struct conn *work_fast(PGconn *pg)
 {
@@ -319,14 +354,15 @@ ALWAYS_INLINE struct conn *work_fast(PGconn *pg)
 		if (unlikely(!sem_try_acquire_max(sem, &r->hold[SEM_ACTIVE], max)))
 			return NULL;
 	}
-	__atomic_store_n(&r->queries, r->queries + 1, __ATOMIC_RELAXED);
+	record_count(&r->queries);
 	__atomic_store_n(&r->cstate, CS_ACTIVE, __ATOMIC_RELAXED);
 	return c;
 }
 
-/* After the fast path's send: when it left, and whether a look at the
- * policy file is due (reload.c).  1: nothing else to do. */
-ALWAYS_INLINE int work_fast_sent(struct conn *c)
+/* The fast path's time stamp, before the send: when it left, and whether
+ * a look at the policy file is due (reload.c).  1: nothing else to do;
+ * 0: the caller ticks (shim_tick) before it sends. */
+ALWAYS_INLINE int work_fast_stamp(struct conn *c)
 {
 	uint64_t now = clock_ticks();
 	__atomic_store_n(&c->rec->last_used, now, __ATOMIC_RELAXED);

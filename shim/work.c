@@ -153,9 +153,12 @@ enum verdict work_begin(PGconn *pg, struct conn **cp, int may_defer)
 	if (unlikely(c->ro_gen != readonly_gen()) && work_follow_switch(c) != WORK_GO)
 		return WORK_CLOSED;
 	track_sent(c);
-	/* The epoch is the one read before the look-up: a close or a switch
-	 * since then has bumped it, and the next call will not trust this. */
-	if (plain && t.cache_pg == pg && t.cache_conn == c && c->ro_gen == readonly_gen())
+	/* The epoch is the one read before the look-up: a close, a switch or
+	 * a deferred send since then has bumped it, and the next call will not
+	 * trust this.  While a send waits in defer.c, no connection is fast
+	 * (the fast paths then need no look at hot.deferrals: wrap_work.c). */
+	if (plain && t.cache_pg == pg && t.cache_conn == c && c->ro_gen == readonly_gen()
+	    && !__atomic_load_n(&hot.deferrals, __ATOMIC_ACQUIRE))
 		fast_learn(pg, c, t.cache_epoch);
 	return WORK_GO;
 }

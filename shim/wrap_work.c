@@ -18,18 +18,13 @@
 #include "startup.h"
 #include "work.h"
 
-/* After a fast send: the connection is the thread's fast one (nothing ran
- * on this thread in between but libpq's send, which calls no wrapper).
- * Stamp it, tick if due, and if libpq refused the send, settle.  Returns
- * r, for the wrapper to tail-call. */
-__attribute__((noinline)) static int fast_sent_slow(int r)
+/* A fast send that libpq refused: no work, no slot kept.  t.sent is the
+ * connection (nothing ran on this thread in between but libpq's send,
+ * which calls no wrapper). */
+__attribute__((noinline)) static int fast_refused(void)
 {
-	struct conn *c = t.sent;
-	if (!work_fast_sent(c))
-		shim_tick();
-	if (!r)
-		track_settle(c);
-	return r;
+	track_settle(t.sent);
+	return 0;
 }
 
 /* A synchronous call: counts, may be refused (a FATAL_ERROR result), and
@@ -57,7 +52,7 @@ __attribute__((noinline)) static int fast_sent_slow(int r)
 		struct conn *c = work_fast(conn); \
 		if (unlikely(!c)) \
 			return name##_slow args; \
-		if (unlikely(!work_fast_sent(c))) \
+		if (unlikely(!work_fast_stamp(c))) \
 			shim_tick(); \
 		PGresult *r = OWN(real.name args); \
 		track_settle(c); \
@@ -72,7 +67,11 @@ __attribute__((noinline)) static int fast_sent_slow(int r)
  * functions the shim wraps (checked in libpq 15's PLT calls; were one to,
  * a statement would be counted twice, no more: the slot is already held),
  * so the fast path keeps nothing live across the call: no depth mark, no
- * saved registers (unless `after` needs c). */
+ * saved registers (unless `after` needs c), the time stamp before the
+ * call (a tick due: name##_ticked, out of line, ticks then sends).  A
+ * deferred send bumps the map epoch: while any waits, no connection of the
+ * process is fast (work.c), so the fast paths need no look at
+ * hot.deferrals. */
 #define WRAP_SEND(name, params, args, save, after) \
 	__attribute__((noinline)) static int name##_slow params \
 	{ \
@@ -80,8 +79,10 @@ __attribute__((noinline)) static int fast_sent_slow(int r)
 		if (unlikely(busy_deferred(conn))) \
 			return 0; \
 		enum verdict v = work_begin(conn, &c, 1); \
-		if (unlikely(v == WORK_DEFER) && (save) == 0) \
+		if (unlikely(v == WORK_DEFER) && (save) == 0) { \
+			map_epoch_bump();  /* no fast path while it waits */ \
 			return 1; \
+		} \
 		if (unlikely(v == WORK_DEFER)) \
 			v = work_wait(c); \
 		if (unlikely(v != WORK_GO)) { \
@@ -97,21 +98,31 @@ __attribute__((noinline)) static int fast_sent_slow(int r)
 		} \
 		return r; \
 	} \
+	__attribute__((noinline)) static int name##_ticked params \
+	{ \
+		shim_tick(); \
+		int r = real.name args; \
+		if (unlikely(!r)) \
+			return fast_refused(); \
+		struct conn *c = t.sent; \
+		(void)c; \
+		after; \
+		return r; \
+	} \
 	SHIM_EXPORT int name params \
 	{ \
 		if (t.depth) \
 			return real.name args; \
-		if (unlikely(__atomic_load_n(&hot.deferrals, __ATOMIC_RELAXED)) \
-		    || unlikely(!work_fast(conn))) \
+		struct conn *c = work_fast(conn); \
+		if (unlikely(!c)) \
 			return name##_slow args; \
+		if (unlikely(!work_fast_stamp(c))) \
+			return name##_ticked args; \
 		int r = real.name args;  /* calls no wrapper: no depth mark needed */ \
-		if (r) { \
-			struct conn *c = t.sent; \
-			(void)c; \
-			after; \
-		} \
-		if (unlikely(!r) || unlikely(!work_fast_sent(t.sent))) \
-			return fast_sent_slow(r); \
+		if (unlikely(!r)) \
+			return fast_refused(); \
+		c = t.sent; \
+		after; \
 		return r; \
 	}
 
@@ -187,6 +198,8 @@ WRAP_SEND(PQsendDescribePortal, (PGconn *conn, const char *portal), (conn, porta
  * plus answering for a connection whose statement has not left yet. */
 __attribute__((noinline)) static PGresult *get_result_deferred(PGconn *conn)
 {
+	if (t.depth)
+		return real.PQgetResult(conn);
 	shim_enter();
 	struct conn *c = conn_lookup(conn);
 	if (c && c->deferred) {
@@ -215,39 +228,79 @@ __attribute__((noinline)) static PGresult *settle_slow(PGconn *conn)
 	return NULL;
 }
 
+_Static_assert(CONNECTION_OK == 0 && PQINT_ASYNC_IDLE == 0, "settle_after_result's test");
+
 __attribute__((noinline)) static PGresult *settle_finish_null(struct conn *c, unsigned todo)
 {
 	work_settle_finish(c, todo);
 	return NULL;
 }
 
-/* PQgetResult returned NULL: the work may be over.  One of the thread's
- * fast connections, with libpq's layout known, is settled without a call
- * (so without saving registers); anything else goes the whole way.
- * Returns NULL, for the wrapper to tail-call. */
-__attribute__((noinline)) static PGresult *settle_after_result(PGconn *conn)
+/* The fast settle's other cases, out of line so that the common one saves
+ * no registers: an autocommit statement done with a slot to give back,
+ * and everything else (settle_state). */
+__attribute__((noinline)) static PGresult *settle_fast_release(struct conn *c)
 {
-	struct conn *c;
-	if (unlikely(!fast_find(conn, &c) || !pqint.known))
-		return settle_slow(conn);
-	unsigned todo = settle_state(c, xact_status(conn));
+	struct seg_conn *r = c->rec;
+	record_count(&r->xacts);
+	unsigned todo = settle_release(r);
+	__atomic_store_n(&r->cstate, CS_IDLE, __ATOMIC_RELAXED);
+	if (unlikely(todo))
+		return settle_finish_null(c, todo);   /* a tail call: no register saved */
+	return NULL;
+}
+
+__attribute__((noinline)) static PGresult *settle_fast_other(struct conn *c, PGconn *conn)
+{
+	unsigned todo = settle_state_(c, pqint_xact_status(conn), 0);
 	if (unlikely(todo))
 		return settle_finish_null(c, todo);
 	return NULL;
 }
 
-/* Called twice or more per statement: the cheapest wrapper of all.  Work
- * can only have completed when it returns NULL.  (In pipeline mode libpq
- * says ACTIVE until the program leaves it, even between syncs: the
- * PQexitPipelineMode wrapper settles those.)  libpq's PQgetResult calls
- * none of the functions the shim wraps (it is a leaf as far as the shim
- * is concerned: checked in libpq 15's PLT calls), so it runs without the
- * depth mark: what a notice processor or event procedure called from it
- * sends is the program's own work and is counted as such. */
-SHIM_EXPORT PGresult *PQgetResult(PGconn *conn)
+/* PQgetResult returned NULL: the work may be over (unless libpq called
+ * it itself, inside a synchronous call: its wrapper settles).  One of the
+ * thread's fast connections, with libpq's layout known, is settled
+ * without a call and without a look at hot.deferrals (none waits while a
+ * connection is fast); anything else goes the whole way.  The common case
+ * (settle_state's first: connection fine, no command in progress, idle
+ * outside a transaction after a statement, no slot held) saves no
+ * register.  Returns NULL, for the wrapper to tail-call. */
+__attribute__((noinline)) static PGresult *settle_after_result(PGconn *conn)
 {
 	if (t.depth)
-		return real.PQgetResult(conn);
+		return NULL;
+	struct conn *c;
+	if (unlikely(!fast_find(conn, &c) || !pqint.known))
+		return settle_slow(conn);
+	const char *p = (const char *)conn;
+	struct seg_conn *r = c->rec;
+	/* what pqint_xact_status reads, in one test: both are 0 when fine */
+	if (unlikely(*(const int *)(p + pqint.status) | *(const int *)(p + pqint.async))
+	    || unlikely(*(const int *)(p + pqint.xact) != PQTRANS_IDLE)
+	    || unlikely(r->cstate != CS_ACTIVE))
+		return settle_fast_other(c, conn);
+	if (r->hold[SEM_ACTIVE] != HOLD_NONE)
+		return settle_fast_release(c);
+	record_count(&r->xacts);
+	__atomic_store_n(&r->cstate, CS_IDLE, __ATOMIC_RELAXED);
+	return NULL;
+}
+
+/* Called twice or more per statement: the cheapest wrapper of all.  Work
+ * can only have completed when it returns NULL, so only then does the
+ * wrapper look at the thread (the depth mark: libpq's own calls, inside a
+ * synchronous one, are settled by that one's wrapper).  (In pipeline mode
+ * libpq says ACTIVE until the program leaves it, even between syncs: the
+ * PQexitPipelineMode wrapper settles those.)  A deferred send's connection
+ * is told busy (defer.c): with any waiting, the deferred path answers
+ * first.  libpq's PQgetResult calls none of the functions the shim wraps
+ * (it is a leaf as far as the shim is concerned: checked in libpq 15's
+ * PLT calls), so it runs without the depth mark: what a notice processor
+ * or event procedure called from it sends is the program's own work and
+ * is counted as such. */
+SHIM_EXPORT PGresult *PQgetResult(PGconn *conn)
+{
 	if (unlikely(__atomic_load_n(&hot.deferrals, __ATOMIC_RELAXED)))
 		return get_result_deferred(conn);
 	PGresult *r = real.PQgetResult(conn);
