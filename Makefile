@@ -80,7 +80,7 @@ check: setup
 	@$(MAKE) --no-print-directory all unit
 	@bash tests/check.sh $(UNIT_TESTS)
 
-BENCH_BINS := $(BUILD)/bench/handoff $(BUILD)/bench/fastpath
+BENCH_BINS := $(BUILD)/bench/handoff $(BUILD)/bench/fastpath $(BUILD)/bench/fill
 $(BUILD)/bench/%: tests/bench/%.c $(CORE_SRCS) $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(CORE_SRCS) -lpthread

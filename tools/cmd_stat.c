@@ -124,13 +124,16 @@ static void json_connection(FILE *out, const struct snapshot *s, const struct sn
 	fprintf(out, "], \"threads_seen\": %u, \"target\": \"%s\", \"state\": \"%s\", "
 	        "\"status\": \"%s\", \"slot\": \"%s\", \"queries\": %llu, \"xacts\": %llu, "
 	        "\"cross_thread_uses\": %llu, \"inherited\": %s, \"backend_pid\": %u, "
-	        "\"opened\": %.3f, \"last_used\": %.3f, \"server\": ",
+	        "\"opened\": ",
 	        c->nthreads, snap_target_word(c->target), snap_state_word(snap_conn_state(c)),
 	        snap_status_word(c->status), snap_slot_word(c),
 	        (unsigned long long)c->queries, (unsigned long long)c->xacts,
 	        (unsigned long long)c->cross_thread_uses,
-	        (c->flags & CONN_INHERITED) ? "true" : "false", c->backend_pid,
-	        c->opened_ns / 1e9, sc->last_used_ns / 1e9);
+	        (c->flags & CONN_INHERITED) ? "true" : "false", c->backend_pid);
+	snap_json_seconds(out, c->opened_ns);
+	fputs(", \"last_used\": ", out);
+	snap_json_seconds(out, sc->last_used_ns);
+	fputs(", \"server\": ", out);
 	snap_json_string(out, c->server);
 	fputs(", \"application_name\": ", out);
 	snap_json_string(out, c->appname);
