@@ -53,10 +53,32 @@ static void futex_wait(uint32_t *addr, uint32_t seen, uint64_t ns)
 	syscall(SYS_futex, addr, FUTEX_WAIT, seen, &ts, NULL, 0);
 }
 
+/*
+ * Waking a waiter (always under the lock) bumps its futex word at once but
+ * makes the system call only once the lock is let go (cap_unlock): a
+ * waiter woken while its waker still holds the lock would block on the
+ * lock at once (it takes its granted slot under it) and sleep a second
+ * time.  Each wake wakes exactly one waiter, the one granted.  A waiter
+ * that looks before the call sees the bumped word or GRANTED and does not
+ * sleep; a thread that dies holding the lock leaves its granted waiters to
+ * notice at their next slice.
+ */
+#define WAKES_LATER 8
+static __thread uint32_t *wakes_later[WAKES_LATER];
+static __thread int wakes_pending;
+
+static void futex_wake_now(uint32_t *addr)
+{
+	syscall(SYS_futex, addr, FUTEX_WAKE, 1, NULL, NULL, 0);
+}
+
 static void futex_wake(uint32_t *addr)
 {
 	__atomic_fetch_add(addr, 1, __ATOMIC_RELEASE);
-	syscall(SYS_futex, addr, FUTEX_WAKE, 1, NULL, NULL, 0);
+	if (wakes_pending < WAKES_LATER)
+		wakes_later[wakes_pending++] = addr;
+	else
+		futex_wake_now(addr);
 }
 
 static void audit_locked(struct segment *seg, struct seg_cap *cap);
@@ -99,6 +121,9 @@ static void cap_unlock(struct seg_cap *cap)
 {
 	sweep_locked(cap);
 	pthread_mutex_unlock(&cap->lock);
+	for (int i = 0; i < wakes_pending; i++)
+		futex_wake_now(wakes_later[i]);
+	wakes_pending = 0;
 }
 
 static uint32_t waiter_state(struct seg_waiter *w)
