@@ -261,9 +261,28 @@ export OVERHEAD_CONTENDERS="tracking-only=$P_TRACK cap-uncontended=$P_CAP read-o
 	echo "- The total varies by several percent from run to run, direct libpq included, because"
 	echo "  pgbench polls its socket a timing-dependent number of times: that noise, not the shim,"
 	echo "  is most of the spread of the total; \"inside the shim\" is the figure to watch."
-	echo "- Until this version overhead.sh missed the code inlined from shim/*.h whenever"
-	echo "  callgrind_annotate printed its path relative to the current directory (as under"
-	echo "  \`make bench\`): earlier figures (94-115 instructions, about 1.5%) were too low by that much."
+	echo
+	echo "Where the instructions inside the shim go, per \`pgbench -S -M simple\` transaction"
+	echo "(\`tests/bench/breakdown.sh $N simple POLICY\`: the same callgrind difference, per function;"
+	echo "code inlined from a header is filed under the header and the function it went into):"
+	echo
+	echo "cap-uncontended:"
+	echo
+	"$here/breakdown.sh" "$N" simple "$P_CAP"
+	echo
+	echo "tracking-only:"
+	echo
+	"$here/breakdown.sh" "$N" simple "$P_TRACK"
+	echo
+	echo "Per transaction pgbench makes three wrapped calls: \`PQsendQuery\` (the fast send: the"
+	echo "depth mark, the map epoch and the connection against the thread's table, the slot's"
+	echo "CAS protocol, two counters, the TSC stamp and the tick's compare, the call) and"
+	echo "\`PQgetResult\` twice (a result, then NULL: only the NULL one looks further, in"
+	echo "\`settle_after_result\`: the connection's status, async state and transaction state read in"
+	echo "place, then \`settle_fast_release\` gives the slot back: the claim, the CAS on the word,"
+	echo "the hold's last step). The cap's part is the crash-safe protocol of cap.h: three atomic"
+	echo "operations to take a slot (announce, CAS, confirm) and three to give it back (claim,"
+	echo "CAS, confirm), each confirm being how an audit after a crash is noticed."
 	echo
 } >"$work/s1.md"
 
