@@ -10,6 +10,10 @@
 # Prints a Markdown table: instructions per transaction, file:function,
 # largest first, and the total.
 #
+# BREAKDOWN_ONLY=REGEX: print only the sum of the functions whose name
+# (after the colon) matches REGEX (scale.sh: the statement path alone,
+# without what a connect costs).
+#
 # Usage: breakdown.sh N MODE POLICY with PG* pointing at a database
 # initialised with `pgbench -i`; POLICY's file should be older than the
 # reload's settling time (run.sh's pol does that).
@@ -24,7 +28,7 @@ for n in "$N" $((2 * N)); do
 		/usr/lib/postgresql/15/bin/pgbench -n -S -M "$MODE" -c 1 -j 1 -t "$n" >/dev/null 2>&1
 	callgrind_annotate --inclusive=no --threshold=100 --auto=no "$out/cg.$n" 2>/dev/null >"$out/a.$n"
 done
-python3 - "$out/a.$N" "$out/a.$((2 * N))" "$N" "$root" <<'PY'
+python3 - "$out/a.$N" "$out/a.$((2 * N))" "$N" "${BREAKDOWN_ONLY:-}" <<'PY'
 import re, sys
 def load(path):
     d = {}
@@ -46,6 +50,9 @@ a, b, n = load(sys.argv[1]), load(sys.argv[2]), int(sys.argv[3])
 rows = sorted(((b.get(k, 0) - a.get(k, 0)) / n, k) for k in set(a) | set(b))
 rows = [r for r in rows if abs(r[0]) >= 0.5]
 rows.reverse()
+if sys.argv[4]:
+    print("%.0f" % sum(v for v, k in rows if re.search(sys.argv[4], k.split(':')[-1])))
+    sys.exit(0)
 print("| instructions / transaction | file:function (callgrind) |")
 print("|---:|---|")
 for v, k in rows:
