@@ -70,8 +70,11 @@ struct shim_hot {
 	int state;                /* enum shim_state (startup.c; atomic) */
 	int deferrals;            /* sends waiting in defer.c (atomic), plus
 	                           * DEFER_UNINIT until shim_init: nonzero sends
-	                           * PQgetResult and the sends down their slow
-	                           * paths, which initialise */
+	                           * PQgetResult down its slow path, which
+	                           * initialises (the sends find no fast
+	                           * connection then: a saved send bumps
+	                           * map_epoch, and work.c makes none fast
+	                           * while one waits) */
 	int shares;               /* holds riding on their thread's slot,
 	                           * HOLD_SHARED (slots.c; atomic) */
 	uint64_t map_epoch;       /* bumped on every insert/remove and read-only
