@@ -17,7 +17,13 @@ APP=t_ro_nothread
 
 threads() { awk '/^Threads:/ { print $2 }' "/proc/$1/status"; }
 tasks() { find "/proc/$1/task" -mindepth 1 -maxdepth 1 | wc -l; }
-names() { cat "/proc/$1/task/"*/comm 2>/dev/null | tr '\n' ' '; }
+# each task's name and where it sleeps (for a failure's message)
+names() {
+	local x
+	for x in "/proc/$1/task/"*; do
+		printf '%s:%s ' "$(cat "$x/comm" 2>/dev/null)" "$(cat "$x/wchan" 2>/dev/null)"
+	done
+}
 SEG=/dev/shm/pqshim.$(id -u).$(sed -n 's/^segment = //p' "$POL")
 # The drainers of this test's segment: processes named pqshim-drainer with
 # the segment open.  Others come and go at any moment (those of other tests,
