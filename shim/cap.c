@@ -17,8 +17,11 @@
  * entry (QUEUED -> CANCELLED), without the mutex, and returns CAP_TIMEOUT;
  * the next holder of the mutex sweeps the entry.  A waiter that was granted
  * the slot before its deadline keeps it.
+ *
+ * The lanes' admission and queue are cap_lanes.c's; cap_int.h is what the
+ * two files lend each other.
  */
-#include "cap.h"
+#include "cap_int.h"
 #include "segment.h"
 #include "procid.h"
 #include "clock.h"
@@ -34,8 +37,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define CAP_SLICE_NS   (200 * 1000000ull)   /* a waiter looks around this often */
-
 uint64_t cap_now_ns(void)
 {
 	return clock_ns(CLOCK_MONOTONIC);
@@ -47,7 +48,7 @@ void cap_init_private(struct seg_cap *cap)
 	pthread_mutex_init(&cap->lock, NULL);
 }
 
-static void futex_wait(uint32_t *addr, uint32_t seen, uint64_t ns)
+void futex_wait(uint32_t *addr, uint32_t seen, uint64_t ns)
 {
 	struct timespec ts = { (time_t)(ns / 1000000000u), (long)(ns % 1000000000u) };
 	syscall(SYS_futex, addr, FUTEX_WAIT, seen, &ts, NULL, 0);
@@ -72,7 +73,7 @@ static void futex_wake_now(uint32_t *addr)
 	syscall(SYS_futex, addr, FUTEX_WAKE, 1, NULL, NULL, 0);
 }
 
-static void futex_wake(uint32_t *addr)
+void futex_wake(uint32_t *addr)
 {
 	__atomic_fetch_add(addr, 1, __ATOMIC_RELEASE);
 	if (wakes_pending < WAKES_LATER)
@@ -81,17 +82,13 @@ static void futex_wake(uint32_t *addr)
 		futex_wake_now(addr);
 }
 
-static void audit_locked(struct segment *seg, struct seg_cap *cap);
-static uint32_t lanes_audit_locked(struct segment *seg, struct seg_cap *cap, signed char *live);
-static void lanes_admit_locked(struct seg_cap *cap);
 static void sweep_locked(struct seg_cap *cap);
-static void lanes_sweep_locked(struct seg_cap *cap);
 
 /* Lock, by deadline_ns (cap_now_ns(); 0: no deadline): 0, or ETIMEDOUT (or
  * another error).  If the last holder died inside, the state may be
  * half-changed: rebuild it from the holders before going on; likewise if a
  * reaper left a recount due. */
-static int cap_lock(struct segment *seg, struct seg_cap *cap, uint64_t deadline_ns)
+int cap_lock(struct segment *seg, struct seg_cap *cap, uint64_t deadline_ns)
 {
 	int r;
 	if (deadline_ns) {
@@ -117,7 +114,7 @@ static int cap_lock(struct segment *seg, struct seg_cap *cap, uint64_t deadline_
 
 /* Sweep on the way out too: a waiter that gave up while we held the lock
  * is then out of the count as soon as the lock is free. */
-static void cap_unlock(struct seg_cap *cap)
+void cap_unlock(struct seg_cap *cap)
 {
 	sweep_locked(cap);
 	pthread_mutex_unlock(&cap->lock);
@@ -143,7 +140,7 @@ static struct seg_waiter *oldest_waiter(struct seg_cap *cap, int sem)
 	return best;
 }
 
-static void word_add(struct seg_sem *s, int64_t delta)
+void word_add(struct seg_sem *s, int64_t delta)
 {
 	__atomic_fetch_add(&s->word, (uint64_t)delta, __ATOMIC_SEQ_CST);
 }
@@ -153,8 +150,9 @@ static void sweep_locked(struct seg_cap *cap)
 {
 	int any = 0;
 	lanes_sweep_locked(cap);
-	for (int k = 0; k < CAP_SEMS; k++)
-		any |= sem_waiting(__atomic_load_n(&cap->sems[k].word, __ATOMIC_RELAXED)) != 0;
+	for (int k = 0; k < CAP_SEMS; k++)   /* the lanes' waiters count in SEM_ACTIVE's too */
+		any |= sem_waiting(__atomic_load_n(&cap->sems[k].word, __ATOMIC_RELAXED))
+		       > (k == SEM_ACTIVE ? cap->lanes.nwaiting : 0);
 	if (!any)
 		return;
 	for (int i = 0; i < SEG_MAX_WAITERS; i++) {
@@ -192,7 +190,7 @@ static int grant_head_locked(struct seg_cap *cap, int sem, int own)
 }
 
 /* Admit queued waiters, oldest first, while the cap has room. */
-static void admit_locked(struct seg_cap *cap, int sem)
+void admit_locked(struct seg_cap *cap, int sem)
 {
 	struct seg_sem *s = &cap->sems[sem];
 	for (;;) {
@@ -205,7 +203,7 @@ static void admit_locked(struct seg_cap *cap, int sem)
 	}
 }
 
-static void record_wait(struct seg_sem *s, struct seg_proc *p, uint64_t ns, int timed_out)
+void record_wait(struct seg_sem *s, struct seg_proc *p, uint64_t ns, int timed_out)
 {
 	seg_add(&s->waits, 1);
 	seg_add(&s->wait_ns_sum, ns);
@@ -440,7 +438,7 @@ void cap_set_closed(struct segment *seg, struct seg_cap *cap, int sem, int close
 
 /* ---- the audit ---------------------------------------------------------- */
 
-static int proc_is_live(struct segment *seg, uint32_t idx, int32_t pid, signed char *cache)
+int proc_is_live(struct segment *seg, uint32_t idx, int32_t pid, signed char *cache)
 {
 	if (idx >= seg->max_procs)
 		return 0;
@@ -485,7 +483,7 @@ static int hold_counts(uint8_t *hold)
  * hold, or fail their CAS), count the live holders and waiters, and thaw
  * with the true counts in the next epoch.  Waits for nobody.
  */
-static void audit_locked(struct segment *seg, struct seg_cap *cap)
+void audit_locked(struct segment *seg, struct seg_cap *cap)
 {
 	static signed char live[SEG_PROCS_LIMIT];   /* under the lock */
 	uint32_t held[CAP_SEMS] = { 0 }, waiting[CAP_SEMS] = { 0 };
@@ -494,6 +492,7 @@ static void audit_locked(struct segment *seg, struct seg_cap *cap)
 	for (int k = 0; k < CAP_SEMS; k++)
 		epoch[k] = sem_epoch(__atomic_fetch_or(&cap->sems[k].word, SEM_FROZEN,
 		                                       __ATOMIC_SEQ_CST));
+	lanes_freeze_locked(cap);
 	memset(live, 0, seg->max_procs);
 
 	for (uint32_t i = 0; i < seg->max_conns; i++) {
@@ -522,10 +521,10 @@ static void audit_locked(struct segment *seg, struct seg_cap *cap)
 		else
 			waiting[w->sem]++;
 	}
-	held[SEM_ACTIVE] += lanes_audit_locked(seg, cap, live);
+	held[SEM_ACTIVE] += lanes_audit_locked(seg, cap, live, &waiting[SEM_ACTIVE]);
 	for (int k = 0; k < CAP_SEMS; k++) {
 		uint64_t flags = __atomic_load_n(&cap->sems[k].word, __ATOMIC_SEQ_CST)
-		                 & (SEM_CLOSED | SEM_LANES);
+		                 & (SEM_CLOSED | SEM_LANES | SEM_EXCL);
 		__atomic_store_n(&cap->sems[k].word,
 		                 (uint64_t)held[k] | ((uint64_t)waiting[k] << SEM_WAIT_SHIFT) | flags
 		                 | (((epoch[k] + 1) << SEM_EPOCH_SHIFT) & ~SEM_STATE_MASK),
@@ -575,429 +574,3 @@ int cap_release_pid(struct segment *seg, int pid)
 	return n;
 }
 
-/* ---- lanes (see cap.h) -------------------------------------------------- */
-
-static uint32_t lane_waiter_state(struct seg_lane_waiter *w)
-{
-	return __atomic_load_n(&w->state, __ATOMIC_ACQUIRE);
-}
-
-static void lane_unqueue(struct seg_lanes *L, struct seg_lane_waiter *w);
-
-/* One slice of a waiter's sleep (as cap_acquire_slow's) until deadline. */
-static void sleep_unless_granted(uint32_t *futex, uint32_t *state, uint64_t deadline)
-{
-	uint32_t seen = __atomic_load_n(futex, __ATOMIC_ACQUIRE);
-	if (__atomic_load_n(state, __ATOMIC_ACQUIRE) == WAITER_GRANTED)
-		return;
-	uint64_t now = cap_now_ns(), left = deadline > now ? deadline - now : 0;
-	if (left)
-		futex_wait(futex, seen, left < CAP_SLICE_NS ? left : CAP_SLICE_NS);
-}
-
-static int lane_room(struct seg_cap *cap, unsigned lane, int exclusive)
-{
-	struct seg_lanes *L = &cap->lanes;
-	uint64_t w = __atomic_load_n(&cap->sems[SEM_ACTIVE].word, __ATOMIC_SEQ_CST);
-	uint32_t max = __atomic_load_n(&cap->sems[SEM_ACTIVE].max, __ATOMIC_RELAXED);
-	if (L->excl_active)
-		return 0;
-	if (exclusive)
-		return sem_count(w) == 0;
-	if (L->excl_waiting || (max && sem_count(w) >= max))
-		return 0;
-	return !L->lane[lane].max || L->lane[lane].active < L->lane[lane].max;
-}
-
-static void lane_take(struct seg_cap *cap, unsigned lane, int exclusive)
-{
-	word_add(&cap->sems[SEM_ACTIVE], 1);
-	cap->lanes.lane[lane].active++;
-	if (exclusive)
-		cap->lanes.excl_active++;
-}
-
-/* Is a served before b: higher priority, then the older ticket. */
-static int lane_before(const struct seg_lane_waiter *a, const struct seg_lane_waiter *b)
-{
-	return !b || a->priority > b->priority || (a->priority == b->priority && a->ticket < b->ticket);
-}
-
-/* Admit queued lane waiters in order while there is room (see cap.h). */
-static void lanes_admit_locked(struct seg_cap *cap)
-{
-	struct seg_lanes *L = &cap->lanes;
-	while (L->nwaiting) {
-		struct seg_lane_waiter *best = NULL;
-		for (int i = 0; i < CAP_LANE_WAITERS; i++) {
-			struct seg_lane_waiter *w = &L->waiters[i];
-			if (lane_waiter_state(w) != WAITER_QUEUED || (L->excl_waiting && !w->exclusive))
-				continue;
-			if (lane_before(w, best))
-				best = w;
-		}
-		if (best && !best->exclusive && !lane_room(cap, best->lane, 0)) {
-			/* its lane is full: the first that has room, in the same order */
-			best = NULL;
-			for (int i = 0; i < CAP_LANE_WAITERS; i++) {
-				struct seg_lane_waiter *w = &L->waiters[i];
-				if (lane_waiter_state(w) == WAITER_QUEUED && !w->exclusive && lane_before(w, best)
-				    && lane_room(cap, w->lane, 0))
-					best = w;
-			}
-		}
-		if (!best || !lane_room(cap, best->lane, (int)best->exclusive))
-			return;
-		uint32_t queued = WAITER_QUEUED;
-		if (!__atomic_compare_exchange_n(&best->state, &queued, WAITER_GRANTED, 0,
-		                                 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
-			/* it gave up at its deadline just now: out of line, look again */
-			lane_unqueue(L, best);
-			continue;
-		}
-		lane_take(cap, best->lane, (int)best->exclusive);
-		L->nwaiting--;
-		L->lane[best->lane].waiting--;
-		if (best->exclusive)
-			L->excl_waiting--;
-		futex_wake(&best->futex);
-	}
-}
-
-/* Out of line (under the lock): a QUEUED or CANCELLED entry is still in
- * the queue's counts. */
-static void lane_unqueue(struct seg_lanes *L, struct seg_lane_waiter *w)
-{
-	uint32_t st = lane_waiter_state(w);
-	if (st == WAITER_QUEUED || st == WAITER_CANCELLED) {
-		L->nwaiting--;
-		L->lane[w->lane].waiting--;
-		if (w->exclusive)
-			L->excl_waiting--;
-	}
-	__atomic_store_n(&w->state, WAITER_FREE, __ATOMIC_RELEASE);
-}
-
-/* Lane waiters that gave up at their deadline (without the lock): out of
- * line; an exclusive one held the others back. */
-static void lanes_sweep_locked(struct seg_cap *cap)
-{
-	struct seg_lanes *L = &cap->lanes;
-	int excl = 0;
-	if (!L->nwaiting)
-		return;
-	for (int i = 0; i < CAP_LANE_WAITERS; i++) {
-		struct seg_lane_waiter *w = &L->waiters[i];
-		if (lane_waiter_state(w) == WAITER_CANCELLED) {
-			excl |= w->exclusive != 0;
-			lane_unqueue(L, w);
-		}
-	}
-	if (excl)
-		lanes_admit_locked(cap);
-}
-
-static void lane_record_wait(struct seg_cap *cap, unsigned lane, struct seg_proc *p, uint64_t ns,
-                             int timed_out)
-{
-	struct seg_lane *l = &cap->lanes.lane[lane];
-	record_wait(&cap->sems[SEM_ACTIVE], p, ns, timed_out);
-	seg_add(&l->waits, 1);
-	seg_add(&l->wait_ns_sum, ns);
-	seg_add(&l->hist[cap_bucket(ns)], 1);
-	if (timed_out)
-		seg_add(&l->timeouts, 1);
-}
-
-unsigned cap_lane_find(const struct seg_cap *cap, const char *name)
-{
-	if (!name || !*name)
-		return 0;
-	for (unsigned i = 1; i <= cap->lanes.nlanes && i < CAP_LANES; i++)
-		if (strcmp(cap->lanes.lane[i].name, name) == 0)
-			return i;
-	return 0;
-}
-
-enum cap_result cap_lane_acquire(struct segment *seg, struct seg_cap *cap, unsigned lane,
-                                 uint8_t *hold, uint8_t *lane_held, uint32_t proc, int tid,
-                                 uint64_t timeout_ns, int holds_other, int try_only,
-                                 uint64_t *waited_ns)
-{
-	return cap_lane_acquire_look(seg, cap, lane, hold, lane_held, proc, tid, timeout_ns,
-	                             holds_other, try_only, waited_ns, NULL);
-}
-
-enum cap_result cap_lane_acquire_look(struct segment *seg, struct seg_cap *cap, unsigned lane,
-                                      uint8_t *hold, uint8_t *lane_held, uint32_t proc,
-                                      int tid, uint64_t timeout_ns, int holds_other,
-                                      int try_only, uint64_t *waited_ns, void (*look)(void))
-{
-	struct seg_lanes *L = &cap->lanes;
-	struct seg_proc *p = seg && proc < seg->max_procs ? &seg->procs[proc] : NULL;
-	uint64_t start = cap_now_ns(), deadline = start + (timeout_ns ? timeout_ns : 1);
-	*waited_ns = 0;
-	/* Every wait ends by its deadline, the lock's included (as cap_wait_begin). */
-	int lr = cap_lock(seg, cap, try_only ? 0 : deadline);
-	if (lr == ETIMEDOUT) {
-		*waited_ns = cap_now_ns() - start;
-		lane_record_wait(cap, lane < CAP_LANES ? lane : 0, p, *waited_ns, 1);
-		return CAP_TIMEOUT;
-	}
-	if (lr != 0)
-		return CAP_ERROR;
-	if (lane >= CAP_LANES || lane > L->nlanes)
-		lane = 0;                /* the table changed under us: the default */
-	int exclusive = L->lane[lane].exclusive != 0;
-	lanes_admit_locked(cap);         /* a raised cap may have room for the queue */
-	if (lane_room(cap, lane, exclusive)) {
-		lane_take(cap, lane, exclusive);
-		*lane_held = (uint8_t)((lane + 1) | (exclusive ? LANE_HELD_EXCL : 0));
-		__atomic_store_n(hold, HOLD_HELD, __ATOMIC_RELEASE);
-		seg_add(&cap->sems[SEM_ACTIVE].acquired, 1);
-		seg_add(&L->lane[lane].acquired, 1);
-		cap_unlock(cap);
-		return CAP_OK;
-	}
-	if (try_only || holds_other) {
-		cap_unlock(cap);
-		return try_only ? CAP_BUSY : CAP_NESTED;
-	}
-	struct seg_lane_waiter *me = NULL;
-	for (int i = 0; i < CAP_LANE_WAITERS && !me; i++)
-		if (lane_waiter_state(&L->waiters[i]) == WAITER_FREE)
-			me = &L->waiters[i];
-	if (!me) {
-		cap_unlock(cap);
-		return CAP_ERROR;
-	}
-	me->ticket = L->next_ticket++;
-	me->priority = L->lane[lane].priority;
-	me->lane = lane;
-	me->exclusive = (uint32_t)exclusive;
-	me->proc = proc;
-	me->pid = getpid();
-	me->tid = tid;
-	me->since_ns = clock_ns(CLOCK_REALTIME);
-	__atomic_store_n(&me->state, WAITER_QUEUED, __ATOMIC_RELEASE);
-	L->nwaiting++;
-	L->lane[lane].waiting++;
-	if (exclusive)
-		L->excl_waiting++;
-	__atomic_store_n(hold, HOLD_WAITING, __ATOMIC_RELEASE);
-	cap_unlock(cap);
-
-	enum cap_result result = CAP_TIMEOUT;
-	for (;;) {
-		sleep_unless_granted(&me->futex, &me->state, deadline);
-		uint32_t st = lane_waiter_state(me);
-		if (st == WAITER_GRANTED) {
-			/* Granted before the deadline: ours (the lock is only held
-			 * for moments, nobody waits under it). */
-			if (cap_lock(seg, cap, 0) != 0) {
-				result = CAP_ERROR;
-				break;
-			}
-			*lane_held = (uint8_t)((me->lane + 1) | (me->exclusive ? LANE_HELD_EXCL : 0));
-			__atomic_store_n(hold, HOLD_HELD, __ATOMIC_RELEASE);
-			__atomic_store_n(&me->state, WAITER_FREE, __ATOMIC_RELEASE);
-			seg_add(&cap->sems[SEM_ACTIVE].acquired, 1);
-			seg_add(&L->lane[me->lane].acquired, 1);
-			cap_unlock(cap);
-			result = CAP_OK;
-			break;
-		}
-		if (st != WAITER_QUEUED) {       /* an audit dropped us */
-			__atomic_store_n(hold, HOLD_NONE, __ATOMIC_RELEASE);
-			result = CAP_ERROR;
-			break;
-		}
-		if (cap_now_ns() >= deadline) {
-			uint32_t queued = WAITER_QUEUED;
-			if (__atomic_compare_exchange_n(&me->state, &queued, WAITER_CANCELLED, 0,
-			                                __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
-				__atomic_store_n(hold, HOLD_NONE, __ATOMIC_RELEASE);
-				/* out of line now if the lock is free, else when its
-				 * holder lets it go (cap_unlock sweeps) */
-				if (cap_lock(seg, cap, 1) == 0)
-					cap_unlock(cap);
-				break;
-			}
-			continue;                /* granted (or dropped) at this very moment */
-		}
-		/* room made without a lane release (a reload), by the deadline */
-		if (cap_lock(seg, cap, deadline) == 0) {
-			lanes_admit_locked(cap);
-			cap_unlock(cap);
-		}
-		if (seg && lane_waiter_state(me) == WAITER_QUEUED)
-			cap_reap(seg, deadline);
-		if (look && lane_waiter_state(me) == WAITER_QUEUED)
-			look();
-	}
-	*waited_ns = cap_now_ns() - start;
-	lane_record_wait(cap, lane, p, *waited_ns, result != CAP_OK);
-	return result;
-}
-
-void cap_lane_release(struct segment *seg, struct seg_cap *cap, uint8_t *hold,
-                      uint8_t *lane_held)
-{
-	struct seg_lanes *L = &cap->lanes;
-	struct seg_sem *s = &cap->sems[SEM_ACTIVE];
-	if (cap_lock(seg, cap, 0) != 0)     /* a release must land */
-		return;
-	unsigned held = *lane_held;
-	unsigned lane = (held & ~LANE_HELD_EXCL) - 1;
-	if (held && lane < CAP_LANES && L->lane[lane].active)
-		L->lane[lane].active--;
-	if ((held & LANE_HELD_EXCL) && L->excl_active)
-		L->excl_active--;
-	*lane_held = 0;
-	uint64_t w = __atomic_load_n(&s->word, __ATOMIC_SEQ_CST);
-	if (sem_count(w) > 0)
-		word_add(s, -1);
-	__atomic_store_n(hold, HOLD_NONE, __ATOMIC_RELEASE);
-	lanes_admit_locked(cap);
-	admit_locked(cap, SEM_ACTIVE);   /* waiters of before the lanes, if any */
-	cap_unlock(cap);
-}
-
-/* Count each lane's holders again from the live connection records (pid:
- * only that process's, for a private cap; 0: all live ones), mapping the
- * lane a slot was taken in through `names` (the table it was taken under)
- * to the table in force. */
-static void lanes_recount_locked(struct segment *seg, struct seg_cap *cap,
-                                 char (*names)[CAP_LANE_NAME], pid_t pid, signed char *live)
-{
-	struct seg_lanes *L = &cap->lanes;
-	for (int i = 0; i < CAP_LANES; i++)
-		L->lane[i].active = 0;
-	L->excl_active = 0;
-	for (int i = 0; i < CAP_LANE_WAITERS; i++)
-		if (lane_waiter_state(&L->waiters[i]) == WAITER_GRANTED) {
-			L->lane[L->waiters[i].lane].active++;
-			L->excl_active += L->waiters[i].exclusive;
-		}
-	if (!seg || !seg->conns)
-		return;
-	for (uint32_t i = 0; i < seg->max_conns; i++) {
-		struct seg_conn *c = &seg->conns[i];
-		uint32_t st = __atomic_load_n(&c->state, __ATOMIC_ACQUIRE);
-		if ((st != SLOT_LIVE && st != SLOT_CLAIMED) || !c->lane_held)
-			continue;
-		if (pid ? c->pid != pid : !proc_is_live(seg, c->proc, c->pid, live))
-			continue;
-		uint8_t h = __atomic_load_n(&c->hold[SEM_ACTIVE], __ATOMIC_ACQUIRE);
-		/* in an audit hold_counts has decided the half-done ones already */
-		if (h != HOLD_HELD && h != HOLD_RELEASING && h != HOLD_RELEASING_COUNTED
-		    && h != HOLD_ACQUIRING) {
-			c->lane_held = 0;
-			continue;
-		}
-		unsigned old = (c->lane_held & ~LANE_HELD_EXCL) - 1, now = 0;
-		if (old < CAP_LANES)
-			now = cap_lane_find(cap, names[old]);
-		int excl = (c->lane_held & LANE_HELD_EXCL) != 0;
-		c->lane_held = (uint8_t)((now + 1) | (excl ? LANE_HELD_EXCL : 0));
-		L->lane[now].active++;
-		L->excl_active += (uint32_t)excl;
-	}
-}
-
-/* The audit's part for lanes: drop dead waiters, count the lanes again.
- * Returns the granted lane waiters not yet awake (counted, no holder). */
-static uint32_t lanes_audit_locked(struct segment *seg, struct seg_cap *cap, signed char *live)
-{
-	struct seg_lanes *L = &cap->lanes;
-	uint32_t granted = 0;
-	char names[CAP_LANES][CAP_LANE_NAME];
-	for (int i = 0; i < CAP_LANE_WAITERS; i++) {
-		struct seg_lane_waiter *w = &L->waiters[i];
-		uint32_t st = lane_waiter_state(w);
-		if (st == WAITER_FREE)
-			continue;
-		if (st == WAITER_CANCELLED || !proc_is_live(seg, w->proc, w->pid, live))
-			lane_unqueue(L, w);      /* gave up, or dead, granted or not */
-		else if (st == WAITER_GRANTED)
-			granted++;
-	}
-	for (int i = 0; i < CAP_LANES; i++)
-		memcpy(names[i], L->lane[i].name, CAP_LANE_NAME);
-	lanes_recount_locked(seg, cap, names, 0, live);
-	return granted;
-}
-
-void cap_lanes_configure(struct segment *seg, struct seg_cap *cap, const struct policy *p,
-                         struct segment *records)
-{
-	static signed char live[SEG_PROCS_LIMIT];   /* under the lock */
-	struct seg_lanes *L = &cap->lanes;
-	struct seg_sem *s = &cap->sems[SEM_ACTIVE];
-	int n = p->nlanes < CAP_LANES - 1 ? p->nlanes : CAP_LANES - 1;
-	if (cap_lock(seg, cap, 0) != 0)
-		return;
-	int same = (uint32_t)n == L->nlanes && strcmp(L->lane[0].name, "default") == 0;
-	for (int i = 0; same && i < n; i++)
-		same = strcmp(L->lane[i + 1].name, p->lanes[i].name) == 0;
-	if (!same) {
-		/* a new table: statistics and holders go by name */
-		static struct seg_lane old[CAP_LANES];   /* under the lock */
-		static char names[CAP_LANES][CAP_LANE_NAME];
-		memcpy(old, L->lane, sizeof old);
-		for (int i = 0; i < CAP_LANES; i++)
-			memcpy(names[i], old[i].name, CAP_LANE_NAME);
-		snprintf(names[0], CAP_LANE_NAME, "%s", "");   /* lane 0 is the default by place */
-		memset(L->lane, 0, sizeof L->lane);
-		snprintf(L->lane[0].name, CAP_LANE_NAME, "default");
-		for (int i = 0; i < n; i++)
-			snprintf(L->lane[i + 1].name, CAP_LANE_NAME, "%s", p->lanes[i].name);
-		L->nlanes = (uint32_t)n;
-		for (int i = 0; i < CAP_LANES; i++) {
-			unsigned to = i == 0 ? 0 : cap_lane_find(cap, old[i].name);
-			if (i > 0 && (!old[i].name[0] || !to))
-				continue;
-			struct seg_lane *l = &L->lane[to];
-			l->acquired = old[i].acquired;
-			l->waits = old[i].waits;
-			l->timeouts = old[i].timeouts;
-			l->wait_ns_sum = old[i].wait_ns_sum;
-			memcpy(l->hist, old[i].hist, sizeof l->hist);
-		}
-		/* queued waiters: into the lane of the same name, else the default */
-		for (int i = 0; i < CAP_LANE_WAITERS; i++) {
-			struct seg_lane_waiter *w = &L->waiters[i];
-			uint32_t st = lane_waiter_state(w);
-			if (st == WAITER_FREE)
-				continue;
-			w->lane = w->lane < CAP_LANES ? cap_lane_find(cap, old[w->lane].name) : 0;
-			if (st == WAITER_QUEUED || st == WAITER_CANCELLED)
-				L->lane[w->lane].waiting++;
-		}
-		memset(live, 0, sizeof live);
-		lanes_recount_locked(records, cap, names, seg ? 0 : getpid(), live);
-		__atomic_fetch_add(&L->gen, 1, __ATOMIC_RELEASE);
-	}
-	L->lane[0].priority = 0;
-	for (int i = 0; i < n; i++) {
-		struct seg_lane *l = &L->lane[i + 1];
-		l->max = p->lanes[i].max_active;
-		l->priority = p->lanes[i].priority;
-		l->exclusive = p->lanes[i].exclusive ? 1 : 0;
-	}
-	for (int i = 0; i < CAP_LANE_WAITERS; i++)
-		if (L->waiters[i].state == WAITER_QUEUED)
-			L->waiters[i].priority = L->lane[L->waiters[i].lane].priority;
-	if (n) {
-		__atomic_fetch_or(&s->word, SEM_LANES, __ATOMIC_SEQ_CST);
-	} else {
-		__atomic_fetch_and(&s->word, ~SEM_LANES, __ATOMIC_SEQ_CST);
-		/* lane waiters left (a reload removed every lane): serve them all */
-		for (int i = 0; i < CAP_LANE_WAITERS; i++)
-			L->waiters[i].exclusive = 0;
-		L->excl_waiting = 0;
-		L->excl_active = 0;
-	}
-	lanes_admit_locked(cap);
-	cap_unlock(cap);
-}

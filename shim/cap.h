@@ -37,7 +37,8 @@
  * RELEASING or RELEASING_COUNTED, plus the live GRANTED queue entries,
  * except for fast-path CASes of the current epoch in flight.
  * waiting == number of QUEUED and CANCELLED entries (a cancelled entry is
- * swept, and uncounted, by the next holder of the mutex).
+ * swept, and uncounted, by the next holder of the mutex), the lanes' queue
+ * included (cap_lanes.h).
  */
 #ifndef PQSHIM_CAP_H
 #define PQSHIM_CAP_H
@@ -69,16 +70,19 @@ enum hold_state {
 #define SEM_COUNT_MASK   ((1ull << SEM_COUNT_BITS) - 1)
 #define SEM_WAIT_SHIFT   24
 #define SEM_WAIT_ONE     (1ull << SEM_WAIT_SHIFT)
+#define SEM_WAIT_MASK    ((1ull << 23) - 1)    /* bit 47, the field's top, is SEM_EXCL */
+#define SEM_EXCL         (1ull << 47)   /* lanes: an exclusive lane's work waits or runs
+                                         * (cap_lanes.h); real waiters never reach 2^23 */
 #define SEM_FROZEN       (1ull << 48)
 #define SEM_CLOSED       (1ull << 49)   /* no slot granted at all (scope = cluster: a
                                          * host that holds no lease; lease.h) */
-#define SEM_LANES        (1ull << 50)   /* lanes in force: see "Lanes" below */
+#define SEM_LANES        (1ull << 50)   /* lanes in force: cap_lanes.h */
 #define SEM_EPOCH_SHIFT  51        /* bumped by every audit's thaw */
 #define SEM_EPOCH_ONE    (1ull << SEM_EPOCH_SHIFT)
-#define SEM_STATE_MASK   (SEM_EPOCH_ONE - 1)   /* count | waiting | FROZEN | CLOSED | LANES */
+#define SEM_STATE_MASK   (SEM_EPOCH_ONE - 1)   /* count | waiting | EXCL | FROZEN | CLOSED | LANES */
 #define sem_epoch(w)     ((w) >> SEM_EPOCH_SHIFT)
 #define sem_count(w)     ((uint32_t)((w) & SEM_COUNT_MASK))
-#define sem_waiting(w)   ((uint32_t)(((w) >> SEM_WAIT_SHIFT) & SEM_COUNT_MASK))
+#define sem_waiting(w)   ((uint32_t)(((w) >> SEM_WAIT_SHIFT) & SEM_WAIT_MASK))
 
 struct seg_sem {
 	uint64_t word;           /* count | waiting | FROZEN (atomic) */
@@ -111,38 +115,9 @@ struct seg_waiter {
 };
 
 /*
- * Lanes (issue 14): named caps inside the global one, all under the cap's
- * lock.  Lane 0 is the default lane, lane i + 1 the policy's lane i.
- *
- * While a policy has lanes, the SEM_ACTIVE word carries SEM_LANES: the
- * one-CAS fast paths then always fail (the flag lies above the count's
- * bits, like FROZEN) and every active slot is taken and given back under
- * the lock (cap_lane_acquire, cap_lane_release), which keeps the lanes'
- * counts with the global one.  Without lanes nothing here is used and the
- * fast paths are as before.  The global max is then never 0: "no cap" is
- * CAP_UNCAPPED, so that active work is always counted (an exclusive lane
- * must see it).
- *
- * Invariants (under the lock, outside an audit):
- *  - sems[SEM_ACTIVE] count == live holders (as above), and
- *    lane[i].active == live holders whose lane_held names lane i, plus
- *    granted lane waiters of lane i not yet awake;
- *  - excl_active <= 1, and when it is 1 the count is 1: nothing else is
- *    counted (nested connections of the holder's thread share its slot,
- *    HOLD_SHARED, uncounted, as `nested` says);
- *  - excl_waiting > 0 (an exclusive waiter is queued): no waiter or
- *    newcomer of any other kind is admitted, so the exclusive waiter is
- *    admitted as soon as the count reaches 0 (it cannot starve);
- *  - a non-exclusive waiter is admitted when the global count is below
- *    max, its lane's active below its max (0: none), no exclusive holds or
- *    waits; among those that may be admitted, higher priority first, FIFO
- *    (ticket) within a priority;
- *  - nwaiting, lane[i].waiting and excl_waiting count the QUEUED and
- *    CANCELLED entries (a cancelled entry is swept by the next holder of
- *    the lock, as the global queue's; every lane wait ends by its deadline).
- * scope = cluster (issue 13) fits on top: a lane acquisition admitted here
- * then takes the cluster lease as the global slot does; an exclusive one
- * takes the cluster's exclusive advisory lock instead of the shared one.
+ * Lanes (issue 14): named caps inside the global one.  The layout is here
+ * (it is the segment's); what the fields mean, how a lane's slot is taken
+ * without the lock and every invariant: cap_lanes.h.
  */
 #define CAP_LANES         17     /* the default lane and POLICY_MAX_LANES */
 #define CAP_LANE_NAME     64
@@ -155,9 +130,9 @@ struct seg_lane {
 	uint32_t max;                /* 0 = only the global cap */
 	int32_t priority;
 	uint32_t exclusive;
-	uint32_t active;             /* slots held in this lane (under the lock) */
 	uint32_t waiting;            /* queued (under the lock) */
-	uint32_t pad;
+	uint64_t word;               /* the lane word: slots held | LW_* | epoch
+	                              * (atomic; cap_lanes.h) */
 	uint64_t acquired;
 	uint64_t waits;
 	uint64_t timeouts;
@@ -240,6 +215,8 @@ static inline int sem_try_acquire_max(struct seg_sem *s, uint8_t *hold, uint32_t
 	 * flags and the waiting count lie above the count's bits (max < 2^24). */
 	uint64_t limit = max ? max : SEM_COUNT_MASK;
 	uint64_t w0 = __atomic_load_n(&s->word, __ATOMIC_SEQ_CST), w = w0;
+	if ((w0 & SEM_STATE_MASK) >= limit)
+		return 0;        /* full, queued, frozen or lanes: no announce to undo */
 	/* Announce first: an audit that freezes the word after our CAS must
 	 * find us.  The word was read before: we only CAS in its epoch (a
 	 * failed CAS reloads w, hence the epoch's look from the second try).
@@ -375,44 +352,7 @@ void cap_set_max(struct segment *seg, struct seg_cap *cap, int sem, uint32_t max
  * so that its caller can give up (the coordinator lost, fail-closed). */
 void cap_set_closed(struct segment *seg, struct seg_cap *cap, int sem, int closed);
 
-/* ---- lanes (see "Lanes" above) ----------------------------------------- */
-
-struct policy;
-
-/* Put the policy's lanes in force (none: turn them off).  Carries each
- * lane's statistics and holders over by name; a lane that is gone gives
- * its holders' slots to the default lane's count.  `records`: the segment
- * whose connection records hold the slots (NULL: none), for a private
- * cap only this process's.  The caller sets the global max first
- * (CAP_UNCAPPED for none when there are lanes). */
-void cap_lanes_configure(struct segment *seg, struct seg_cap *cap, const struct policy *p,
-                         struct segment *records);
-
-/* The lane of that name in the table in force (0, the default, if none). */
-unsigned cap_lane_find(const struct seg_cap *cap, const char *name);
-
-/*
- * Take an active slot in `lane`, waiting in line at most timeout_ns.
- * *lane_held records the lane the slot counts in (seg_conn.lane_held).
- * try_only: never wait, CAP_BUSY instead.  holds_other as for
- * cap_acquire_slow (CAP_NESTED instead of waiting).
- */
-enum cap_result cap_lane_acquire(struct segment *seg, struct seg_cap *cap, unsigned lane,
-                                 uint8_t *hold, uint8_t *lane_held, uint32_t proc, int tid,
-                                 uint64_t timeout_ns, int holds_other, int try_only,
-                                 uint64_t *waited_ns);
-
-/* The same, calling look() (if not NULL) between the slices of a wait in
- * line (as cap_wait_on's caller looks around).  Every wait ends by its
- * deadline, the lock's included. */
-enum cap_result cap_lane_acquire_look(struct segment *seg, struct seg_cap *cap, unsigned lane,
-                                      uint8_t *hold, uint8_t *lane_held, uint32_t proc,
-                                      int tid, uint64_t timeout_ns, int holds_other,
-                                      int try_only, uint64_t *waited_ns, void (*look)(void));
-
-/* Give a held active slot back (the hold claimed, RELEASING, or HELD). */
-void cap_lane_release(struct segment *seg, struct seg_cap *cap, uint8_t *hold,
-                      uint8_t *lane_held);
+/* The lanes' operations: cap_lanes.h. */
 
 /* Rebuild every count from the live holders (after processes died). */
 void cap_audit(struct segment *seg);

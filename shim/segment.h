@@ -44,12 +44,14 @@
 #include "lease_seg.h"
 
 #define SEG_MAGIC        0x3130534d48535150ULL   /* "PQSHMS01" little-endian */
-#define SEG_VERSION      8   /* 3: totals.escaped, escaped_object; 4: lease (scope = cluster);
+#define SEG_VERSION      9   /* 3: totals.escaped, escaped_object; 4: lease (scope = cluster);
                               * 5: sizes from the policy, group segments;
                               * 6: lanes (seg_cap.lanes, seg_conn.lane);
                               * 7: robust (the word's audit epoch, RELEASING_COUNTED,
                               * CANCELLED waiters, seg_cap.audit_due, CONN_ORPHAN);
-                              * 8: the lease's standby (seg_lease.standby...) */
+                              * 8: the lease's standby (seg_lease.standby...);
+                              * 9: lane words (seg_lane.word, SEM_EXCL, lane waiters
+                              * in the word's waiting) */
 #define SEG_PROCS_DEFAULT 512    /* [shim] max_processes */
 #define SEG_CONNS_DEFAULT 4096   /* [shim] max_tracked */
 #define SEG_PROCS_LIMIT  65536   /* the largest tables a segment may have */
@@ -125,7 +127,7 @@ struct seg_conn {
 	uint8_t hold[CAP_SEMS];   /* enum hold_state per semaphore (atomic) */
 	uint8_t lane;             /* the connection's lane (seg_cap.lanes; 0 = default) */
 	uint8_t lane_held;        /* lane + 1 its active slot counts in, | LANE_HELD_EXCL;
-	                           * 0 = none (under the cap's lock) */
+	                           * 0 = none (atomic; cap_lanes.h) */
 	int32_t holder_tid;       /* the thread that acquired the active slot */
 	uint64_t queries;
 	uint64_t xacts;

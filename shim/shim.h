@@ -27,6 +27,7 @@
 #include "pqint.h"
 #include "real.h"
 #include "segment.h"
+#include "cap_lanes.h"
 #include "clock.h"
 #include "policy.h"
 
@@ -275,7 +276,7 @@ ALWAYS_INLINE unsigned settle_release(struct seg_conn *r)
 held:
 		if (unlikely(__atomic_load_n(&hot.shares, __ATOMIC_RELAXED)))
 			return SETTLE_HAND;   /* another may ride on it */
-		if (unlikely(sem_release(&hot.cap->sems[SEM_ACTIVE], hold) == SEM_RELEASE_SLOW))
+		if (unlikely(cap_release_active(hot.cap, hold, &r->lane_held) == SEM_RELEASE_SLOW))
 			return SETTLE_RELEASE;
 		return 0;
 	}
@@ -354,8 +355,10 @@ ALWAYS_INLINE struct conn *work_fast(PGconn *pg)
 		/* the holder first: a thread that held it before and exits now
 		 * must not take this slot for its own (slots_thread_exit) */
 		r->holder_tid = t.tid;
-		if (unlikely(!sem_try_acquire_max(sem, &r->hold[SEM_ACTIVE], max)))
-			return NULL;
+		if (unlikely(!sem_try_acquire_max(sem, &r->hold[SEM_ACTIVE], max))
+		    && !lane_try_acquire(hot.cap, r->lane, c->lane_gen, &r->hold[SEM_ACTIVE],
+		                         &r->lane_held))
+			return NULL;   /* full, or a lane's slot not free without the lock */
 	}
 	record_count(&r->queries);
 	__atomic_store_n(&r->cstate, CS_ACTIVE, __ATOMIC_RELAXED);

@@ -109,7 +109,7 @@ void slots_configure(void)
 		cap_set_max(capseg, hot.cap, SEM_ACTIVE, g.pol.max_active ? g.pol.max_active
 		            : g.pol.nlanes ? CAP_UNCAPPED : 0);
 	cap_set_max(capseg, hot.cap, SEM_CONNECTIONS, unusable ? 0 : g.pol.max_connections);
-	/* an unusable policy's lanes are none (nor is the cap its) */
+	/* an unusable policy's lanes are none (nor is the cap its) (cap_lanes.h) */
 	static const struct policy no_lanes;
 	cap_lanes_configure(capseg, hot.cap, unusable ? &no_lanes : &g.pol,
 	                    g.seg.hdr ? &g.seg : NULL);
@@ -122,11 +122,13 @@ static int lane_slot(struct conn *c)
 	       || (__atomic_load_n(&hot.cap->sems[SEM_ACTIVE].word, __ATOMIC_RELAXED) & SEM_LANES);
 }
 
-/* Give c's held (or claimed) active slot back on the slow path. */
+/* Give c's held (or claimed) active slot back on the slow path; a lane's
+ * slot that lane_release gave back already (NONE) only admits the waiters
+ * that queued meanwhile. */
 static void release_active_slow(struct conn *c)
 {
 	uint8_t *hold = &c->rec->hold[SEM_ACTIVE];
-	if (lane_slot(c))
+	if (lane_slot(c) || __atomic_load_n(hold, __ATOMIC_ACQUIRE) == HOLD_NONE)
 		cap_lane_release(capseg, hot.cap, hold, &c->rec->lane_held);
 	else
 		cap_release_slow(capseg, hot.cap, SEM_ACTIVE, hold);
@@ -140,8 +142,11 @@ int slot_try_active(struct conn *c)
 		return 1;
 	if (!(__atomic_load_n(&sem->word, __ATOMIC_RELAXED) & SEM_LANES))
 		return 0;
+	unsigned lane = lanes_index(c);
 	uint64_t waited;
-	return cap_lane_acquire(capseg, hot.cap, lanes_index(c), hold, &c->rec->lane_held,
+	if (lane_try_acquire(hot.cap, lane, c->lane_gen, hold, &c->rec->lane_held))
+		return 1;
+	return cap_lane_acquire(capseg, hot.cap, c->lane, hold, &c->rec->lane_held,
 	                        (uint32_t)g.proc_idx, t.tid, 0, 0, 1, &waited) == CAP_OK;
 }
 
@@ -437,9 +442,12 @@ static enum slot_wait wait_for(struct conn *c, int sem, char *buf, size_t size, 
 	if (sem == SEM_ACTIVE && c
 	    && (__atomic_load_n(&hot.cap->sems[sem].word, __ATOMIC_RELAXED) & SEM_LANES)) {
 		/* a lane's slot: at once if there is room (no look at the thread's
-		 * other connections on the way), else in line (cap.h, "Lanes") */
+		 * other connections on the way; without the lock if nobody waits),
+		 * else in line (cap_lanes.h) */
 		unsigned lane = lanes_index(c);
-		r = cap_lane_acquire(capseg, hot.cap, lane, hold, &c->rec->lane_held,
+		if (lane_try_acquire(hot.cap, lane, c->lane_gen, hold, &c->rec->lane_held))
+			return WAIT_GRANTED;
+		r = cap_lane_acquire(capseg, hot.cap, c->lane, hold, &c->rec->lane_held,
 		                     (uint32_t)g.proc_idx, t.tid, 0, 0, 1, &waited);
 		if (r == CAP_OK)
 			return WAIT_GRANTED;     /* every transaction comes here: nothing more */
@@ -447,7 +455,7 @@ static enum slot_wait wait_for(struct conn *c, int sem, char *buf, size_t size, 
 		/* in line, by the lane's wait_timeout (or what is left of it):
 		 * our connections whose server has gone are looked at between
 		 * slices, as below */
-		r = cap_lane_acquire_look(capseg, hot.cap, lw.lane, hold, &c->rec->lane_held,
+		r = cap_lane_acquire_look(capseg, hot.cap, c->lane, hold, &c->rec->lane_held,
 		                          (uint32_t)g.proc_idx, t.tid,
 		                          timeout_ns ? timeout_ns : lw.timeout_ms * 1000000ull,
 		                          thread_busy(c), 0, &waited, slots_check_lost);
@@ -566,13 +574,15 @@ static void release_active_locked(struct conn *c)
 		connmap_each(&g.map, find_sharer, &a);
 		if (a.found && cap_hand_over(capseg, hot.cap, hold, &a.found->rec->hold[SEM_ACTIVE])) {
 			/* the slot stays counted in the lane it was taken in */
-			a.found->rec->lane_held = c->rec->lane_held;
-			c->rec->lane_held = 0;
+			__atomic_store_n(&a.found->rec->lane_held,
+			                 __atomic_load_n(&c->rec->lane_held, __ATOMIC_ACQUIRE),
+			                 __ATOMIC_RELEASE);
+			__atomic_store_n(&c->rec->lane_held, 0, __ATOMIC_RELEASE);
 			__atomic_fetch_sub(&hot.shares, 1, __ATOMIC_RELAXED);
 			return;
 		}
 	}
-	if (sem_release(&hot.cap->sems[SEM_ACTIVE], hold) == SEM_RELEASE_SLOW)
+	if (cap_release_active(hot.cap, hold, &c->rec->lane_held) == SEM_RELEASE_SLOW)
 		release_active_slow(c);
 }
 
@@ -592,11 +602,11 @@ static void release_one(struct conn *c, int sem)
 	uint8_t *hold = &c->rec->hold[sem];
 	switch (__atomic_load_n(hold, __ATOMIC_ACQUIRE)) {
 	case HOLD_HELD:
-		if (sem_release(&hot.cap->sems[sem], hold) == SEM_RELEASE_SLOW) {
-			if (sem == SEM_ACTIVE)
+		if (sem == SEM_ACTIVE) {
+			if (cap_release_active(hot.cap, hold, &c->rec->lane_held) == SEM_RELEASE_SLOW)
 				release_active_slow(c);
-			else
-				cap_release_slow(capseg, hot.cap, sem, hold);
+		} else if (sem_release(&hot.cap->sems[sem], hold) == SEM_RELEASE_SLOW) {
+			cap_release_slow(capseg, hot.cap, sem, hold);
 		}
 		break;
 	case HOLD_NONE:

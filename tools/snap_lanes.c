@@ -5,6 +5,7 @@
  * never a torn name (names change only when a reload renumbers lanes).
  */
 #include "snapshot.h"
+#include "cap_lanes.h"
 
 #include <string.h>
 
@@ -21,7 +22,6 @@ void snap_read_lanes(const struct seg_header *h, struct snapshot *s)
 	if (n > CAP_LANES - 1)
 		n = CAP_LANES - 1;
 	out->n = (int)n + 1;
-	uint32_t waiting = 0;
 	for (int i = 0; i < out->n; i++) {
 		const struct seg_lane *l = &L->lane[i];
 		struct snap_lane *o = &out->lane[i];
@@ -30,7 +30,7 @@ void snap_read_lanes(const struct seg_header *h, struct snapshot *s)
 		if (!o->name[0])
 			snprintf(o->name, sizeof o->name, "default");
 		o->max_active = __atomic_load_n(&l->max, __ATOMIC_RELAXED);
-		o->active = __atomic_load_n(&l->active, __ATOMIC_RELAXED);
+		o->active = lw_count(__atomic_load_n(&l->word, __ATOMIC_RELAXED));
 		o->waiting = __atomic_load_n(&l->waiting, __ATOMIC_RELAXED);
 		o->exclusive = __atomic_load_n(&l->exclusive, __ATOMIC_RELAXED);
 		o->priority = __atomic_load_n(&l->priority, __ATOMIC_RELAXED);
@@ -41,7 +41,6 @@ void snap_read_lanes(const struct seg_header *h, struct snapshot *s)
 		for (unsigned b = 0; b < CAP_HIST_BUCKETS; b++)
 			o->hist[b] = load64(&l->hist[b]);
 		o->wait_ms_p99 = snap_quantile_ms(o->hist, 0.99);
-		waiting += o->waiting;
 	}
 	if (n == 0) {
 		/* no lanes: the default lane is the whole cap */
@@ -54,9 +53,7 @@ void snap_read_lanes(const struct seg_header *h, struct snapshot *s)
 		memcpy(d->hist, s->cap.sems[SEM_ACTIVE].hist, sizeof d->hist);
 		d->wait_ns_sum = s->cap.sems[SEM_ACTIVE].wait_ns_sum;
 		d->wait_ms_p99 = snap_quantile_ms(d->hist, 0.99);
-	} else {
-		s->cap.waiting += waiting;   /* lane waiters are not in the word */
-	}
+	}   /* (lane waiters count in the word's waiting: s->cap.waiting has them) */
 	if (s->cap.max_active == CAP_UNCAPPED)
 		s->cap.max_active = 0;
 	if (s->cap.sems[SEM_ACTIVE].max == CAP_UNCAPPED)

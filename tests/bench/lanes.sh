@@ -4,7 +4,10 @@
 # cap without lanes, the same cap with lanes (pgbench in the default lane,
 # and in a lane of its own), and with an exclusive lane that pgbench is not
 # in.  Starts its own throw-away server (pgbed.sh).  Usage: lanes.sh [N]
-# [ROUNDS]; prints overhead.sh's Markdown table.  Measures; never fails.
+# [ROUNDS] [COMMIT]; with COMMIT (e.g. b5a5509, before the lane word) the
+# same contenders also run on that commit's build, in the same rounds
+# ("before:" rows).  Prints overhead.sh's Markdown table.  Measures; never
+# fails.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 # shellcheck source=../integration/pgbed.sh
@@ -33,5 +36,17 @@ excl=$(pol excl '[lane "migrations"]
 match = application_name=migrate-*
 exclusive = yes
 ')
-OVERHEAD_CONTENDERS="cap=$cap lanes,default-lane=$dflt lanes,own-lane=$own exclusive-lane-defined=$excl" \
-	bash "$root/tests/bench/overhead.sh" "${1:-1000}" simple "${2:-3}"
+contenders="cap=$cap lanes,default-lane=$dflt lanes,own-lane=$own exclusive-lane-defined=$excl"
+if [ -n "${3:-}" ]; then
+	# the same policies on their own segments (another layout may be older)
+	mkdir "$work/before"
+	git -C "$root" archive "$3" | tar -x -C "$work/before"
+	make -C "$work/before" build/libpqshim.so >/dev/null 2>&1
+	old=$work/before/build/libpqshim.so
+	for p in cap dflt own excl; do sed "s/lanesb-$$-$p/lanesb-$$-b$p/" "$work/$p.ini" >"$work/b$p.ini"; done
+	chmod 0600 "$work"/b*.ini
+	contenders="before:cap=$work/bcap.ini@$old $contenders"
+	contenders="$contenders before:default-lane=$work/bdflt.ini@$old"
+	contenders="$contenders before:own-lane=$work/bown.ini@$old"
+fi
+OVERHEAD_CONTENDERS="$contenders" bash "$root/tests/bench/overhead.sh" "${1:-1000}" simple "${2:-3}"

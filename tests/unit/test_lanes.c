@@ -16,7 +16,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "cap.h"
+#include "cap_lanes.h"
 #include "policy.h"
 
 static struct seg_cap cap;
@@ -52,7 +52,7 @@ struct hold { uint8_t hold, lane_held; };
 static int try_take(struct hold *h, unsigned ln)
 {
 	uint64_t waited;
-	enum cap_result r = cap_lane_acquire(NULL, &cap, ln, &h->hold, &h->lane_held, 0, 1, 0, 0, 1,
+	enum cap_result r = cap_lane_acquire(NULL, &cap, cap.lanes.lane[ln].name, &h->hold, &h->lane_held, 0, 1, 0, 0, 1,
 	                                     &waited);
 	assert_true(r == CAP_OK || r == CAP_BUSY);
 	return r == CAP_OK;
@@ -97,8 +97,8 @@ static void a_lane_max_nests_in_the_global_cap(void **state)
 	assert_true(try_take(&d[1], 0));
 	assert_false(try_take(&d[2], 0));        /* the global cap is: 3 */
 	assert_int_equal(count(), 3);
-	assert_int_equal(cap.lanes.lane[1].active, 1);
-	assert_int_equal(cap.lanes.lane[0].active, 2);
+	assert_int_equal(lw_count(cap.lanes.lane[1].word), 1);
+	assert_int_equal(lw_count(cap.lanes.lane[0].word), 2);
 	give(&r1);
 	assert_true(try_take(&d[2], 0));
 	assert_false(try_take(&r2, 1));          /* global full again */
@@ -118,7 +118,7 @@ static void *wait_one(void *arg)
 {
 	struct waiter *w = arg;
 	uint64_t waited;
-	w->r = cap_lane_acquire(NULL, &cap, w->lane, &w->h.hold, &w->h.lane_held, 0, 1,
+	w->r = cap_lane_acquire(NULL, &cap, cap.lanes.lane[w->lane].name, &w->h.hold, &w->h.lane_held, 0, 1,
 	                        2000000000ull, 0, 0, &waited);
 	clock_gettime(CLOCK_MONOTONIC, &w->done);
 	return NULL;
@@ -193,7 +193,7 @@ static void a_lane_times_out_and_lets_the_others_go(void **state)
 	assert_true(try_take(&a, 0));
 	uint64_t waited;
 	struct hold x = { 0 };
-	enum cap_result r = cap_lane_acquire(NULL, &cap, 1, &x.hold, &x.lane_held, 0, 1,
+	enum cap_result r = cap_lane_acquire(NULL, &cap, cap.lanes.lane[1].name, &x.hold, &x.lane_held, 0, 1,
 	                                     100000000ull, 0, 0, &waited);
 	assert_int_equal(r, CAP_TIMEOUT);
 	assert_true(waited >= 100000000ull);
@@ -210,7 +210,7 @@ static void a_reload_keeps_holders_by_name(void **state)
 	configure(0);
 	struct hold hb = { 0 };
 	assert_true(try_take(&hb, 2));
-	assert_int_equal(cap.lanes.lane[2].active, 1);
+	assert_int_equal(lw_count(cap.lanes.lane[2].word), 1);
 	/* "b" alone now, lane 1: the hold is found by name... (a private cap
 	 * without records cannot recount: the statistics move, the count is
 	 * the releases') */

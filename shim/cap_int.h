@@ -1,0 +1,46 @@
+/*
+ * cap_int.h - what cap.c and cap_lanes.c lend each other, and nothing
+ * else includes: the cap's lock (with the audit and the sweep it runs),
+ * the futex, the wait statistics, and the lanes' parts of the sweep,
+ * admission and audit, each called with the lock held.
+ */
+#ifndef PQSHIM_CAP_INT_H
+#define PQSHIM_CAP_INT_H
+
+#include "cap.h"
+#include "segment.h"
+
+#define CAP_SLICE_NS   (200 * 1000000ull)   /* a waiter looks around this often */
+
+/* ---- cap.c ---------------------------------------------------------------- */
+
+/* Lock by deadline_ns (cap_now_ns(); 0: none): 0 or an errno.  A dead
+ * holder's state, or a recount left due, is rebuilt first. */
+int cap_lock(struct segment *seg, struct seg_cap *cap, uint64_t deadline_ns);
+void cap_unlock(struct seg_cap *cap);
+void futex_wait(uint32_t *addr, uint32_t seen, uint64_t ns);
+void futex_wake(uint32_t *addr);
+void word_add(struct seg_sem *s, int64_t delta);
+void record_wait(struct seg_sem *s, struct seg_proc *p, uint64_t ns, int timed_out);
+/* Is the process record idx live and still pid?  cache: per record, 0 unknown. */
+int proc_is_live(struct segment *seg, uint32_t idx, int32_t pid, signed char *cache);
+/* Admit the global queue's waiters of sem while there is room. */
+void admit_locked(struct seg_cap *cap, int sem);
+/* The audit (cap.h): freeze, count the live holders, thaw. */
+void audit_locked(struct segment *seg, struct seg_cap *cap);
+
+/* ---- cap_lanes.c ---------------------------------------------------------- */
+
+/* Lane waiters that gave up at their deadline: out of line. */
+void lanes_sweep_locked(struct seg_cap *cap);
+/* Admit queued lane waiters in order while there is room. */
+void lanes_admit_locked(struct seg_cap *cap);
+/* The audit's start: no lane word's CAS lands in this epoch any more. */
+void lanes_freeze_locked(struct seg_cap *cap);
+/* The audit's part for lanes: drop dead waiters, count every lane again
+ * and thaw the lane words.  Returns the granted lane waiters not yet awake
+ * (counted, no holder); adds the queued ones to *waiting. */
+uint32_t lanes_audit_locked(struct segment *seg, struct seg_cap *cap, signed char *live,
+                            uint32_t *waiting);
+
+#endif

@@ -1,0 +1,617 @@
+/*
+ * cap_lanes.c - the lanes' slow paths (cap_lanes.h): admission under the
+ * cap's lock when the one-CAS fast paths cannot (a lane or the cap full,
+ * someone queued, an exclusive lane waiting or running), the lanes' queue
+ * in priority order, the release that hands slots on, the lanes' part of
+ * the audit, and putting a policy's lanes in force.
+ *
+ * Under the lock fast paths still run, so every change of a count here is
+ * an atomic operation on its word, and admission takes the lane word and
+ * the global word each by CAS, as a fast path does (a fast acquirer's
+ * lane reservation may be in flight; it gives it back and comes to the
+ * lock, which admits whoever it held back).
+ */
+#include "cap_int.h"
+#include "cap_lanes.h"
+#include "clock.h"
+#include "policy.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+static uint32_t lane_waiter_state(struct seg_lane_waiter *w)
+{
+	return __atomic_load_n(&w->state, __ATOMIC_ACQUIRE);
+}
+
+/* One slice of a waiter's sleep (as cap_acquire_slow's) until deadline. */
+static void sleep_unless_granted(uint32_t *futex, uint32_t *state, uint64_t deadline)
+{
+	uint32_t seen = __atomic_load_n(futex, __ATOMIC_ACQUIRE);
+	if (__atomic_load_n(state, __ATOMIC_ACQUIRE) == WAITER_GRANTED)
+		return;
+	uint64_t now = cap_now_ns(), left = deadline > now ? deadline - now : 0;
+	if (left)
+		futex_wait(futex, seen, left < CAP_SLICE_NS ? left : CAP_SLICE_NS);
+}
+
+static uint32_t lane_count(struct seg_cap *cap, unsigned lane)
+{
+	return lw_count(__atomic_load_n(&cap->lanes.lane[lane].word, __ATOMIC_SEQ_CST));
+}
+
+/* SEM_EXCL mirrors "an exclusive lane waits or runs" (cap_lanes.h). */
+static void excl_sync_locked(struct seg_cap *cap)
+{
+	struct seg_lanes *L = &cap->lanes;
+	uint64_t *word = &cap->sems[SEM_ACTIVE].word;
+	if (L->excl_waiting || L->excl_active)
+		__atomic_fetch_or(word, SEM_EXCL, __ATOMIC_SEQ_CST);
+	else if (__atomic_load_n(word, __ATOMIC_SEQ_CST) & SEM_EXCL)
+		__atomic_fetch_and(word, ~SEM_EXCL, __ATOMIC_SEQ_CST);
+}
+
+static int lane_room(struct seg_cap *cap, unsigned lane, int exclusive)
+{
+	struct seg_lanes *L = &cap->lanes;
+	uint64_t w = __atomic_load_n(&cap->sems[SEM_ACTIVE].word, __ATOMIC_SEQ_CST);
+	uint32_t max = __atomic_load_n(&cap->sems[SEM_ACTIVE].max, __ATOMIC_RELAXED);
+	if (L->excl_active)
+		return 0;
+	if (exclusive)
+		return sem_count(w) == 0;
+	if (L->excl_waiting || (max && sem_count(w) >= max))
+		return 0;
+	return !L->lane[lane].max || lane_count(cap, lane) < L->lane[lane].max;
+}
+
+/* One count up on a word, if it stays below `limit` (counts only). */
+static int count_up(uint64_t *word, uint64_t limit, uint64_t set)
+{
+	uint64_t w = __atomic_load_n(word, __ATOMIC_SEQ_CST);
+	do {
+		if ((w & SEM_COUNT_MASK) >= limit)
+			return 0;
+	} while (!__atomic_compare_exchange_n(word, &w, (w + 1) | set, 1, __ATOMIC_SEQ_CST,
+	                                      __ATOMIC_SEQ_CST));
+	return 1;
+}
+
+/* One count down on a word, unless it is 0 already. */
+static void count_down(uint64_t *word)
+{
+	uint64_t w = __atomic_load_n(word, __ATOMIC_SEQ_CST);
+	while ((w & SEM_COUNT_MASK)
+	       && !__atomic_compare_exchange_n(word, &w, w - 1, 1, __ATOMIC_SEQ_CST,
+	                                       __ATOMIC_SEQ_CST))
+		;
+}
+
+/* Take a slot in `lane` (after lane_room): its lane's count, then the
+ * global one, each by CAS against the fast paths.  An exclusive one takes
+ * the global count from 0 and sets SEM_EXCL in the same CAS: no fast path
+ * lands beside it.  0 if a fast path took the room meanwhile. */
+static int lane_take(struct seg_cap *cap, unsigned lane, int exclusive)
+{
+	struct seg_sem *s = &cap->sems[SEM_ACTIVE];
+	struct seg_lane *l = &cap->lanes.lane[lane];
+	if (exclusive) {
+		if (!count_up(&s->word, 1, SEM_EXCL))
+			return 0;
+		__atomic_fetch_add(&l->word, 1, __ATOMIC_SEQ_CST);
+		cap->lanes.excl_active++;
+		return 1;
+	}
+	uint32_t max = __atomic_load_n(&s->max, __ATOMIC_RELAXED);
+	if (!count_up(&l->word, l->max ? l->max : LW_COUNT_MASK, 0))
+		return 0;
+	if (!count_up(&s->word, max ? max : SEM_COUNT_MASK, 0)) {
+		count_down(&l->word);
+		return 0;
+	}
+	return 1;
+}
+
+/* A slot lane_take took, given back (its waiter gave up at this moment). */
+static void lane_untake(struct seg_cap *cap, unsigned lane, int exclusive)
+{
+	count_down(&cap->lanes.lane[lane].word);
+	count_down(&cap->sems[SEM_ACTIVE].word);
+	if (exclusive && cap->lanes.excl_active)
+		cap->lanes.excl_active--;
+}
+
+/* Is a served before b: higher priority, then the older ticket. */
+static int lane_before(const struct seg_lane_waiter *a, const struct seg_lane_waiter *b)
+{
+	return !b || a->priority > b->priority || (a->priority == b->priority && a->ticket < b->ticket);
+}
+
+/* Out of line (under the lock): a QUEUED or CANCELLED entry is still in
+ * the queue's counts, the global word's waiting field included. */
+static void lane_unqueue(struct seg_cap *cap, struct seg_lane_waiter *w)
+{
+	struct seg_lanes *L = &cap->lanes;
+	uint32_t st = lane_waiter_state(w);
+	if (st == WAITER_QUEUED || st == WAITER_CANCELLED) {
+		L->nwaiting--;
+		L->lane[w->lane].waiting--;
+		if (w->exclusive)
+			L->excl_waiting--;
+		word_add(&cap->sems[SEM_ACTIVE], -(int64_t)SEM_WAIT_ONE);
+	}
+	__atomic_store_n(&w->state, WAITER_FREE, __ATOMIC_RELEASE);
+}
+
+void lanes_admit_locked(struct seg_cap *cap)
+{
+	struct seg_lanes *L = &cap->lanes;
+	while (L->nwaiting) {
+		struct seg_lane_waiter *best = NULL;
+		for (int i = 0; i < CAP_LANE_WAITERS; i++) {
+			struct seg_lane_waiter *w = &L->waiters[i];
+			if (lane_waiter_state(w) != WAITER_QUEUED || (L->excl_waiting && !w->exclusive))
+				continue;
+			if (lane_before(w, best))
+				best = w;
+		}
+		if (best && !best->exclusive && !lane_room(cap, best->lane, 0)) {
+			/* its lane is full: the first that has room, in the same order */
+			best = NULL;
+			for (int i = 0; i < CAP_LANE_WAITERS; i++) {
+				struct seg_lane_waiter *w = &L->waiters[i];
+				if (lane_waiter_state(w) == WAITER_QUEUED && !w->exclusive && lane_before(w, best)
+				    && lane_room(cap, w->lane, 0))
+					best = w;
+			}
+		}
+		if (!best || !lane_room(cap, best->lane, (int)best->exclusive)
+		    || !lane_take(cap, best->lane, (int)best->exclusive))
+			break;
+		uint32_t queued = WAITER_QUEUED;
+		if (!__atomic_compare_exchange_n(&best->state, &queued, WAITER_GRANTED, 0,
+		                                 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+			/* it gave up at its deadline just now: out of line, look again */
+			lane_untake(cap, best->lane, (int)best->exclusive);
+			lane_unqueue(cap, best);
+			continue;
+		}
+		/* counted (lane_take), no longer waiting */
+		word_add(&cap->sems[SEM_ACTIVE], -(int64_t)SEM_WAIT_ONE);
+		L->nwaiting--;
+		L->lane[best->lane].waiting--;
+		if (best->exclusive)
+			L->excl_waiting--;
+		futex_wake(&best->futex);
+	}
+	excl_sync_locked(cap);
+}
+
+void lanes_sweep_locked(struct seg_cap *cap)
+{
+	struct seg_lanes *L = &cap->lanes;
+	int excl = 0;
+	if (!L->nwaiting)
+		return;
+	for (int i = 0; i < CAP_LANE_WAITERS; i++) {
+		struct seg_lane_waiter *w = &L->waiters[i];
+		if (lane_waiter_state(w) == WAITER_CANCELLED) {
+			excl |= w->exclusive != 0;
+			lane_unqueue(cap, w);
+		}
+	}
+	if (excl)                /* an exclusive one held the others back */
+		lanes_admit_locked(cap);
+}
+
+static void lane_record_wait(struct seg_cap *cap, unsigned lane, struct seg_proc *p, uint64_t ns,
+                             int timed_out)
+{
+	struct seg_lane *l = &cap->lanes.lane[lane];
+	record_wait(&cap->sems[SEM_ACTIVE], p, ns, timed_out);
+	seg_add(&l->waits, 1);
+	seg_add(&l->wait_ns_sum, ns);
+	seg_add(&l->hist[cap_bucket(ns)], 1);
+	if (timed_out)
+		seg_add(&l->timeouts, 1);
+}
+
+unsigned cap_lane_find(const struct seg_cap *cap, const char *name)
+{
+	if (!name || !*name)
+		return 0;
+	for (unsigned i = 1; i <= cap->lanes.nlanes && i < CAP_LANES; i++)
+		if (strcmp(cap->lanes.lane[i].name, name) == 0)
+			return i;
+	return 0;
+}
+
+enum cap_result cap_lane_acquire(struct segment *seg, struct seg_cap *cap, const char *lane,
+                                 uint8_t *hold, uint8_t *lane_held, uint32_t proc, int tid,
+                                 uint64_t timeout_ns, int holds_other, int try_only,
+                                 uint64_t *waited_ns)
+{
+	return cap_lane_acquire_look(seg, cap, lane, hold, lane_held, proc, tid, timeout_ns,
+	                             holds_other, try_only, waited_ns, NULL);
+}
+
+static void lane_held_set(uint8_t *lane_held, unsigned lane, int exclusive)
+{
+	__atomic_store_n(lane_held, (uint8_t)((lane + 1) | (exclusive ? LANE_HELD_EXCL : 0)),
+	                 __ATOMIC_SEQ_CST);
+}
+
+enum cap_result cap_lane_acquire_look(struct segment *seg, struct seg_cap *cap,
+                                      const char *name, uint8_t *hold, uint8_t *lane_held,
+                                      uint32_t proc, int tid, uint64_t timeout_ns,
+                                      int holds_other, int try_only, uint64_t *waited_ns,
+                                      void (*look)(void))
+{
+	struct seg_lanes *L = &cap->lanes;
+	struct seg_proc *p = seg && proc < seg->max_procs ? &seg->procs[proc] : NULL;
+	uint64_t start = cap_now_ns(), deadline = start + (timeout_ns ? timeout_ns : 1);
+	*waited_ns = 0;
+	/* Every wait ends by its deadline, the lock's included (as cap_wait_begin). */
+	int lr = cap_lock(seg, cap, try_only ? 0 : deadline);
+	if (lr == ETIMEDOUT) {
+		*waited_ns = cap_now_ns() - start;
+		lane_record_wait(cap, cap_lane_find(cap, name), p, *waited_ns, 1);
+		return CAP_TIMEOUT;
+	}
+	if (lr != 0)
+		return CAP_ERROR;
+	unsigned lane = cap_lane_find(cap, name);   /* the table in force, under the lock */
+	int exclusive = L->lane[lane].exclusive != 0;
+	lanes_admit_locked(cap);         /* a raised cap may have room for the queue */
+	if (lane_room(cap, lane, exclusive) && lane_take(cap, lane, exclusive)) {
+		lane_held_set(lane_held, lane, exclusive);
+		__atomic_store_n(hold, HOLD_HELD, __ATOMIC_RELEASE);
+		excl_sync_locked(cap);
+		seg_add(&cap->sems[SEM_ACTIVE].acquired, 1);
+		seg_add(&L->lane[lane].acquired, 1);
+		cap_unlock(cap);
+		return CAP_OK;
+	}
+	if (try_only || holds_other) {
+		cap_unlock(cap);
+		return try_only ? CAP_BUSY : CAP_NESTED;
+	}
+	struct seg_lane_waiter *me = NULL;
+	for (int i = 0; i < CAP_LANE_WAITERS && !me; i++)
+		if (lane_waiter_state(&L->waiters[i]) == WAITER_FREE)
+			me = &L->waiters[i];
+	if (!me) {
+		cap_unlock(cap);
+		return CAP_ERROR;
+	}
+	me->ticket = L->next_ticket++;
+	me->priority = L->lane[lane].priority;
+	me->lane = lane;
+	me->exclusive = (uint32_t)exclusive;
+	me->proc = proc;
+	me->pid = getpid();
+	me->tid = tid;
+	me->since_ns = clock_ns(CLOCK_REALTIME);
+	__atomic_store_n(&me->state, WAITER_QUEUED, __ATOMIC_RELEASE);
+	L->nwaiting++;
+	L->lane[lane].waiting++;
+	if (exclusive)
+		L->excl_waiting++;
+	__atomic_store_n(hold, HOLD_WAITING, __ATOMIC_RELEASE);
+	/* In line: from now on no fast path takes a slot (nor, for an
+	 * exclusive waiter, any other lane's), and a release that made room
+	 * just before (its lane CAS after our look) is seen here. */
+	word_add(&cap->sems[SEM_ACTIVE], (int64_t)SEM_WAIT_ONE);
+	excl_sync_locked(cap);
+	lanes_admit_locked(cap);
+	cap_unlock(cap);
+
+	enum cap_result result = CAP_TIMEOUT;
+	for (;;) {
+		sleep_unless_granted(&me->futex, &me->state, deadline);
+		uint32_t st = lane_waiter_state(me);
+		if (st == WAITER_GRANTED) {
+			/* Granted before the deadline: ours (the lock is only held
+			 * for moments, nobody waits under it). */
+			if (cap_lock(seg, cap, 0) != 0) {
+				result = CAP_ERROR;
+				break;
+			}
+			lane_held_set(lane_held, me->lane, (int)me->exclusive);
+			__atomic_store_n(hold, HOLD_HELD, __ATOMIC_RELEASE);
+			__atomic_store_n(&me->state, WAITER_FREE, __ATOMIC_RELEASE);
+			seg_add(&cap->sems[SEM_ACTIVE].acquired, 1);
+			seg_add(&L->lane[me->lane].acquired, 1);
+			cap_unlock(cap);
+			result = CAP_OK;
+			break;
+		}
+		if (st != WAITER_QUEUED) {       /* an audit dropped us */
+			__atomic_store_n(hold, HOLD_NONE, __ATOMIC_RELEASE);
+			result = CAP_ERROR;
+			break;
+		}
+		if (cap_now_ns() >= deadline) {
+			uint32_t queued = WAITER_QUEUED;
+			if (__atomic_compare_exchange_n(&me->state, &queued, WAITER_CANCELLED, 0,
+			                                __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+				__atomic_store_n(hold, HOLD_NONE, __ATOMIC_RELEASE);
+				/* out of line now if the lock is free, else when its
+				 * holder lets it go (cap_unlock sweeps) */
+				if (cap_lock(seg, cap, 1) == 0)
+					cap_unlock(cap);
+				break;
+			}
+			continue;                /* granted (or dropped) at this very moment */
+		}
+		/* room made without a lane release (a reload), by the deadline */
+		if (cap_lock(seg, cap, deadline) == 0) {
+			lanes_admit_locked(cap);
+			cap_unlock(cap);
+		}
+		if (seg && lane_waiter_state(me) == WAITER_QUEUED)
+			cap_reap(seg, deadline);
+		if (look && lane_waiter_state(me) == WAITER_QUEUED)
+			look();
+	}
+	*waited_ns = cap_now_ns() - start;
+	lane_record_wait(cap, lane, p, *waited_ns, result != CAP_OK);
+	return result;
+}
+
+void cap_lane_release(struct segment *seg, struct seg_cap *cap, uint8_t *hold,
+                      uint8_t *lane_held)
+{
+	struct seg_lanes *L = &cap->lanes;
+	if (cap_lock(seg, cap, 0) != 0)     /* a release must land */
+		return;
+	/* Under the lock no audit runs: the hold says what is still counted. */
+	if (__atomic_load_n(hold, __ATOMIC_SEQ_CST) != HOLD_NONE) {
+		unsigned held = __atomic_load_n(lane_held, __ATOMIC_SEQ_CST);
+		unsigned lane = (held & ~LANE_HELD_EXCL) - 1;
+		if (held && lane < CAP_LANES)
+			count_down(&L->lane[lane].word);
+		if ((held & LANE_HELD_EXCL) && L->excl_active)
+			L->excl_active--;
+		count_down(&cap->sems[SEM_ACTIVE].word);
+		__atomic_store_n(lane_held, 0, __ATOMIC_RELAXED);
+		__atomic_store_n(hold, HOLD_NONE, __ATOMIC_RELEASE);
+	}
+	lanes_admit_locked(cap);
+	/* waiters of before the lanes, if any (the word counts the lanes' too) */
+	if (sem_waiting(__atomic_load_n(&cap->sems[SEM_ACTIVE].word, __ATOMIC_SEQ_CST)) > L->nwaiting)
+		admit_locked(cap, SEM_ACTIVE);
+	cap_unlock(cap);
+}
+
+/* ---- the audit's part, and a new table ------------------------------------ */
+
+void lanes_freeze_locked(struct seg_cap *cap)
+{
+	for (int i = 0; i < CAP_LANES; i++)
+		__atomic_fetch_or(&cap->lanes.lane[i].word, LW_FROZEN, __ATOMIC_SEQ_CST);
+}
+
+/* Is this hold counted (by the audit that just ran hold_counts on every
+ * live record, or outside an audit)?  ACQUIRING is not: an acquire the
+ * audit judged is NONE by now, and a newer one fails on the frozen words. */
+static int hold_is_counted(uint8_t h)
+{
+	return h == HOLD_HELD || h == HOLD_RELEASING || h == HOLD_RELEASING_COUNTED;
+}
+
+/* Count each lane's holders again from the live connection records (pid:
+ * only that process's, for a private cap; 0: all live ones), mapping the
+ * lane a slot was taken in through `names` (the table it was taken under;
+ * NULL: the table in force) to the table in force, and write the lane
+ * words: those counts, LW_SLOW as `slow` says, thawed in the next epoch. */
+static void lanes_recount_locked(struct segment *seg, struct seg_cap *cap,
+                                 char (*names)[CAP_LANE_NAME], pid_t pid, signed char *live,
+                                 const uint64_t *old_words, int slow_all)
+{
+	struct seg_lanes *L = &cap->lanes;
+	uint32_t count[CAP_LANES] = { 0 };
+	L->excl_active = 0;
+	for (int i = 0; i < CAP_LANE_WAITERS; i++)
+		if (lane_waiter_state(&L->waiters[i]) == WAITER_GRANTED) {
+			count[L->waiters[i].lane]++;
+			L->excl_active += L->waiters[i].exclusive;
+		}
+	for (uint32_t i = 0; seg && seg->conns && i < seg->max_conns; i++) {
+		struct seg_conn *c = &seg->conns[i];
+		uint32_t st = __atomic_load_n(&c->state, __ATOMIC_ACQUIRE);
+		uint8_t held = __atomic_load_n(&c->lane_held, __ATOMIC_SEQ_CST);
+		if ((st != SLOT_LIVE && st != SLOT_CLAIMED) || !held)
+			continue;
+		if (pid ? c->pid != pid : !proc_is_live(seg, c->proc, c->pid, live))
+			continue;
+		uint8_t h = __atomic_load_n(&c->hold[SEM_ACTIVE], __ATOMIC_SEQ_CST);
+		if (!hold_is_counted(h)) {
+			if (h != HOLD_ACQUIRING)     /* an acquirer in flight resets its own */
+				__atomic_store_n(&c->lane_held, 0, __ATOMIC_RELAXED);
+			continue;
+		}
+		unsigned old = (held & ~LANE_HELD_EXCL) - 1, now = old < CAP_LANES ? old : 0;
+		if (names)
+			now = old < CAP_LANES ? cap_lane_find(cap, names[old]) : 0;
+		int excl = (held & LANE_HELD_EXCL) != 0;
+		__atomic_store_n(&c->lane_held, (uint8_t)((now + 1) | (excl ? LANE_HELD_EXCL : 0)),
+		                 __ATOMIC_SEQ_CST);
+		count[now]++;
+		L->excl_active += (uint32_t)excl;
+	}
+	for (int i = 0; i < CAP_LANES; i++) {
+		uint64_t was = old_words ? old_words[i] : __atomic_load_n(&L->lane[i].word,
+		                                                          __ATOMIC_SEQ_CST);
+		uint64_t slow = slow_all || L->lane[i].exclusive ? LW_SLOW : 0;
+		__atomic_store_n(&L->lane[i].word,
+		                 count[i] | slow | ((lw_epoch(was) + 1) << LW_EPOCH_SHIFT),
+		                 __ATOMIC_SEQ_CST);
+	}
+}
+
+uint32_t lanes_audit_locked(struct segment *seg, struct seg_cap *cap, signed char *live,
+                            uint32_t *waiting)
+{
+	struct seg_lanes *L = &cap->lanes;
+	uint32_t granted = 0, queued = 0;
+	for (int i = 0; i < CAP_LANE_WAITERS; i++) {
+		struct seg_lane_waiter *w = &L->waiters[i];
+		uint32_t st = lane_waiter_state(w);
+		if (st == WAITER_FREE)
+			continue;
+		if (st == WAITER_CANCELLED || !proc_is_live(seg, w->proc, w->pid, live)) {
+			if (st == WAITER_QUEUED || st == WAITER_CANCELLED) {
+				/* out of line; the global word's waiting is recounted */
+				L->nwaiting--;
+				L->lane[w->lane].waiting--;
+				if (w->exclusive)
+					L->excl_waiting--;
+			}
+			__atomic_store_n(&w->state, WAITER_FREE, __ATOMIC_RELEASE);
+		} else if (st == WAITER_GRANTED) {
+			granted++;
+		} else {
+			queued++;
+		}
+	}
+	*waiting += queued;
+	lanes_recount_locked(seg, cap, NULL, 0, live, NULL, 0);
+	return granted;
+}
+
+/* A new table in a shared cap: the records' lanes follow their names (by
+ * CAS: a fast path may be in flight on them; the lane words are frozen, so
+ * none lands), then an audit counts everything again. */
+static void lanes_remap_locked(struct segment *seg, char (*names)[CAP_LANE_NAME])
+{
+	struct seg_cap *cap = &seg->hdr->cap;
+	for (uint32_t i = 0; seg->conns && i < seg->max_conns; i++) {
+		struct seg_conn *c = &seg->conns[i];
+		uint8_t held = __atomic_load_n(&c->lane_held, __ATOMIC_SEQ_CST);
+		unsigned old = (held & ~LANE_HELD_EXCL) - 1;
+		if (!held || old >= CAP_LANES)
+			continue;
+		unsigned now = cap_lane_find(cap, names[old]);
+		uint8_t to = (uint8_t)((now + 1) | (held & LANE_HELD_EXCL));
+		__atomic_compare_exchange_n(&c->lane_held, &held, to, 0, __ATOMIC_SEQ_CST,
+		                            __ATOMIC_RELAXED);
+	}
+}
+
+/* A lane's settings and statistics cleared, its word (and epoch) kept. */
+static void lane_clear(struct seg_lane *l)
+{
+	memset(l->name, 0, sizeof l->name);
+	l->max = 0;
+	l->priority = 0;
+	l->exclusive = 0;
+	l->waiting = 0;
+	l->acquired = l->waits = l->timeouts = l->wait_ns_sum = 0;
+	memset(l->hist, 0, sizeof l->hist);
+}
+
+/* The policy's settings of each lane; exclusive lanes, and every lane of
+ * a private cap, only under the lock (LW_SLOW). */
+static void lanes_settings_locked(struct seg_cap *cap, const struct policy *p, int n, int shared)
+{
+	struct seg_lanes *L = &cap->lanes;
+	L->lane[0].priority = 0;
+	for (int i = 0; i < n; i++) {
+		struct seg_lane *l = &L->lane[i + 1];
+		__atomic_store_n(&l->max, p->lanes[i].max_active, __ATOMIC_RELAXED);
+		l->priority = p->lanes[i].priority;
+		l->exclusive = p->lanes[i].exclusive ? 1 : 0;
+	}
+	for (int i = 0; i < CAP_LANES; i++) {
+		if (!shared || L->lane[i].exclusive)
+			__atomic_fetch_or(&L->lane[i].word, LW_SLOW, __ATOMIC_SEQ_CST);
+		else
+			__atomic_fetch_and(&L->lane[i].word, ~LW_SLOW, __ATOMIC_SEQ_CST);
+	}
+	for (int i = 0; i < CAP_LANE_WAITERS; i++)
+		if (L->waiters[i].state == WAITER_QUEUED)
+			L->waiters[i].priority = L->lane[L->waiters[i].lane].priority;
+}
+
+void cap_lanes_configure(struct segment *seg, struct seg_cap *cap, const struct policy *p,
+                         struct segment *records)
+{
+	static signed char live[SEG_PROCS_LIMIT];   /* under the lock */
+	struct seg_lanes *L = &cap->lanes;
+	struct seg_sem *s = &cap->sems[SEM_ACTIVE];
+	int n = p->nlanes < CAP_LANES - 1 ? p->nlanes : CAP_LANES - 1;
+	int shared = seg && seg->hdr && cap == &seg->hdr->cap;
+	if (cap_lock(seg, cap, 0) != 0)
+		return;
+	int same = (uint32_t)n == L->nlanes && strcmp(L->lane[0].name, "default") == 0;
+	for (int i = 0; same && i < n; i++)
+		same = strcmp(L->lane[i + 1].name, p->lanes[i].name) == 0;
+	if (same) {
+		lanes_settings_locked(cap, p, n, shared);
+	} else {
+		/* A new table: statistics and holders go by name.  The lane
+		 * words are frozen first (no fast path lands on them), keep their
+		 * epochs (a CAS read before must fail) and are counted again. */
+		static struct seg_lane old[CAP_LANES];   /* under the lock */
+		static char names[CAP_LANES][CAP_LANE_NAME];
+		uint64_t words[CAP_LANES];
+		lanes_freeze_locked(cap);
+		/* before any word thaws: see lane_try_acquire */
+		__atomic_fetch_add(&L->gen, 1, __ATOMIC_SEQ_CST);
+		memcpy(old, L->lane, sizeof old);
+		for (int i = 0; i < CAP_LANES; i++) {
+			memcpy(names[i], old[i].name, CAP_LANE_NAME);
+			words[i] = __atomic_load_n(&L->lane[i].word, __ATOMIC_SEQ_CST);
+			lane_clear(&L->lane[i]);
+		}
+		snprintf(names[0], CAP_LANE_NAME, "%s", "");   /* lane 0 is the default by place */
+		snprintf(L->lane[0].name, CAP_LANE_NAME, "default");
+		for (int i = 0; i < n; i++)
+			snprintf(L->lane[i + 1].name, CAP_LANE_NAME, "%s", p->lanes[i].name);
+		L->nlanes = (uint32_t)n;
+		for (int i = 0; i < CAP_LANES; i++) {
+			unsigned to = i == 0 ? 0 : cap_lane_find(cap, old[i].name);
+			if (i > 0 && (!old[i].name[0] || !to))
+				continue;
+			struct seg_lane *l = &L->lane[to];
+			l->acquired = old[i].acquired;
+			l->waits = old[i].waits;
+			l->timeouts = old[i].timeouts;
+			l->wait_ns_sum = old[i].wait_ns_sum;
+			memcpy(l->hist, old[i].hist, sizeof l->hist);
+		}
+		/* queued waiters: into the lane of the same name, else the default */
+		for (int i = 0; i < CAP_LANE_WAITERS; i++) {
+			struct seg_lane_waiter *w = &L->waiters[i];
+			uint32_t st = lane_waiter_state(w);
+			if (st == WAITER_FREE)
+				continue;
+			w->lane = w->lane < CAP_LANES ? cap_lane_find(cap, old[w->lane].name) : 0;
+			if (st == WAITER_QUEUED || st == WAITER_CANCELLED)
+				L->lane[w->lane].waiting++;
+		}
+		lanes_settings_locked(cap, p, n, shared);   /* before any word thaws */
+		if (shared) {
+			lanes_remap_locked(seg, names);
+			audit_locked(seg, cap);       /* counts the lanes, thaws the words */
+		} else {
+			memset(live, 0, sizeof live);
+			lanes_recount_locked(records, cap, names, getpid(), live, words, 1);
+		}
+	}
+	if (n) {
+		__atomic_fetch_or(&s->word, SEM_LANES, __ATOMIC_SEQ_CST);
+	} else {
+		__atomic_fetch_and(&s->word, ~SEM_LANES, __ATOMIC_SEQ_CST);
+		/* lane waiters left (a reload removed every lane): serve them all */
+		for (int i = 0; i < CAP_LANE_WAITERS; i++)
+			L->waiters[i].exclusive = 0;
+		L->excl_waiting = 0;
+		L->excl_active = 0;
+	}
+	lanes_admit_locked(cap);         /* and SEM_EXCL as excl_* say */
+	cap_unlock(cap);
+}
