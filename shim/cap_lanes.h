@@ -117,8 +117,9 @@ static inline int lane_try_acquire(struct seg_cap *cap, unsigned lane, unsigned 
 	if (!lane_global_room(w0, max) || (lw0 & LW_STATE_MASK) >= lmax
 	    || __atomic_load_n(&cap->lanes.gen, __ATOMIC_SEQ_CST) != gen)
 		return 0;
-	/* lane_held first: an audit that counts our HELD hold reads it */
-	__atomic_store_n(lane_held, (uint8_t)(lane + 1), __ATOMIC_SEQ_CST);
+	/* lane_held first: an audit that counts our HELD hold reads it (the
+	 * hold's store below orders it) */
+	__atomic_store_n(lane_held, (uint8_t)(lane + 1), __ATOMIC_RELAXED);
 	__atomic_store_n(hold, HOLD_ACQUIRING, __ATOMIC_SEQ_CST);
 	for (;;) {
 		if (lw_epoch(lw ^ lw0) || (lw & LW_STATE_MASK) >= lmax)
@@ -204,11 +205,12 @@ static inline enum sem_release_result lane_release(struct seg_cap *cap, uint8_t 
 	return SEM_RELEASE_DONE;
 }
 
-/* The fast path's release of an active slot: a lane's, or the plain one. */
-static inline enum sem_release_result cap_release_active(struct seg_cap *cap, uint8_t *hold,
-                                                         uint8_t *lane_held)
+/* The fast path's release of an active slot: a lane's, or the plain one
+ * (inline in its caller, as sem_release was before lanes). */
+static inline __attribute__((always_inline)) enum sem_release_result
+cap_release_active(struct seg_cap *cap, uint8_t *hold, uint8_t *lane_held)
 {
-	if (__atomic_load_n(lane_held, __ATOMIC_RELAXED))
+	if (__builtin_expect(__atomic_load_n(lane_held, __ATOMIC_RELAXED) != 0, 0))
 		return lane_release(cap, hold, lane_held);
 	return sem_release(&cap->sems[SEM_ACTIVE], hold);
 }
