@@ -215,8 +215,6 @@ static inline int sem_try_acquire_max(struct seg_sem *s, uint8_t *hold, uint32_t
 	 * flags and the waiting count lie above the count's bits (max < 2^24). */
 	uint64_t limit = max ? max : SEM_COUNT_MASK;
 	uint64_t w0 = __atomic_load_n(&s->word, __ATOMIC_SEQ_CST), w = w0;
-	if ((w0 & SEM_STATE_MASK) >= limit)
-		return 0;        /* full, queued, frozen or lanes: no announce to undo */
 	/* Announce first: an audit that freezes the word after our CAS must
 	 * find us.  The word was read before: we only CAS in its epoch (a
 	 * failed CAS reloads w, hence the epoch's look from the second try).
