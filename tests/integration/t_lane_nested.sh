@@ -4,7 +4,8 @@
 #  - pgbench -c 4 -j 1 (one thread driving 4 connections: sends deferred,
 #    shim/defer.c) loops BEGIN; pg_sleep(10 ms); INSERT its row; END for 5 s
 #    in the default lane while a migration (lane "migrations", exclusive)
-#    runs 3 transactions of 200 ms. Both end in time; from the rows (the
+#    runs 3 transactions of 200 ms, from 2 s after its client is ready
+#    (pgbench starts then). Both end in time; from the rows (the
 #    server's now() and clock_timestamp()) no pgbench transaction overlapped
 #    a migration's, and pgbench ran before, between and after them.
 #  - nested = share: a thread of the migration lane holds its exclusive slot
@@ -34,11 +35,16 @@ SELECT pg_sleep(0.01);
 INSERT INTO $TBL (app, asked, t0, t1) VALUES ('pgbench', now(), now(), clock_timestamp());
 END;
 SQL
+# The migration's client starts (and connects) first: its transactions
+# begin 2 s after it is ready, whatever Python's start-up took, while
+# pgbench runs for 5 s from then: pgbench has time before and after them.
+lane_load mig "$POL" $TBL migrate-1 --count 3 --sleep 0.2 --delay 2
+mig_ready() { grep -q READY "$T/mig.out"; }
+wait_until 20 mig_ready || fail "the migration's client never got ready ($(tail -3 "$T/mig.err"))"
 PGAPPNAME=t_lanen_pgb timeout 30 "$PQSHIM" run -p "$POL" -- "$PGBENCH" -n -c 4 -j 1 -T 5 -f "$T/x.sql" \
 	>"$T/pgb.out" 2>"$T/pgb.err" &
 pgb=$!
 bg_track "$pgb"
-lane_load mig "$POL" $TBL migrate-1 --count 3 --sleep 0.2 --delay 1.5
 lane_wait mig
 rc=0; wait "$pgb" || rc=$?
 assert_eq "$rc" 0 "pgbench -c 4 -j 1: exit status ($(tail -3 "$T/pgb.err"))"
