@@ -61,7 +61,7 @@ $(BUILD)/tobj/tools/cmd_serve.o: ALL_CFLAGS += $(MHD_CFLAGS)
 $(BUILD)/pqshim: $(TOOL_OBJS)
 	$(CC) -o $@ $^ -lpq $(MHD_LIBS) -lpthread
 
-$(BUILD)/unit/%: tests/unit/%.c $(CORE_SRCS) $(HEADERS)
+$(BUILD)/unit/%: tests/unit/%.c $(CORE_SRCS) $(HEADERS) $(wildcard tests/unit/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(SAN) -o $@ $< $(CORE_SRCS) -lcmocka -lpthread
 

@@ -26,6 +26,7 @@
 #include "cap.h"
 #include "segment.h"
 #include "procid.h"
+#include "seg_fixture.h"
 
 static struct segment seg;
 static char name[64];
@@ -49,19 +50,9 @@ static void sleep_ms(int ms)
 static int setup(void **state)
 {
 	(void)state;
-	char path[300];
-	snprintf(name, sizeof name, "unit-audit-%d", (int)getpid());
-	seg_path(name, SEG_NO_GROUP, path, sizeof path);
-	unlink(path);
-	char why[SEG_ERROR_MAX];
-	struct seg_want want = { name, NULL, 16, 64, 1 };
-	if (seg_attach(&seg, &want, why, sizeof why) != SEG_OK)
+	proc_idx = seg_fixture_open(&seg, "unit-audit", name, sizeof name);
+	if (proc_idx < 0)
 		return -1;
-	proc_idx = seg_proc_claim(&seg);
-	struct seg_proc *p = &seg.procs[proc_idx];
-	p->pid = getpid();
-	p->starttime = procid_starttime(getpid());
-	__atomic_store_n(&p->state, SLOT_LIVE, __ATOMIC_RELEASE);
 	int c = seg_conn_claim(&seg, (uint32_t)proc_idx);
 	conn = &seg.conns[c];
 	__atomic_store_n(&conn->state, SLOT_LIVE, __ATOMIC_RELEASE);

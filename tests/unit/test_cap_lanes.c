@@ -31,6 +31,7 @@
 #include "cap_lanes.h"
 #include "segment.h"
 #include "procid.h"
+#include "seg_fixture.h"
 #include "policy.h"
 
 #define WORKERS   6
@@ -69,19 +70,9 @@ static struct seg_conn *new_conn(uint32_t proc)
 static int setup(void **state)
 {
 	(void)state;
-	char path[300];
-	snprintf(name, sizeof name, "unit-lanes-%d", (int)getpid());
-	seg_path(name, SEG_NO_GROUP, path, sizeof path);
-	unlink(path);
-	char why[SEG_ERROR_MAX];
-	struct seg_want want = { name, NULL, 16, 64, 1 };
-	if (seg_attach(&seg, &want, why, sizeof why) != SEG_OK)
+	proc_idx = seg_fixture_open(&seg, "unit-lanes", name, sizeof name);
+	if (proc_idx < 0)
 		return -1;
-	proc_idx = seg_proc_claim(&seg);
-	struct seg_proc *p = &seg.procs[proc_idx];
-	p->pid = getpid();
-	p->starttime = procid_starttime(getpid());
-	__atomic_store_n(&p->state, SLOT_LIVE, __ATOMIC_RELEASE);
 	cap = &seg.hdr->cap;
 	act = &cap->sems[SEM_ACTIVE];
 	/* "a" (2), "b" (1), the default, and "x" exclusive; global max 4 */

@@ -1,0 +1,32 @@
+/* seg_fixture.h - the unit tests' segment: a fresh one named PREFIX-PID
+ * (16 processes, 64 connections, a private cap), with this process claimed
+ * in it, live.  Returns the process's index, or -1 if the segment could not
+ * be made. */
+#ifndef PQSHIM_TEST_SEG_FIXTURE_H
+#define PQSHIM_TEST_SEG_FIXTURE_H
+
+#include <stdio.h>
+#include <unistd.h>
+
+#include "procid.h"
+#include "segment.h"
+
+static int seg_fixture_open(struct segment *seg, const char *prefix, char *name, size_t size)
+{
+	char path[300];
+	snprintf(name, size, "%s-%d", prefix, (int)getpid());
+	seg_path(name, SEG_NO_GROUP, path, sizeof path);
+	unlink(path);
+	char why[SEG_ERROR_MAX];
+	struct seg_want want = { name, NULL, 16, 64, 1 };
+	if (seg_attach(seg, &want, why, sizeof why) != SEG_OK)
+		return -1;
+	int idx = seg_proc_claim(seg);
+	struct seg_proc *p = &seg->procs[idx];
+	p->pid = getpid();
+	p->starttime = procid_starttime(getpid());
+	__atomic_store_n(&p->state, SLOT_LIVE, __ATOMIC_RELEASE);
+	return idx;
+}
+
+#endif
