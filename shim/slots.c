@@ -365,6 +365,12 @@ static int thread_busy(struct conn *except)
 	return thread_has(except, 0);
 }
 
+int slot_excl_held_back(struct conn *except)
+{
+	return (__atomic_load_n(&hot.cap->sems[SEM_ACTIVE].word, __ATOMIC_SEQ_CST) & SEM_EXCL)
+	       && thread_busy(except);
+}
+
 /* The lane c's active slot is taken in, while the policy has lanes: its
  * name, its cap (else the global one) and its wait_timeout. */
 struct lane_wait { unsigned lane; const char *name; uint32_t max; uint64_t timeout_ms; };

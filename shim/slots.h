@@ -54,6 +54,13 @@ uint64_t slots_wait_timeout_ms(struct conn *c);
  * `except`?  Then its event loop will run again without anything from us. */
 int slot_thread_pending(struct conn *except);
 
+/* Does an exclusive lane wait (or run) while the calling thread holds a
+ * slot or a transaction on a connection other than `except`?  Then a
+ * deferred send of its event loop must not ride on that slot at a kick
+ * (defer.c): the loop's connections would hand it on for ever, and the
+ * exclusive one waits for the count to reach 0. */
+int slot_excl_held_back(struct conn *except);
+
 /* Finish what settle_state (shim.h) left: SETTLE_RELEASE and SETTLE_HAND. */
 void slots_settle(struct conn *c, unsigned todo);
 
