@@ -1,7 +1,7 @@
 /* seg_fixture.h - the unit tests' segment: a fresh one named PREFIX-PID
  * (16 processes, 64 connections, a private cap), with this process claimed
  * in it, live.  Returns the process's index, or -1 if the segment could not
- * be made. */
+ * be made.  seg_fixture_close() undoes it. */
 #ifndef PQSHIM_TEST_SEG_FIXTURE_H
 #define PQSHIM_TEST_SEG_FIXTURE_H
 
@@ -27,6 +27,15 @@ static int seg_fixture_open(struct segment *seg, const char *prefix, char *name,
 	p->starttime = procid_starttime(getpid());
 	__atomic_store_n(&p->state, SLOT_LIVE, __ATOMIC_RELEASE);
 	return idx;
+}
+
+/* The fixture's segment detached and its file gone. */
+static void seg_fixture_close(struct segment *seg, const char *name)
+{
+	char path[300];
+	seg_path(name, SEG_NO_GROUP, path, sizeof path);
+	seg_detach(seg);
+	unlink(path);
 }
 
 #endif

@@ -93,10 +93,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	(void)state;
-	char path[300];
-	seg_path(name, SEG_NO_GROUP, path, sizeof path);
-	seg_detach(&seg);
-	unlink(path);
+	seg_fixture_close(&seg, name);
 	return 0;
 }
 
