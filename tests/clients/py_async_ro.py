@@ -20,6 +20,7 @@ errors, the last error text.  Runs until stdin closes.
 """
 import json, os, select, sys, time
 import psycopg2, psycopg2.errors, psycopg2.extensions as ext
+import pqpoll
 
 app = sys.argv[sys.argv.index("--app") + 1] if "--app" in sys.argv else "py_async_ro"
 stats = dict(read_primary=0, read_replica=0, fresh_primary=0, fresh_replica=0,
@@ -36,20 +37,7 @@ def bump(key, err=None):
 
 def wait(conn):
     """Drive conn.poll() until the connect or statement is done."""
-    end = time.monotonic() + TIMEOUT
-    while True:
-        state = conn.poll()
-        if state == ext.POLL_OK:
-            return
-        left = end - time.monotonic()
-        if left <= 0:
-            raise TimeoutError("no answer within %ss" % TIMEOUT)
-        if state == ext.POLL_READ:
-            select.select([conn.fileno()], [], [], left)
-        elif state == ext.POLL_WRITE:
-            select.select([], [conn.fileno()], [], left)
-        else:
-            raise psycopg2.OperationalError("poll() returned %s" % state)
+    pqpoll.wait(conn, TIMEOUT)
 
 
 def connect(name=app):

@@ -13,26 +13,16 @@ loop-x, loop-y), in a set order against a migration in another process
 Each row: (app, asked, now(), clock_timestamp()) into TABLE.  Prints
 DONE, exit 0; an error: ERROR ..., exit 1.
 """
-import select, sys, time
-import psycopg2, psycopg2.extensions as ext
+import sys, time
+import psycopg2
+import pqpoll
 
 TBL = sys.argv[1]
 INS = "INSERT INTO " + TBL + " (app, asked, t0, t1) VALUES (%s, to_timestamp(%s), now(), clock_timestamp())"
 
 
 def wait(conn, limit=30.0):
-    end = time.monotonic() + limit
-    while True:
-        state = conn.poll()
-        if state == ext.POLL_OK:
-            return
-        left = end - time.monotonic()
-        if left <= 0:
-            raise TimeoutError("no answer within %ss" % limit)
-        if state == ext.POLL_READ:
-            select.select([conn.fileno()], [], [], left)
-        elif state == ext.POLL_WRITE:
-            select.select([], [conn.fileno()], [], left)
+    pqpoll.wait(conn, limit)
 
 
 def run(conn, sql, args=None):
