@@ -157,7 +157,6 @@ static void ticker_loop(void)
 			return;          /* the process is exiting */
 		shim_tick();         /* policy file and flag file, even when idle */
 		drain_step();
-		slots_check_orphans();   /* orphans whose server has gone */
 	}
 }
 

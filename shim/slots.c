@@ -235,15 +235,6 @@ static void drop_if_lost_orphan(void *value, void *arg)
 		drop_lost_locked(c);
 }
 
-void slots_check_orphans(void)
-{
-	if (!__atomic_load_n(&orphans, __ATOMIC_RELAXED) || !hot.cap)
-		return;
-	pthread_mutex_lock(&g.lock);
-	connmap_each(&g.map, drop_if_lost_orphan, NULL);
-	pthread_mutex_unlock(&g.lock);
-}
-
 /* Any connection holding an active slot for work the server no longer
  * has: its session ended (terminated, a failover, the network) while the
  * thread that uses it sits in its own code and will not call for minutes.
@@ -266,8 +257,9 @@ static void drop_if_lost_holder(void *value, void *arg)
 
 void slots_check_lost(void)
 {
-	if (!hot.cap || !__atomic_load_n(&hot.cap->sems[SEM_ACTIVE].max, __ATOMIC_RELAXED))
-		return;
+	if (!hot.cap || (!__atomic_load_n(&hot.cap->sems[SEM_ACTIVE].max, __ATOMIC_RELAXED)
+	                 && !__atomic_load_n(&orphans, __ATOMIC_RELAXED)))
+		return;              /* no slot held, no orphan to look at */
 	pthread_mutex_lock(&g.lock);
 	connmap_each(&g.map, drop_if_lost_holder, NULL);
 	pthread_mutex_unlock(&g.lock);

@@ -88,10 +88,6 @@ void slots_hand_over_locked(struct conn *c);
  * connection is used again, closed, or lost). */
 void slots_thread_exit(pid_t tid);
 
-/* Orphans whose server ended their session give their slot back (any
- * thread, now and then: waiters between slices, the ticker). */
-void slots_check_orphans(void);
-
 /* Every connection holding an active slot whose server has ended its
  * session gives the slot back, whichever thread uses it (read in place,
  * no call into libpq): orphans too.  The tick, and waiters between
