@@ -85,19 +85,6 @@ static void sleep_ms(long ms)
 		;
 }
 
-/* Is a process of the segment (and of this user) alive?  Stops at the
- * first one found. */
-static int anyone_left(void)
-{
-	for (uint32_t i = 0; i < g.seg.max_procs; i++) {
-		struct seg_proc *p = &g.seg.procs[i];
-		if (__atomic_load_n(&p->state, __ATOMIC_ACQUIRE) == SLOT_LIVE && p->uid == geteuid()
-		    && procid_alive(p->pid, p->starttime))
-			return 1;
-	}
-	return 0;
-}
-
 /* The drain signal to every live process with a connection the switch
  * forbids, still idle there (drain.c does the rest). */
 static void wake_the_idle(void)
@@ -191,7 +178,7 @@ static void __attribute__((noreturn)) drainer_main(void)
 			break;           /* removed or replaced */
 		shim_tick();         /* the policy file, the flag file */
 		uint64_t mono = now_ns(CLOCK_MONOTONIC) / 1000000u;
-		if (!route_enabled() || !anyone_left()) {
+		if (!route_enabled() || !seg_proc_any_live(&g.seg, -1, geteuid())) {
 			if (!alone)
 				alone = mono;
 			else if (mono - alone >= DRAINER_ALONE_MS)

@@ -575,6 +575,17 @@ static int read_record(const void *rec, void *out, size_t size)
 	return -1;
 }
 
+int seg_proc_any_live(const struct segment *seg, int except, uid_t uid)
+{
+	for (uint32_t i = 0; i < seg->max_procs; i++) {
+		const struct seg_proc *p = &seg->procs[i];
+		if ((int)i != except && __atomic_load_n(&p->state, __ATOMIC_ACQUIRE) == SLOT_LIVE
+		    && (uid == (uid_t)-1 || p->uid == uid) && procid_alive(p->pid, p->starttime))
+			return 1;
+	}
+	return 0;
+}
+
 int seg_proc_read(const struct segment *seg, int idx, struct seg_proc *out)
 {
 	return read_record(&seg->procs[idx], out, sizeof *out);

@@ -251,6 +251,11 @@ void seg_proc_release(struct segment *seg, int idx);
  * (cap_release_pid). */
 int seg_release_pid(struct segment *seg, pid_t pid);
 
+/* Is a process recorded LIVE and alive (its pid with its start time)
+ * besides the record `except` (-1: none), of user `uid` unless
+ * uid == (uid_t)-1?  Stops at the first one found. */
+int seg_proc_any_live(const struct segment *seg, int except, uid_t uid);
+
 /* Reap the records of processes that are gone.  Returns how many; the
  * cap's counts are the caller's to rebuild (cap_reap: the segment never
  * calls the cap). */

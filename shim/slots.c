@@ -67,18 +67,6 @@ int slots_caps_waiting(void)
 	return caps_wait;
 }
 
-/* Does a live process other than us use the segment? */
-static int others_on_segment(void)
-{
-	for (uint32_t i = 0; i < g.seg.max_procs; i++) {
-		struct seg_proc *p = &g.seg.procs[i];
-		if ((int)i != g.proc_idx && __atomic_load_n(&p->state, __ATOMIC_ACQUIRE) == SLOT_LIVE
-		    && procid_alive(p->pid, p->starttime))
-			return 1;
-	}
-	return 0;
-}
-
 void slots_configure(void)
 {
 	/* A process whose policy did not load (it refuses connections, or
@@ -99,7 +87,7 @@ void slots_configure(void)
 		capseg = &g.seg;
 		hot.cap->scope = (uint32_t)g.pol.scope;
 	}
-	if (capseg && caps_wait && !unusable && g.pol.scope != SCOPE_CLUSTER && others_on_segment())
+	if (capseg && caps_wait && !unusable && g.pol.scope != SCOPE_CLUSTER && seg_proc_any_live(&g.seg, g.proc_idx, (uid_t)-1))
 		return;              /* the caps in force stay (above) */
 	if (g.pol.scope == SCOPE_CLUSTER && capseg)
 		lease_configure();   /* the lease sets SEM_ACTIVE's max (no lanes: policy.c) */
