@@ -409,7 +409,7 @@ int coord_mirror(const uint32_t *keys, uint32_t nkeys, int leader_pid)
 	char *sql = lit ? malloc(size) : NULL;
 	if (!sql) {
 		free(lit);
-		return 0;
+		return 1;
 	}
 	keys_of(m, sizeof m, 0);
 	/* CASE: the membership test first, then the lock (a plain AND may be
@@ -433,7 +433,7 @@ int coord_mirror(const uint32_t *keys, uint32_t nkeys, int leader_pid)
 	free(lit);
 	free(sql);
 	if (!r)
-		return conn ? 0 : -1;
+		return conn ? 1 : -1;
 	real.PQclear(r);
 	return 0;
 }

@@ -82,7 +82,8 @@ int coord_census(struct coord_host *hosts, int max, uint64_t *server_ms);
 /* The standby (lease_seg.h): hold, shared, every slot key of keys (the
  * leader's) that the leader's session `leader_pid` holds now, and let go
  * of those it holds that keys does not list (with a NOTIFY when any came
- * free).  0, or -1 lost. */
+ * free).  0; 1 when it could not be done (no memory, the statement
+ * failed) on a connection still up: try again later; -1 lost. */
 int coord_mirror(const uint32_t *keys, uint32_t nkeys, int leader_pid);
 /* Lock, shared, the slot keys session `pid` holds that held does not list
  * (a leader taking over its standby's); appended to held (room keys in

@@ -91,13 +91,17 @@ int standby_run(struct seg_lease *L)
 		} else if (seen != done && __atomic_load_n(&L->state, __ATOMIC_ACQUIRE) == LEASE_OK
 		           && L->backend_pid && read_keys(L, keys, &n, &gen) == 0) {
 			/* (while the leader has lost its session, we keep what we hold) */
-			if (coord_mirror(keys, n, (int)L->backend_pid) < 0)
+			int m = coord_mirror(keys, n, (int)L->backend_pid);
+			if (m < 0)
 				continue;
-			done = gen;
-			__atomic_store_n(&L->mirrored_gen, gen, __ATOMIC_RELEASE);
-			__atomic_store_n(&L->standby_backend, (uint32_t)coord_backend_pid(),
-			                 __ATOMIC_RELEASE);
-			continue;            /* look again at once: more may have changed */
+			if (m == 0) {
+				done = gen;
+				__atomic_store_n(&L->mirrored_gen, gen, __ATOMIC_RELEASE);
+				__atomic_store_n(&L->standby_backend, (uint32_t)coord_backend_pid(),
+				                 __ATOMIC_RELEASE);
+				continue;        /* look again at once: more may have changed */
+			}
+			/* not done (the statement failed): not mirrored, again after a pause */
 		}
 		struct timespec ts = { 0, STANDBY_LOOK_MS * 1000000L };
 		syscall(SYS_futex, &L->keys_gen, FUTEX_WAIT, seen, &ts, NULL, 0);
