@@ -110,7 +110,7 @@ static void reload_policy(const struct stat *looked)
 	shim_log(LOG_INFO, "policy %s reloaded", g.policy_path);
 }
 
-void shim_tick(void)
+static void tick(void)
 {
 	if (__atomic_exchange_n(&ticking, 1, __ATOMIC_ACQUIRE))
 		return;                  /* another thread is looking */
@@ -145,6 +145,14 @@ void shim_tick(void)
 			ticker_start();  /* threads started since, or the drainer gone */
 	}
 	__atomic_store_n(&ticking, 0, __ATOMIC_RELEASE);
+}
+
+/* Under the depth mark: the shim is at work, and a signal handler of the
+ * shim's that interrupts a tick in a system call (drain.c) leaves it be,
+ * as it does inside libpq. */
+void shim_tick(void)
+{
+	OWN(tick());
 }
 
 static void ticker_loop(void)
