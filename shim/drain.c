@@ -43,11 +43,6 @@ struct victim {
 	struct connargs where;
 };
 
-static uint64_t mono_ms(void)
-{
-	return clock_ns(CLOCK_MONOTONIC) / 1000000u;
-}
-
 static int forbidden(uint32_t target)
 {
 	return readonly_on() ? target == TGT_PRIMARY : target == TGT_REPLICA;

@@ -73,11 +73,6 @@ int drainer_self(void)
 	return is_drainer;
 }
 
-static uint64_t now_ns(clockid_t id)
-{
-	return clock_ns(id);
-}
-
 static void sleep_ms(long ms)
 {
 	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
@@ -91,7 +86,7 @@ static void wake_the_idle(void)
 {
 	struct seg_header *h = g.seg.hdr;
 	uint64_t since = __atomic_load_n(&h->switch_ns, __ATOMIC_ACQUIRE);
-	uint64_t now = now_ns(CLOCK_REALTIME);
+	uint64_t now = clock_ns(CLOCK_REALTIME);
 	if (!since || now < since)
 		return;
 	uint64_t age_ms = (now - since) / 1000000u;
@@ -177,7 +172,7 @@ static void __attribute__((noreturn)) drainer_main(void)
 		if (stat(g.seg.path, &st) != 0 || st.st_dev != g.seg.dev || st.st_ino != g.seg.ino)
 			break;           /* removed or replaced */
 		shim_tick();         /* the policy file, the flag file */
-		uint64_t mono = now_ns(CLOCK_MONOTONIC) / 1000000u;
+		uint64_t mono = mono_ms();
 		if (!route_enabled() || !seg_proc_any_live(&g.seg, -1, geteuid())) {
 			if (!alone)
 				alone = mono;
@@ -220,7 +215,7 @@ void drainer_ensure(void)
 	if (is_drainer || g.disabled || !g.policy_ok || !g.seg.hdr || g.proc_idx < 0
 	    || !route_enabled() || g.pid != getpid())
 		return;
-	uint64_t now = now_ns(CLOCK_MONOTONIC) / 1000000u;
+	uint64_t now = mono_ms();
 	if (last && now - last < DRAINER_LOOK_MS)
 		return;
 	last = now;

@@ -80,11 +80,6 @@
 
 static int started;               /* this process runs its thread (atomic) */
 
-static uint64_t mono_ms(void)
-{
-	return clock_ns(CLOCK_MONOTONIC) / 1000000u;
-}
-
 static uint64_t real_ns(void)
 {
 	return clock_ns(CLOCK_REALTIME);

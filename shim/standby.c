@@ -20,11 +20,6 @@
 #define STANDBY_LOOK_MS    10     /* the standby looks at the leader mutex */
 #define STANDBY_RECONNECT_MS 500
 
-static uint64_t mono_ms(void)
-{
-	return clock_ns(CLOCK_MONOTONIC) / 1000000u;
-}
-
 int standby_take(pthread_mutex_t *m, int try)
 {
 	int r = try ? pthread_mutex_trylock(m) : pthread_mutex_lock(m);
