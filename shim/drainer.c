@@ -168,9 +168,9 @@ static void __attribute__((noreturn)) drainer_main(void)
 	uint64_t alone = 0;
 	for (;;) {
 		sleep_ms(DRAINER_PERIOD_MS);
-		struct stat st;
-		if (stat(g.seg.path, &st) != 0 || st.st_dev != g.seg.dev || st.st_ino != g.seg.ino)
-			break;           /* removed or replaced */
+		char why[SEG_ERROR_MAX];
+		if (seg_check(&g.seg, why, sizeof why) != SEG_OK)
+			break;           /* removed, replaced or truncated */
 		shim_tick();         /* the policy file, the flag file */
 		uint64_t mono = mono_ms();
 		if (!route_enabled() || !seg_proc_any_live(&g.seg, -1, geteuid())) {
