@@ -212,8 +212,11 @@ static void spawn(void)
 void drainer_ensure(void)
 {
 	static uint64_t last;
+	/* Under valgrind a fork stays under valgrind, and its profile at exit
+	 * would overwrite the program's (callgrind --callgrind-out-file): no
+	 * drainer, and no look for one. */
 	if (is_drainer || g.disabled || !g.policy_ok || !g.seg.hdr || g.proc_idx < 0
-	    || !route_enabled() || g.pid != getpid())
+	    || !route_enabled() || g.pid != getpid() || RUNNING_ON_VALGRIND)
 		return;
 	uint64_t now = mono_ms();
 	if (last && now - last < DRAINER_LOOK_MS)
@@ -225,8 +228,6 @@ void drainer_ensure(void)
 	struct flock probe = user_lock(F_WRLCK);
 	int nobody = same_segment(fd) && fcntl(fd, F_OFD_GETLK, &probe) == 0 && probe.l_type == F_UNLCK;
 	close(fd);
-	/* Under valgrind a fork stays under valgrind, and its profile at exit
-	 * would overwrite the program's (callgrind --callgrind-out-file). */
-	if (nobody && !RUNNING_ON_VALGRIND)
+	if (nobody)
 		spawn();
 }
