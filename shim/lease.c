@@ -146,18 +146,12 @@ static void keys_changed(struct seg_lease *L)
 	syscall(SYS_futex, &L->keys_gen, FUTEX_WAKE, 1, NULL, NULL, 0);
 }
 
-static int standby_alive(struct seg_lease *L)
-{
-	return __atomic_load_n(&L->standby_backend, __ATOMIC_ACQUIRE) && L->standby_pid > 0
-	       && procid_alive(L->standby_pid, L->standby_start);
-}
-
 /* The semaphore's max, u wanted: a raise waits until the standby, if one
  * is in place, holds the new keys too (lease_seg.h). */
 static void local_use(struct seg_lease *L, uint32_t u)
 {
 	if (u > ld.local && (int32_t)(__atomic_load_n(&L->mirrored_gen, __ATOMIC_ACQUIRE)
-	                              - ld.grow_gen) < 0 && standby_alive(L))
+	                              - ld.grow_gen) < 0 && lease_standby_alive(L))
 		u = ld.local;
 	local_set(u);
 	ld.local = u;
@@ -332,7 +326,7 @@ static void reach(struct seg_lease *L)
 	local_set(ld.local = 0);     /* until slots are leased */
 	/* Our last session's keys that the standby kept: ours again. */
 	uint32_t sb = __atomic_load_n(&L->standby_backend, __ATOMIC_ACQUIRE);
-	if (sb && g.pol.max_active && room_for(g.pol.max_active) == 0 && standby_alive(L)) {
+	if (sb && g.pol.max_active && room_for(g.pol.max_active) == 0 && lease_standby_alive(L)) {
 		if (coord_adopt((int)sb, ld.held, &ld.nheld, ld.cap) < 0) {
 			down(L, "the connection was lost");
 			return;

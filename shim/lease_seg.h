@@ -72,6 +72,8 @@
 #include <pthread.h>
 #include <stdint.h>
 
+#include "procid.h"
+
 #define LEASE_KEY_WANT      0x40000000u
 #define LEASE_KEY_GATE      0x40000001u
 #define LEASE_KEY_LANE(l, k) ((uint32_t)(((l) + 1) << 24) | (uint32_t)(k))  /* l < 63, k < 2^24 */
@@ -135,6 +137,13 @@ static inline const char *lease_state_word(uint32_t s)
 {
 	static const char *const words[] = { "none", "connecting", "ok", "fail-closed", "fail-open" };
 	return s < sizeof words / sizeof words[0] ? words[s] : "?";
+}
+
+/* Is the host's standby in place: it has mirrored, and its process lives? */
+static inline int lease_standby_alive(const struct seg_lease *L)
+{
+	return __atomic_load_n(&L->standby_backend, __ATOMIC_ACQUIRE) && L->standby_pid > 0
+	       && procid_alive(L->standby_pid, L->standby_start);
 }
 
 #endif

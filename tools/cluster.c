@@ -6,7 +6,7 @@
  * figures are shown anyway.
  */
 #include "cluster.h"
-#include "procid.h"
+#include "coord.h"
 
 #include <libpq-fe.h>
 #include <stdlib.h>
@@ -94,7 +94,7 @@ static void read_hosts(PGconn *c, struct cluster_view *v, uint32_t classid)
 	         "bool_or(objid = %u::oid) as wants from pg_locks where locktype = 'advisory' "
 	         "and granted and objsubid = 2 and classid = %u::oid and database = "
 	         "(select oid from pg_database where datname = current_database()) and pid not in "
-	         "(select pid from pg_stat_activity where application_name like 'pqshim-standby %%') "
+	         "(select pid from pg_stat_activity where application_name like '" COORD_STANDBY_PREFIX "%%') "
 	         "group by pid), "
 	         "a as (select pid, application_name from pg_stat_activity "
 	         "where datname = current_database() and application_name like 'pqshim %u %%') "
@@ -191,7 +191,7 @@ void cluster_json(FILE *out, const struct snapshot *s)
 	        (unsigned long long)L->grows, (unsigned long long)L->gives,
 	        (unsigned long long)L->leaders, (unsigned long long)L->takeovers);
 	/* the standby in place: it holds this host's slots again (lease_seg.h) */
-	if (L->standby_backend && L->standby_pid > 0 && procid_alive(L->standby_pid, L->standby_start))
+	if (lease_standby_alive(L))
 		fprintf(out, "%d", L->standby_pid);
 	else
 		fputs("null", out);
