@@ -129,17 +129,23 @@ static int lane_before(const struct seg_lane_waiter *a, const struct seg_lane_wa
 	return !b || a->priority > b->priority || (a->priority == b->priority && a->ticket < b->ticket);
 }
 
+/* w leaves the lane queue's counts (under the lock); the global word's
+ * waiting field is the caller's. */
+static void lane_dequeue_counts(struct seg_lanes *L, const struct seg_lane_waiter *w)
+{
+	L->nwaiting--;
+	L->lane[w->lane].waiting--;
+	if (w->exclusive)
+		L->excl_waiting--;
+}
+
 /* Out of line (under the lock): a QUEUED or CANCELLED entry is still in
  * the queue's counts, the global word's waiting field included. */
 static void lane_unqueue(struct seg_cap *cap, struct seg_lane_waiter *w)
 {
-	struct seg_lanes *L = &cap->lanes;
 	uint32_t st = lane_waiter_state(w);
 	if (st == WAITER_QUEUED || st == WAITER_CANCELLED) {
-		L->nwaiting--;
-		L->lane[w->lane].waiting--;
-		if (w->exclusive)
-			L->excl_waiting--;
+		lane_dequeue_counts(&cap->lanes, w);
 		word_add(&cap->sems[SEM_ACTIVE], -(int64_t)SEM_WAIT_ONE);
 	}
 	__atomic_store_n(&w->state, WAITER_FREE, __ATOMIC_RELEASE);
@@ -180,10 +186,7 @@ void lanes_admit_locked(struct seg_cap *cap)
 		}
 		/* counted (lane_take), no longer waiting */
 		word_add(&cap->sems[SEM_ACTIVE], -(int64_t)SEM_WAIT_ONE);
-		L->nwaiting--;
-		L->lane[best->lane].waiting--;
-		if (best->exclusive)
-			L->excl_waiting--;
+		lane_dequeue_counts(L, best);
 		futex_wake(&best->futex);
 	}
 	excl_sync_locked(cap);
@@ -465,10 +468,7 @@ uint32_t lanes_audit_locked(struct segment *seg, struct seg_cap *cap, signed cha
 		if (st == WAITER_CANCELLED || !proc_is_live(seg, w->proc, w->pid, live)) {
 			if (st == WAITER_QUEUED || st == WAITER_CANCELLED) {
 				/* out of line; the global word's waiting is recounted */
-				L->nwaiting--;
-				L->lane[w->lane].waiting--;
-				if (w->exclusive)
-					L->excl_waiting--;
+				lane_dequeue_counts(L, w);
 			}
 			__atomic_store_n(&w->state, WAITER_FREE, __ATOMIC_RELEASE);
 		} else if (st == WAITER_GRANTED) {
