@@ -30,8 +30,6 @@
 #include <time.h>
 #include <ucontext.h>
 
-#define DRAIN_GRACE_MS  1000      /* let busy programs move by themselves first */
-
 /* Only the ticker thread uses these. */
 static unsigned seen;             /* the read-only generation last seen */
 static uint64_t switched;         /* mono_ms() of the switch being drained, or 0 */
@@ -43,9 +41,10 @@ struct victim {
 	struct connargs where;
 };
 
-static int forbidden(uint32_t target)
+/* The target read-only (or its end) forbids now. */
+static uint32_t forbidden(void)
 {
-	return readonly_on() ? target == TGT_PRIMARY : target == TGT_REPLICA;
+	return readonly_on() ? TGT_PRIMARY : TGT_REPLICA;
 }
 
 struct collect {
@@ -60,11 +59,8 @@ static void collect_one(void *value, void *arg)
 	struct conn *c = value;
 	struct collect *col = arg;
 	struct seg_conn *r = c->rec;
-	if (col->n >= col->max || !c->routed || c->ro_gen == col->gen || !forbidden(r->target)
-	    || r->status != CST_OK || !r->backend_pid)
-		return;
-	uint32_t st = __atomic_load_n(&r->cstate, __ATOMIC_RELAXED);
-	if (st != CS_IDLE && !(col->terminate_in_transaction && st == CS_IN_TRANSACTION))
+	if (col->n >= col->max || !c->routed || c->ro_gen == col->gen
+	    || !drain_idle_on(r, forbidden(), col->terminate_in_transaction))
 		return;
 	struct victim *v = &col->v[col->n++];
 	v->backend = r->backend_pid;
@@ -215,9 +211,7 @@ static void shut_one(void *value, void *arg)
 	struct conn *c = value;
 	struct signal_drain *d = arg;
 	struct seg_conn *r = c->rec;
-	uint32_t st = __atomic_load_n(&r->cstate, __ATOMIC_RELAXED);
-	if (!c->routed || r->target != d->forbidden || r->status != CST_OK || !r->backend_pid
-	    || (st != CS_IDLE && !(d->in_transaction_too && st == CS_IN_TRANSACTION))
+	if (!c->routed || !drain_idle_on(r, d->forbidden, d->in_transaction_too)
 	    || real.PQstatus(c->pg) != CONNECTION_OK)
 		return;
 	int sock = real.PQsocket(c->pg);

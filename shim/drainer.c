@@ -63,7 +63,6 @@
 
 #define DRAINER_PERIOD_MS 250
 #define DRAINER_ALONE_MS 2000     /* no live process this long: exit */
-#define DRAINER_GRACE_MS 1000     /* as drain.c: busy programs move by themselves first */
 #define DRAINER_LOOK_MS 2000      /* a process looks for the drainer at most this often */
 
 static int is_drainer;
@@ -91,7 +90,7 @@ static void wake_the_idle(void)
 		return;
 	uint64_t age_ms = (now - since) / 1000000u;
 	/* the first second: everyone with a routed connection, to notice */
-	int notice = age_ms < DRAINER_GRACE_MS;
+	int notice = age_ms < DRAIN_GRACE_MS;
 	if (age_ms > g.pol.drain_timeout_ms + 5000)
 		return;
 	uint32_t forbidden = __atomic_load_n(&h->read_only, __ATOMIC_ACQUIRE) ? TGT_PRIMARY : TGT_REPLICA;
@@ -100,12 +99,9 @@ static void wake_the_idle(void)
 	int n = 0;
 	for (uint32_t i = 0; i < g.seg.max_conns && n < 64; i++) {
 		struct seg_conn *r = &g.seg.conns[i];
-		uint32_t st = __atomic_load_n(&r->cstate, __ATOMIC_RELAXED);
 		if (__atomic_load_n(&r->state, __ATOMIC_ACQUIRE) != SLOT_LIVE || r->proc >= g.seg.max_procs)
 			continue;
-		if (notice ? r->target == TGT_DIRECT
-		           : r->target != forbidden || r->status != CST_OK || !r->backend_pid
-		             || (st != CS_IDLE && !(intx && st == CS_IN_TRANSACTION)))
+		if (notice ? r->target == TGT_DIRECT : !drain_idle_on(r, forbidden, intx))
 			continue;
 		pid_t pid = r->pid;
 		int seen = 0;
