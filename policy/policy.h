@@ -10,6 +10,7 @@
 #ifndef PQSHIM_POLICY_H
 #define PQSHIM_POLICY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/stat.h>
@@ -163,6 +164,15 @@ enum policy_settle_verdict policy_settle_look(struct policy_settle *s,
  */
 void policy_segment_name(const struct policy *p, const char *path,
                          char *buf, size_t size);
+
+/*
+ * `path` made absolute by text (the working directory prefixed, "." and
+ * ".." folded), symlinks NOT resolved: the name every process and the tool
+ * use for a policy, so that a symlink re-pointed under them (a Kubernetes
+ * ConfigMap's ..data) is followed, and one policy is one segment however
+ * the program was started.  False if it does not fit in `size`.
+ */
+bool policy_absolute_path(const char *path, char *out, size_t size);
 
 /*
  * The word SPEC.md uses for a scope ("process", "host", "cluster"), for

@@ -267,7 +267,7 @@ static uint32_t fnv1a(const char *s)
  * must not move the processes that use it to another segment.  False if
  * it does not fit.
  */
-static bool absolute_path(const char *path, char *out, size_t size)
+bool policy_absolute_path(const char *path, char *out, size_t size)
 {
 	char joined[PATH_MAX * 2];
 	size_t o = 0;
@@ -340,7 +340,7 @@ void policy_segment_name(const struct policy *p, const char *path,
 		copy_truncated(buf, size, "default");
 		return;
 	}
-	if (absolute_path(path, absolute, sizeof absolute))
+	if (policy_absolute_path(path, absolute, sizeof absolute))
 		full = absolute;
 
 	/* The basename without its extension: "/etc/app/web.ini" -> "web". */

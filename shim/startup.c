@@ -44,7 +44,11 @@ static void load_policy(void)
 	g.policy_ok = 1;
 	if (!path || !*path)
 		return;
-	snprintf(g.policy_path, sizeof g.policy_path, "%s", path);
+	/* Absolute now: a program that changes directory later still finds
+	 * it (symlinks kept: a re-pointed link is followed). */
+	if (!policy_absolute_path(path, g.policy_path, sizeof g.policy_path))
+		snprintf(g.policy_path, sizeof g.policy_path, "%s", path);
+	path = g.policy_path;
 	struct policy_errors errs;
 	struct policy p;
 	if (policy_load(path, &p, &errs) == 0) {

@@ -76,7 +76,10 @@ int cmd_run(int argc, char **argv)
 		char abs[PATH_MAX];
 		struct policy p;
 		struct policy_errors errs;
-		if (!realpath(policy, abs)) {
+		/* Absolute, but symlinks kept: the program must follow the
+		 * link when it is re-pointed, and use the segment a program
+		 * given the same path by hand uses. */
+		if (!policy_absolute_path(policy, abs, sizeof abs) || access(abs, R_OK) != 0) {
 			fprintf(stderr, "pqshim run: %s: cannot read the policy\n", policy);
 			return 1;
 		}

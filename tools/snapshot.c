@@ -295,8 +295,8 @@ int snap_open(struct snap_source *src, const char *policy, const char *segment,
 			}
 			if (find_by_policy(abs, &f) == 0 || find_by_policy(policy, &f) == 0)
 				snprintf(src->segname, sizeof src->segname, "%s", f.name);
-			else
-				name_from_policy(abs, src->segname, sizeof src->segname);
+			else    /* named as the shim names it: symlinks kept */
+				name_from_policy(policy, src->segname, sizeof src->segname);
 		}
 	}
 	if (snap_find(src->segname, &f) != 0) {
