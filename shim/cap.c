@@ -445,7 +445,7 @@ int proc_is_live(struct segment *seg, uint32_t idx, int32_t pid, signed char *ca
 	if (cache[idx] == 0) {
 		struct seg_proc *p = &seg->procs[idx];
 		int live = __atomic_load_n(&p->state, __ATOMIC_ACQUIRE) == SLOT_LIVE
-		           && procid_alive(p->pid, p->starttime);
+		           && seg_proc_alive(seg, idx);
 		cache[idx] = live ? 1 : -1;
 	}
 	return cache[idx] > 0 && seg->procs[idx].pid == pid;

@@ -449,6 +449,7 @@ int seg_proc_claim(struct segment *seg)
 {
 	for (uint32_t i = 0; i < seg->max_procs; i++)
 		if (claim(&seg->procs[i].state, &seg->procs[i].gen)) {
+			__atomic_store_n(&seg->procs[i].exec_seq, 0, __ATOMIC_RELEASE);
 			touch(seg);
 			return (int)i;
 		}
@@ -509,6 +510,59 @@ void seg_proc_release(struct segment *seg, int idx)
 	touch(seg);
 }
 
+/* The exec lock's byte of record idx: far past the drainer's, at offset uid. */
+static struct flock exec_lock(short type, uint32_t idx)
+{
+	struct flock l = { .l_type = type, .l_whence = SEEK_SET,
+	                   .l_start = ((off_t)1 << 40) + (off_t)idx, .l_len = 1 };
+	return l;
+}
+
+int seg_proc_exec_begin(struct segment *seg, int idx)
+{
+	int fd = open(seg->path, O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	struct flock l = exec_lock(F_WRLCK, (uint32_t)idx);
+	if (fd >= 0 && fcntl(fd, F_OFD_SETLK, &l) != 0) {
+		close(fd);
+		fd = -1;
+	}
+	if (fd >= 0)   /* locked first: an odd exec_seq always has its lock until exec */
+		__atomic_fetch_add(&seg->procs[idx].exec_seq, 1, __ATOMIC_SEQ_CST);
+	return fd;
+}
+
+void seg_proc_exec_end(struct segment *seg, int idx, int fd)
+{
+	if (fd < 0)
+		return;
+	__atomic_fetch_add(&seg->procs[idx].exec_seq, 1, __ATOMIC_SEQ_CST);   /* even, then unlock */
+	close(fd);
+}
+
+/* Record idx's process is in exec() and its lock is gone with the image,
+ * while the same exec_seq stands (a failed exec's end changes it first). */
+static int proc_execed(const struct segment *seg, uint32_t idx)
+{
+	const struct seg_proc *p = &seg->procs[idx];
+	uint32_t seq = __atomic_load_n(&p->exec_seq, __ATOMIC_SEQ_CST);
+	if (!(seq & 1))
+		return 0;
+	int fd = open(seg->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	if (fd < 0)
+		return 0;
+	struct flock l = exec_lock(F_WRLCK, idx);
+	int gone = fcntl(fd, F_OFD_GETLK, &l) == 0 && l.l_type == F_UNLCK
+	           && __atomic_load_n(&p->exec_seq, __ATOMIC_SEQ_CST) == seq;
+	close(fd);
+	return gone;
+}
+
+int seg_proc_alive(const struct segment *seg, uint32_t idx)
+{
+	const struct seg_proc *p = &seg->procs[idx];
+	return procid_alive(p->pid, p->starttime) && !proc_execed(seg, idx);
+}
+
 int seg_reap(struct segment *seg)
 {
 	int reaped = 0;
@@ -522,7 +576,7 @@ int seg_reap(struct segment *seg)
 		uint32_t gen = __atomic_load_n(&p->gen, __ATOMIC_ACQUIRE);
 		pid_t pid = p->pid;
 		uint64_t start = p->starttime;
-		if (procid_alive(pid, start))
+		if (procid_alive(pid, start) && !proc_execed(seg, i))
 			continue;
 		uint32_t expect = SLOT_LIVE;
 		if (!__atomic_compare_exchange_n(&p->state, &expect, SLOT_REAPING, 0,
@@ -580,7 +634,7 @@ int seg_proc_any_live(const struct segment *seg, int except, uid_t uid)
 	for (uint32_t i = 0; i < seg->max_procs; i++) {
 		const struct seg_proc *p = &seg->procs[i];
 		if ((int)i != except && __atomic_load_n(&p->state, __ATOMIC_ACQUIRE) == SLOT_LIVE
-		    && (uid == (uid_t)-1 || p->uid == uid) && procid_alive(p->pid, p->starttime))
+		    && (uid == (uid_t)-1 || p->uid == uid) && seg_proc_alive(seg, i))
 			return 1;
 	}
 	return 0;

@@ -44,14 +44,14 @@
 #include "lease_seg.h"
 
 #define SEG_MAGIC        0x3130534d48535150ULL   /* "PQSHMS01" little-endian */
-#define SEG_VERSION      9   /* 3: totals.escaped, escaped_object; 4: lease (scope = cluster);
+#define SEG_VERSION      10  /* 3: totals.escaped, escaped_object; 4: lease (scope = cluster);
                               * 5: sizes from the policy, group segments;
                               * 6: lanes (seg_cap.lanes, seg_conn.lane);
                               * 7: robust (the word's audit epoch, RELEASING_COUNTED,
                               * CANCELLED waiters, seg_cap.audit_due, CONN_ORPHAN);
                               * 8: the lease's standby (seg_lease.standby...);
                               * 9: lane words (seg_lane.word, SEM_EXCL, lane waiters
-                              * in the word's waiting) */
+                              * in the word's waiting); 10: seg_proc.exec_seq */
 #define SEG_PROCS_DEFAULT 512    /* [shim] max_processes */
 #define SEG_CONNS_DEFAULT 4096   /* [shim] max_tracked */
 #define SEG_PROCS_LIMIT  65536   /* the largest tables a segment may have */
@@ -108,6 +108,8 @@ struct seg_proc {
 	uint64_t timeouts;        /* ... and gave up */
 	uint64_t wait_ns;         /* time spent waiting */
 	char program[SEG_PROGRAM_MAX];
+	uint32_t exec_seq;        /* odd while a thread of it is in exec() (atomic) */
+	uint32_t spare;
 };
 
 struct seg_conn {
@@ -260,6 +262,21 @@ int seg_proc_any_live(const struct segment *seg, int except, uid_t uid);
  * cap's counts are the caller's to rebuild (cap_reap: the segment never
  * calls the cap). */
 int seg_reap(struct segment *seg);
+
+/*
+ * exec() replaces a process's image but keeps its pid and start time: the
+ * record must die with the image.  Around its exec, the process holds an
+ * open-file-description lock (close-on-exec) on a byte of the segment's
+ * file that is its record's, and makes the record's exec_seq odd; a
+ * successful exec drops the lock with the old image's files.  A record
+ * whose exec_seq is odd and whose lock nobody holds is of an image that is
+ * gone (seg_proc_alive).  begin returns the lock's fd (or -1: nothing
+ * marked), end (after a failed exec) takes the mark back, then the lock.
+ */
+int seg_proc_exec_begin(struct segment *seg, int idx);
+void seg_proc_exec_end(struct segment *seg, int idx, int fd);
+/* Is the process of record idx alive, in the image that wrote it? */
+int seg_proc_alive(const struct segment *seg, uint32_t idx);
 
 /* Consistent copies for readers (the tool).  0 when the record is LIVE. */
 int seg_proc_read(const struct segment *seg, int idx, struct seg_proc *out);

@@ -15,7 +15,7 @@ table='
 1 libpq     real pqint pqerr
 2 services  shim record slots lanes connargs route session readonly switch drain lease standby coord
 3 lifecycle startup segwatch track work defer reload drainer
-4 wrappers  wrap_connect wrap_work wrap_dlsym wrap_dlopen got
+4 wrappers  wrap_connect wrap_work wrap_dlsym wrap_dlopen wrap_exec got
 '
 declare -A layer name
 while read -r n lname mods; do

@@ -24,7 +24,7 @@
 
 /* The layout is a contract between builds: changing it means a new version. */
 _Static_assert(sizeof(struct seg_totals) == 88, "seg_totals layout");
-_Static_assert(sizeof(struct seg_proc) == 104, "seg_proc layout");
+_Static_assert(sizeof(struct seg_proc) == 112, "seg_proc layout");
 _Static_assert(sizeof(struct seg_conn) == 368, "seg_conn layout");
 _Static_assert(offsetof(struct seg_header, totals) == 40, "header layout");
 _Static_assert(offsetof(struct seg_conn, queries) % 8 == 0, "counters aligned");
