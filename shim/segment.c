@@ -249,6 +249,10 @@ static int seg_create(const char *path, uint32_t gid, uint32_t procs, uint32_t c
 		err = -errno;
 		goto out;
 	}
+	/* Every page now, or no segment: a sparse file on a full tmpfs would
+	 * be linked into place and fail page by page (SIGBUS) for everyone. */
+	if ((err = -posix_fallocate(fd, 0, (off_t)size)) != 0)
+		goto out;
 	void *base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (base == MAP_FAILED) {
 		err = -errno;
@@ -407,6 +411,12 @@ enum seg_verdict seg_attach(struct segment *seg, const struct seg_want *want,
 			return SEG_FAILED;
 		}
 		int err = seg_create(path, gid, procs, conns);
+		if (err == -ENOSPC) {
+			snprintf(why, size, "segment %s cannot be created: %s (/dev/shm is full: the "
+			         "segment needs %zu bytes; free some, or lower [shim] max_processes, "
+			         "max_tracked)", path, strerror(-err), seg_size(procs, conns));
+			return SEG_FAILED;
+		}
 		if (err) {
 			snprintf(why, size, "segment %s cannot be created: %s", path, strerror(-err));
 			return SEG_FAILED;
