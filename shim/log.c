@@ -6,26 +6,69 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
-static int log_fd = 2;          /* -1: syslog */
+static int log_fd = 2;          /* -1: syslog (atomic) */
+/* A log file of our own: its path, and the file log_fd was opened on.  A
+ * program may close descriptors it did not open (a daemon's close_range)
+ * and reuse the number for a file of its own: each line first checks that
+ * the number is still our file, and opens the file again if not, never
+ * writing to (or closing) what the number is now. */
+static char log_path[PATH_MAX];
+static dev_t log_dev;
+static ino_t log_ino;
+
+static int open_log(void)
+{
+	int fd = open(log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+	struct stat st;
+	if (fd >= 0 && fstat(fd, &st) == 0) {
+		log_dev = st.st_dev;
+		log_ino = st.st_ino;
+	}
+	return fd;
+}
 
 void shim_log_target(const char *where)
 {
 	int old = log_fd;
+	struct stat st;
+	int ours = old > 2 && fstat(old, &st) == 0 && st.st_dev == log_dev && st.st_ino == log_ino;
 	if (!where || !*where || strcmp(where, "stderr") == 0) {
 		log_fd = 2;
 	} else if (strcmp(where, "syslog") == 0) {
 		log_fd = -1;
 	} else {
-		int fd = open(where, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+		snprintf(log_path, sizeof log_path, "%s", where);
+		int fd = open_log();
 		log_fd = fd >= 0 ? fd : 2;
 	}
-	if (old > 2 && old != log_fd)
+	if (ours && old != log_fd)
 		close(old);
+}
+
+/* The descriptor to write a line to: ours still, or our file again. */
+static int log_target_fd(void)
+{
+	int fd = __atomic_load_n(&log_fd, __ATOMIC_ACQUIRE);
+	struct stat st;
+	if (fd <= 2 || (fstat(fd, &st) == 0 && st.st_dev == log_dev && st.st_ino == log_ino))
+		return fd;
+	int fresh = open_log();
+	if (fresh < 0)
+		fresh = 2;
+	if (!__atomic_compare_exchange_n(&log_fd, &fd, fresh, 0, __ATOMIC_ACQ_REL,
+	                                 __ATOMIC_ACQUIRE)) {
+		if (fresh > 2)
+			close(fresh);    /* another thread opened it again first */
+		return fd;
+	}
+	return fresh;
 }
 
 void shim_log(int level, const char *fmt, ...)
@@ -35,7 +78,7 @@ void shim_log(int level, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	if (log_fd < 0) {
+	if (__atomic_load_n(&log_fd, __ATOMIC_ACQUIRE) < 0) {
 		vsnprintf(line, sizeof line, fmt, ap);
 		syslog(level, "pqshim: %s", line);
 	} else {
@@ -49,7 +92,7 @@ void shim_log(int level, const char *fmt, ...)
 		if (len > sizeof line - 2)
 			len = sizeof line - 2;
 		line[len++] = '\n';
-		ssize_t w = write(log_fd, line, len);
+		ssize_t w = write(log_target_fd(), line, len);
 		(void)w;
 	}
 	va_end(ap);
