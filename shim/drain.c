@@ -237,6 +237,14 @@ static void on_drain_signal(int sig, siginfo_t *si, void *uc)
 	/* A thread of the process, the shim's, or the process's own next
 	 * call must do it: a tick as soon as it can. */
 	__atomic_store_n(&hot.next_tick, 0, __ATOMIC_RELAXED);
+	/* g.lock in a handler: the process has one thread, this one, and it
+	 * was not in the shim's or libpq's code, so the shim holds the lock
+	 * only if it was interrupted in a libc call made under it; then the
+	 * trylock fails and we leave.  For this normal mutex glibc's trylock
+	 * is one CAS on the lock word (the owner field is written after it,
+	 * and cleared before the unlock's store), and the unlock below a
+	 * store and a wake that nobody waits for: no lock taken, nothing
+	 * allocated, nothing left half-done for the interrupted code. */
 	if (!h || g.pid != getpid() || !__libc_single_threaded || t.depth || interrupted_inside(uc)
 	    || pthread_mutex_trylock(&g.lock) != 0) {
 		errno = saved;

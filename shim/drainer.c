@@ -25,7 +25,7 @@
  * wait for nor reap: the first child is cloned with no exit signal (wait()
  * and waitpid(-1) never see it, no SIGCHLD), makes a new session, forks
  * the drainer and exits; the shim reaps it at once.  The drainer closes
- * every descriptor it inherited (but the log file), leaves the working
+ * every descriptor it inherited (it opens the log file again), leaves the working
  * directory, drops the program's signal handlers and forgets its
  * connections.  One per segment and user (a signal reaches the processes
  * of its own user only): the drainer holds an open-file-description lock
@@ -42,7 +42,6 @@
 #include "drainer.h"
 #include "drain.h"
 #include "log.h"
-#include "procid.h"
 #include "readonly.h"
 #include "reload.h"
 #include "route.h"
@@ -95,7 +94,10 @@ static void wake_the_idle(void)
 		return;
 	uint32_t forbidden = __atomic_load_n(&h->read_only, __ATOMIC_ACQUIRE) ? TGT_PRIMARY : TGT_REPLICA;
 	int intx = g.pol.in_transaction == INTX_TERMINATE && age_ms >= g.pol.drain_timeout_ms;
-	pid_t woken[64];
+	uint32_t me = (uint32_t)geteuid();
+	/* Each process judged once per round, woken or passed over: a dead
+	 * one's many connections cost one look at /proc, not one each. */
+	pid_t judged[64];
 	int n = 0;
 	for (uint32_t i = 0; i < g.seg.max_conns && n < 64; i++) {
 		struct seg_conn *r = &g.seg.conns[i];
@@ -105,12 +107,14 @@ static void wake_the_idle(void)
 			continue;
 		pid_t pid = r->pid;
 		int seen = 0;
-		for (int k = 0; k < n; k++)
-			seen |= woken[k] == pid;
-		struct seg_proc *p = &g.seg.procs[r->proc];
-		if (seen || p->pid != pid || p->uid != geteuid() || !procid_alive(pid, p->starttime))
+		for (int k = 0; k < n && !seen; k++)
+			seen = judged[k] == pid;
+		if (seen)
 			continue;
-		woken[n++] = pid;
+		judged[n++] = pid;
+		struct seg_proc *p = &g.seg.procs[r->proc];
+		if (p->pid != pid || p->uid != me || !seg_proc_alive(&g.seg, r->proc))
+			continue;
 		union sigval v = { .sival_int = DRAIN_SIGNAL_MAGIC };
 		sigqueue(pid, SIGURG, v);
 	}
