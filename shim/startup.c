@@ -37,9 +37,24 @@ TLS struct thread_state t;
 static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_key_t thread_key;   /* its destructor counts threads out */
 
+/* A relative PQSHIM_POLICY is relative to where the program started: made
+ * absolute before main() can change directory (the shim itself starts at
+ * the first libpq call).  Nothing done for an absolute one. */
+static char start_policy[POLICY_STR_MAX], start_policy_as_given[POLICY_STR_MAX];
+
+__attribute__((constructor)) static void policy_path_keep(void)
+{
+	const char *path = getenv("PQSHIM_POLICY");
+	if (path && *path && *path != '/' && strlen(path) < sizeof start_policy_as_given
+	    && policy_absolute_path(path, start_policy, sizeof start_policy))
+		strcpy(start_policy_as_given, path);
+}
+
 static void load_policy(void)
 {
 	const char *path = getenv("PQSHIM_POLICY");
+	if (path && start_policy[0] && strcmp(path, start_policy_as_given) == 0)
+		path = start_policy;
 	policy_defaults(&g.pol);
 	g.policy_ok = 1;
 	if (!path || !*path)

@@ -13,6 +13,8 @@
 #  - After the update each process logs its own reload, none says "cannot
 #    open", stat shows max_active 1 and no policy error, and no two
 #    transactions that started after that overlapped.
+# A program given the relative path (PQSHIM_POLICY=cm/app.ini) that changes
+# directory before its first libpq call uses the same policy and segment.
 # (Before: `pqshim run` resolved the symlinks and gave the program
 # DIR/..2026_12_01_a/app.ini: another derived segment, so 4 at once on the
 # server, and after the update that process lost its policy file for good.)
@@ -87,6 +89,17 @@ since | grep -q "^pqshim\[$A\]: policy $POL reloaded" ||
 	fail "A (pqshim run) never reloaded $POL after the update: $(since)"
 since | grep -q "^pqshim\[$B\]: policy $POL reloaded" ||
 	fail "B (LD_PRELOAD) never reloaded $POL after the update: $(since)"
+
+# A relative PQSHIM_POLICY, in a program that changes directory before its
+# first libpq call: the same policy (and segment), not "/cm/app.ini".
+(cd "$T" && LD_PRELOAD=$PQSHIM_LIB PQSHIM_POLICY=cm/app.ini timeout 20 "$PY" -c '
+import os, psycopg2
+os.chdir("/")
+c = psycopg2.connect(application_name="t_out_configmap_rel"); c.autocommit = True
+c.cursor().execute("select 1")
+print("RAN")' >"$T/rel.out" 2>"$T/rel.err") || fail "relative policy path: $(cat "$T/rel.err")"
+assert_eq "$(cat "$T/rel.out")" RAN "the program with a relative policy path"
+assert_eq "$(segs | wc -l)" 1 "segments for the policy, with the relative path too ($(segs | tr '\n' ' '))"
 
 overlap() {
 	sql_primary "with x as (select t0, t1 from cm_log
