@@ -46,65 +46,76 @@ static void exec_failed(int fd)
 	errno = e;
 }
 
-static void *next(const char *name)
-{
-	real_dlsym_init();
-	return real_dlsym ? real_dlsym(RTLD_NEXT, name) : NULL;
-}
-
-/* Each wrapper: its glibc function (found once), marked around the call. */
-#define EXEC_CALL(name, type, ...)                                            \
-	do {                                                                  \
-		static type fn;                                               \
-		type f = __atomic_load_n(&fn, __ATOMIC_ACQUIRE);              \
-		if (!f) {                                                     \
-			f = (type)next(name);                                 \
-			__atomic_store_n(&fn, f, __ATOMIC_RELEASE);           \
-		}                                                             \
-		if (!f) {                                                     \
-			errno = ENOSYS;                                       \
-			return -1;                                            \
-		}                                                             \
-		int lock = exec_begin();                                      \
-		int rc = f(__VA_ARGS__);                                      \
-		exec_failed(lock);                                            \
-		return rc;                                                    \
-	} while (0)
-
 typedef int (*execve_fn)(const char *, char *const[], char *const[]);
 typedef int (*execv_fn)(const char *, char *const[]);
 typedef int (*fexecve_fn)(int, char *const[], char *const[]);
 typedef int (*execveat_fn)(int, const char *, char *const[], char *const[], int);
 
+/* glibc's, found while the library loads: a vfork child (Python's
+ * subprocess) must not look symbols up (the loader's lock may be held by
+ * a thread of its parent).  Six look-ups, no system call. */
+static struct {
+	execve_fn execve, execvpe;
+	execv_fn execv, execvp;
+	fexecve_fn fexecve;
+	execveat_fn execveat;
+} next;
+
+__attribute__((constructor)) static void exec_resolve(void)
+{
+	real_dlsym_init();
+	if (!real_dlsym)
+		return;
+	next.execve = (execve_fn)real_dlsym(RTLD_NEXT, "execve");
+	next.execvpe = (execve_fn)real_dlsym(RTLD_NEXT, "execvpe");
+	next.execv = (execv_fn)real_dlsym(RTLD_NEXT, "execv");
+	next.execvp = (execv_fn)real_dlsym(RTLD_NEXT, "execvp");
+	next.fexecve = (fexecve_fn)real_dlsym(RTLD_NEXT, "fexecve");
+	next.execveat = (execveat_fn)real_dlsym(RTLD_NEXT, "execveat");
+}
+
+/* Each wrapper: glibc's function, the record marked around the call. */
+#define EXEC_CALL(fn, ...)                                                    \
+	do {                                                                  \
+		if (!next.fn) {                                               \
+			errno = ENOSYS;                                       \
+			return -1;                                            \
+		}                                                             \
+		int lock = exec_begin();                                      \
+		int rc = next.fn(__VA_ARGS__);                                \
+		exec_failed(lock);                                            \
+		return rc;                                                    \
+	} while (0)
+
 SHIM_EXPORT int execve(const char *path, char *const argv[], char *const envp[])
 {
-	EXEC_CALL("execve", execve_fn, path, argv, envp);
+	EXEC_CALL(execve, path, argv, envp);
 }
 
 SHIM_EXPORT int execv(const char *path, char *const argv[])
 {
-	EXEC_CALL("execv", execv_fn, path, argv);
+	EXEC_CALL(execv, path, argv);
 }
 
 SHIM_EXPORT int execvp(const char *file, char *const argv[])
 {
-	EXEC_CALL("execvp", execv_fn, file, argv);
+	EXEC_CALL(execvp, file, argv);
 }
 
 SHIM_EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
 {
-	EXEC_CALL("execvpe", execve_fn, file, argv, envp);
+	EXEC_CALL(execvpe, file, argv, envp);
 }
 
 SHIM_EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
 {
-	EXEC_CALL("fexecve", fexecve_fn, fd, argv, envp);
+	EXEC_CALL(fexecve, fd, argv, envp);
 }
 
 SHIM_EXPORT int execveat(int dirfd, const char *path, char *const argv[], char *const envp[],
                          int flags)
 {
-	EXEC_CALL("execveat", execveat_fn, dirfd, path, argv, envp, flags);
+	EXEC_CALL(execveat, dirfd, path, argv, envp, flags);
 }
 
 /* execl, execlp, execle: the list as an array on the stack (glibc does the
