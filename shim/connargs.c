@@ -6,8 +6,12 @@
 #include "connargs.h"
 #include "real.h"
 
+#include <limits.h>
+#include <pwd.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static int looks_like_conninfo(const char *s)
 {
@@ -104,3 +108,77 @@ void connargs_arrays(const struct connargs *a, const char **kw, const char **val
 	kw[a->n] = val[a->n] = NULL;
 }
 
+
+/* ---- pg_service.conf ----------------------------------------------------- */
+
+static char *trim(char *s)
+{
+	while (*s == ' ' || *s == '\t')
+		s++;
+	size_t n = strlen(s);
+	while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\n' || s[n - 1] == '\r'))
+		s[--n] = '\0';
+	return s;
+}
+
+/* Add what section `name` of `file` sets and a lacks.  1 if the section
+ * is there. */
+static int add_section(struct connargs *a, const char *file, const char *name)
+{
+	FILE *f = fopen(file, "re");
+	if (!f)
+		return 0;
+	char buf[1024];
+	int in = 0, found = 0;
+	while (fgets(buf, sizeof buf, f)) {
+		char *line = trim(buf);
+		if (!*line || *line == '#')
+			continue;
+		if (*line == '[') {
+			char *end = strchr(line, ']');
+			if (in)
+				break;       /* the section is over */
+			in = end && (size_t)(end - line - 1) == strlen(name)
+			     && strncmp(line + 1, name, strlen(name)) == 0;
+			found |= in;
+			continue;
+		}
+		char *eq = strchr(line, '=');
+		if (!in || !eq)
+			continue;
+		*eq = '\0';
+		char *kw = trim(line), *val = trim(eq + 1);
+		if (strcmp(kw, "service") != 0 && !connargs_get(a, kw))
+			connargs_set(a, kw, val);
+	}
+	fclose(f);
+	return found;
+}
+
+void connargs_add_service(struct connargs *a)
+{
+	const char *s = connargs_get(a, "service");
+	if (!s)
+		return;
+	char name[256], path[PATH_MAX];
+	snprintf(name, sizeof name, "%s", s);
+	const char *file = getenv("PGSERVICEFILE");
+	if (file && *file) {
+		if (add_section(a, file, name))
+			return;
+	} else {
+		const char *home = getenv("HOME");
+		struct passwd pw, *found = NULL;
+		char pwbuf[1024];
+		if ((!home || !*home) && getpwuid_r(geteuid(), &pw, pwbuf, sizeof pwbuf, &found) == 0
+		    && found)
+			home = found->pw_dir;
+		if (home && (size_t)snprintf(path, sizeof path, "%s/.pg_service.conf", home) < sizeof path
+		    && add_section(a, path, name))
+			return;
+	}
+	const char *sys = getenv("PGSYSCONFDIR");
+	if ((size_t)snprintf(path, sizeof path, "%s/pg_service.conf",
+	                     sys && *sys ? sys : "/etc/postgresql-common") < sizeof path)
+		add_section(a, path, name);
+}

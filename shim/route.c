@@ -2,7 +2,8 @@
  * route.c - where a connection goes: the primary, the replica, or wherever
  * the program asked (direct).
  *
- * The program's connect arguments (connargs.c) are compared with the
+ * The program's connect arguments (connargs.c), with those of a
+ * `service=NAME` they name from pg_service.conf, are compared with the
  * policy's; the values libpq would fill in itself (PGHOST, PGPORT,
  * PGSERVICE, compiled defaults) come from PQconndefaults.  A connection
  * "is the primary" when every keyword of the policy's `primary` has the
@@ -111,7 +112,14 @@ int route_plan(const struct connargs *a, struct connargs *out, int *redirect)
 		return TGT_DIRECT;
 	PQconninfoOption *defaults = real.PQconndefaults();
 	int target = TGT_DIRECT;
-	if (matches(a, primary, defaults)) {
+	/* Matched as libpq will connect: a service=NAME's values included
+	 * (the program's own keywords first, then the service's, then the
+	 * defaults).  A redirect keeps the program's arguments, service
+	 * included: the replica's keywords, given, win over the service's. */
+	struct connargs eff;
+	connargs_copy(&eff, a);
+	connargs_add_service(&eff);
+	if (matches(&eff, primary, defaults)) {
 		target = TGT_PRIMARY;
 		if (readonly_on() && replica[0]) {
 			connargs_copy(out, a);
@@ -119,9 +127,10 @@ int route_plan(const struct connargs *a, struct connargs *out, int *redirect)
 			*redirect = 1;
 			target = TGT_REPLICA;
 		}
-	} else if (matches(a, replica, defaults)) {
+	} else if (matches(&eff, replica, defaults)) {
 		target = TGT_REPLICA;
 	}
+	connargs_free(&eff);
 	if (defaults)
 		real.PQconninfoFree(defaults);
 	return target;
