@@ -138,35 +138,32 @@ static void fill_args(char **argv, size_t n, const char *arg, va_list ap)
 		argv[i] = va_arg(ap, char *);
 }
 
+/* The list from `arg` to its NULL as `char *argv[]` on this frame, ap
+ * left just past the NULL (execle's envp follows). */
+#define LIST_TO_ARGV(arg, ap)                                                 \
+	va_list ap;                                                           \
+	va_start(ap, arg);                                                    \
+	size_t nargs_ = count_args(arg, ap);                                  \
+	char *argv[nargs_];                                                   \
+	fill_args(argv, nargs_, arg, ap)
+
 SHIM_EXPORT int execl(const char *path, const char *arg, ...)
 {
-	va_list ap;
-	va_start(ap, arg);
-	size_t n = count_args(arg, ap);
-	char *argv[n];
-	fill_args(argv, n, arg, ap);
+	LIST_TO_ARGV(arg, ap);
 	va_end(ap);
 	return execv(path, argv);
 }
 
 SHIM_EXPORT int execlp(const char *file, const char *arg, ...)
 {
-	va_list ap;
-	va_start(ap, arg);
-	size_t n = count_args(arg, ap);
-	char *argv[n];
-	fill_args(argv, n, arg, ap);
+	LIST_TO_ARGV(arg, ap);
 	va_end(ap);
 	return execvp(file, argv);
 }
 
 SHIM_EXPORT int execle(const char *path, const char *arg, ...)
 {
-	va_list ap;
-	va_start(ap, arg);
-	size_t n = count_args(arg, ap);
-	char *argv[n];
-	fill_args(argv, n, arg, ap);
+	LIST_TO_ARGV(arg, ap);
 	char *const *envp = va_arg(ap, char *const *);
 	va_end(ap);
 	return execve(path, argv, envp);

@@ -43,6 +43,7 @@
 #   held_start held_ready held_send held_close held_end held_clean (a program
 #   held open on a fifo), psql_hold psql_feed (a psql session held open)
 #   bg_track PID (killed, with its descendants, at exit)
+#   xact_log xact_overlap (transactions that log their start and end)
 #   at_exit 'CMD' (extra cleanup, run at exit before tracked pids are killed;
 #   use it instead of `trap ... EXIT`, which would replace lib.sh's trap).
 # `fail` inside $(...) or a pipeline only ends that subshell, but still marks
@@ -359,6 +360,27 @@ _pqt_exit() {
 	[ -n "$_PQT_OWN_BED" ] && pgbed_stop
 	[ -n "$_PQT_OWN_TMP" ] && rm -rf "$PQT_TMP"
 	exit "$rc"
+}
+
+# --- transactions that log themselves (server-side evidence of a cap) -------
+# xact_log TABLE SLEEP: a fresh TABLE (id, t0, t1) on the primary, and the
+#     pgbench script $T/TABLE.sql whose transaction logs its start (t0) and
+#     end (t1) with clock_timestamp() around pg_sleep(SLEEP).
+# xact_overlap TABLE [EPOCH]: the most of TABLE's transactions open at one
+#     instant, among those that began after EPOCH (seconds; default 0).
+xact_log() {
+	sql_primary "drop table if exists $1;
+		create table $1 (id bigserial primary key, t0 timestamptz not null, t1 timestamptz)"
+	printf '%s\n' "begin;" \
+		"insert into $1 (t0) values (clock_timestamp()) returning id \\gset" \
+		"select pg_sleep($2);" \
+		"update $1 set t1 = clock_timestamp() where id = :id;" "commit;" >"$T/$1.sql"
+}
+xact_overlap() {
+	sql_primary "with x as (select t0, t1 from $1
+		where t1 is not null and t0 > to_timestamp(${2:-0}))
+		select coalesce(max((select count(*) from x b where b.t0 <= a.t0 and b.t1 > a.t0)), 0)
+		from x a"
 }
 trap _pqt_exit EXIT
 trap 'exit 130' INT

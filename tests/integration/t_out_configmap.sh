@@ -42,20 +42,12 @@ POL=$CM/app.ini
 segs() { "$PQSHIM" ls 2>/dev/null | awk -v d="$CM/" 'index($NF, d) == 1 { print $1 }'; }
 at_exit 'segs >>"$T/.segments"'
 
-sql_primary "drop table if exists cm_log;
-	create table cm_log (id bigserial primary key, t0 timestamptz not null, t1 timestamptz)"
-cat >"$T/xact.sql" <<'EOF'
-begin;
-insert into cm_log (t0) values (clock_timestamp()) returning id \gset
-select pg_sleep(0.03);
-update cm_log set t1 = clock_timestamp() where id = :id;
-commit;
-EOF
-PGAPPNAME=$APP "$PQSHIM" run -p "$POL" -- "$PGBENCH" -n -f "$T/xact.sql" -c 2 -j 2 -T 12 \
+xact_log cm_log 0.03
+PGAPPNAME=$APP "$PQSHIM" run -p "$POL" -- "$PGBENCH" -n -f "$T/cm_log.sql" -c 2 -j 2 -T 12 \
 	>"$T/a.out" 2>"$T/a.err" &
 A=$!
 bg_track "$A"
-PGAPPNAME=$APP LD_PRELOAD=$PQSHIM_LIB PQSHIM_POLICY=$POL "$PGBENCH" -n -f "$T/xact.sql" \
+PGAPPNAME=$APP LD_PRELOAD=$PQSHIM_LIB PQSHIM_POLICY=$POL "$PGBENCH" -n -f "$T/cm_log.sql" \
 	-c 2 -j 2 -T 12 >"$T/b.out" 2>"$T/b.err" &
 B=$!
 bg_track "$B"
@@ -101,14 +93,8 @@ print("RAN")' >"$T/rel.out" 2>"$T/rel.err") || fail "relative policy path: $(cat
 assert_eq "$(cat "$T/rel.out")" RAN "the program with a relative policy path"
 assert_eq "$(segs | wc -l)" 1 "segments for the policy, with the relative path too ($(segs | tr '\n' ' '))"
 
-overlap() {
-	sql_primary "with x as (select t0, t1 from cm_log
-		where t1 is not null and t0 > to_timestamp($1))
-		select coalesce(max((select count(*) from x b where b.t0 <= a.t0 and b.t1 > a.t0)), 0)
-		from x a"
-}
 after=$(sql_primary "select count(*) from cm_log where t1 is not null and t0 > to_timestamp($seen)")
-assert_le "$(overlap 0)" 2 "server side: most transactions at once, max_active = 2 then 1"
-assert_eq "$(overlap 0)" 2 "server side: the cap of 2 was in use"
+assert_le "$(xact_overlap cm_log)" 2 "server side: most transactions at once, max_active = 2 then 1"
+assert_eq "$(xact_overlap cm_log)" 2 "server side: the cap of 2 was in use"
 assert_ge "$after" 10 "transactions after the update took effect"
-assert_le "$(overlap "$seen")" 1 "server side: most transactions at once after the update"
+assert_le "$(xact_overlap cm_log "$seen")" 1 "server side: most transactions at once after the update"

@@ -32,16 +32,8 @@ wait_timeout = 30s
 SEG=$(sed -n 's/^segment = //p' "$POL")
 head_text() { printf '[shim]\nsegment = %s\nlog = %s\n' "$SEG" "$LOG"; }
 
-sql_primary "drop table if exists inplace_log;
-	create table inplace_log (id bigserial primary key, t0 timestamptz not null, t1 timestamptz)"
-cat >"$T/xact.sql" <<'EOF'
-begin;
-insert into inplace_log (t0) values (clock_timestamp()) returning id \gset
-select pg_sleep(0.02);
-update inplace_log set t1 = clock_timestamp() where id = :id;
-commit;
-EOF
-PGAPPNAME=$APP "$PQSHIM" run -p "$POL" -- "$PGBENCH" -n -f "$T/xact.sql" -c 6 -j 6 -T 18 \
+xact_log inplace_log 0.02
+PGAPPNAME=$APP "$PQSHIM" run -p "$POL" -- "$PGBENCH" -n -f "$T/inplace_log.sql" -c 6 -j 6 -T 18 \
 	>"$T/pgb.out" 2>"$T/pgb.err" &
 PGB=$!
 bg_track "$PGB"
@@ -93,21 +85,12 @@ kill -0 "$PGB" 2>/dev/null || fail "pgbench ended early: $(tail -5 "$T/pgb.err")
 rc=0
 wait "$PGB" || rc=$?
 assert_eq "$rc" 0 "pgbench exit status (stderr: $(tail -5 "$T/pgb.err"))"
-
-# The most transactions overlapping at one instant, among those that started
-# after EPOCH: at each start, those begun no later and not yet ended.
-overlap() {
-	sql_primary "with x as (select t0, t1 from inplace_log
-		where t1 is not null and t0 > to_timestamp($1))
-		select coalesce(max((select count(*) from x b where b.t0 <= a.t0 and b.t1 > a.t0)), 0)
-		from x a"
-}
 total=$(sql_primary "select count(*) from inplace_log where t1 is not null")
 after=$(sql_primary "select count(*) from inplace_log where t1 is not null and t0 > to_timestamp($seen)")
 note "transactions logged: $total, $after after max_active = 1 took effect"
-assert_le "$(overlap 0)" 2 "server side: most transactions at once, under max_active = 2 then 1"
-assert_eq "$(overlap 0)" 2 "server side: the cap of 2 was in use"
+assert_le "$(xact_overlap inplace_log)" 2 "server side: most transactions at once, under max_active = 2 then 1"
+assert_eq "$(xact_overlap inplace_log)" 2 "server side: the cap of 2 was in use"
 assert_ge "$after" 10 "transactions after max_active = 1 took effect"
-assert_le "$(overlap "$seen")" 1 "server side: most transactions at once after max_active = 1"
+assert_le "$(xact_overlap inplace_log "$seen")" 1 "server side: most transactions at once after max_active = 1"
 grep -q "empty policy" "$LOG" || fail "the shim's log never refused the empty policy: $(cat "$LOG")"
 grep "empty policy" "$LOG" | head -1 >&2
