@@ -7,7 +7,6 @@
  * name, another version) is listed with the reason instead of figures.
  */
 #include "snapshot.h"
-#include "procid.h"
 
 #include <grp.h>
 #include <stdlib.h>
@@ -50,13 +49,13 @@ static void count_live(const struct segment *seg, int *procs, int *conns, uint64
 	*procs = *conns = 0;
 	*used = __atomic_load_n(&seg->hdr->last_used_ns, __ATOMIC_RELAXED);
 	for (uint32_t i = 0; i < seg->max_procs; i++)
-		if (seg_proc_read(seg, (int)i, &p) == 0 && procid_alive(p.pid, p.starttime))
+		if (seg_proc_read(seg, (int)i, &p) == 0 && seg_proc_alive(seg, i))
 			++*procs;
 	for (uint32_t i = 0; i < seg->max_conns; i++) {
 		if (seg_conn_read(seg, (int)i, &c) != 0 || c.proc >= seg->max_procs)
 			continue;
 		const struct seg_proc *o = &seg->procs[c.proc];
-		if (!procid_alive(c.pid, o->starttime))
+		if (o->pid != c.pid || !seg_proc_alive(seg, c.proc))
 			continue;
 		++*conns;
 		uint64_t ns = seg_ticks_to_ns(seg->hdr, c.last_used);

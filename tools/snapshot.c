@@ -15,7 +15,6 @@
  */
 #include "snapshot.h"
 
-#include "procid.h"
 
 #include <dirent.h>
 #include <limits.h>
@@ -208,7 +207,7 @@ static int live_processes(const struct segment *seg)
 	int n = 0;
 	struct seg_proc p;
 	for (uint32_t i = 0; i < seg->max_procs; i++)
-		if (seg_proc_read(seg, (int)i, &p) == 0 && procid_alive(p.pid, p.starttime))
+		if (seg_proc_read(seg, (int)i, &p) == 0 && seg_proc_alive(seg, i))
 			n++;
 	return n;
 }
