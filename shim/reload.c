@@ -47,9 +47,17 @@ static int ticker;                  /* the ticker thread runs (atomic) */
 
 static struct policy_settle settle;  /* a change seen, not quiet long enough yet */
 
+/* A waiter between its slices (slots.c): the tick, if one is due. */
+static void tick_if_due(void)
+{
+	if (clock_ticks() >= __atomic_load_n(&hot.next_tick, __ATOMIC_RELAXED))
+		shim_tick();
+}
+
 /* Remember what the file looked like when it was (last) read. */
 void reload_note_file(void)
 {
+	slots_on_slice(tick_if_due);
 	if (g.policy_path[0] && stat(g.policy_path, &policy_st) != 0)
 		memset(&policy_st, 0, sizeof policy_st);
 	/* Read at start while being written: read it again once it is quiet. */

@@ -243,6 +243,22 @@ static void drop_if_lost_holder(void *value, void *arg)
 		drop_lost_locked(c);
 }
 
+static void (*slice_look)(void);
+
+void slots_on_slice(void (*look)(void))
+{
+	__atomic_store_n(&slice_look, look, __ATOMIC_RELEASE);
+}
+
+/* Between a waiter's slices: its lost connections, and the tick. */
+static void between_slices(void)
+{
+	slots_check_lost();
+	void (*look)(void) = __atomic_load_n(&slice_look, __ATOMIC_ACQUIRE);
+	if (look)
+		look();
+}
+
 void slots_check_lost(void)
 {
 	if (!hot.cap || (!__atomic_load_n(&hot.cap->sems[SEM_ACTIVE].max, __ATOMIC_RELAXED)
@@ -444,7 +460,7 @@ static enum slot_wait wait_for(struct conn *c, int sem, char *buf, size_t size, 
 		r = cap_lane_acquire_look(capseg, hot.cap, c->lane, hold, &c->rec->lane_held,
 		                          (uint32_t)g.proc_idx, t.tid,
 		                          timeout_ns ? timeout_ns : lw.timeout_ms * 1000000ull,
-		                          thread_busy(c), 0, &waited, slots_check_lost);
+		                          thread_busy(c), 0, &waited, between_slices);
 		max = lw.max;
 	} else {
 		lw.name = NULL;
@@ -457,8 +473,8 @@ static enum slot_wait wait_for(struct conn *c, int sem, char *buf, size_t size, 
 		while (r == CAP_WAITING) {
 			/* What we wait for may be held by one of our connections
 			 * whose server has gone (an orphan's, another thread's):
-			 * look between slices. */
-			slots_check_lost();
+			 * look between slices (and tick). */
+			between_slices();
 			if (sem == SEM_ACTIVE && lease_refused(buf, size)) {
 				/* the coordinator lost (fail-closed): give up now,
 				 * unless the slot came at this very moment */

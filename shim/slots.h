@@ -94,6 +94,12 @@ void slots_thread_exit(pid_t tid);
  * slices. */
 void slots_check_lost(void);
 
+/* What else a waiter does between its slices (every 200 ms): the
+ * lifecycle's tick when one is due (reload.c registers it), so that a
+ * raised cap or a switch reaches a process whose threads all wait or sit
+ * idle.  Given from above, never included from here (layers). */
+void slots_on_slice(void (*look)(void));
+
 /* Another thread uses an orphan: its transaction, and slot, are this
  * thread's now. */
 void slots_adopt_orphan(struct conn *c);
