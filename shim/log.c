@@ -23,6 +23,32 @@ static char log_path[PATH_MAX];
 static dev_t log_dev;
 static ino_t log_ino;
 
+/* The stderr the program started with.  A program may close descriptor 2
+ * and get the number again for a file or socket of its own (a daemon that
+ * closes 0-2 and connects: libpq's socket is 2); a line written there
+ * would corrupt it.  So fd 2 is written only while it is still that file;
+ * otherwise lines are dropped ([shim] log = FILE or syslog for such
+ * programs).  One fstat at start, in every program the shim is loaded in. */
+static dev_t err_dev;
+static ino_t err_ino;
+static int err_open;
+
+__attribute__((constructor)) static void stderr_keep(void)
+{
+	struct stat st;
+	if (fstat(2, &st) == 0) {
+		err_dev = st.st_dev;
+		err_ino = st.st_ino;
+		err_open = 1;
+	}
+}
+
+static int still_stderr(void)
+{
+	struct stat st;
+	return err_open && fstat(2, &st) == 0 && st.st_dev == err_dev && st.st_ino == err_ino;
+}
+
 static int open_log(void)
 {
 	int fd = open(log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
@@ -52,23 +78,27 @@ void shim_log_target(const char *where)
 		close(old);
 }
 
-/* The descriptor to write a line to: ours still, or our file again. */
+/* The descriptor to write a line to: ours still, or our file again; -1:
+ * none (stderr is not the program's stderr any more). */
 static int log_target_fd(void)
 {
 	int fd = __atomic_load_n(&log_fd, __ATOMIC_ACQUIRE);
 	struct stat st;
-	if (fd <= 2 || (fstat(fd, &st) == 0 && st.st_dev == log_dev && st.st_ino == log_ino))
+	if (fd <= 2)
+		return still_stderr() ? 2 : -1;
+	if (fstat(fd, &st) == 0 && st.st_dev == log_dev && st.st_ino == log_ino)
 		return fd;
 	int fresh = open_log();
 	if (fresh < 0)
-		fresh = 2;
+		fresh = 2;   /* (written only while still the program's stderr) */
+	int now = fresh;
 	if (!__atomic_compare_exchange_n(&log_fd, &fd, fresh, 0, __ATOMIC_ACQ_REL,
 	                                 __ATOMIC_ACQUIRE)) {
 		if (fresh > 2)
 			close(fresh);    /* another thread opened it again first */
-		return fd;
+		now = fd;
 	}
-	return fresh;
+	return now > 2 ? now : still_stderr() ? 2 : -1;
 }
 
 void shim_log(int level, const char *fmt, ...)
@@ -92,8 +122,11 @@ void shim_log(int level, const char *fmt, ...)
 		if (len > sizeof line - 2)
 			len = sizeof line - 2;
 		line[len++] = '\n';
-		ssize_t w = write(log_target_fd(), line, len);
-		(void)w;
+		int fd = log_target_fd();
+		if (fd >= 0) {
+			ssize_t w = write(fd, line, len);
+			(void)w;
+		}
 	}
 	va_end(ap);
 	errno = saved;
