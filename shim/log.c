@@ -121,6 +121,13 @@ void shim_log(int level, const char *fmt, ...)
 		size_t len = (size_t)n + (size_t)m;
 		if (len > sizeof line - 2)
 			len = sizeof line - 2;
+		/* One line per message: libpq's texts end in, and may hold,
+		 * newlines and tabs. */
+		for (size_t i = (size_t)n; i < len; i++)
+			if (line[i] == '\n' || line[i] == '\t')
+				line[i] = ' ';
+		while (len > (size_t)n && line[len - 1] == ' ')
+			len--;
 		line[len++] = '\n';
 		int fd = log_target_fd();
 		if (fd >= 0) {

@@ -272,7 +272,9 @@ static int carry_session_inner(struct conn *c, PGconn *from, PGconn *to, char *e
 static int carry(struct conn *c, PGconn *from, PGconn *to, int sets, char *err, size_t size)
 {
 	int r = carry_session_inner(c, from, to, err, size);
-	if (r == 0 && sets)
+	/* ended by the drain (its socket shut down, libpq not told yet):
+	 * nothing to ask, its SETs are gone (README "Status") */
+	if (r == 0 && sets && __atomic_load_n(&c->rec->status, __ATOMIC_RELAXED) != CST_BAD)
 		r = carry_sets(from, to, err, size);
 	return r;
 }
