@@ -410,6 +410,8 @@ void cap_set_max(struct segment *seg, struct seg_cap *cap, int sem, uint32_t max
 		return;
 	__atomic_store_n(&cap->sems[sem].max, max, __ATOMIC_RELEASE);
 	admit_locked(cap, sem);          /* a lower cap admits nobody until below it */
+	if (sem == SEM_ACTIVE)
+		lanes_admit_locked(cap);     /* scope = cluster: the lease grew */
 	cap_unlock(cap);
 }
 
@@ -433,6 +435,8 @@ void cap_set_closed(struct segment *seg, struct seg_cap *cap, int sem, int close
 		__atomic_fetch_and(&s->word, ~SEM_CLOSED, __ATOMIC_SEQ_CST);
 	}
 	admit_locked(cap, sem);
+	if (sem == SEM_ACTIVE)
+		lanes_admit_locked(cap);
 	cap_unlock(cap);
 }
 

@@ -124,6 +124,11 @@ struct seg_waiter {
 #define CAP_LANE_WAITERS  256
 #define CAP_UNCAPPED      ((uint32_t)SEM_COUNT_MASK - 1)
 #define LANE_HELD_EXCL    0x80   /* seg_conn.lane_held: an exclusive hold */
+#define CAP_LANE_NONE     0xffffffffu  /* seg_lane.max: scope = cluster, this host
+                                        * holds none of the lane's slots */
+enum cap_gate { CAP_GATE_OFF = 0,  /* not gated: the exclusive runs on local terms */
+                CAP_GATE_SHUT,     /* gated: the cluster's gate is not this host's */
+                CAP_GATE_OPEN };   /* gated: this host holds the gate exclusive */
 
 struct seg_lane {
 	char name[CAP_LANE_NAME];    /* "default" for lane 0 */
@@ -160,7 +165,8 @@ struct seg_lanes {
 	uint32_t excl_active;        /* exclusive holders (0 or 1) */
 	uint32_t excl_waiting;       /* exclusive waiters queued */
 	uint32_t nwaiting;           /* lane waiters queued */
-	uint32_t pad;
+	uint32_t gate;               /* scope = cluster with an exclusive lane: may the
+	                              * exclusive run here (CAP_GATE_*; lease_seg.h) */
 	uint64_t next_ticket;
 	struct seg_lane lane[CAP_LANES];
 	struct seg_lane_waiter waiters[CAP_LANE_WAITERS];

@@ -58,13 +58,15 @@ static int lane_room(struct seg_cap *cap, unsigned lane, int exclusive)
 	struct seg_lanes *L = &cap->lanes;
 	uint64_t w = __atomic_load_n(&cap->sems[SEM_ACTIVE].word, __ATOMIC_SEQ_CST);
 	uint32_t max = __atomic_load_n(&cap->sems[SEM_ACTIVE].max, __ATOMIC_RELAXED);
+	uint32_t lmax = L->lane[lane].max;
 	if (L->excl_active)
 		return 0;
-	if (exclusive)
-		return sem_count(w) == 0;
-	if (L->excl_waiting || (max && sem_count(w) >= max))
+	if (exclusive)      /* scope = cluster: only while this host holds the gate */
+		return sem_count(w) == 0 && L->gate != CAP_GATE_SHUT;
+	if (L->excl_waiting || (max && sem_count(w) >= max) || (w & SEM_CLOSED)
+	    || lmax == CAP_LANE_NONE)
 		return 0;
-	return !L->lane[lane].max || lane_count(cap, lane) < L->lane[lane].max;
+	return !lmax || lane_count(cap, lane) < lmax;
 }
 
 /* One count up on a word, if it stays below `limit` (counts only). */
@@ -448,7 +450,8 @@ static void lanes_recount_locked(struct segment *seg, struct seg_cap *cap,
 	for (int i = 0; i < CAP_LANES; i++) {
 		uint64_t was = old_words ? old_words[i] : __atomic_load_n(&L->lane[i].word,
 		                                                          __ATOMIC_SEQ_CST);
-		uint64_t slow = slow_all || L->lane[i].exclusive ? LW_SLOW : 0;
+		uint64_t slow = slow_all || L->lane[i].exclusive || L->lane[i].max == CAP_LANE_NONE
+		                ? LW_SLOW : 0;
 		__atomic_store_n(&L->lane[i].word,
 		                 count[i] | slow | ((lw_epoch(was) + 1) << LW_EPOCH_SHIFT),
 		                 __ATOMIC_SEQ_CST);
@@ -513,20 +516,38 @@ static void lane_clear(struct seg_lane *l)
 	memset(l->hist, 0, sizeof l->hist);
 }
 
+static int policy_has_exclusive(const struct policy *p)
+{
+	for (int i = 0; i < p->nlanes; i++)
+		if (p->lanes[i].exclusive)
+			return 1;
+	return 0;
+}
+
 /* The policy's settings of each lane; exclusive lanes, and every lane of
  * a private cap, only under the lock (LW_SLOW). */
 static void lanes_settings_locked(struct seg_cap *cap, const struct policy *p, int n, int shared)
 {
 	struct seg_lanes *L = &cap->lanes;
+	int cluster = shared && p->scope == SCOPE_CLUSTER;
 	L->lane[0].priority = 0;
 	for (int i = 0; i < n; i++) {
 		struct seg_lane *l = &L->lane[i + 1];
-		__atomic_store_n(&l->max, p->lanes[i].max_active, __ATOMIC_RELAXED);
+		uint32_t max = p->lanes[i].max_active;
+		/* scope = cluster: a capped lane's max on this host is the lane's
+		 * slots its leader holds (lease.c), none until it holds some */
+		if (cluster && max && !p->lanes[i].exclusive)
+			max = l->max && l->max != CAP_LANE_NONE && l->max <= max ? l->max : CAP_LANE_NONE;
+		__atomic_store_n(&l->max, max, __ATOMIC_RELAXED);
 		l->priority = p->lanes[i].priority;
 		l->exclusive = p->lanes[i].exclusive ? 1 : 0;
 	}
+	if (!cluster)
+		L->gate = CAP_GATE_OFF;
+	else if (L->gate == CAP_GATE_OFF && policy_has_exclusive(p))
+		L->gate = CAP_GATE_SHUT;          /* until the leader holds the gate */
 	for (int i = 0; i < CAP_LANES; i++) {
-		if (!shared || L->lane[i].exclusive)
+		if (!shared || L->lane[i].exclusive || L->lane[i].max == CAP_LANE_NONE)
 			__atomic_fetch_or(&L->lane[i].word, LW_SLOW, __ATOMIC_SEQ_CST);
 		else
 			__atomic_fetch_and(&L->lane[i].word, ~LW_SLOW, __ATOMIC_SEQ_CST);
@@ -613,5 +634,36 @@ void cap_lanes_configure(struct segment *seg, struct seg_cap *cap, const struct 
 		L->excl_active = 0;
 	}
 	lanes_admit_locked(cap);         /* and SEM_EXCL as excl_* say */
+	cap_unlock(cap);
+}
+
+/* ---- scope = cluster: what the leader lets this host admit (lease.c) -------- */
+
+void cap_lane_set_max(struct segment *seg, struct seg_cap *cap, unsigned lane, uint32_t n)
+{
+	struct seg_lane *l = &cap->lanes.lane[lane];
+	uint32_t max = n ? n : CAP_LANE_NONE;
+	if (lane >= CAP_LANES || __atomic_load_n(&l->max, __ATOMIC_RELAXED) == max
+	    || cap_lock(seg, cap, 0) != 0)
+		return;
+	/* None: LW_SLOW first (a fast path's CAS on the word read before fails),
+	 * then the max; some: the max first, then LW_SLOW off (a fast path that
+	 * reads the word without it reads the new max after it). */
+	if (max == CAP_LANE_NONE)
+		__atomic_fetch_or(&l->word, LW_SLOW, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&l->max, max, __ATOMIC_SEQ_CST);
+	if (max != CAP_LANE_NONE && !l->exclusive)
+		__atomic_fetch_and(&l->word, ~LW_SLOW, __ATOMIC_SEQ_CST);
+	lanes_admit_locked(cap);
+	cap_unlock(cap);
+}
+
+void cap_lanes_set_gate(struct segment *seg, struct seg_cap *cap, enum cap_gate gate)
+{
+	if (__atomic_load_n(&cap->lanes.gate, __ATOMIC_RELAXED) == (uint32_t)gate
+	    || cap_lock(seg, cap, 0) != 0)
+		return;
+	__atomic_store_n(&cap->lanes.gate, (uint32_t)gate, __ATOMIC_SEQ_CST);
+	lanes_admit_locked(cap);
 	cap_unlock(cap);
 }

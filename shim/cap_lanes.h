@@ -67,9 +67,12 @@
  *    CANCELLED entries, as the global word's waiting field does (a
  *    cancelled entry is swept by the next holder of the lock; every lane
  *    wait ends by its deadline).
- * scope = cluster (issue 13) fits on top: a lane acquisition admitted here
- * then takes the cluster lease as the global slot does; an exclusive one
- * takes the cluster's exclusive advisory lock instead of the shared one.
+ * scope = cluster (lease_seg.h): the global max is the host's lease, SEM_CLOSED
+ * while it may admit nothing (no lease, or another host's exclusive lane
+ * wants the gate); a capped lane's max is the lane's slots the host holds
+ * (CAP_LANE_NONE, with LW_SLOW, while none); an exclusive lane's waiter is
+ * admitted only while seg_lanes.gate is not CAP_GATE_SHUT (the leader holds
+ * the cluster's gate exclusive for this host).
  */
 #ifndef PQSHIM_CAP_LANES_H
 #define PQSHIM_CAP_LANES_H
@@ -259,5 +262,11 @@ enum cap_result cap_lane_acquire_look(struct segment *seg, struct seg_cap *cap, 
  * waiters that queued meanwhile. */
 void cap_lane_release(struct segment *seg, struct seg_cap *cap, uint8_t *hold,
                       uint8_t *lane_held);
+
+/* scope = cluster (lease.c): lane's max on this host, n of its slots held
+ * on the coordinator (0: none, CAP_LANE_NONE); whether the exclusive lane
+ * may run here (seg_lanes.gate).  Both admit the queue. */
+void cap_lane_set_max(struct segment *seg, struct seg_cap *cap, unsigned lane, uint32_t n);
+void cap_lanes_set_gate(struct segment *seg, struct seg_cap *cap, enum cap_gate gate);
 
 #endif

@@ -122,7 +122,10 @@ static int conn_int(const char *v, int dflt)
 	return v && *v && *end == '\0' && n > 0 && n < 1000000 ? (int)n : dflt;
 }
 
-void coord_keepalive_of(const char *conninfo, struct coord_keepalive *k)
+struct coord_keepalive { int idle, interval, count, user_timeout; };
+
+/* The host's keepalive settings for a conninfo (ours unless it sets them). */
+static void coord_keepalive_of(const char *conninfo, struct coord_keepalive *k)
 {
 	*k = (struct coord_keepalive){ COORD_KEEPALIVES_IDLE, COORD_KEEPALIVES_INTERVAL,
 	                               COORD_KEEPALIVES_COUNT, COORD_TCP_USER_TIMEOUT };
@@ -281,13 +284,23 @@ static PGresult *run_keys(const char *head, const uint32_t *keys, uint32_t n, co
 	return r;
 }
 
-int coord_lock_slots(uint32_t max, uint32_t *held, uint32_t *nheld, uint32_t n)
+/* Append to held (room keys in all) the keys r's first column lists. */
+static int append_keys(PGresult *r, uint32_t *held, uint32_t *nheld, uint32_t room)
+{
+	int n = real.PQntuples(r), got = 0;
+	for (int i = 0; i < n && *nheld < room; i++, got++)
+		held[(*nheld)++] = (uint32_t)strtoul(real.PQgetvalue(r, i, 0), NULL, 10);
+	real.PQclear(r);
+	return got;
+}
+
+int coord_lock_slots(uint32_t base, uint32_t max, uint32_t *held, uint32_t *nheld, uint32_t n)
 {
 	if (!conn)
 		return -1;
 	char head[128], tail[256];
-	snprintf(head, sizeof head, "select k from (select k from generate_series(0, %u) k "
-	         "where case when k = any('", max - 1);
+	snprintf(head, sizeof head, "select k from (select k from generate_series(%u, %u) k "
+	         "where case when k = any('", base, base + max - 1);
 	/* Free = nobody holds it in any mode (the exclusive try); then held
 	 * shared, so that the host's standby can hold it too (lease_seg.h). */
 	snprintf(tail, sizeof tail, "'::int[]) then false else pg_try_advisory_lock(%u, k) end limit %u) s "
@@ -296,11 +309,7 @@ int coord_lock_slots(uint32_t max, uint32_t *held, uint32_t *nheld, uint32_t n)
 	PGresult *r = run_keys(head, held, *nheld, tail);
 	if (!r)
 		return conn ? 0 : -1;
-	int got = real.PQntuples(r);
-	for (int i = 0; i < got; i++)
-		held[(*nheld)++] = (uint32_t)strtoul(real.PQgetvalue(r, i, 0), NULL, 10);
-	real.PQclear(r);
-	return got;
+	return append_keys(r, held, nheld, *nheld + n);
 }
 
 int coord_unlock_slots(uint32_t *held, uint32_t *nheld, uint32_t n)
@@ -322,15 +331,14 @@ int coord_unlock_slots(uint32_t *held, uint32_t *nheld, uint32_t n)
 	return 0;
 }
 
-int coord_want(int on)
+int coord_want(uint32_t key, int on)
 {
 	char sql[160];
 	if (on)
 		snprintf(sql, sizeof sql, "select pg_try_advisory_lock_shared(%u, %u); "
-		         "select pg_notify('pqshim_%u', 'want')", classid, LEASE_KEY_WANT, classid);
+		         "select pg_notify('pqshim_%u', 'want')", classid, key, classid);
 	else
-		snprintf(sql, sizeof sql, "select pg_advisory_unlock_shared(%u, %u)", classid,
-		         LEASE_KEY_WANT);
+		snprintf(sql, sizeof sql, "select pg_advisory_unlock_shared(%u, %u)", classid, key);
 	PGresult *r = run(sql, PGRES_TUPLES_OK);
 	if (!r)
 		return conn ? 0 : -1;
@@ -340,33 +348,114 @@ int coord_want(int on)
 
 int coord_census(struct coord_host *hosts, int max, uint64_t *server_ms)
 {
-	char sql[640];
+	/* One row per session and group: g 0 the cluster's slots (and WANT,
+	 * XWANT), g = l + 1 lane l's slots and its WANT key (k = 2^24 - 1). */
+	char sql[1200];
 	snprintf(sql, sizeof sql,
-	         "select l.pid, count(*) filter (where l.objid < %u::oid), "
+	         "select l.pid, g, count(*) filter (where l.objid < %u::oid and k <> %u), "
+	         "bool_or(l.objid = %u::oid or (l.objid < %u::oid and k = %u)), "
 	         "bool_or(l.objid = %u::oid), coalesce(max(a.application_name), ''), "
 	         "(extract(epoch from clock_timestamp()) * 1000)::bigint "
-	         "from pg_locks l left join pg_stat_activity a on a.pid = l.pid "
+	         "from pg_locks l left join pg_stat_activity a on a.pid = l.pid, "
+	         "lateral (select case when l.objid < %u::oid then (l.objid::int8 >> 24)::int "
+	         "else 0 end g, (l.objid::int8 & %u)::int k) x "
 	         "where l.locktype = 'advisory' and l.granted and l.objsubid = 2 "
 	         "and l.classid = %u::oid and l.database = (select oid from pg_database "
 	         "where datname = current_database()) "
 	         "and coalesce(a.application_name, '') not like '" COORD_STANDBY_PREFIX "%%' "
-	         "group by l.pid order by l.pid",
-	         LEASE_KEY_WANT, LEASE_KEY_WANT, classid);
+	         "group by l.pid, g order by l.pid, g",
+	         LEASE_KEY_SLOTS_END, LEASE_LANE_WANT_K, LEASE_KEY_WANT, LEASE_KEY_SLOTS_END,
+	         LEASE_LANE_WANT_K, LEASE_KEY_XWANT, LEASE_KEY_SLOTS_END, LEASE_LANE_WANT_K,
+	         classid);
 	PGresult *r = run(sql, PGRES_TUPLES_OK);
 	if (!r)
 		return conn ? 0 : -1;
-	int n = real.PQntuples(r);
-	if (n > max)
-		n = max;
-	for (int i = 0; i < n; i++) {
-		hosts[i].pid = atoi(real.PQgetvalue(r, i, 0));
-		hosts[i].slots = (uint32_t)strtoul(real.PQgetvalue(r, i, 1), NULL, 10);
-		hosts[i].wants = real.PQgetvalue(r, i, 2)[0] == 't';
-		snprintf(hosts[i].appname, sizeof hosts[i].appname, "%s", real.PQgetvalue(r, i, 3));
-		*server_ms = strtoull(real.PQgetvalue(r, i, 4), NULL, 10);
+	int rows = real.PQntuples(r), n = 0;
+	for (int i = 0; i < rows; i++) {
+		int pid = atoi(real.PQgetvalue(r, i, 0));
+		unsigned gr = (unsigned)atoi(real.PQgetvalue(r, i, 1));
+		if (n == 0 || hosts[n - 1].pid != pid) {
+			if (n == max)
+				break;
+			memset(&hosts[n], 0, sizeof hosts[n]);
+			hosts[n++].pid = pid;
+		}
+		struct coord_host *h = &hosts[n - 1];
+		if (gr >= COORD_GROUPS)
+			continue;
+		h->slots[gr] = (uint32_t)strtoul(real.PQgetvalue(r, i, 2), NULL, 10);
+		if (real.PQgetvalue(r, i, 3)[0] == 't')
+			h->wants |= 1u << gr;
+		h->xwant |= real.PQgetvalue(r, i, 4)[0] == 't';
+		snprintf(h->appname, sizeof h->appname, "%s", real.PQgetvalue(r, i, 5));
+		*server_ms = strtoull(real.PQgetvalue(r, i, 6), NULL, 10);
 	}
 	real.PQclear(r);
 	return n;
+}
+
+/* One statement whose single value is a boolean: 1 true, 0 false (or it
+ * failed), -1 lost. */
+static int run_bool(const char *sql)
+{
+	PGresult *r = run(sql, PGRES_TUPLES_OK);
+	if (!r)
+		return conn ? 0 : -1;
+	int yes = real.PQntuples(r) > 0 && real.PQgetvalue(r, real.PQntuples(r) - 1, 0)[0] == 't';
+	real.PQclear(r);
+	return yes;
+}
+
+/* "exists: session pid holds key in that mode" (pid 0: true). */
+static void held_by(char *buf, size_t size, int pid, uint32_t key, int excl)
+{
+	if (!pid) {
+		snprintf(buf, size, "true");
+		return;
+	}
+	snprintf(buf, size, "exists (select 1 from pg_locks x where x.pid = %d and x.locktype = "
+	         "'advisory' and x.granted and x.objsubid = 2 and x.classid = %u::oid and "
+	         "x.objid = %u::oid and x.mode = '%s')", pid, classid, key,
+	         excl ? "ExclusiveLock" : "ShareLock");
+}
+
+int coord_gate_share(void)
+{
+	/* CASE: in this order.  XWANT held by anyone (a standby's too): an
+	 * exclusive lane waits, so take nothing (it cannot starve). */
+	char sql[700];
+	snprintf(sql, sizeof sql, "select case when exists (select 1 from pg_locks x where "
+	         "x.locktype = 'advisory' and x.granted and x.objsubid = 2 and x.classid = %u::oid "
+	         "and x.objid = %u::oid and x.database = (select oid from pg_database where "
+	         "datname = current_database())) then false "
+	         "when not pg_try_advisory_lock_shared(%u, %u) then false "
+	         "when pg_try_advisory_lock_shared(%u, %u) then true "
+	         "else not pg_advisory_unlock_shared(%u, %u) end",
+	         classid, LEASE_KEY_XWANT, classid, LEASE_KEY_GATE, classid, LEASE_KEY_GATE_STANDBY,
+	         classid, LEASE_KEY_GATE);
+	return run_bool(sql);
+}
+
+int coord_try_key(uint32_t key, int excl, int pid, uint32_t if_key, int if_excl)
+{
+	char cond[400], sql[600];
+	held_by(cond, sizeof cond, pid, if_key, if_excl);
+	snprintf(sql, sizeof sql, "select case when %s then pg_try_advisory_lock%s(%u, %u) "
+	         "else false end", cond, excl ? "" : "_shared", classid, key);
+	return run_bool(sql);
+}
+
+int coord_unlock_key(uint32_t key, int excl)
+{
+	char sql[200];
+	snprintf(sql, sizeof sql, "select pg_advisory_unlock%s(%u, %u); "
+	         "select pg_notify('pqshim_%u', 'free')", excl ? "" : "_shared", classid, key,
+	         classid);
+	PGresult *r = run(sql, PGRES_TUPLES_OK);
+	if (!r)
+		return conn ? 0 : -1;
+	real.PQclear(r);
+	return 0;
 }
 
 int coord_publish(const char *appname)
@@ -395,16 +484,17 @@ static void keys_of(char *buf, size_t size, int pid)
 	else
 		snprintf(who, sizeof who, "pg_backend_pid()");
 	snprintf(buf, size, "(select distinct objid::int k from pg_locks where locktype = 'advisory' "
-	         "and granted and objsubid = 2 and classid = %u::oid and objid < %u::oid and pid = %s "
+	         "and granted and objsubid = 2 and classid = %u::oid and objid < %u::oid "
+	         "and (objid::int8 & %u) <> %u and pid = %s "
 	         "and database = (select oid from pg_database where datname = current_database()))",
-	         classid, LEASE_KEY_WANT, who);
+	         classid, LEASE_KEY_SLOTS_END, LEASE_LANE_WANT_K, LEASE_LANE_WANT_K, who);
 }
 
 int coord_mirror(const uint32_t *keys, uint32_t nkeys, int leader_pid)
 {
 	if (!conn)
 		return -1;
-	char m[400], *lit = keys_literal(keys, nkeys);
+	char m[500], *lit = keys_literal(keys, nkeys);
 	size_t size = (lit ? strlen(lit) : 0) + 1600;
 	char *sql = lit ? malloc(size) : NULL;
 	if (!sql) {
@@ -421,21 +511,26 @@ int coord_mirror(const uint32_t *keys, uint32_t nkeys, int leader_pid)
 	 * sessions let them go: tell them when we do. */
 	snprintf(sql, size,
 	         "with l as materialized (select distinct unnest('%s'::int[]) k), m as materialized %s, "
+	         "w as (select count(*) n from l where k not in (select k from m)), "
 	         "a as (select count(*) n from l where case when k in (select k from m) then false "
 	         "when not exists (select 1 from pg_locks x where x.pid = %d and x.locktype = 'advisory' "
 	         "and x.granted and x.objsubid = 2 and x.classid = %u::oid and x.objid = k::oid) "
 	         "then false else pg_try_advisory_lock_shared(%u, k) end), "
 	         "d as (select count(*) n from m where case when k in (select k from l) then false "
 	         "else pg_advisory_unlock_shared(%u, k) end) "
-	         "select a.n, d.n, case when d.n > 0 then pg_notify('pqshim_%u', 'free')::text end "
-	         "from a, d", lit, m, leader_pid, classid, classid, classid, classid);
+	         "select a.n, d.n, case when d.n > 0 then pg_notify('pqshim_%u', 'free')::text end, "
+	         "w.n from a, d, w", lit, m, leader_pid, classid, classid, classid, classid);
 	PGresult *r = run(sql, PGRES_TUPLES_OK);
 	free(lit);
 	free(sql);
 	if (!r)
 		return conn ? 1 : -1;
+	/* Mirrored only if every key it was to take is taken (one the leader
+	 * no longer holds is not: its next list will not name it). */
+	int all = real.PQntuples(r) == 1
+	          && strcmp(real.PQgetvalue(r, 0, 0), real.PQgetvalue(r, 0, 3)) == 0;
 	real.PQclear(r);
-	return 0;
+	return all ? 0 : 1;
 }
 
 /* Append to held (room keys in all) the keys the statement returns. */
@@ -444,27 +539,18 @@ static int fetch_keys(const char *sql, uint32_t *held, uint32_t *nheld, uint32_t
 	PGresult *r = run(sql, PGRES_TUPLES_OK);
 	if (!r)
 		return conn ? 0 : -1;
-	int n = real.PQntuples(r), got = 0;
-	for (int i = 0; i < n && *nheld < room; i++, got++)
-		held[(*nheld)++] = (uint32_t)strtoul(real.PQgetvalue(r, i, 0), NULL, 10);
-	real.PQclear(r);
-	return got;
+	return append_keys(r, held, nheld, room);
 }
 
 int coord_adopt(int pid, uint32_t *held, uint32_t *nheld, uint32_t room)
 {
 	if (!conn)
 		return -1;
-	if (*nheld >= room)
-		return 0;
-	char o[400], *lit = keys_literal(held, *nheld), sql[1024];
-	if (!lit)
-		return 0;
+	char o[500], sql[700];
 	keys_of(o, sizeof o, pid);
-	snprintf(sql, sizeof sql, "select k from %s o where case when k = any('%s'::int[]) then false "
-	         "else pg_try_advisory_lock_shared(%u, k) end limit %u", o, lit, classid,
-	         room - *nheld);
-	free(lit);
+	snprintf(sql, sizeof sql, "select k from %s o where pg_try_advisory_lock_shared(%u, k) "
+	         "limit %u", o, classid, room);
+	*nheld = 0;
 	return fetch_keys(sql, held, nheld, room);
 }
 
@@ -472,7 +558,7 @@ int coord_own_slots(uint32_t *held, uint32_t *nheld, uint32_t room)
 {
 	if (!conn)
 		return -1;
-	char o[400], sql[500];
+	char o[500], sql[600];
 	keys_of(o, sizeof o, 0);
 	snprintf(sql, sizeof sql, "select k from %s o order by k", o);
 	*nheld = 0;

@@ -38,18 +38,18 @@
 #define COORD_SERVER_INTERVAL(interval)  (2 * (interval))
 #define COORD_SERVER_USER_TIMEOUT(ms)    (2 * (ms))
 
-struct coord_keepalive { int idle, interval, count, user_timeout; };
-/* The host's keepalive settings for a conninfo (ours unless it sets them). */
-void coord_keepalive_of(const char *conninfo, struct coord_keepalive *k);
 /* A standby's application_name begins so (never counted as a host). */
 #define COORD_STANDBY_PREFIX "pqshim-standby "
 #define COORD_MAX_HOSTS 64      /* = SHARE_MAX_HOSTS: the census keeps the first 64 */
 
+#define COORD_GROUPS 17         /* = CAP_LANES: the cluster's slots (0), lane l's (l) */
+
 /* One session in the census: a host's leader. */
 struct coord_host {
 	int pid;                 /* its backend on the coordinator */
-	uint32_t slots;          /* slot locks it holds */
-	int wants;               /* holds the WANT lock */
+	uint32_t slots[COORD_GROUPS];  /* slot locks it holds: the cluster's, each lane's */
+	uint32_t wants;          /* bit g: holds group g's WANT lock */
+	int xwant;               /* holds XWANT: its exclusive lane waits */
 	char appname[64];        /* "pqshim <classid> <host> a=<active> w=<waiting>" */
 };
 
@@ -69,25 +69,35 @@ void coord_forget(void);
  * notified (a slot came free, a host wants), 0: nothing, -1: lost. */
 int coord_wait(int ms);
 
-/* Try to lock up to n free slots of 0..max-1 that `held` (nheld keys) does
- * not list; the keys got are appended to held.  Returns how many, -1 lost. */
-int coord_lock_slots(uint32_t max, uint32_t *held, uint32_t *nheld, uint32_t n);
+/* Try to lock up to n free slots of base..base+max-1 that `held` (nheld
+ * keys) does not list; the keys got are appended to held.  Returns how
+ * many, -1 lost. */
+int coord_lock_slots(uint32_t base, uint32_t max, uint32_t *held, uint32_t *nheld, uint32_t n);
 /* Unlock the last n keys of held and tell the others.  0, or -1 lost. */
 int coord_unlock_slots(uint32_t *held, uint32_t *nheld, uint32_t n);
-/* Announce (on = 1) or withdraw unmet demand.  0, or -1 lost. */
-int coord_want(int on);
+/* Announce (on = 1) or withdraw unmet demand: hold the key (a WANT key,
+ * XWANT) shared, and notify.  0, or -1 lost. */
+int coord_want(uint32_t key, int on);
 /* Every host's locks in this class, and the coordinator's clock (ms; left
  * alone when no host holds anything).  Number of hosts, or -1 lost. */
 int coord_census(struct coord_host *hosts, int max, uint64_t *server_ms);
+
+/* The gate (lease_seg.h).  Take G and S shared, both or neither, unless a
+ * session holds XWANT: 1 held, 0 not, -1 lost. */
+int coord_gate_share(void);
+/* Try key (excl: exclusive; else shared), only while session `pid` holds
+ * `if_key` in that mode too (pid 0: no condition): 1 got, 0 not, -1 lost. */
+int coord_try_key(uint32_t key, int excl, int pid, uint32_t if_key, int if_excl);
+/* Unlock key (in that mode) and tell the others.  0, or -1 lost. */
+int coord_unlock_key(uint32_t key, int excl);
 /* The standby (lease_seg.h): hold, shared, every slot key of keys (the
  * leader's) that the leader's session `leader_pid` holds now, and let go
  * of those it holds that keys does not list (with a NOTIFY when any came
  * free).  0; 1 when it could not be done (no memory, the statement
  * failed) on a connection still up: try again later; -1 lost. */
 int coord_mirror(const uint32_t *keys, uint32_t nkeys, int leader_pid);
-/* Lock, shared, the slot keys session `pid` holds that held does not list
- * (a leader taking over its standby's); appended to held (room keys in
- * all).  How many, or -1 lost. */
+/* Lock, shared, the slot keys session `pid` holds (a leader taking over
+ * its standby's), into held (room keys in all).  How many, or -1 lost. */
 int coord_adopt(int pid, uint32_t *held, uint32_t *nheld, uint32_t room);
 /* The slot keys this session holds, into held (a promoted standby).  How
  * many, or -1 lost. */

@@ -19,11 +19,14 @@
  *   objid   = 0 .. max_active-1          the cluster's slots (exclusive);
  *   objid   = LEASE_KEY_WANT             held shared by every host whose
  *                                        processes wait (unmet demand);
- *   objid   = LEASE_KEY_LANE(l, k)       lanes to come: lane l's slot k;
- *   objid   = LEASE_KEY_GATE             lanes to come: every host with work
- *                                        holds it shared, an exclusive lane
- *                                        exclusive (PostgreSQL's own
- *                                        shared/exclusive advisory locks).
+ *   objid   = LEASE_KEY_LANE(l, k)       lane l's slot k, k < its max_active
+ *                                        (held like the cluster's slots);
+ *   objid   = LEASE_KEY_LANE_WANT(l)     held shared by every host whose lane l
+ *                                        has unmet demand;
+ *   objid   = LEASE_KEY_GATE, _GATE_STANDBY  the gate of a policy with an
+ *                                        exclusive lane (below);
+ *   objid   = LEASE_KEY_XWANT            held shared by every leader whose host
+ *                                        has an exclusive lane's work waiting.
  * Two policies with different segment names never share a classid unless
  * their names collide in 31 bits; `pqshim stat` shows the classid.
  *
@@ -52,6 +55,25 @@
  * admits more.  Every process's thread blocks on the standby mutex; only
  * the standby looks at the leader mutex.
  *
+ * The gate (a policy with an exclusive lane; lease_gate.c).  An exclusive
+ * lane's transaction must overlap no other transaction of any host.  Two
+ * keys, G (LEASE_KEY_GATE) and S (LEASE_KEY_GATE_STANDBY):
+ *  - a host admits non-exclusive work only while its leader holds G and S
+ *    shared and its standby (when in place) holds S shared;
+ *  - a host admits an exclusive lane's transaction only while its leader
+ *    holds G exclusive and S is held exclusive by its standby (when in
+ *    place; else by the leader).
+ * So no two hosts admit in conflicting modes, and the death of either
+ * session of a host leaves the other holding a key that keeps every
+ * conflicting host out.  A host whose exclusive lane has a waiter takes
+ * XWANT (and notifies); a leader that sees another host's XWANT admits
+ * nothing new (its semaphore closed), lets G and S go once its count is 0,
+ * and takes them back only when nobody holds XWANT (the same statement
+ * tests it): the exclusive requester, having let its own go once its
+ * host's other work drained, gets G exclusive by a try at its next retry,
+ * and cannot starve.  The host's cap says what it may admit: SEM_CLOSED
+ * for non-exclusive work, seg_lanes.gate for the exclusive (cap_lanes.h).
+ *
  * Invariants:
  *  - at most one live leader per segment: the holder of `leader` (a robust
  *    process-shared mutex: the kernel hands it on, EOWNERDEAD, when the
@@ -76,11 +98,18 @@
 
 #define LEASE_KEY_WANT      0x40000000u
 #define LEASE_KEY_GATE      0x40000001u
-#define LEASE_KEY_LANE(l, k) ((uint32_t)(((l) + 1) << 24) | (uint32_t)(k))  /* l < 63, k < 2^24 */
+#define LEASE_KEY_GATE_STANDBY 0x40000002u
+#define LEASE_KEY_XWANT     0x40000003u
+#define LEASE_KEY_LANE(l, k) ((uint32_t)(((l) + 1) << 24) | (uint32_t)(k))  /* l < 63, k < 2^24 - 1 */
+#define LEASE_LANE_WANT_K   0xffffffu
+#define LEASE_KEY_LANE_WANT(l) LEASE_KEY_LANE(l, LEASE_LANE_WANT_K)
+#define LEASE_KEY_SLOTS_END 0x40000000u  /* slot keys (the cluster's and the lanes') lie below */
 #define LEASE_HOST_MAX      64
 #define LEASE_KEYS_MAX      256  /* a host's keys the standby holds too */
 #define LEASE_CONNINFO_MAX  192
 #define LEASE_ERROR_MAX     256
+
+enum lease_gate_mode { GATE_NONE = 0, GATE_SHARED, GATE_EXCL };
 
 enum lease_state {
 	LEASE_NONE = 0,          /* no leader has run yet */
@@ -119,6 +148,14 @@ struct seg_lease {
 	uint32_t nkeys;          /* the leader's slot keys (at most LEASE_KEYS_MAX) */
 	uint32_t keys[LEASE_KEYS_MAX];
 	uint64_t takeovers;      /* standbys promoted with the keys in hand */
+	/* The gate (see the top): what the leader wants its standby to hold of
+	 * S (enum lease_gate_mode), and what the standby holds (atomic). */
+	uint32_t gate_want;
+	uint32_t gate_standby;
+	uint32_t gate_leader;    /* what the leader holds of G, for the tool */
+	uint32_t excl_hosts;     /* hosts that want the gate exclusive (the last census) */
+	uint64_t gate_excl;      /* times this host got the gate exclusive */
+	uint64_t gate_wait_ns;   /* the last wait for it: XWANT taken -> G and S held */
 	char host[LEASE_HOST_MAX];
 	char coordinator[LEASE_CONNINFO_MAX];  /* host port dbname user: never a password */
 	char error[LEASE_ERROR_MAX];           /* the coordinator's last error */

@@ -375,18 +375,22 @@ static int lane_of(struct conn *c, struct lane_wait *lw)
 {
 	lw->lane = 0;
 	lw->name = NULL;
-	lw->max = __atomic_load_n(&hot.cap->sems[SEM_ACTIVE].max, __ATOMIC_RELAXED);
+	lw->max = g.pol.scope == SCOPE_CLUSTER ? g.pol.max_active   /* not this host's lease */
+	          : __atomic_load_n(&hot.cap->sems[SEM_ACTIVE].max, __ATOMIC_RELAXED);
 	lw->timeout_ms = g.pol.wait_timeout_ms;
 	if (!c || !(__atomic_load_n(&hot.cap->sems[SEM_ACTIVE].word, __ATOMIC_RELAXED) & SEM_LANES))
 		return 0;
 	lw->lane = lanes_index(c);
 	struct seg_lane *l = &hot.cap->lanes.lane[lw->lane];
 	lw->name = l->name;
+	uint32_t max = l->max;       /* the policy's, not a cluster host's share of it */
 	for (int i = 0; lw->lane && i < g.pol.nlanes; i++)
-		if (strcmp(g.pol.lanes[i].name, l->name) == 0)
+		if (strcmp(g.pol.lanes[i].name, l->name) == 0) {
 			lw->timeout_ms = g.pol.lanes[i].wait_timeout_ms;
-	if (l->max)
-		lw->max = l->max;
+			max = g.pol.lanes[i].max_active;
+		}
+	if (max && max != CAP_LANE_NONE)
+		lw->max = max;
 	return 1;
 }
 

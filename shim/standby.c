@@ -50,6 +50,45 @@ static int read_keys(struct seg_lease *L, uint32_t *keys, uint32_t *n, uint32_t 
 	return 0;
 }
 
+static uint32_t held_s;           /* what this standby's session holds of S (lease_seg.h) */
+
+uint32_t standby_gate_held(void)
+{
+	return held_s;
+}
+
+static void gate_lost(struct seg_lease *L)
+{
+	held_s = GATE_NONE;
+	__atomic_store_n(&L->gate_standby, GATE_NONE, __ATOMIC_RELEASE);
+}
+
+/* Hold S as the leader wants (lease_gate.c): shared only while the leader
+ * holds S shared, exclusive only while it holds G exclusive (so never
+ * against the leader, nor for a leader that lost its session).  0, -1 lost. */
+static int follow_gate(struct seg_lease *L)
+{
+	uint32_t want = __atomic_load_n(&L->gate_want, __ATOMIC_ACQUIRE);
+	if (want == held_s)
+		return 0;
+	if (held_s != GATE_NONE) {
+		if (coord_unlock_key(LEASE_KEY_GATE_STANDBY, held_s == GATE_EXCL) < 0)
+			return -1;
+		held_s = GATE_NONE;
+	}
+	if (want != GATE_NONE) {
+		int excl = want == GATE_EXCL;
+		int r = coord_try_key(LEASE_KEY_GATE_STANDBY, excl, (int)L->backend_pid,
+		                      excl ? LEASE_KEY_GATE : LEASE_KEY_GATE_STANDBY, excl);
+		if (r < 0)
+			return -1;
+		if (r)
+			held_s = want;
+	}
+	__atomic_store_n(&L->gate_standby, held_s, __ATOMIC_RELEASE);
+	return 0;
+}
+
 int standby_run(struct seg_lease *L)
 {
 	char app[64], host[LEASE_HOST_MAX] = "?", err[LEASE_ERROR_MAX];
@@ -67,12 +106,14 @@ int standby_run(struct seg_lease *L)
 		if (standby_take(&L->leader, 1) == 0) {
 			L->standby_pid = 0;
 			__atomic_store_n(&L->standby_backend, 0, __ATOMIC_RELEASE);
+			__atomic_store_n(&L->gate_standby, GATE_NONE, __ATOMIC_RELEASE);
 			pthread_mutex_unlock(&L->standby);
 			return 1;
 		}
 		uint32_t seen = __atomic_load_n(&L->keys_gen, __ATOMIC_ACQUIRE);
 		if (!coord_connected()) {
 			__atomic_store_n(&L->standby_backend, 0, __ATOMIC_RELEASE);
+			gate_lost(L);
 			if (mono_ms() >= next_connect) {
 				if (coord_connect(g.pol.coordinator, app, lease_classid(g.seg.name), err,
 				                  sizeof err) != 0)
@@ -82,7 +123,11 @@ int standby_run(struct seg_lease *L)
 			}
 		} else if (coord_wait(0) < 0) {
 			__atomic_store_n(&L->standby_backend, 0, __ATOMIC_RELEASE);
+			gate_lost(L);
 			continue;            /* lost: its locks went with it */
+		} else if (__atomic_load_n(&L->state, __ATOMIC_ACQUIRE) == LEASE_OK && L->backend_pid
+		           && follow_gate(L) < 0) {
+			continue;            /* lost (the next turn says so) */
 		} else if (seen != done && __atomic_load_n(&L->state, __ATOMIC_ACQUIRE) == LEASE_OK
 		           && L->backend_pid && read_keys(L, keys, &n, &gen) == 0) {
 			/* (while the leader has lost its session, we keep what we hold) */

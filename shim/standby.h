@@ -18,4 +18,8 @@ int standby_take(pthread_mutex_t *m, int try);
  * holds L->leader (L->standby let go), 0 when the process is exiting. */
 int standby_run(struct seg_lease *L);
 
+/* What the standby's session holds of the gate's S (enum lease_gate_mode):
+ * a promoted standby's leader starts from it. */
+uint32_t standby_gate_held(void);
+
 #endif

@@ -90,7 +90,7 @@ static void read_hosts(PGconn *c, struct cluster_view *v, uint32_t classid)
 	 * those that announce themselves by name (a leader with no slot); a
 	 * standby (lease_seg.h) holds its leader's slots again: not a host. */
 	snprintf(sql, sizeof sql,
-	         "with l as (select pid, count(*) filter (where objid < %u::oid) as slots, "
+	         "with l as (select pid, count(*) filter (where objid < %u::oid) as slots, "  /* not the lanes' */
 	         "bool_or(objid = %u::oid) as wants from pg_locks where locktype = 'advisory' "
 	         "and granted and objsubid = 2 and classid = %u::oid and database = "
 	         "(select oid from pg_database where datname = current_database()) and pid not in "
@@ -101,7 +101,7 @@ static void read_hosts(PGconn *c, struct cluster_view *v, uint32_t classid)
 	         "select coalesce(l.pid, a.pid), coalesce(l.slots, 0), coalesce(l.wants, false), "
 	         "coalesce(a.application_name, (select application_name from pg_stat_activity s "
 	         "where s.pid = l.pid), '') from l full join a on a.pid = l.pid order by 1",
-	         LEASE_KEY_WANT, LEASE_KEY_WANT, classid, classid);
+	         LEASE_KEY_LANE(0, 0), LEASE_KEY_WANT, classid, classid);
 	PGresult *r = PQexec(c, sql);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 		snprintf(v->error, sizeof v->error, "%s", PQresultErrorMessage(r));

@@ -25,6 +25,12 @@
 #                           pg_sleep(SECS)` each, then say IDLE ($T/idle.out)
 #                           and idle, holding the host's lease (sets IDLE:
 #                           its pid); waits until it says so
+#   cluster_policy NAME MAX TIMEOUT [MORE]  a scope = cluster policy on the bed's
+#                           primary's database $CDB (coord_db first), max_active
+#                           MAX, wait_timeout TIMEOUT, log $T/NAME.log, then MORE
+#                           (lanes...); prints its path
+#   host_load HOST NAME POLICY TBL APP ARGS...  tests/clients/py_lane_load.py on
+#                           HOST under POLICY (lane_lib.sh's lane_load, on a host)
 [ "$(id -u)" = 0 ] || fail "the cluster tests simulate hosts with namespaces: run as root"
 command -v unshare >/dev/null && command -v nsenter >/dev/null || fail "unshare/nsenter missing (util-linux)"
 
@@ -136,3 +142,24 @@ idle_lease() {
 	wait_until 20 _idle_said || fail "the idle process on $1: $(cat "$T/idle.err")"
 }
 _idle_said() { grep -q IDLE "$T/idle.out"; }
+
+cluster_policy() {
+	policy_new "$1" "[cap]
+scope = cluster
+coordinator = host=$PQT_SOCKDIR port=$PQT_PRIMARY_PORT dbname=$CDB user=postgres
+max_active = $2
+wait_timeout = $3
+${4:-}
+[shim]
+log = $T/$1.log
+"
+}
+host_load() {
+	local h=$1 n=$2 pol=$3 tbl=$4 app=$5
+	shift 5
+	(PQSHIM_POLICY=$pol LD_PRELOAD=$PQSHIM_LIB on_host "$h" timeout 60 "$PY" \
+		"$PQT_ROOT/tests/clients/py_lane_load.py" --app "$app" --table "$tbl" "$@") \
+		>"$T/$n.out" 2>"$T/$n.err" &
+	bg_track "$!"
+	LANE_PID[$n]=$!
+}

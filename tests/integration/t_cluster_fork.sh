@@ -24,14 +24,7 @@ set -euo pipefail
 [ -x "$PQSHIM" ] && [ -f "$PQSHIM_LIB" ] || fail "build first: no $PQSHIM or $PQSHIM_LIB"
 
 coord_db pqt_coordf_$$
-POL=$(policy_new fork "[cap]
-scope = cluster
-coordinator = host=$PQT_SOCKDIR port=$PQT_PRIMARY_PORT dbname=$CDB user=postgres
-max_active = 4
-wait_timeout = 10s
-[shim]
-log = $T/fork.log
-")
+POL=$(cluster_policy fork 4 10s)
 leaders() { # the leaders' sessions on the coordinator (their application_name)
 	sql_primary "select count(*) from pg_stat_activity where datname = '$CDB'
 		and application_name like 'pqshim %'"

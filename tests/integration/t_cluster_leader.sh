@@ -24,14 +24,7 @@ set -euo pipefail
 [ -x "$PQSHIM" ] && [ -f "$PQSHIM_LIB" ] || fail "build first: no $PQSHIM or $PQSHIM_LIB"
 
 coord_db pqt_coordl_$$
-POL=$(policy_new lead "[cap]
-scope = cluster
-coordinator = host=$PQT_SOCKDIR port=$PQT_PRIMARY_PORT dbname=$CDB user=postgres
-max_active = 4
-wait_timeout = 20s
-[shim]
-log = $T/lead.log
-")
+POL=$(cluster_policy lead 4 20s)
 host_up h1
 host_up h2
 sql_primary "create table llog (host text, t0 timestamptz, t1 timestamptz)" >/dev/null
