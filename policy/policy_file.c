@@ -199,11 +199,6 @@ int policy_unsupported(const struct policy *p, const char *name,
 		policy_add_error(errs, name, p->lanes[i].line,
 		                 "[lane \"%s\"]: lanes are not supported by this build yet",
 		                 p->lanes[i].name);
-	/* The cluster lease counts the host's slots, not its lanes': lanes
-	 * under it would half-work (lease.c grants without the lanes' queue). */
-	if (0)
-		policy_add_error(errs, name, p->lanes[0].line,
-		                 "lanes with scope = cluster are not supported by this build yet");
 	return errs->count > before ? -1 : 0;
 }
 

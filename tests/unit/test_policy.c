@@ -1287,7 +1287,7 @@ static void match_conditions_are_checked(void **state)
 /* ------------------------------------------------------------------------ */
 /* What this build refuses                                                  */
 
-static void cluster_and_lanes_are_refused_until_they_land(void **state)
+static void cluster_and_lanes_pass_once_built(void **state)
 {
 	struct policy_errors e;
 
@@ -1309,13 +1309,12 @@ static void cluster_and_lanes_are_refused_until_they_land(void **state)
 		parses("[cap]\nmax_active = 2\n\nscope = cluster\ncoordinator = host=c\n"
 		       "[lane \"web\"]\nmatch = user=web\n[lane \"batch\"]\nmatch = user=batch\n");
 		e.count = 0;
-		assert_int_equal(policy_unsupported(&pol, "t.ini", &e), -1);
 		if (POLICY_HAS_CLUSTER) {
-			/* both built, not together: one error, at the first lane */
-			assert_int_equal(e.count, 1);
-			assert_string_equal(e.msg[0], "t.ini:6: lanes with scope = cluster are not "
-			                    "supported by this build yet");
+			/* both built: lanes with scope = cluster pass too (issue 14) */
+			assert_int_equal(policy_unsupported(&pol, "t.ini", &e), 0);
+			assert_int_equal(e.count, 0);
 		} else {
+			assert_int_equal(policy_unsupported(&pol, "t.ini", &e), -1);
 			assert_int_equal(e.count, 1);
 		}
 		/* scope = cluster alone passes */
@@ -1514,10 +1513,19 @@ static void load_refuses_what_this_build_does_not_do(void **state)
 	if (!POLICY_HAS_CLUSTER)
 		file_fails_with("[cap]\nscope = cluster\ncoordinator = host=db1\n",
 		                ":2: scope = cluster is not supported by this build yet");
-	if (POLICY_HAS_LANES && POLICY_HAS_CLUSTER)
-		file_fails_with("[cap]\nmax_active = 2\nscope = cluster\ncoordinator = host=db1\n"
-		                "[lane \"web\"]\nmatch = user=web\n",
-		                ":5: lanes with scope = cluster are not supported by this build yet");
+	if (POLICY_HAS_LANES && POLICY_HAS_CLUSTER) {
+		/* lanes across hosts: loaded whole, an exclusive lane and a capped one */
+		write_policy("[cap]\nmax_active = 2\nscope = cluster\ncoordinator = host=db1\n"
+		             "[lane \"web\"]\nmatch = user=web\nmax_active = 1\n"
+		             "[lane \"migrations\"]\nmatch = application_name=migrate-*\n"
+		             "exclusive = yes\n", 0600);
+		assert_int_equal(policy_load(tmp_path, &pol, &errs), 0);
+		assert_int_equal(pol.scope, SCOPE_CLUSTER);
+		assert_int_equal(pol.nlanes, 2);
+		assert_int_equal(pol.lanes[0].max_active, 1);
+		assert_int_equal(pol.lanes[1].exclusive, 1);
+		unlink(tmp_path);
+	}
 	if (POLICY_HAS_LANES) {
 		/* the example of every use of lanes loads whole */
 		write_policy("[cap]\nmax_active = 4\n[lane \"migrations\"]\n"
@@ -1588,7 +1596,7 @@ int main(void)
 		cmocka_unit_test(lane_keys_are_checked),
 		cmocka_unit_test(priorities_are_signed),
 		cmocka_unit_test(match_conditions_are_checked),
-		cmocka_unit_test(cluster_and_lanes_are_refused_until_they_land),
+		cmocka_unit_test(cluster_and_lanes_pass_once_built),
 		cmocka_unit_test(a_change_is_taken_once_quiet),
 		cmocka_unit_test(a_change_time_in_the_future_is_not_trusted),
 		cmocka_unit_test(load_refuses_devices_at_once),
