@@ -349,7 +349,8 @@ int coord_want(uint32_t key, int on)
 int coord_census(struct coord_host *hosts, int max, uint64_t *server_ms)
 {
 	/* One row per session and group: g 0 the cluster's slots (and WANT,
-	 * XWANT), g = l + 1 lane l's slots and its WANT key (k = 2^24 - 1). */
+	 * XWANT), g = l lane l's slots and its WANT key (k = 2^24 - 1; the
+	 * keys LEASE_KEY_LANE(l, k), l > 0). */
 	char sql[1200];
 	snprintf(sql, sizeof sql,
 	         "select l.pid, g, count(*) filter (where l.objid < %u::oid and k <> %u), "
@@ -357,8 +358,8 @@ int coord_census(struct coord_host *hosts, int max, uint64_t *server_ms)
 	         "bool_or(l.objid = %u::oid), coalesce(max(a.application_name), ''), "
 	         "(extract(epoch from clock_timestamp()) * 1000)::bigint "
 	         "from pg_locks l left join pg_stat_activity a on a.pid = l.pid, "
-	         "lateral (select case when l.objid < %u::oid then (l.objid::int8 >> 24)::int "
-	         "else 0 end g, (l.objid::int8 & %u)::int k) x "
+	         "lateral (select case when l.objid < 16777216::oid or l.objid >= %u::oid then 0 "
+	         "else (l.objid::int8 >> 24)::int - 1 end g, (l.objid::int8 & %u)::int k) x "
 	         "where l.locktype = 'advisory' and l.granted and l.objsubid = 2 "
 	         "and l.classid = %u::oid and l.database = (select oid from pg_database "
 	         "where datname = current_database()) "
