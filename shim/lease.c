@@ -446,6 +446,7 @@ static void reach(struct seg_lease *L)
 	gate_forget(L, GATE_NONE);
 	ld.published[0] = '\0';
 	ld.next_try_ms = 0;
+	ld.note = 1;                 /* a census at once (see take_over) */
 	local_set(ld.pool[0].local = 0);     /* until slots are leased */
 	lanes_local(0);
 	/* Our last session's keys that the standby kept: ours again. */
@@ -491,6 +492,7 @@ static int take_over(struct seg_lease *L)
 	ld.published[0] = '\0';
 	ld.next_publish_ms = 0;      /* say at once that we lead */
 	ld.next_try_ms = 0;
+	ld.note = 1;                 /* a census at once: wants announced before we led */
 	/* What the old leader let the host use is covered by our keys; a raise
 	 * above it waits for the next standby (keys_changed). */
 	uint64_t w = __atomic_load_n(&hot.cap->sems[SEM_ACTIVE].word, __ATOMIC_ACQUIRE);

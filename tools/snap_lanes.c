@@ -30,6 +30,14 @@ void snap_read_lanes(const struct seg_header *h, struct snapshot *s)
 		if (!o->name[0])
 			snprintf(o->name, sizeof o->name, "default");
 		o->max_active = __atomic_load_n(&l->max, __ATOMIC_RELAXED);
+		/* scope = cluster: the segment has this host's share; the lane's
+		 * cap is the policy's (the cluster's) */
+		for (int k = 0; i > 0 && s->policy.loaded && k < s->policy.pol.nlanes; k++)
+			if (s->policy.pol.scope == SCOPE_CLUSTER
+			    && strcmp(s->policy.pol.lanes[k].name, o->name) == 0)
+				o->max_active = s->policy.pol.lanes[k].max_active;
+		if (o->max_active == CAP_LANE_NONE)
+			o->max_active = 0;
 		o->active = lw_count(__atomic_load_n(&l->word, __ATOMIC_RELAXED));
 		o->waiting = __atomic_load_n(&l->waiting, __ATOMIC_RELAXED);
 		o->exclusive = __atomic_load_n(&l->exclusive, __ATOMIC_RELAXED);
