@@ -123,6 +123,32 @@ static void read_hosts(PGconn *c, struct cluster_view *v, uint32_t classid)
 	PQclear(r);
 }
 
+/* The lanes' slots held by every host (the leaders' sessions: a standby
+ * holds the same keys again), and who holds the gate exclusive. */
+static void read_lanes(PGconn *c, struct cluster_view *v, uint32_t classid)
+{
+	char sql[900];
+	snprintf(sql, sizeof sql,
+	         "select case when objid = %u::oid then -1 else (objid::int8 >> 24)::int - 1 end, "
+	         "count(distinct objid) from pg_locks where locktype = 'advisory' and granted "
+	         "and objsubid = 2 and classid = %u::oid and database = (select oid from pg_database "
+	         "where datname = current_database()) and ((objid >= %u::oid and objid < %u::oid "
+	         "and (objid::int8 & %u) <> %u) or (objid = %u::oid and mode = 'ExclusiveLock')) "
+	         "group by 1", LEASE_KEY_GATE, classid, LEASE_KEY_LANE(0, 0), LEASE_KEY_SLOTS_END,
+	         LEASE_LANE_WANT_K, LEASE_LANE_WANT_K, LEASE_KEY_GATE);
+	PGresult *r = PQexec(c, sql);
+	for (int i = 0; PQresultStatus(r) == PGRES_TUPLES_OK && i < PQntuples(r); i++) {
+		int lane = atoi(PQgetvalue(r, i, 0));
+		uint32_t n = (uint32_t)strtoul(PQgetvalue(r, i, 1), NULL, 10);
+		if (lane < 0)
+			v->gate_exclusive = n;
+		for (int k = 0; k < v->nlanes; k++)
+			if (lane > 0 && v->lanes[k].index == (unsigned)lane)
+				v->lanes[k].held = n;
+	}
+	PQclear(r);
+}
+
 void cluster_read(const struct segment *seg, const struct snapshot *s)
 {
 	struct cluster_view *v = &view;
@@ -145,9 +171,26 @@ void cluster_read(const struct segment *seg, const struct snapshot *s)
 		return;
 	}
 	describe(p->pol.coordinator, v->coordinator, sizeof v->coordinator);
+	/* the capped lanes: the policy's cap, this host's share */
+	const struct seg_lanes *SL = &seg->hdr->cap.lanes;
+	for (int i = 0; i < p->pol.nlanes && i + 1 < CAP_LANES; i++) {
+		const struct seg_lane *l = &SL->lane[i + 1];
+		v->gated |= p->pol.lanes[i].exclusive;
+		if (p->pol.lanes[i].exclusive || !p->pol.lanes[i].max_active
+		    || strcmp(l->name, p->pol.lanes[i].name) != 0)
+			continue;
+		struct cluster_lane *cl = &v->lanes[v->nlanes++];
+		snprintf(cl->name, sizeof cl->name, "%s", p->pol.lanes[i].name);
+		cl->max_active = p->pol.lanes[i].max_active;
+		uint32_t m = __atomic_load_n(&l->max, __ATOMIC_RELAXED);
+		cl->leased = m == CAP_LANE_NONE ? 0 : m;
+		cl->index = (unsigned)i + 1;
+	}
 	PGconn *c = reach(p->pol.coordinator, v->error, sizeof v->error);
-	if (c)
+	if (c) {
 		read_hosts(c, v, lease_classid(seg->name));
+		read_lanes(c, v, lease_classid(seg->name));
+	}
 	for (int i = 0; i < v->nhosts; i++) {
 		struct cluster_host *h = &v->hosts[i];
 		if (v->lease.backend_pid && h->pid == (int)v->lease.backend_pid) {
@@ -157,6 +200,11 @@ void cluster_read(const struct segment *seg, const struct snapshot *s)
 			h->waiting = s->cap.waiting;
 		}
 	}
+}
+
+static const char *gate_word(uint32_t m)
+{
+	return m == GATE_EXCL ? "exclusive" : m == GATE_SHARED ? "shared" : "none";
 }
 
 void cluster_json(FILE *out, const struct snapshot *s)
@@ -193,6 +241,22 @@ void cluster_json(FILE *out, const struct snapshot *s)
 	/* the standby in place: it holds this host's slots again (lease_seg.h) */
 	if (lease_standby_alive(L))
 		fprintf(out, "%d", L->standby_pid);
+	else
+		fputs("null", out);
+	fputs(",\n              \"lanes\": [", out);
+	for (int i = 0; i < v->nlanes; i++) {
+		const struct cluster_lane *l = &v->lanes[i];
+		fprintf(out, "%s{\"name\": ", i ? ", " : "");
+		snap_json_string(out, l->name);
+		fprintf(out, ", \"max_active\": %u, \"leased\": %u, \"held\": %u}", l->max_active,
+		        l->leased, l->held);
+	}
+	fputs("], \"gate\": ", out);
+	if (v->gated)
+		fprintf(out, "{\"this_host\": \"%s\", \"standby\": \"%s\", \"exclusive_waiting_hosts\": %u, "
+		        "\"held_exclusive\": %u, \"exclusive_grants\": %llu, \"last_wait_ms\": %.1f}",
+		        gate_word(L->gate_leader), gate_word(L->gate_standby), L->excl_hosts,
+		        v->gate_exclusive, (unsigned long long)L->gate_excl, L->gate_wait_ns / 1e6);
 	else
 		fputs("null", out);
 	fprintf(out, ", \"coordinator_statements\": %llu, \"error\": ",
@@ -236,6 +300,18 @@ void cluster_table(FILE *out, const struct snapshot *s)
 		        h->active, h->waiting, h->wants ? "  wants more" : "",
 		        h->local ? "  (this host)" : "");
 	}
+	for (int i = 0; i < v->nlanes; i++) {
+		const struct cluster_lane *l = &v->lanes[i];
+		char name[CAP_LANE_NAME];
+		snap_printable(name, sizeof name, l->name);
+		fprintf(out, "  lane %-20s held %3u/%u in the cluster, this host leases %u\n", name,
+		        l->held, l->max_active, l->leased);
+	}
+	if (v->gated)
+		fprintf(out, "  gate: this host %s (standby %s), hosts waiting for it exclusive %u, "
+		        "exclusive grants here %llu (last wait %.1f ms)\n", gate_word(L->gate_leader),
+		        gate_word(L->gate_standby), L->excl_hosts, (unsigned long long)L->gate_excl,
+		        L->gate_wait_ns / 1e6);
 }
 
 void cluster_prometheus(FILE *out, const struct snapshot *s)

@@ -20,6 +20,15 @@ struct cluster_host {
 	int wants, pid, local;
 };
 
+/* A lane's slots across hosts (capped, non-exclusive lanes only). */
+struct cluster_lane {
+	char name[CAP_LANE_NAME];
+	unsigned index;                  /* in the segment's table (its keys' l) */
+	uint32_t max_active;             /* the policy's: the cluster's cap of the lane */
+	uint32_t leased;                 /* this host's share (the segment) */
+	uint32_t held;                   /* held by every host (the coordinator) */
+};
+
 struct cluster_view {
 	int on;                          /* the cap's scope is cluster */
 	struct seg_lease lease;          /* this host's, as the segment says */
@@ -29,6 +38,10 @@ struct cluster_view {
 	uint32_t held, max_active;
 	int nhosts;
 	struct cluster_host hosts[CLUSTER_MAX_HOSTS];
+	int nlanes;
+	struct cluster_lane lanes[CAP_LANES];
+	int gated;                       /* the policy has an exclusive lane (lease_seg.h) */
+	uint32_t gate_exclusive;         /* sessions holding the gate's G exclusive (the coordinator) */
 };
 
 /* Read the cluster as it stands for snapshot s (this host's lease from the

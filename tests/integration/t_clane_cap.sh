@@ -34,7 +34,17 @@ for h in h1 h2 h3; do
 	host_load "$h" "rep$h" "$POL" $TBL "rep-$h" --threads 2 --seconds 5 --sleep 0.02
 	host_load "$h" "web$h" "$POL" $TBL "web-$h" --threads 2 --seconds 5 --sleep 0.02
 done
+sleep 2.5
+host_stat h1 "$POL" >"$T/stat.json" || fail "pqshim stat on h1"
+nsenter -t "${HOST_PID[h1]}" -m -u -- "$PQSHIM" stat -p "$POL" >"$T/stat.txt"
 lane_wait reph1 reph2 reph3 webh1 webh2 webh3
+note "stat on h1 mid-run: $(jq -c '{lanes: [.lanes[] | {name, max_active, active, waiting}], cluster: .cluster.lanes}' "$T/stat.json")"
+assert_eq "$(jq -r '.lanes[] | select(.name == "reports") | .max_active' "$T/stat.json")" 1 "stat: the reports lane's max_active (the cluster's)"
+assert_eq "$(jq -r '.cluster.lanes[] | "\(.name) \(.max_active)"' "$T/stat.json")" "reports 1" "stat: the cluster's lanes"
+assert_le "$(jq -r '.cluster.lanes[0].held' "$T/stat.json")" 1 "stat: the reports lane's slots held in the cluster"
+assert_eq "$(jq -r .cluster.gate "$T/stat.json")" null "stat: no gate without an exclusive lane"
+grep -q '^  lane reports  *held  *[01]/1 in the cluster, this host leases [01]$' "$T/stat.txt" ||
+	fail "stat table: no line for the reports lane: $(cat "$T/stat.txt")"
 note "rows: $(q "select string_agg(app || ' ' || n, ', ' order by app) from (select app, count(*) n from $TBL group by app) s")"
 rep=$(overlap "(select * from $TBL where app like 'rep-%') r")
 all=$(overlap $TBL)

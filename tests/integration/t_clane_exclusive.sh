@@ -59,4 +59,7 @@ note "stat on h1: $(jq -c '{lanes: [.lanes[] | {name, exclusive, waits, timeouts
 assert_eq "$(jq -r '[.lanes[].name] | join(" ")' "$T/stat.json")" "default migrations" "stat: the lanes on h1"
 assert_eq "$(jq -r '.lanes[] | select(.name == "migrations") | "\(.exclusive) \(.waits)"' "$T/stat.json")" "true 1" \
 	"stat: the migrations lane (exclusive, waits)"
+assert_eq "$(jq -r '.cluster.gate | "\(.this_host) \(.exclusive_grants) \(.held_exclusive)"' "$T/stat.json")" "shared 1 0" \
+	"stat on h1 after the migration: the gate (this host's hold, exclusive grants, held exclusive now)"
+assert_le "$(jq -r .cluster.gate.last_wait_ms "$T/stat.json")" 500 "stat on h1: the migration's wait for the gate (ms)"
 echo "ok: the migration ran alone in the cluster after waiting $wait_s s"
