@@ -99,11 +99,41 @@ static int due(int note)
 	return 1;
 }
 
-/* The host's exclusive lane waits or runs. */
-static int tick_exclusive(struct seg_lease *L, uint64_t w, int note, uint32_t lease)
+/* The host's non-exclusive work running, with its semaphore closed first
+ * (no fast path lands after: its CAS fails on the changed word), so that
+ * a 0 stays 0 while the gate's shared keys go. */
+static uint32_t others_running(void)
 {
-	struct seg_lanes *lanes = &hot.cap->lanes;
-	uint32_t others = sem_count(w) - __atomic_load_n(&lanes->excl_active, __ATOMIC_RELAXED);
+	cap_set_closed(&g.seg, hot.cap, SEM_ACTIVE, 1);
+	uint64_t w = __atomic_load_n(&hot.cap->sems[SEM_ACTIVE].word, __ATOMIC_SEQ_CST);
+	return sem_count(w) - __atomic_load_n(&hot.cap->lanes.excl_active, __ATOMIC_SEQ_CST);
+}
+
+/* The gate is ours and another host's exclusive lane waits: ours that runs
+ * ends, then the gate goes (and we ask again after a pause, so that the
+ * other host, notified, takes it first): the hosts' exclusive work takes
+ * turns, one transaction each, instead of one host's stream keeping it. */
+static int yield_turn(struct seg_lease *L)
+{
+	set_gate(CAP_GATE_SHUT);         /* under the cap's lock: no exclusive admitted after */
+	if (__atomic_load_n(&hot.cap->lanes.excl_active, __ATOMIC_ACQUIRE))
+		return 0;
+	if (let_go(LEASE_KEY_GATE, &gt.g) < 0 || let_go(LEASE_KEY_GATE_STANDBY, &gt.s) < 0
+	    || coord_unlock_key(LEASE_KEY_XWANT, 0) < 0)
+		return -1;
+	standby_should(L, GATE_NONE);
+	gt.x = 0;
+	gt.next_try_ms = mono_ms() + 2 * GATE_RETRY_MS;
+	return 0;
+}
+
+/* The host's exclusive lane waits or runs. */
+static int tick_exclusive(struct seg_lease *L, uint64_t w, int others_x, int note,
+                          uint32_t lease)
+{
+	(void)w;
+	if (gt.g == GATE_EXCL && gt.opened && others_x)
+		return yield_turn(L);
 	if (!gt.x) {
 		if (coord_want(LEASE_KEY_XWANT, 1) < 0)
 			return -1;
@@ -112,13 +142,13 @@ static int tick_exclusive(struct seg_lease *L, uint64_t w, int note, uint32_t le
 		gt.opened = 0;
 	}
 	/* the host's other work done (SEM_EXCL admits no more): shared goes */
-	if ((gt.g == GATE_SHARED || gt.s == GATE_SHARED) && others == 0) {
+	if ((gt.g == GATE_SHARED || gt.s == GATE_SHARED) && others_running() == 0) {
 		if ((gt.g == GATE_SHARED && let_go(LEASE_KEY_GATE, &gt.g) < 0)
 		    || (gt.s == GATE_SHARED && let_go(LEASE_KEY_GATE_STANDBY, &gt.s) < 0))
 			return -1;
 		standby_should(L, GATE_NONE);
 	}
-	if (gt.g == GATE_NONE && gt.s != GATE_SHARED && due(note)) {
+	if (gt.g == GATE_NONE && gt.s != GATE_SHARED && mono_ms() >= gt.next_try_ms && due(note)) {
 		int r = coord_try_key(LEASE_KEY_GATE, 1, 0, 0, 0);
 		if (r < 0)
 			return -1;
@@ -172,7 +202,7 @@ static int tick_shared(struct seg_lease *L, uint64_t w, int others_x, int note)
 	}
 	if (others_x) {
 		/* another host's exclusive waits: nothing new; let go once done */
-		if (gt.g == GATE_SHARED && sem_count(w) == 0) {
+		if (gt.g == GATE_SHARED && others_running() == 0) {
 			if (let_go(LEASE_KEY_GATE, &gt.g) < 0
 			    || (gt.s == GATE_SHARED && let_go(LEASE_KEY_GATE_STANDBY, &gt.s) < 0))
 				return -1;
@@ -199,7 +229,7 @@ static int tick_shared(struct seg_lease *L, uint64_t w, int others_x, int note)
 int gate_tick(struct seg_lease *L, int others_x, int note, uint32_t lease)
 {
 	uint64_t w = __atomic_load_n(&hot.cap->sems[SEM_ACTIVE].word, __ATOMIC_ACQUIRE);
-	int r = (w & SEM_EXCL) ? tick_exclusive(L, w, note, lease)
+	int r = (w & SEM_EXCL) ? tick_exclusive(L, w, others_x, note, lease)
 	                       : tick_shared(L, w, others_x, note);
 	published(L);
 	return r;
