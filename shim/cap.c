@@ -431,6 +431,9 @@ void cap_set_closed(struct segment *seg, struct seg_cap *cap, int sem, int close
 			if (waiter_state(&cap->waiters[i]) == WAITER_QUEUED
 			    && cap->waiters[i].sem == (uint32_t)sem)
 				futex_wake(&cap->waiters[i].futex);
+		for (int i = 0; sem == SEM_ACTIVE && cap->lanes.nwaiting && i < CAP_LANE_WAITERS; i++)
+			if (__atomic_load_n(&cap->lanes.waiters[i].state, __ATOMIC_ACQUIRE) == WAITER_QUEUED)
+				futex_wake(&cap->lanes.waiters[i].futex);   /* the lanes' too */
 	} else {
 		__atomic_fetch_and(&s->word, ~SEM_CLOSED, __ATOMIC_SEQ_CST);
 	}

@@ -252,7 +252,7 @@ enum cap_result cap_lane_acquire_look(struct segment *seg, struct seg_cap *cap,
                                       const char *name, uint8_t *hold, uint8_t *lane_held,
                                       uint32_t proc, int tid, uint64_t timeout_ns,
                                       int holds_other, int try_only, uint64_t *waited_ns,
-                                      void (*look)(void))
+                                      int (*look)(void))
 {
 	struct seg_lanes *L = &cap->lanes;
 	struct seg_proc *p = seg && proc < seg->max_procs ? &seg->procs[proc] : NULL;
@@ -358,8 +358,8 @@ enum cap_result cap_lane_acquire_look(struct segment *seg, struct seg_cap *cap,
 		}
 		if (seg && lane_waiter_state(me) == WAITER_QUEUED)
 			cap_reap(seg, deadline);
-		if (look && lane_waiter_state(me) == WAITER_QUEUED)
-			look();
+		if (look && lane_waiter_state(me) == WAITER_QUEUED && look())
+			deadline = cap_now_ns();     /* given up: out of line at the next turn */
 	}
 	*waited_ns = cap_now_ns() - start;
 	lane_record_wait(cap, lane, p, *waited_ns, result != CAP_OK);

@@ -249,12 +249,13 @@ enum cap_result cap_lane_acquire(struct segment *seg, struct seg_cap *cap, const
                                  uint64_t *waited_ns);
 
 /* The same, calling look() (if not NULL) between the slices of a wait in
- * line (as cap_wait_on's caller looks around).  Every wait ends by its
- * deadline, the lock's included. */
+ * line (as cap_wait_on's caller looks around); a look that answers 1 ends
+ * the wait now, as its deadline would (CAP_TIMEOUT, unless granted at that
+ * moment).  Every wait ends by its deadline, the lock's included. */
 enum cap_result cap_lane_acquire_look(struct segment *seg, struct seg_cap *cap, const char *lane,
                                       uint8_t *hold, uint8_t *lane_held, uint32_t proc,
                                       int tid, uint64_t timeout_ns, int holds_other,
-                                      int try_only, uint64_t *waited_ns, void (*look)(void));
+                                      int try_only, uint64_t *waited_ns, int (*look)(void));
 
 /* Give an active slot back under the lock: held or claimed (HELD,
  * RELEASING, RELEASING_COUNTED), both counts - the global one and its

@@ -432,6 +432,15 @@ void slots_timed_out(struct conn *c, char *buf, size_t size, uint64_t waited_ns)
 	timeout_message(buf, size, SEM_ACTIVE, waited_ns, &lw);
 }
 
+/* Between the slices of a lane's wait: what the global wait below looks at
+ * (lost holders and the tick; the coordinator lost, fail-closed: give up now). */
+static int lane_look(void)
+{
+	char why[LEASE_ERROR_MAX + 256];
+	between_slices();
+	return lease_refused(why, sizeof why) != NULL;
+}
+
 /* Wait for a slot of sem on behalf of c, at most timeout_ns (0: the whole
  * wait_timeout, its lane's for a lane's slot); the message for the program
  * in buf when refused. */
@@ -464,8 +473,10 @@ static enum slot_wait wait_for(struct conn *c, int sem, char *buf, size_t size, 
 		r = cap_lane_acquire_look(capseg, hot.cap, c->lane, hold, &c->rec->lane_held,
 		                          (uint32_t)g.proc_idx, t.tid,
 		                          timeout_ns ? timeout_ns : lw.timeout_ms * 1000000ull,
-		                          thread_busy(c), 0, &waited, between_slices);
+		                          thread_busy(c), 0, &waited, lane_look);
 		max = lw.max;
+		if (r == CAP_TIMEOUT && lease_refused(buf, size))
+			return WAIT_REFUSED;     /* the coordinator lost (fail-closed), as below */
 	} else {
 		lw.name = NULL;
 		lw.max = max;

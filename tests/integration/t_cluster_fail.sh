@@ -183,4 +183,42 @@ wait "$QW" 2>/dev/null || true
 psql_feed qh "commit;"
 held_end qh 0
 
+# ============ the same for a lane's waiter ====================================
+# a policy with lane "reports" (max_active = 1): the waiter queues in the
+# lane; the coordinator stops: it fails at once too.
+coord_restart
+POL=$(policy_new lqueued "[cap]
+scope = cluster
+coordinator = host=127.0.0.1 port=$CPORT dbname=postgres user=postgres
+max_active = 4
+wait_timeout = 20s
+[lane \"reports\"]
+match = application_name=t_cluster_l*
+max_active = 1
+[shim]
+on_error = fail-closed
+log = $T/lqueued.log
+")
+PGAPPNAME=t_cluster_lh psql_hold lh "$POL"
+psql_feed lh "begin;" "select 1;"
+client "$POL" "$T/lw.out" t_cluster_lw 1 30 0.2 - &
+LW=$!
+bg_track "$LW"
+lqueued() { [ "$(jqp "$POL" '.lanes[] | select(.name == "reports") | .waiting')" = 1 ]; }
+wait_until 10 lqueued || fail "lane queued: w never queued: $(stat_json "$POL" | jq -c .lanes)"
+t_stop=$EPOCHREALTIME
+coord_stop
+lanswered() { grep -q . "$T/lw.out"; }
+wait_until 15 lanswered || fail "lane queued: w never answered with the coordinator down: $(cat "$T/lw.out.err")"
+line=$(head -n 1 "$T/lw.out")
+took=$(awk -v a="$t_stop" '{ printf "%.3f", $1 - a; exit }' "$T/lw.out")
+echo "queued in a lane when the coordinator stopped: the waiter failed ${took}s after pg_ctl stop began: $line"
+assert_match "$line" " err 53300 pqshim: no slot: the coordinator \(host=127\.0\.0\.1 port=$CPORT dbname=postgres user=postgres\) is unreachable: .*on_error = fail-closed" \
+	"lane queued: the waiter's first answer (SQLSTATE, text)"
+assert_le "$took" 3 "lane queued: seconds from the coordinator's stop to the waiter's failure"
+kill "$LW" 2>/dev/null || true
+wait "$LW" 2>/dev/null || true
+psql_feed lh "commit;"
+held_end lh 0
+
 echo "ok: fail-closed refuses, fail-open falls back to the host cap, both come back to the cluster"
