@@ -614,8 +614,12 @@ static void lead_tick(struct seg_lease *L, uint64_t now)
 	for (unsigned p = 0; p < CAP_LANES; p++) {
 		struct pool *P = &ld.pool[p];
 		if (!P->max) {
-			if (p == 0)
+			if (p == 0) {
 				unleased(L);
+			} else if (P->nheld) {   /* the lane is no longer capped: its keys go */
+				P->give_to = 0;
+				give_back(L, p);
+			}
 			continue;
 		}
 		if (linger) {

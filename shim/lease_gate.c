@@ -77,6 +77,8 @@ void gate_forget(struct seg_lease *L, uint32_t standby_held)
 	gt.opened = 0;
 	gt.next_try_ms = 0;
 	published(L);
+	if (gate_needed())
+		set_gate(CAP_GATE_SHUT);   /* no exclusive admitted on what the last leader held */
 }
 
 /* Let go of a key the leader holds (mode *held): 0, or -1 lost. */
@@ -148,6 +150,12 @@ static int tick_exclusive(struct seg_lease *L, uint64_t w, int others_x, int not
 			return -1;
 		standby_should(L, GATE_NONE);
 	}
+	/* S without G (a promoted standby's) once nothing exclusive runs here:
+	 * it goes, or a host holding G would wait on us while we wait on it */
+	if (gt.g != GATE_EXCL && gt.s == GATE_EXCL
+	    && !__atomic_load_n(&hot.cap->lanes.excl_active, __ATOMIC_ACQUIRE)
+	    && let_go(LEASE_KEY_GATE_STANDBY, &gt.s) < 0)
+		return -1;
 	if (gt.g == GATE_NONE && gt.s != GATE_SHARED && mono_ms() >= gt.next_try_ms && due(note)) {
 		int r = coord_try_key(LEASE_KEY_GATE, 1, 0, 0, 0);
 		if (r < 0)
