@@ -21,8 +21,6 @@ set -euo pipefail
 ROUNDS=${1:-3}
 # shellcheck source=../integration/lib.sh
 . "$(dirname "$0")/../integration/lib.sh"
-# shellcheck source=../integration/lane_lib.sh
-. "$(dirname "$0")/../integration/lane_lib.sh"
 # shellcheck source=../integration/cluster.sh
 . "$(dirname "$0")/../integration/cluster.sh"
 

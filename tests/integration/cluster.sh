@@ -34,6 +34,8 @@
 [ "$(id -u)" = 0 ] || fail "the cluster tests simulate hosts with namespaces: run as root"
 command -v unshare >/dev/null && command -v nsenter >/dev/null || fail "unshare/nsenter missing (util-linux)"
 
+# host_load is lane_lib.sh's lane_load on a host (its LANE_PID, lane_wait, q)
+[ -n "${LANELOAD:-}" ] || . "$(dirname "${BASH_SOURCE[0]}")/lane_lib.sh"
 declare -A HOST_PID HOST_DEV
 _NET_N=0
 host_up() {

@@ -15,12 +15,9 @@
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
-# shellcheck source=lane_lib.sh
-. "$(dirname "$0")/lane_lib.sh"
 # shellcheck source=cluster.sh
 . "$(dirname "$0")/cluster.sh"
 
-[ -x "$PQSHIM" ] && [ -f "$PQSHIM_LIB" ] || fail "build first: no $PQSHIM or $PQSHIM_LIB"
 coord_db pqt_clanec_$$
 POL=$(cluster_policy clanec 4 20s '[lane "reports"]
 match = application_name=rep-*

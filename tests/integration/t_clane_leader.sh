@@ -16,12 +16,9 @@
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
-# shellcheck source=lane_lib.sh
-. "$(dirname "$0")/lane_lib.sh"
 # shellcheck source=cluster.sh
 . "$(dirname "$0")/cluster.sh"
 
-[ -x "$PQSHIM" ] && [ -f "$PQSHIM_LIB" ] || fail "build first: no $PQSHIM or $PQSHIM_LIB"
 coord_db pqt_clanel_$$
 TBL=t_clanel
 lane_table $TBL

@@ -148,77 +148,50 @@ for mode in fail-closed fail-open; do
 	wait "$cpid" 2>/dev/null || true
 done
 # ============ queued when the coordinator is lost: fail at once ==============
-# fail-closed, max_active = 1, wait_timeout = 20s: psql qh holds the slot in a
-# transaction, a psycopg2 client queues behind it; the coordinator stops: the
-# client fails at once (53300 naming the coordinator), long before its wait_timeout.
-POL=$(policy_new queued "[cap]
+# fail-closed, wait_timeout = 20s: psql h holds the slot in a transaction, a
+# psycopg2 client queues behind it; the coordinator stops: the client fails at
+# once (53300 naming the coordinator), long before its wait_timeout. Once with
+# max_active = 1, once in a lane of one slot ("reports": the waiter queues in
+# the lane).
+queued_fails() { # NAME MAX QUEUED_JQ [LANES]: the case above under policy NAME
+	local name=$1 jqq=$3 pol
+	pol=$(policy_new "$name" "[cap]
 scope = cluster
 coordinator = host=127.0.0.1 port=$CPORT dbname=postgres user=postgres
-max_active = 1
+max_active = $2
 wait_timeout = 20s
+${4:-}
 [shim]
 on_error = fail-closed
-log = $T/queued.log
+log = $T/$name.log
 ")
-PGAPPNAME=t_cluster_qh psql_hold qh "$POL"
-psql_feed qh "begin;" "select 1;"
-client "$POL" "$T/qw.out" t_cluster_qw 1 30 0.2 - &
-QW=$!
-bg_track "$QW"
-queued() { [ "$(jqp "$POL" .cap.waiting)" = 1 ]; }
-wait_until 10 queued || fail "queued: w never queued: $(stat_json "$POL" | jq -c .cap)"
-t_stop=$EPOCHREALTIME
-coord_stop
-answered() { grep -q . "$T/qw.out"; }
-wait_until 15 answered || fail "queued: w never answered with the coordinator down: $(cat "$T/qw.out.err")"
-line=$(head -n 1 "$T/qw.out")
-took=$(awk -v a="$t_stop" '{ printf "%.3f", $1 - a; exit }' "$T/qw.out")
-echo "queued when the coordinator stopped: the waiter failed ${took}s after pg_ctl stop began" \
-	"(wait_timeout 20s): $line"
-assert_match "$line" " err 53300 pqshim: no slot: the coordinator \(host=127\.0\.0\.1 port=$CPORT dbname=postgres user=postgres\) is unreachable: .*on_error = fail-closed" \
-	"queued: the waiter's first answer (SQLSTATE, text)"
-assert_le "$took" 3 "queued: seconds from the coordinator's stop to the waiter's failure"
-kill "$QW" 2>/dev/null || true
-wait "$QW" 2>/dev/null || true
-psql_feed qh "commit;"
-held_end qh 0
-
-# ============ the same for a lane's waiter ====================================
-# a policy with lane "reports" (max_active = 1): the waiter queues in the
-# lane; the coordinator stops: it fails at once too.
+	PGAPPNAME=t_cluster_${name}h psql_hold "${name}h" "$pol"
+	psql_feed "${name}h" "begin;" "select 1;"
+	client "$pol" "$T/${name}w.out" "t_cluster_${name}w" 1 30 0.2 - &
+	local w=$!
+	bg_track "$w"
+	queued() { [ "$(jqp "$pol" "$jqq")" = 1 ]; }
+	wait_until 10 queued || fail "$name: w never queued: $(stat_json "$pol" | jq -c '{cap, lanes}')"
+	t_stop=$EPOCHREALTIME
+	coord_stop
+	answered() { grep -q . "$T/${name}w.out"; }
+	wait_until 15 answered || fail "$name: w never answered with the coordinator down: $(cat "$T/${name}w.out.err")"
+	line=$(head -n 1 "$T/${name}w.out")
+	took=$(awk -v a="$t_stop" '{ printf "%.3f", $1 - a; exit }' "$T/${name}w.out")
+	echo "$name when the coordinator stopped: the waiter failed ${took}s after pg_ctl stop began" \
+		"(wait_timeout 20s): $line"
+	assert_match "$line" " err 53300 pqshim: no slot: the coordinator \(host=127\.0\.0\.1 port=$CPORT dbname=postgres user=postgres\) is unreachable: .*on_error = fail-closed" \
+		"$name: the waiter's first answer (SQLSTATE, text)"
+	assert_le "$took" 3 "$name: seconds from the coordinator's stop to the waiter's failure"
+	kill "$w" 2>/dev/null || true
+	wait "$w" 2>/dev/null || true
+	psql_feed "${name}h" "commit;"
+	held_end "${name}h" 0
+}
+queued_fails queued 1 .cap.waiting
 coord_restart
-POL=$(policy_new lqueued "[cap]
-scope = cluster
-coordinator = host=127.0.0.1 port=$CPORT dbname=postgres user=postgres
-max_active = 4
-wait_timeout = 20s
-[lane \"reports\"]
+queued_fails lqueued 4 '.lanes[] | select(.name == "reports") | .waiting' '[lane "reports"]
 match = application_name=t_cluster_l*
-max_active = 1
-[shim]
-on_error = fail-closed
-log = $T/lqueued.log
-")
-PGAPPNAME=t_cluster_lh psql_hold lh "$POL"
-psql_feed lh "begin;" "select 1;"
-client "$POL" "$T/lw.out" t_cluster_lw 1 30 0.2 - &
-LW=$!
-bg_track "$LW"
-lqueued() { [ "$(jqp "$POL" '.lanes[] | select(.name == "reports") | .waiting')" = 1 ]; }
-wait_until 10 lqueued || fail "lane queued: w never queued: $(stat_json "$POL" | jq -c .lanes)"
-t_stop=$EPOCHREALTIME
-coord_stop
-lanswered() { grep -q . "$T/lw.out"; }
-wait_until 15 lanswered || fail "lane queued: w never answered with the coordinator down: $(cat "$T/lw.out.err")"
-line=$(head -n 1 "$T/lw.out")
-took=$(awk -v a="$t_stop" '{ printf "%.3f", $1 - a; exit }' "$T/lw.out")
-echo "queued in a lane when the coordinator stopped: the waiter failed ${took}s after pg_ctl stop began: $line"
-assert_match "$line" " err 53300 pqshim: no slot: the coordinator \(host=127\.0\.0\.1 port=$CPORT dbname=postgres user=postgres\) is unreachable: .*on_error = fail-closed" \
-	"lane queued: the waiter's first answer (SQLSTATE, text)"
-assert_le "$took" 3 "lane queued: seconds from the coordinator's stop to the waiter's failure"
-kill "$LW" 2>/dev/null || true
-wait "$LW" 2>/dev/null || true
-psql_feed lh "commit;"
-held_end lh 0
+max_active = 1'
 
 echo "ok: fail-closed refuses, fail-open falls back to the host cap, both come back to the cluster"
