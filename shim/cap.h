@@ -126,7 +126,9 @@ struct seg_waiter {
 #define LANE_HELD_EXCL    0x80   /* seg_conn.lane_held: an exclusive hold */
 #define CAP_LANE_NONE     0xffffffffu  /* seg_lane.max: scope = cluster, this host
                                         * holds none of the lane's slots */
-enum cap_gate { CAP_GATE_OFF = 0,  /* not gated: the exclusive runs on local terms */
+enum cap_gate { CAP_GATE_OFF = 0,  /* not scope = cluster: lanes on local terms */
+                CAP_GATE_LOCAL,    /* scope = cluster, the exclusive on local terms (no
+                                    * exclusive lane, or fail-open) */
                 CAP_GATE_SHUT,     /* gated: the cluster's gate is not this host's */
                 CAP_GATE_OPEN };   /* gated: this host holds the gate exclusive */
 

@@ -530,6 +530,7 @@ static void lanes_settings_locked(struct seg_cap *cap, const struct policy *p, i
 {
 	struct seg_lanes *L = &cap->lanes;
 	int cluster = shared && p->scope == SCOPE_CLUSTER;
+	int was_cluster = L->gate != CAP_GATE_OFF;   /* then the lanes' maxes are the leader's */
 	L->lane[0].priority = 0;
 	for (int i = 0; i < n; i++) {
 		struct seg_lane *l = &L->lane[i + 1];
@@ -537,15 +538,18 @@ static void lanes_settings_locked(struct seg_cap *cap, const struct policy *p, i
 		/* scope = cluster: a capped lane's max on this host is the lane's
 		 * slots its leader holds (lease.c), none until it holds some */
 		if (cluster && max && !p->lanes[i].exclusive)
-			max = l->max && l->max != CAP_LANE_NONE && l->max <= max ? l->max : CAP_LANE_NONE;
+			max = was_cluster && l->max && l->max != CAP_LANE_NONE && l->max <= max
+			      ? l->max : CAP_LANE_NONE;
 		__atomic_store_n(&l->max, max, __ATOMIC_RELAXED);
 		l->priority = p->lanes[i].priority;
 		l->exclusive = p->lanes[i].exclusive ? 1 : 0;
 	}
 	if (!cluster)
 		L->gate = CAP_GATE_OFF;
-	else if (L->gate == CAP_GATE_OFF && policy_has_exclusive(p))
+	else if (policy_has_exclusive(p) && (L->gate == CAP_GATE_OFF || L->gate == CAP_GATE_LOCAL))
 		L->gate = CAP_GATE_SHUT;          /* until the leader holds the gate */
+	else if (!policy_has_exclusive(p))
+		L->gate = CAP_GATE_LOCAL;
 	for (int i = 0; i < CAP_LANES; i++) {
 		if (!shared || L->lane[i].exclusive || L->lane[i].max == CAP_LANE_NONE)
 			__atomic_fetch_or(&L->lane[i].word, LW_SLOW, __ATOMIC_SEQ_CST);

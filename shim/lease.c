@@ -389,7 +389,7 @@ static void lanes_local(int open)
 			pool_apply(p, ld.pool[p].local = open ? ld.pool[p].max : 0);
 	}
 	if (gate_needed())
-		cap_lanes_set_gate(&g.seg, hot.cap, open ? CAP_GATE_OFF : CAP_GATE_SHUT);
+		cap_lanes_set_gate(&g.seg, hot.cap, open ? CAP_GATE_LOCAL : CAP_GATE_SHUT);
 }
 
 static void describe(struct seg_lease *L)
@@ -609,7 +609,7 @@ static void lead_tick(struct seg_lease *L, uint64_t now)
 		ld.open = r;
 	} else {
 		ld.open = 1;
-		cap_lanes_set_gate(&g.seg, hot.cap, CAP_GATE_OFF);
+		cap_lanes_set_gate(&g.seg, hot.cap, CAP_GATE_LOCAL);
 	}
 	for (unsigned p = 0; p < CAP_LANES; p++) {
 		struct pool *P = &ld.pool[p];

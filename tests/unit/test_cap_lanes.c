@@ -293,6 +293,51 @@ static void an_exclusive_waiter_stops_the_cas_at_once(void **state)
 	assert_int_equal(lane_count("b"), 0);
 }
 
+/* ---- scope = cluster: the host's share of a lane, the gate --------------- */
+
+static void a_cluster_hosts_lanes_follow_its_leader(void **state)
+{
+	(void)state;
+	struct policy cl = pol;
+	cl.scope = SCOPE_CLUSTER;
+	cap->scope = SCOPE_CLUSTER;
+	cap_lanes_configure(&seg, cap, &cl, &seg);
+	unsigned la = cap_lane_find(cap, "a");
+	struct seg_conn *a = new_conn((uint32_t)proc_idx), *b = new_conn((uint32_t)proc_idx);
+	struct seg_conn *x = new_conn((uint32_t)proc_idx);
+	int fast = 0;
+	/* none of lane a's slots held here: nothing of it, by CAS or the lock */
+	assert_int_equal(cap->lanes.lane[la].max, CAP_LANE_NONE);
+	assert_true(cap->lanes.lane[la].word & LW_SLOW);
+	assert_int_equal(take(a, "a", 1, &fast), CAP_BUSY);
+	assert_int_equal(fast, 0);
+	/* the leader holds one: one, by CAS */
+	cap_lane_set_max(&seg, cap, la, 1);
+	assert_int_equal(take(a, "a", 1, &fast), CAP_OK);
+	assert_int_equal(fast, 1);
+	assert_int_equal(take(b, "a", 1, NULL), CAP_BUSY);
+	/* a process starting (the same table) keeps the host's share, not the policy's 2 */
+	cap_lanes_configure(&seg, cap, &cl, &seg);
+	assert_int_equal(cap->lanes.lane[la].max, 1);
+	/* given back to none while held: the holder gives back as usual */
+	cap_lane_set_max(&seg, cap, la, 0);
+	give(a);
+	assert_int_equal(lane_count("a"), 0);
+	/* the exclusive lane: not while the gate is shut, even with nothing active */
+	assert_int_equal(cap->lanes.gate, CAP_GATE_SHUT);
+	assert_int_equal(take(x, "x", 1, NULL), CAP_BUSY);
+	cap_lanes_set_gate(&seg, cap, CAP_GATE_OPEN);
+	/* the host admits nothing else (closed), the exclusive lane still */
+	cap_set_closed(&seg, cap, SEM_ACTIVE, 1);
+	assert_int_equal(take(b, "", 1, NULL), CAP_BUSY);
+	assert_int_equal(take(x, "x", 1, NULL), CAP_OK);
+	give(x);
+	cap_set_closed(&seg, cap, SEM_ACTIVE, 0);
+	assert_int_equal(take(b, "", 1, NULL), CAP_OK);
+	give(b);
+	assert_int_equal(sem_count(word()), 0);
+}
+
 /* ---- kill -9 ----------------------------------------------------------- */
 
 static void a_killed_holders_lane_slot_comes_back(void **state)
@@ -349,6 +394,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(an_exclusive_waiter_stops_the_cas_at_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(a_killed_holders_lane_slot_comes_back, setup, teardown),
+		cmocka_unit_test_setup_teardown(a_cluster_hosts_lanes_follow_its_leader, setup, teardown),
 		cmocka_unit_test_setup_teardown(threads_hammer_the_cas_paths, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
