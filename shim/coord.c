@@ -420,7 +420,7 @@ static void held_by(char *buf, size_t size, int pid, uint32_t key, int excl)
 	         excl ? "ExclusiveLock" : "ShareLock");
 }
 
-int coord_gate_share(void)
+int coord_gate_share(int have_s)
 {
 	/* CASE: in this order.  XWANT held by anyone (a standby's too): an
 	 * exclusive lane waits, so take nothing (it cannot starve). */
@@ -430,10 +430,10 @@ int coord_gate_share(void)
 	         "and x.objid = %u::oid and x.database = (select oid from pg_database where "
 	         "datname = current_database())) then false "
 	         "when not pg_try_advisory_lock_shared(%u, %u) then false "
-	         "when pg_try_advisory_lock_shared(%u, %u) then true "
+	         "when %s or pg_try_advisory_lock_shared(%u, %u) then true "
 	         "else not pg_advisory_unlock_shared(%u, %u) end",
-	         classid, LEASE_KEY_XWANT, classid, LEASE_KEY_GATE, classid, LEASE_KEY_GATE_STANDBY,
-	         classid, LEASE_KEY_GATE);
+	         classid, LEASE_KEY_XWANT, classid, LEASE_KEY_GATE, have_s ? "true" : "false",
+	         classid, LEASE_KEY_GATE_STANDBY, classid, LEASE_KEY_GATE);
 	return run_bool(sql);
 }
 

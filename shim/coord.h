@@ -82,9 +82,10 @@ int coord_want(uint32_t key, int on);
  * alone when no host holds anything).  Number of hosts, or -1 lost. */
 int coord_census(struct coord_host *hosts, int max, uint64_t *server_ms);
 
-/* The gate (lease_seg.h).  Take G and S shared, both or neither, unless a
- * session holds XWANT: 1 held, 0 not, -1 lost. */
-int coord_gate_share(void);
+/* The gate (lease_seg.h).  Take G and S shared (have_s: S is held
+ * already, G alone), both or neither, unless a session holds XWANT: 1
+ * held, 0 not, -1 lost. */
+int coord_gate_share(int have_s);
 /* Try key (excl: exclusive; else shared), only while session `pid` holds
  * `if_key` in that mode too (pid 0: no condition): 1 got, 0 not, -1 lost. */
 int coord_try_key(uint32_t key, int excl, int pid, uint32_t if_key, int if_excl);

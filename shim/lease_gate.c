@@ -210,8 +210,8 @@ static int tick_shared(struct seg_lease *L, uint64_t w, int others_x, int note)
 	}
 	if (others_x) {
 		/* another host's exclusive waits: nothing new; let go once done */
-		if (gt.g == GATE_SHARED && others_running() == 0) {
-			if (let_go(LEASE_KEY_GATE, &gt.g) < 0
+		if ((gt.g == GATE_SHARED || gt.s == GATE_SHARED) && others_running() == 0) {
+			if ((gt.g == GATE_SHARED && let_go(LEASE_KEY_GATE, &gt.g) < 0)
 			    || (gt.s == GATE_SHARED && let_go(LEASE_KEY_GATE_STANDBY, &gt.s) < 0))
 				return -1;
 			standby_should(L, GATE_NONE);
@@ -220,8 +220,7 @@ static int tick_shared(struct seg_lease *L, uint64_t w, int others_x, int note)
 	}
 	if (gt.g != GATE_SHARED && __atomic_load_n(&L->gate_standby, __ATOMIC_ACQUIRE) != GATE_EXCL
 	    && due(note)) {
-		int r = gt.s == GATE_SHARED ? coord_try_key(LEASE_KEY_GATE, 0, 0, 0, 0)
-		                            : coord_gate_share();
+		int r = coord_gate_share(gt.s == GATE_SHARED);
 		if (r < 0)
 			return -1;
 		if (r)

@@ -71,8 +71,11 @@
  * and takes them back only when nobody holds XWANT (the same statement
  * tests it): the exclusive requester, having let its own go once its
  * host's other work drained, gets G exclusive by a try at its next retry,
- * and cannot starve.  The host's cap says what it may admit: SEM_CLOSED
- * for non-exclusive work, seg_lanes.gate for the exclusive (cap_lanes.h).
+ * and cannot starve; a host holding G exclusive that sees another's XWANT
+ * lets it go after its running exclusive transaction (hosts take turns).
+ * Every step is a try: the coordination connection never blocks.  The
+ * host's cap says what it may admit: SEM_CLOSED for non-exclusive work,
+ * seg_lanes.gate for the exclusive (cap_lanes.h).
  *
  * Invariants:
  *  - at most one live leader per segment: the holder of `leader` (a robust
