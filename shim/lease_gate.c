@@ -130,10 +130,9 @@ static int yield_turn(struct seg_lease *L)
 }
 
 /* The host's exclusive lane waits or runs. */
-static int tick_exclusive(struct seg_lease *L, uint64_t w, int others_x, int note,
+static int tick_exclusive(struct seg_lease *L, int others_x, int note,
                           uint32_t lease)
 {
-	(void)w;
 	if (gt.g == GATE_EXCL && gt.opened && others_x)
 		return yield_turn(L);
 	if (!gt.x) {
@@ -194,7 +193,7 @@ static int tick_exclusive(struct seg_lease *L, uint64_t w, int others_x, int not
 }
 
 /* No exclusive here: let go of what it held; G and S shared to admit. */
-static int tick_shared(struct seg_lease *L, uint64_t w, int others_x, int note)
+static int tick_shared(struct seg_lease *L, int others_x, int note)
 {
 	set_gate(CAP_GATE_SHUT);
 	if (__atomic_load_n(&L->gate_want, __ATOMIC_RELAXED) == GATE_EXCL)
@@ -236,8 +235,8 @@ static int tick_shared(struct seg_lease *L, uint64_t w, int others_x, int note)
 int gate_tick(struct seg_lease *L, int others_x, int note, uint32_t lease)
 {
 	uint64_t w = __atomic_load_n(&hot.cap->sems[SEM_ACTIVE].word, __ATOMIC_ACQUIRE);
-	int r = (w & SEM_EXCL) ? tick_exclusive(L, w, others_x, note, lease)
-	                       : tick_shared(L, w, others_x, note);
+	int r = (w & SEM_EXCL) ? tick_exclusive(L, others_x, note, lease)
+	                       : tick_shared(L, others_x, note);
 	published(L);
 	return r;
 }
