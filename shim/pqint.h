@@ -10,6 +10,7 @@
 #define PQSHIM_PQINT_H
 
 #include <libpq-fe.h>
+#include <stdint.h>
 
 /* Check the loaded libpq once; 1 when the internal layout is known. */
 int pqint_init(void);
@@ -23,6 +24,26 @@ struct pqint_layout {
 };
 extern struct pqint_layout pqint __attribute__((visibility("hidden")));
 #define PQINT_ASYNC_IDLE 0
+
+/* The same offsets as constants, for the fast settle (wrap_work.c): the
+ * three fields lead struct pg_conn in libpq 15, ahead of any field a build
+ * option adds (pqint.c checks them against libpq-int.h at compile time).
+ * Used only while pqint.known. */
+#define PQINT_OFF_STATUS 344     /* ConnStatusType status; then asyncStatus */
+#define PQINT_OFF_XACT   352     /* PGTransactionStatusType xactStatus */
+
+/* Is the connection fine, with no command in progress and idle outside a
+ * transaction (pqint_xact_status == PQTRANS_IDLE)?  0 when it is: all
+ * three are 0 then, status and asyncStatus side by side read as one.
+ * Only when pqint.known. */
+static inline __attribute__((always_inline)) uint64_t pqint_not_idle(const PGconn *conn)
+{
+	const char *p = (const char *)conn;
+	uint64_t both, xact;
+	__builtin_memcpy(&both, p + PQINT_OFF_STATUS, 8);
+	xact = *(const unsigned *)(p + PQINT_OFF_XACT);
+	return both | xact;
+}
 
 /* PQtransactionStatus(conn) as libpq computes it, read in place: only
  * when pqint.known. */

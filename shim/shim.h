@@ -355,15 +355,20 @@ ALWAYS_INLINE struct conn *work_fast(PGconn *pg)
 		/* the holder first: a thread that held it before and exits now
 		 * must not take this slot for its own (slots_thread_exit) */
 		r->holder_tid = t.tid;
-		if (unlikely(!sem_try_acquire_max(sem, &r->hold[SEM_ACTIVE], max))
-		    && !lane_try_acquire(hot.cap, r->lane, c->lane_gen, &r->hold[SEM_ACTIVE],
-		                         &r->lane_held))
-			return NULL;   /* full, or a lane's slot not free without the lock */
+		if (unlikely(!sem_try_acquire_max(sem, &r->hold[SEM_ACTIVE], max)))
+			return NULL;   /* full, lanes in force (work_fast_lane), an audit */
 	}
 	record_count(&r->queries);
 	__atomic_store_n(&r->cstate, CS_ACTIVE, __ATOMIC_RELAXED);
 	return c;
 }
+
+/* work_fast turned a fast connection away because the plain CAS failed:
+ * with lanes in force that is every time, and the lane's own CASes may
+ * take the slot without the lock (work.c, out of line: a call inside
+ * work_fast would make every wrapper save its arguments).  The
+ * connection as work_fast returns it, or NULL for the whole path. */
+struct conn *work_fast_lane(PGconn *pg);
 
 /* The fast path's time stamp, before the send: when it left, and whether
  * a look at the policy file is due (reload.c).  1: nothing else to do;

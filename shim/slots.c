@@ -517,8 +517,14 @@ static enum slot_wait wait_for(struct conn *c, int sem, char *buf, size_t size, 
 		if (g.pol.nested == NESTED_SHARE) {
 			/* It would wait on itself: ride on the slot it holds.
 			 * (Only active shares can take a slot over: counted.) */
-			if (sem == SEM_ACTIVE)
+			if (sem == SEM_ACTIVE) {
 				__atomic_fetch_add(&hot.shares, 1, __ATOMIC_RELAXED);
+				/* no connection is fast while one shares: this
+				 * thread's next settle of the slot it rides on then
+				 * takes the whole path, which hands the slot on
+				 * (settle_release); the fast settle need not look */
+				map_epoch_bump();
+			}
 			__atomic_store_n(hold, HOLD_SHARED, __ATOMIC_RELEASE);
 			return WAIT_GRANTED;
 		}

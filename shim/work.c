@@ -155,12 +155,33 @@ enum verdict work_begin(PGconn *pg, struct conn **cp, int may_defer)
 	track_sent(c);
 	/* The epoch is the one read before the look-up: a close, a switch or
 	 * a deferred send since then has bumped it, and the next call will not
-	 * trust this.  While a send waits in defer.c, no connection is fast
-	 * (the fast paths then need no look at hot.deferrals: wrap_work.c). */
+	 * trust this.  While a send waits in defer.c, or a hold rides on its
+	 * thread's slot (HOLD_SHARED), no connection is fast (the fast paths
+	 * then need no look at hot.deferrals, nor the fast settle at
+	 * hot.shares: wrap_work.c). */
 	if (plain && t.cache_pg == pg && t.cache_conn == c && c->ro_gen == readonly_gen()
-	    && !__atomic_load_n(&hot.deferrals, __ATOMIC_ACQUIRE))
+	    && !__atomic_load_n(&hot.deferrals, __ATOMIC_ACQUIRE)
+	    && !__atomic_load_n(&hot.shares, __ATOMIC_ACQUIRE))
 		fast_learn(pg, c, t.cache_epoch);
 	return WORK_GO;
+}
+
+struct conn *work_fast_lane(PGconn *pg)
+{
+	struct conn *c;
+	if (!fast_find(pg, &c))
+		return NULL;
+	struct seg_conn *r = c->rec;
+	if (!__atomic_load_n(&hot.cap->sems[SEM_ACTIVE].max, __ATOMIC_RELAXED)
+	    || r->hold[SEM_ACTIVE] != HOLD_NONE)
+		return NULL;
+	r->holder_tid = t.tid;       /* before the slot: see work_fast */
+	if (!lane_try_acquire(hot.cap, r->lane, c->lane_gen, &r->hold[SEM_ACTIVE], &r->lane_held))
+		return NULL;     /* not a lane's CAS that failed: the whole path */
+	t.sent = c;
+	record_count(&r->queries);
+	__atomic_store_n(&r->cstate, CS_ACTIVE, __ATOMIC_RELAXED);
+	return c;
 }
 
 void work_settle_finish(struct conn *c, unsigned todo)

@@ -34,7 +34,15 @@ __attribute__((noinline)) static int fast_refused(void)
 #define WRAP_SYNC(name, params, args, after) \
 	__attribute__((noinline)) static PGresult *name##_slow params \
 	{ \
-		struct conn *c; \
+		struct conn *c = work_fast_lane(conn); \
+		if (c) { \
+			if (unlikely(!work_fast_stamp(c))) \
+				shim_tick(); \
+			PGresult *r = OWN(real.name args); \
+			track_settle(c); \
+			after; \
+			return r; \
+		} \
 		enum verdict v = work_begin(conn, &c, 0); \
 		if (unlikely(v != WORK_GO)) \
 			return pqerr_result(conn, verdict_sqlstate(v), work_why); \
@@ -73,9 +81,29 @@ __attribute__((noinline)) static int fast_refused(void)
  * process is fast (work.c), so the fast paths need no look at
  * hot.deferrals. */
 #define WRAP_SEND(name, params, args, save, after) \
+	__attribute__((noinline)) static int name##_ticked params \
+	{ \
+		shim_tick(); \
+		int r = real.name args; \
+		if (unlikely(!r)) \
+			return fast_refused(); \
+		struct conn *c = t.sent; \
+		(void)c; \
+		after; \
+		return r; \
+	} \
 	__attribute__((noinline)) static int name##_slow params \
 	{ \
-		struct conn *c; \
+		struct conn *c = work_fast_lane(conn); \
+		if (c) { \
+			if (unlikely(!work_fast_stamp(c))) \
+				return name##_ticked args; \
+			int r = real.name args; \
+			if (unlikely(!r)) \
+				return fast_refused(); \
+			after; \
+			return r; \
+		} \
 		if (unlikely(busy_deferred(conn))) \
 			return 0; \
 		enum verdict v = work_begin(conn, &c, 1); \
@@ -96,17 +124,6 @@ __attribute__((noinline)) static int fast_refused(void)
 			pqint_verify(conn);  /* busy now: a check of the layout */ \
 			after; \
 		} \
-		return r; \
-	} \
-	__attribute__((noinline)) static int name##_ticked params \
-	{ \
-		shim_tick(); \
-		int r = real.name args; \
-		if (unlikely(!r)) \
-			return fast_refused(); \
-		struct conn *c = t.sent; \
-		(void)c; \
-		after; \
 		return r; \
 	} \
 	SHIM_EXPORT int name params \
@@ -228,44 +245,57 @@ __attribute__((noinline)) static PGresult *settle_slow(PGconn *conn)
 	return NULL;
 }
 
-_Static_assert(CONNECTION_OK == 0 && PQINT_ASYNC_IDLE == 0, "settle_after_result's test");
-
 __attribute__((noinline)) static PGresult *settle_finish_null(struct conn *c, unsigned todo)
 {
 	work_settle_finish(c, todo);
 	return NULL;
 }
 
-/* The fast settle's other cases, out of line so that the common one saves
- * no registers: an autocommit statement done with a slot to give back,
- * and everything else (settle_state). */
-__attribute__((noinline)) static PGresult *settle_fast_release(struct conn *c)
+/* The fast settle's other cases, out of line so that the common ones save
+ * no registers: settle_state, with what libpq says now. */
+__attribute__((noinline)) static PGresult *settle_fast_other(struct conn *c, PGconn *conn)
 {
-	struct seg_conn *r = c->rec;
-	record_count(&r->xacts);
-	unsigned todo = settle_release(r);
-	__atomic_store_n(&r->cstate, CS_IDLE, __ATOMIC_RELAXED);
+	unsigned todo = settle_state_(c, pqint_xact_status(conn), 0);
 	if (unlikely(todo))
 		return settle_finish_null(c, todo);   /* a tail call: no register saved */
 	return NULL;
 }
 
-__attribute__((noinline)) static PGresult *settle_fast_other(struct conn *c, PGconn *conn)
+/* The fast release's word CAS did not land at once (a flag, waiters, a
+ * CAS lost to another): sem_release's retry, then its end as settle_state
+ * ends (the hold is RELEASING, claimed). */
+__attribute__((noinline)) static PGresult *settle_release_retry(struct conn *c, uint64_t w0,
+                                                               uint64_t w)
 {
-	unsigned todo = settle_state_(c, pqint_xact_status(conn), 0);
-	if (unlikely(todo))
-		return settle_finish_null(c, todo);
+	struct seg_conn *r = c->rec;
+	enum sem_release_result res = sem_release_retry(&hot.cap->sems[SEM_ACTIVE],
+	                                                &r->hold[SEM_ACTIVE], w0, w);
+	__atomic_store_n(&r->cstate, CS_IDLE, __ATOMIC_RELAXED);
+	if (res == SEM_RELEASE_SLOW)
+		return settle_finish_null(c, SETTLE_RELEASE);
 	return NULL;
+}
+
+/* The claimed release's last step failed: an audit counted the hold,
+ * and the slow path gives that count back (cap.h). */
+__attribute__((noinline)) static PGresult *settle_release_counted(struct conn *c)
+{
+	__atomic_store_n(&c->rec->cstate, CS_IDLE, __ATOMIC_RELAXED);
+	return settle_finish_null(c, SETTLE_RELEASE);
 }
 
 /* PQgetResult returned NULL: the work may be over (unless libpq called
  * it itself, inside a synchronous call: its wrapper settles).  One of the
  * thread's fast connections, with libpq's layout known, is settled
- * without a call and without a look at hot.deferrals (none waits while a
- * connection is fast); anything else goes the whole way.  The common case
- * (settle_state's first: connection fine, no command in progress, idle
- * outside a transaction after a statement, no slot held) saves no
- * register.  Returns NULL, for the wrapper to tail-call. */
+ * without a call and without a look at hot.deferrals or hot.shares (no
+ * connection is fast while a send waits or a hold shares: work.c);
+ * anything else goes the whole way.  The common end of an autocommit
+ * statement (settle_state's first case: connection fine, no command in
+ * progress, idle outside a transaction after a statement) takes the
+ * first branch: no slot, two stores; a plain slot (no lane), three atomic
+ * steps (sem_release inline: claim, CAS on the word, confirm).  Every
+ * other case leaves by a tail call, so nothing here saves a register.
+ * Returns NULL, for the wrapper to tail-call. */
 __attribute__((noinline)) static PGresult *settle_after_result(PGconn *conn)
 {
 	if (t.depth)
@@ -273,18 +303,33 @@ __attribute__((noinline)) static PGresult *settle_after_result(PGconn *conn)
 	struct conn *c;
 	if (unlikely(!fast_find(conn, &c) || !pqint.known))
 		return settle_slow(conn);
-	const char *p = (const char *)conn;
 	struct seg_conn *r = c->rec;
-	/* what pqint_xact_status reads, in one test: both are 0 when fine */
-	if (unlikely(*(const int *)(p + pqint.status) | *(const int *)(p + pqint.async))
-	    || unlikely(*(const int *)(p + pqint.xact) != PQTRANS_IDLE)
-	    || unlikely(r->cstate != CS_ACTIVE))
+	if (unlikely(pqint_not_idle(conn)) || unlikely(r->cstate != CS_ACTIVE))
 		return settle_fast_other(c, conn);
-	if (r->hold[SEM_ACTIVE] != HOLD_NONE)
-		return settle_fast_release(c);
+	uint8_t *hold = &r->hold[SEM_ACTIVE];
+	if (likely(*hold == HOLD_NONE)) {
+		record_count(&r->xacts);
+		__atomic_store_n(&r->cstate, CS_IDLE, __ATOMIC_RELAXED);
+		return NULL;
+	}
+	if (unlikely(r->lane_held))
+		return settle_fast_other(c, conn);     /* a lane's: lane_release */
+	struct seg_sem *s = &hot.cap->sems[SEM_ACTIVE];
+	uint64_t w0 = __atomic_load_n(&s->word, __ATOMIC_SEQ_CST), w = w0;
+	if (unlikely(!hold_finish(hold, HOLD_HELD, HOLD_RELEASING)))
+		return settle_fast_other(c, conn);     /* shared, waiting, or not ours */
 	record_count(&r->xacts);
-	__atomic_store_n(&r->cstate, CS_IDLE, __ATOMIC_RELAXED);
-	return NULL;
+	/* held (count >= 1), nobody queued, no flag: see sem_release */
+	if (likely(((w << (64 - SEM_EPOCH_SHIFT)) >> (64 - SEM_EPOCH_SHIFT + SEM_WAIT_SHIFT)) == 0
+	           && sem_count(w) != 0)
+	    && likely(__atomic_compare_exchange_n(&s->word, &w, w - 1, 1, __ATOMIC_SEQ_CST,
+	                                          __ATOMIC_RELAXED))) {
+		if (unlikely(!hold_finish(hold, HOLD_RELEASING, HOLD_NONE)))
+			return settle_release_counted(c);
+		__atomic_store_n(&r->cstate, CS_IDLE, __ATOMIC_RELAXED);
+		return NULL;
+	}
+	return settle_release_retry(c, w0, w);
 }
 
 /* Called twice or more per statement: the cheapest wrapper of all.  Work
