@@ -136,7 +136,7 @@ static int same_segment(int fd)
 
 static void __attribute__((noreturn)) drainer_main(void)
 {
-	t.depth++;               /* nothing it does in libpq is the program's */
+	depth_enter();           /* nothing it does in libpq is the program's */
 	is_drainer = 1;
 	/* Hold nothing of the program's. */
 	for (int s = 1; s < NSIG; s++)

@@ -148,9 +148,25 @@ extern TLS struct thread_state t __attribute__((visibility("hidden")));
  * itself is tracked, capped or routed.  Nests; the mark is undone however
  * the expression's scope is left.  Works for void calls too.
  */
-static inline void own_leave_(int *unused) { (void)unused; t.depth--; }
+/* The depth mark also takes the thread's fast connections out of play:
+ * fast_find compares the map epoch (odd, and never near 2^48) with
+ * t.fast_epoch, which is DEPTH_EPOCH higher per mark, so a nested call
+ * never matches and the fast paths need no look at t.depth (their whole
+ * paths look first). */
+#define DEPTH_EPOCH (1ull << 48)
+static inline int depth_enter(void)
+{
+	t.fast_epoch += DEPTH_EPOCH;
+	return t.depth++;
+}
+static inline void own_leave_(int *unused)
+{
+	(void)unused;
+	t.depth--;
+	t.fast_epoch -= DEPTH_EPOCH;
+}
 #define OWN(call) ({ \
-	int own_mark_ __attribute__((cleanup(own_leave_), unused)) = t.depth++; \
+	int own_mark_ __attribute__((cleanup(own_leave_), unused)) = depth_enter(); \
 	call; })
 
 /* Start one of the shim's own threads (detached, a small stack) at most
@@ -215,7 +231,7 @@ static inline void thread_caches_forget(void)
 {
 	t.cache_pg = NULL;
 	t.cache_epoch = 0;       /* the map epoch is odd: never equal */
-	t.fast_epoch = 0;
+	t.fast_epoch = (uint64_t)t.depth * DEPTH_EPOCH;   /* even, as the marks leave it */
 }
 
 /* Add one to a counter of the connection's own record.  Only the thread

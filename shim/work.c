@@ -28,6 +28,8 @@ TLS char work_why[768];
 static void fast_learn(PGconn *pg, struct conn *c, uint64_t epoch)
 {
 	struct fast_way w = { pg, c };
+	if (t.depth)
+		return;          /* the mark's offset is in t.fast_epoch (OWN) */
 	if (t.fast_epoch != epoch) {
 		for (int i = 0; i < FAST_WAYS; i++)
 			t.fast[i] = w;

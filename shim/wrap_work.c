@@ -34,6 +34,8 @@ __attribute__((noinline)) static int fast_refused(void)
 #define WRAP_SYNC(name, params, args, after) \
 	__attribute__((noinline)) static PGresult *name##_slow params \
 	{ \
+		if (t.depth) \
+			return real.name args; \
 		struct conn *c = work_fast_lane(conn); \
 		if (c) { \
 			if (unlikely(!work_fast_stamp(c))) \
@@ -55,9 +57,7 @@ __attribute__((noinline)) static int fast_refused(void)
 	} \
 	SHIM_EXPORT PGresult *name params \
 	{ \
-		if (t.depth) \
-			return real.name args; \
-		struct conn *c = work_fast(conn); \
+		struct conn *c = work_fast(conn);  /* never inside a depth mark */ \
 		if (unlikely(!c)) \
 			return name##_slow args; \
 		if (unlikely(!work_fast_stamp(c))) \
@@ -94,6 +94,8 @@ __attribute__((noinline)) static int fast_refused(void)
 	} \
 	__attribute__((noinline)) static int name##_slow params \
 	{ \
+		if (t.depth) \
+			return real.name args; \
 		struct conn *c = work_fast_lane(conn); \
 		if (c) { \
 			if (unlikely(!work_fast_stamp(c))) \
@@ -128,9 +130,7 @@ __attribute__((noinline)) static int fast_refused(void)
 	} \
 	SHIM_EXPORT int name params \
 	{ \
-		if (t.depth) \
-			return real.name args; \
-		struct conn *c = work_fast(conn); \
+		struct conn *c = work_fast(conn);  /* never inside a depth mark */ \
 		if (unlikely(!c)) \
 			return name##_slow args; \
 		if (unlikely(!work_fast_stamp(c))) \
@@ -236,6 +236,8 @@ __attribute__((noinline)) static PGresult *get_result_deferred(PGconn *conn)
 
 __attribute__((noinline)) static PGresult *settle_slow(PGconn *conn)
 {
+	if (t.depth)
+		return NULL;
 	shim_enter();
 	struct conn *c = conn_lookup(conn);
 	if (c) {
@@ -298,9 +300,7 @@ __attribute__((noinline)) static PGresult *settle_release_counted(struct conn *c
  * Returns NULL, for the wrapper to tail-call. */
 __attribute__((noinline)) static PGresult *settle_after_result(PGconn *conn)
 {
-	if (t.depth)
-		return NULL;
-	struct conn *c;
+	struct conn *c;        /* never fast inside a depth mark: settle_slow looks */
 	if (unlikely(!fast_find(conn, &c) || !pqint.known))
 		return settle_slow(conn);
 	struct seg_conn *r = c->rec;
