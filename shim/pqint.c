@@ -51,16 +51,18 @@ int pqint_init(void)
 	return layout_known;
 }
 
-void pqint_verify(const PGconn *conn)
+int pqint_verify(const PGconn *conn)
 {
 	if (!conn || !__atomic_load_n(&pqint.known, __ATOMIC_ACQUIRE))
-		return;
+		return 0;
 	PGTransactionStatusType mine = pqint_xact_status(conn);   /* as the fast path reads */
 	PGTransactionStatusType theirs = real.PQtransactionStatus(conn);
-	if (mine != theirs && __atomic_exchange_n(&pqint.known, 0, __ATOMIC_ACQ_REL))
-		shim_log(LOG_WARNING, "libpq's connection layout is not the one pqshim was built "
-		         "for (status %d read in place, %d from libpq): asking libpq from now on",
-		         (int)mine, (int)theirs);
+	if (mine == theirs || !__atomic_exchange_n(&pqint.known, 0, __ATOMIC_ACQ_REL))
+		return 0;
+	shim_log(LOG_WARNING, "libpq's connection layout is not the one pqshim was built "
+	         "for (status %d read in place, %d from libpq): asking libpq from now on",
+	         (int)mine, (int)theirs);
+	return 1;
 }
 
 /* ---- moving a program's PGconn to another server ------------------------ */

@@ -59,10 +59,11 @@ pqint_xact_status(const PGconn *conn)
 }
 
 /* Compare what the fast path reads in place with what libpq says; on a
- * difference, stop reading in place (and say so once).  Called after every
+ * difference, stop reading in place (and say so once): 1 then (the caller
+ * makes its fast connections look again), else 0.  Called after every
  * connect step and on the slow paths of sends and settles, so a layout that
  * differs is caught at a program's first connection. */
-void pqint_verify(const PGconn *conn);
+int pqint_verify(const PGconn *conn);
 
 /*
  * The program's PGconn * must stay valid while the connection behind it

@@ -194,6 +194,15 @@ static inline void map_epoch_bump(void)
 	__atomic_fetch_add(&hot.map_epoch, 2, __ATOMIC_RELEASE);
 }
 
+/* pqint_verify, and no connection stays fast once libpq's layout turns
+ * out unknown (the fast settle reads it in place without a look at
+ * pqint.known: work.c makes none fast then). */
+static inline void layout_verify(const PGconn *pg)
+{
+	if (unlikely(pqint_verify(pg)))
+		map_epoch_bump();
+}
+
 ALWAYS_INLINE struct conn *conn_lookup(PGconn *pg)
 {
 	uint64_t epoch = __atomic_load_n(&hot.map_epoch, __ATOMIC_ACQUIRE);

@@ -136,7 +136,7 @@ void track_connected(PGconn *pg)
 	struct conn *c = conn_lookup(pg);
 	if (!c)
 		return;
-	pqint_verify(pg);
+	layout_verify(pg);
 	record_connected(c);
 }
 

@@ -163,7 +163,8 @@ enum verdict work_begin(PGconn *pg, struct conn **cp, int may_defer)
 	 * hot.shares: wrap_work.c). */
 	if (plain && t.cache_pg == pg && t.cache_conn == c && c->ro_gen == readonly_gen()
 	    && !__atomic_load_n(&hot.deferrals, __ATOMIC_ACQUIRE)
-	    && !__atomic_load_n(&hot.shares, __ATOMIC_ACQUIRE))
+	    && !__atomic_load_n(&hot.shares, __ATOMIC_ACQUIRE)
+	    && __atomic_load_n(&pqint.known, __ATOMIC_ACQUIRE))
 		fast_learn(pg, c, t.cache_epoch);
 	return WORK_GO;
 }

@@ -123,7 +123,7 @@ __attribute__((noinline)) static int fast_refused(void)
 		if (unlikely(!r) && c) { \
 			track_settle(c);  /* refused by libpq: no work, no slot */ \
 		} else if (c) { \
-			pqint_verify(conn);  /* busy now: a check of the layout */ \
+			layout_verify(conn);  /* busy now: a check of the layout */ \
 			after; \
 		} \
 		return r; \
@@ -241,7 +241,7 @@ __attribute__((noinline)) static PGresult *settle_slow(PGconn *conn)
 	shim_enter();
 	struct conn *c = conn_lookup(conn);
 	if (c) {
-		pqint_verify(conn);
+		layout_verify(conn);
 		track_settle(c);
 	}
 	return NULL;
@@ -301,7 +301,7 @@ __attribute__((noinline)) static PGresult *settle_release_counted(struct conn *c
 __attribute__((noinline)) static PGresult *settle_after_result(PGconn *conn)
 {
 	struct conn *c;        /* never fast inside a depth mark: settle_slow looks */
-	if (unlikely(!fast_find(conn, &c) || !pqint.known))
+	if (unlikely(!fast_find(conn, &c)))   /* fast: libpq's layout is known */
 		return settle_slow(conn);
 	struct seg_conn *r = c->rec;
 	if (unlikely(pqint_not_idle(conn)) || unlikely(r->cstate != CS_ACTIVE))
