@@ -16,14 +16,21 @@
 #
 # Usage: breakdown.sh N MODE POLICY with PG* pointing at a database
 # initialised with `pgbench -i`; POLICY's file should be older than the
-# reload's settling time (run.sh's pol does that).
+# reload's settling time (run.sh's pol does that).  BREAKDOWN_LIB: another
+# build's libpqshim.so (before/after).  A short run first makes the
+# policy's segment, so that neither measured run pays its creation (the
+# first process on a segment sets up its cap and lanes: one-off work that
+# the difference of the two runs would show as a negative row).
 set -euo pipefail
 N=${1:-3000} MODE=${2:-simple} POLICY=$3
 root=$(cd "$(dirname "$0")/../.." && pwd)
+lib=${BREAKDOWN_LIB:-$root/build/libpqshim.so}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
+LD_PRELOAD=$lib PQSHIM_POLICY=$POLICY /usr/lib/postgresql/15/bin/pgbench -n -S -M "$MODE" -t 1 \
+	>/dev/null 2>&1 || true
 for n in "$N" $((2 * N)); do
-	LD_PRELOAD=$root/build/libpqshim.so PQSHIM_POLICY=$POLICY valgrind --tool=callgrind \
+	LD_PRELOAD=$lib PQSHIM_POLICY=$POLICY valgrind --tool=callgrind \
 		--dump-instr=yes --callgrind-out-file="$out/cg.$n" \
 		/usr/lib/postgresql/15/bin/pgbench -n -S -M "$MODE" -c 1 -j 1 -t "$n" >/dev/null 2>&1
 	callgrind_annotate --inclusive=no --threshold=100 --auto=no "$out/cg.$n" 2>/dev/null >"$out/a.$n"
