@@ -5,19 +5,22 @@
  *
  * Every wrapper that sends work has the same shape (wrap_work.c):
  *
- *     if (t.depth) return real.PQxxx(...);         // libpq calling itself
  *     c = work_fast(conn);                          // the thread's connection, as before?
- *     if (!c) return PQxxx_slow(...);               // no: look up, rules, wait, count
+ *     if (!c) return PQxxx_slow(...);               // no: libpq calling itself (t.depth:
+ *                                                   // straight through), or look up,
+ *                                                   // rules, wait, count
  *     r = OWN(real.PQxxx(...));                     // the call itself
  *     track_settle(c);                              // work may be complete (work.h)
  *
- * A nested call costs one TLS read.  An outermost one on the connection the
- * thread used last, with nothing changed since, costs two compares, a
- * time stamp, a few stores into the connection's own record and, with a
- * cap, one CAS on the semaphore word (work_fast).  Anything else (another
- * connection, another thread's, a switch, a reload due, a full cap) takes
- * the whole path, work_begin (work.c).  No system call, lock or allocation
- * happens on either once the thread and the connection are known.
+ * A nested call never passes work_fast's first compare (the depth mark is
+ * in the thread's fast epoch: OWN) and goes straight through on the slow
+ * path's first test.  An outermost one on a connection the thread sent on
+ * lately, with nothing changed since, costs two compares, a time stamp, a
+ * few stores into the connection's own record and, with a cap, one CAS on
+ * the semaphore word (work_fast).  Anything else (another connection,
+ * another thread's, a switch, a reload due, a full cap) takes the whole
+ * path, work_begin (work.c).  No system call, lock or allocation happens
+ * on either once the thread and the connection are known.
  */
 #ifndef PQSHIM_SHIM_H
 #define PQSHIM_SHIM_H
