@@ -148,13 +148,21 @@ enum verdict work_begin(PGconn *pg, struct conn **cp, int may_defer)
 		}
 	}
 	/* A tick due first (the drain signal asks for one, drain.c: the switch
-	 * is seen before the connection it ended is used). */
-	if (unlikely(clock_ticks() >= __atomic_load_n(&hot.next_tick, __ATOMIC_RELAXED)))
+	 * is seen before the connection it ended is used).  One time stamp
+	 * serves the tick's test and the statement's, unless a tick or a move
+	 * ran in between. */
+	uint64_t now = clock_ticks();
+	if (unlikely(now >= __atomic_load_n(&hot.next_tick, __ATOMIC_RELAXED))) {
 		shim_tick();
+		now = clock_ticks();
+	}
 	/* The policy switched since this connection last looked: move it? */
-	if (unlikely(c->ro_gen != readonly_gen()) && work_follow_switch(c) != WORK_GO)
-		return WORK_CLOSED;
-	track_sent(c);
+	if (unlikely(c->ro_gen != readonly_gen())) {
+		if (work_follow_switch(c) != WORK_GO)
+			return WORK_CLOSED;
+		now = clock_ticks();
+	}
+	record_sent_at(c->rec, now);    /* the tick is done: no track_sent */
 	/* The epoch is the one read before the look-up: a close, a switch or
 	 * a deferred send since then has bumped it, and the next call will not
 	 * trust this.  While a send waits in defer.c, or a hold rides on its

@@ -36,18 +36,15 @@ __attribute__((noinline)) static int fast_refused(void)
 	{ \
 		if (t.depth) \
 			return real.name args; \
-		struct conn *c = work_fast_lane(conn); \
+		struct conn *c = work_fast_lane(conn);  /* a lane's CASes, else the whole path */ \
 		if (c) { \
 			if (unlikely(!work_fast_stamp(c))) \
 				shim_tick(); \
-			PGresult *r = OWN(real.name args); \
-			track_settle(c); \
-			after; \
-			return r; \
+		} else { \
+			enum verdict v = work_begin(conn, &c, 0); \
+			if (unlikely(v != WORK_GO)) \
+				return pqerr_result(conn, verdict_sqlstate(v), work_why); \
 		} \
-		enum verdict v = work_begin(conn, &c, 0); \
-		if (unlikely(v != WORK_GO)) \
-			return pqerr_result(conn, verdict_sqlstate(v), work_why); \
 		PGresult *r = OWN(real.name args); \
 		if (c) { \
 			track_settle(c); \
