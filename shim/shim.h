@@ -139,7 +139,8 @@ struct thread_state {
 	 * connections fit in the others.  Never a NULL way once filled: the
 	 * first connection fills them all. */
 	uint64_t fast_epoch;
-	struct fast_way { PGconn *pg; struct conn *conn; } fast[FAST_WAYS];
+	PGconn *fast_pg[FAST_WAYS];            /* (two arrays: a hit past the first */
+	struct conn *fast_conn[FAST_WAYS];     /* way is one indexed load) */
 	struct conn *sent;        /* what the last fast send went out on */
 };
 extern TLS struct thread_state t __attribute__((visibility("hidden")));
@@ -225,13 +226,13 @@ ALWAYS_INLINE int fast_find(PGconn *pg, struct conn **cp)
 {
 	if (unlikely(__atomic_load_n(&hot.map_epoch, __ATOMIC_ACQUIRE) != t.fast_epoch))
 		return 0;
-	if (likely(pg == t.fast[0].pg)) {
-		*cp = t.fast[0].conn;
+	if (likely(pg == t.fast_pg[0])) {
+		*cp = t.fast_conn[0];
 		return 1;
 	}
 	for (int i = 1; i < FAST_WAYS; i++)
-		if (pg == t.fast[i].pg) {
-			*cp = t.fast[i].conn;
+		if (pg == t.fast_pg[i]) {
+			*cp = t.fast_conn[i];
 			return 1;
 		}
 	return 0;

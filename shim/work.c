@@ -27,21 +27,25 @@ TLS char work_why[768];
  * thread's fast connections; the one used longest ago drops out. */
 static void fast_learn(PGconn *pg, struct conn *c, uint64_t epoch)
 {
-	struct fast_way w = { pg, c };
 	if (t.depth)
 		return;          /* the mark's offset is in t.fast_epoch (OWN) */
 	if (t.fast_epoch != epoch) {
-		for (int i = 0; i < FAST_WAYS; i++)
-			t.fast[i] = w;
+		for (int i = 0; i < FAST_WAYS; i++) {
+			t.fast_pg[i] = pg;
+			t.fast_conn[i] = c;
+		}
 		t.fast_epoch = epoch;
 		return;
 	}
 	int i = 0;
-	while (i < FAST_WAYS - 1 && t.fast[i].pg != pg)
+	while (i < FAST_WAYS - 1 && t.fast_pg[i] != pg)
 		i++;
-	for (; i > 0; i--)
-		t.fast[i] = t.fast[i - 1];
-	t.fast[0] = w;
+	for (; i > 0; i--) {
+		t.fast_pg[i] = t.fast_pg[i - 1];
+		t.fast_conn[i] = t.fast_conn[i - 1];
+	}
+	t.fast_pg[0] = pg;
+	t.fast_conn[0] = c;
 }
 
 /* A thread other than the opener sends on the connection: 0 to go on, or
