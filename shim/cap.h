@@ -223,18 +223,20 @@ static inline int sem_try_acquire_max(struct seg_sem *s, uint8_t *hold, uint32_t
 	 * flags and the waiting count lie above the count's bits (max < 2^24). */
 	uint64_t limit = max ? max : SEM_COUNT_MASK;
 	uint64_t w0 = __atomic_load_n(&s->word, __ATOMIC_SEQ_CST), w = w0;
-	/* Announce first: an audit that freezes the word after our CAS must
-	 * find us.  The word was read before: we only CAS in its epoch (a
-	 * failed CAS reloads w, hence the epoch's look from the second try).
-	 * (Inline whole: a call here would make the wrapper save its
-	 * arguments.) */
+	/* No room (full, queued, frozen, lanes in force): nothing announced. */
+	if (__builtin_expect((w & SEM_STATE_MASK) >= limit, 0))
+		return 0;
+	/* Announce before the CAS: an audit that freezes the word after our
+	 * CAS must find us.  The word was read before: we only CAS in its
+	 * epoch (a failed CAS reloads w, hence the epoch's look from the
+	 * second try).  (Inline whole: a call here would make the wrapper
+	 * save its arguments.) */
 	__atomic_store_n(hold, HOLD_ACQUIRING, __ATOMIC_SEQ_CST);
-	if (__builtin_expect((w & SEM_STATE_MASK) < limit, 1))
-		do {
-			if (__builtin_expect(__atomic_compare_exchange_n(&s->word, &w, w + 1, 1,
-			                                                 __ATOMIC_SEQ_CST, __ATOMIC_RELAXED), 1))
-				return hold_finish(hold, HOLD_ACQUIRING, HOLD_HELD);
-		} while ((w & SEM_STATE_MASK) < limit && sem_epoch(w ^ w0) == 0);
+	do {
+		if (__builtin_expect(__atomic_compare_exchange_n(&s->word, &w, w + 1, 1,
+		                                                 __ATOMIC_SEQ_CST, __ATOMIC_RELAXED), 1))
+			return hold_finish(hold, HOLD_ACQUIRING, HOLD_HELD);
+	} while ((w & SEM_STATE_MASK) < limit && sem_epoch(w ^ w0) == 0);
 	__atomic_store_n(hold, HOLD_NONE, __ATOMIC_RELEASE);
 	return 0;
 }

@@ -260,6 +260,17 @@ __attribute__((noinline)) static PGresult *settle_fast_other(struct conn *c, PGc
 	return NULL;
 }
 
+/* An autocommit statement's lane slot goes back: settle_state's first
+ * case (idle after a statement, as settle_after_result found it), without
+ * reading libpq's state again. */
+__attribute__((noinline)) static PGresult *settle_lane_release(struct conn *c)
+{
+	unsigned todo = settle_state_(c, PQTRANS_IDLE, 0);
+	if (unlikely(todo))
+		return settle_finish_null(c, todo);
+	return NULL;
+}
+
 /* The fast release's word CAS did not land at once (a flag, waiters, a
  * CAS lost to another): sem_release's retry, then its end as settle_state
  * ends (the hold is RELEASING, claimed). */
@@ -310,7 +321,7 @@ __attribute__((noinline)) static PGresult *settle_after_result(PGconn *conn)
 		return NULL;
 	}
 	if (unlikely(r->lane_held))
-		return settle_fast_other(c, conn);     /* a lane's: lane_release */
+		return settle_lane_release(c);
 	struct seg_sem *s = &hot.cap->sems[SEM_ACTIVE];
 	uint64_t w0 = __atomic_load_n(&s->word, __ATOMIC_SEQ_CST), w = w0;
 	if (unlikely(!hold_finish(hold, HOLD_HELD, HOLD_RELEASING)))
