@@ -20,6 +20,9 @@ pgbed_start >&2
 /usr/lib/postgresql/15/bin/pgbench -i -q >/dev/null 2>&1
 pol() { # NAME TEXT
 	(umask 077 && printf '[shim]\nsegment = lanesb-%s-%s\n[cap]\nmax_active = 4\n%s' "$$" "$1" "$2" >"$work/$1.ini")
+	# older than the reload's settling time (as run.sh's): a file this new
+	# is loaded again at the first tick, inside a measured run
+	touch -d '1 minute ago' "$work/$1.ini"
 	echo "$work/$1.ini"
 }
 cap=$(pol cap "")
@@ -45,6 +48,7 @@ if [ -n "${3:-}" ]; then
 	old=$work/before/build/libpqshim.so
 	for p in cap dflt own excl; do sed "s/lanesb-$$-$p/lanesb-$$-b$p/" "$work/$p.ini" >"$work/b$p.ini"; done
 	chmod 0600 "$work"/b*.ini
+	touch -d '1 minute ago' "$work"/b*.ini
 	contenders="before:cap=$work/bcap.ini@$old $contenders"
 	contenders="$contenders before:default-lane=$work/bdflt.ini@$old"
 	contenders="$contenders before:own-lane=$work/bown.ini@$old"
