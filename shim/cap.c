@@ -22,6 +22,7 @@
  * two files lend each other.
  */
 #include "cap_int.h"
+#include "cap_lock.h"
 #include "segment.h"
 #include "procid.h"
 #include "clock.h"
@@ -84,20 +85,13 @@ void futex_wake(uint32_t *addr)
 
 static void sweep_locked(struct seg_cap *cap);
 
-/* Lock, by deadline_ns (cap_now_ns(); 0: no deadline): 0, or ETIMEDOUT (or
+/* Lock, by deadline_ns (cap_now_ns(); 0: cap_lock.h's fixed bound): 0, or ETIMEDOUT (or
  * another error).  If the last holder died inside, the state may be
  * half-changed: rebuild it from the holders before going on; likewise if a
  * reaper left a recount due. */
 int cap_lock(struct segment *seg, struct seg_cap *cap, uint64_t deadline_ns)
 {
-	int r;
-	if (deadline_ns) {
-		struct timespec ts = { (time_t)(deadline_ns / 1000000000u),
-		                       (long)(deadline_ns % 1000000000u) };
-		r = pthread_mutex_clocklock(&cap->lock, CLOCK_MONOTONIC, &ts);
-	} else {
-		r = pthread_mutex_lock(&cap->lock);
-	}
+	int r = cap_mutex_lock(&cap->lock, deadline_ns);   /* 0: a short fixed bound */
 	if (r == EOWNERDEAD) {
 		if (seg)
 			audit_locked(seg, cap);
@@ -121,6 +115,18 @@ void cap_unlock(struct seg_cap *cap)
 	for (int i = 0; i < wakes_pending; i++)
 		futex_wake_now(wakes_later[i]);
 	wakes_pending = 0;
+}
+
+void cap_drop_hold(struct seg_cap *cap, uint8_t *hold)
+{
+	__atomic_store_n(hold, HOLD_NONE, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&cap->audit_due, 1, __ATOMIC_RELEASE);
+}
+
+void cap_abandon_grant(struct seg_cap *cap, uint32_t *state, uint8_t *hold)
+{
+	__atomic_store_n(state, WAITER_ABANDONED, __ATOMIC_RELEASE);
+	cap_drop_hold(cap, hold);
 }
 
 static uint32_t waiter_state(struct seg_waiter *w)
@@ -298,8 +304,10 @@ static enum cap_result wait_slice(struct cap_wait *wt)
 		if (st == WAITER_GRANTED) {
 			/* Granted before our deadline: the slot is ours; the lock
 			 * is only ever held for a moment (nobody waits under it). */
-			if (cap_lock(wt->seg, wt->cap, 0) != 0)
-				return CAP_ERROR;
+			if (cap_lock(wt->seg, wt->cap, 0) != 0) {
+				cap_abandon_grant(wt->cap, &me->state, hold);
+				return CAP_TIMEOUT;
+			}
 			take_granted_locked(wt->s, me, hold);
 			cap_unlock(wt->cap);
 			return CAP_OK;
@@ -368,9 +376,12 @@ enum cap_result cap_acquire_slow(struct segment *seg, struct seg_cap *cap, int s
 void cap_release_slow(struct segment *seg, struct seg_cap *cap, int sem, uint8_t *hold)
 {
 	struct seg_sem *s = &cap->sems[sem];
-	/* No deadline: a release must land (the lock is only held for moments). */
-	if (cap_lock(seg, cap, 0) != 0)
+	/* The lock is only held for moments; if its holder is stopped, the
+	 * next holder's audit gives the slot back (cap_drop_hold). */
+	if (cap_lock(seg, cap, 0) != 0) {
+		cap_drop_hold(cap, hold);
 		return;
+	}
 	uint64_t w = __atomic_load_n(&s->word, __ATOMIC_SEQ_CST);
 	uint32_t max = __atomic_load_n(&s->max, __ATOMIC_RELAXED);
 	/* Hand the slot over (the count stays, one waiter fewer), unless the
@@ -406,8 +417,12 @@ void cap_set_max(struct segment *seg, struct seg_cap *cap, int sem, uint32_t max
 		max = SEM_COUNT_MASK - 1;
 	if (__atomic_load_n(&cap->sems[sem].max, __ATOMIC_RELAXED) == max)
 		return;
-	if (cap_lock(seg, cap, 0) != 0)
+	if (cap_lock(seg, cap, 0) != 0) {
+		/* in force now; the next holder's audit admits by it */
+		__atomic_store_n(&cap->sems[sem].max, max, __ATOMIC_RELEASE);
+		__atomic_store_n(&cap->audit_due, 1, __ATOMIC_RELEASE);
 		return;
+	}
 	__atomic_store_n(&cap->sems[sem].max, max, __ATOMIC_RELEASE);
 	admit_locked(cap, sem);          /* a lower cap admits nobody until below it */
 	if (sem == SEM_ACTIVE)
@@ -517,7 +532,8 @@ void audit_locked(struct segment *seg, struct seg_cap *cap)
 		uint32_t st = waiter_state(w);
 		if (st == WAITER_FREE || w->sem >= CAP_SEMS)
 			continue;
-		if (st == WAITER_CANCELLED || !proc_is_live(seg, w->proc, w->pid, live)) {
+		if (st == WAITER_CANCELLED || st == WAITER_ABANDONED
+		    || !proc_is_live(seg, w->proc, w->pid, live)) {
 			/* gave up, or dead, granted or not (a live waiter's CAS to
 			 * CANCELLED may race this: either way it is out of line) */
 			__atomic_store_n(&w->state, WAITER_FREE, __ATOMIC_RELEASE);

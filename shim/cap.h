@@ -98,8 +98,11 @@ struct seg_sem {
 };
 
 /* QUEUED -> GRANTED (under the mutex) or QUEUED -> CANCELLED (the waiter
- * itself, at its deadline, without the mutex) -> FREE (swept). */
-enum waiter_state { WAITER_FREE = 0, WAITER_QUEUED, WAITER_GRANTED, WAITER_CANCELLED };
+ * itself, at its deadline, without the mutex) -> FREE (swept).  GRANTED ->
+ * ABANDONED: granted, but the mutex did not come to take it (its holder is
+ * stopped); the next audit frees it, uncounted. */
+enum waiter_state { WAITER_FREE = 0, WAITER_QUEUED, WAITER_GRANTED, WAITER_CANCELLED,
+                    WAITER_ABANDONED };
 
 struct seg_waiter {
 	uint32_t state;          /* enum waiter_state (atomic) */

@@ -18,6 +18,10 @@
  * holder's state, or a recount left due, is rebuilt first. */
 int cap_lock(struct segment *seg, struct seg_cap *cap, uint64_t deadline_ns);
 void cap_unlock(struct seg_cap *cap);
+/* The lock did not come (its holder is stopped): what this thread held, or
+ * was granted, is no longer counted from the next holder's audit on. */
+void cap_drop_hold(struct seg_cap *cap, uint8_t *hold);
+void cap_abandon_grant(struct seg_cap *cap, uint32_t *state, uint8_t *hold);
 void futex_wait(uint32_t *addr, uint32_t seen, uint64_t ns);
 void futex_wake(uint32_t *addr);
 void word_add(struct seg_sem *s, int64_t delta);

@@ -320,9 +320,10 @@ enum cap_result cap_lane_acquire_look(struct segment *seg, struct seg_cap *cap,
 		if (st == WAITER_GRANTED) {
 			/* Granted before the deadline: ours (the lock is only held
 			 * for moments, nobody waits under it). */
-			if (cap_lock(seg, cap, 0) != 0) {
-				result = CAP_ERROR;
-				break;
+			if (cap_lock(seg, cap, 0) != 0) {   /* its holder is stopped */
+				cap_abandon_grant(cap, &me->state, hold);
+				__atomic_store_n(lane_held, 0, __ATOMIC_RELEASE);
+				break;           /* CAP_TIMEOUT */
 			}
 			lane_held_set(lane_held, me->lane, (int)me->exclusive);
 			__atomic_store_n(hold, HOLD_HELD, __ATOMIC_RELEASE);
@@ -370,8 +371,11 @@ void cap_lane_release(struct segment *seg, struct seg_cap *cap, uint8_t *hold,
                       uint8_t *lane_held)
 {
 	struct seg_lanes *L = &cap->lanes;
-	if (cap_lock(seg, cap, 0) != 0)     /* a release must land */
+	if (cap_lock(seg, cap, 0) != 0) {   /* its holder is stopped: the next audit */
+		__atomic_store_n(lane_held, 0, __ATOMIC_RELEASE);
+		cap_drop_hold(cap, hold);
 		return;
+	}
 	/* Under the lock no audit runs: the hold says what is still counted. */
 	if (__atomic_load_n(hold, __ATOMIC_SEQ_CST) != HOLD_NONE) {
 		unsigned held = __atomic_load_n(lane_held, __ATOMIC_SEQ_CST);
@@ -468,7 +472,8 @@ uint32_t lanes_audit_locked(struct segment *seg, struct seg_cap *cap, signed cha
 		uint32_t st = lane_waiter_state(w);
 		if (st == WAITER_FREE)
 			continue;
-		if (st == WAITER_CANCELLED || !proc_is_live(seg, w->proc, w->pid, live)) {
+		if (st == WAITER_CANCELLED || st == WAITER_ABANDONED
+		    || !proc_is_live(seg, w->proc, w->pid, live)) {
 			if (st == WAITER_QUEUED || st == WAITER_CANCELLED) {
 				/* out of line; the global word's waiting is recounted */
 				lane_dequeue_counts(L, w);

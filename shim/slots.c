@@ -11,6 +11,7 @@
  * reports what happened (enum slot_wait); its callers act on it.
  */
 #include "slots.h"
+#include "cap_lock.h"
 #include "lanes.h"
 #include "lease.h"
 #include "log.h"
@@ -409,16 +410,19 @@ static void timeout_message(char *buf, size_t size, int sem, uint64_t waited_ns,
 	const char *policy = g.policy_path[0] ? g.policy_path : "none";
 	if (max == CAP_UNCAPPED)
 		max = 0;
+	char why[96] = "";      /* the lock never came: who holds it (cap_lock.h) */
+	if (cap_lock_blocker(why + 2, sizeof why - 2))
+		memcpy(why, ": ", 2);
 	format_duration(timeout, sizeof timeout, lw ? lw->timeout_ms : g.pol.wait_timeout_ms);
 	if (lw && lw->name) {
-		snprintf(buf, size, "pqshim: no slot free in lane \"%s\" after waiting %.2f s "
+		snprintf(buf, size, "pqshim: no slot free in lane \"%s\" after waiting %.2f s%s "
 		         "(max_active = %u, wait_timeout = %s, policy %s)", lw->name,
-		         waited_ns / 1e9, max, timeout, policy);
+		         waited_ns / 1e9, why, max, timeout, policy);
 		return;
 	}
-	snprintf(buf, size, "pqshim: %sno slot free after waiting %.2f s (%s = %u, "
+	snprintf(buf, size, "pqshim: %sno slot free after waiting %.2f s%s (%s = %u, "
 	         "wait_timeout = %s, policy %s)", sem == SEM_CONNECTIONS ? "connection refused: " : "",
-	         waited_ns / 1e9, sem_names[sem], max, timeout, policy);
+	         waited_ns / 1e9, why, sem_names[sem], max, timeout, policy);
 }
 
 void slots_timed_out(struct conn *c, char *buf, size_t size, uint64_t waited_ns)
@@ -452,6 +456,7 @@ static enum slot_wait wait_for(struct conn *c, int sem, char *buf, size_t size, 
 	struct lane_wait lw;
 	if (sem == SEM_ACTIVE && lease_check(buf, size))
 		return WAIT_REFUSED;     /* scope = cluster, the coordinator unreachable */
+	cap_lock_blocker_clear();
 	uint32_t max = __atomic_load_n(&hot.cap->sems[sem].max, __ATOMIC_RELAXED);
 	enum cap_result r;
 	if (sem == SEM_ACTIVE && c

@@ -13,6 +13,7 @@
  * private `local` copy.
  */
 #include "startup.h"
+#include "cap_lock.h"
 #include "defer.h"
 #include "lease.h"
 #include "log.h"
@@ -149,8 +150,9 @@ void shim_init(void)
 	policy_segment_name(&g.pol, g.policy_path[0] ? g.policy_path : NULL, name, sizeof name);
 	if (!g.disabled)
 		segwatch_attach(name);
+	cap_lock_blocker_clear();
 	if (g.seg.hdr) {
-		cap_reap(&g.seg, 0);
+		cap_reap(&g.seg, 0);     /* the lock by a short bound (cap_lock.h) */
 		/* Records of this very pid are from before an exec(): libpq's
 		 * sockets are close-on-exec, so those connections are gone. */
 		cap_release_pid(&g.seg, getpid());
@@ -161,6 +163,10 @@ void shim_init(void)
 		segwatch_table_full();
 	reload_note_file();      /* first: was the file read while it changed? */
 	slots_configure();
+	char held[96];
+	if (cap_lock_blocker(held, sizeof held))
+		shim_log(LOG_WARNING, "%s: start-up went on without it (the dead's slots are "
+		         "counted again by the next process to take it)", held);
 	readonly_update();
 	pthread_key_create(&thread_key, thread_gone);
 	pthread_atfork(at_fork_prepare, at_fork_parent, at_fork_child);
