@@ -335,6 +335,11 @@ static enum cap_result wait_slice(struct cap_wait *wt)
 			 * what we wait for, and let the caller look around. */
 			if (wt->seg)
 				cap_reap(wt->seg, wt->deadline);
+			/* a release that found the lock held left its slot to
+			 * the next audit (cap_drop_hold): run it */
+			if (__atomic_load_n(&wt->cap->audit_due, __ATOMIC_ACQUIRE)
+			    && cap_lock(wt->seg, wt->cap, wt->deadline) == 0)
+				cap_unlock(wt->cap);
 			wt->next_look = cap_now_ns() + CAP_SLICE_NS;
 			return CAP_WAITING;
 		}

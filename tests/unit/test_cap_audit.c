@@ -10,6 +10,8 @@
  *    counts the hold, and the release lands at once, the count right.
  *  - a waiter whose deadline passes while another thread holds the lock
  *    returns CAP_TIMEOUT by its deadline, not when the lock comes back.
+ *  - a release behind a lock held past the fixed bound gives up, and the
+ *    waiter behind it gets the slot from the next audit.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -176,6 +178,42 @@ static void a_wait_ends_by_its_deadline_even_behind_the_lock(void **state)
 	assert_int_equal(count(), 0);
 }
 
+/* The lock held past the fixed bound (its holder stopped): a release gives
+ * up after ~1 s, leaving its slot to the next audit, which a waiter runs
+ * at its next slice once the lock is free: the slot passes to it. */
+static void a_release_behind_a_stuck_lock_lands_by_the_next_audit(void **state)
+{
+	(void)state;
+	cap_set_max(&seg, cap, SEM_ACTIVE, 1);
+	uint8_t *hold = &conn->hold[SEM_ACTIVE];
+	assert_true(sem_try_acquire(act, hold));
+	struct waiter w = { HOLD_NONE, 6000000000ull, 0, CAP_ERROR };
+	pthread_t wt, lt;
+	assert_int_equal(pthread_create(&wt, NULL, wait_one, &w), 0);
+	wait_queued(1);
+	int ms = 1600;
+	pthread_barrier_init(&held, NULL, 2);
+	assert_int_equal(pthread_create(&lt, NULL, hold_lock_a_while, &ms), 0);
+	pthread_barrier_wait(&held);
+	assert_int_equal(sem_release(act, hold), SEM_RELEASE_SLOW);   /* someone waits */
+	uint64_t t0 = now_ns();
+	cap_release_slow(&seg, cap, SEM_ACTIVE, hold);
+	uint64_t took = now_ns() - t0;
+	printf("release behind a lock held 1.6 s: %.3f s\n", took / 1e9);
+	assert_true(took >= 900000000ull && took < 1500000000ull);
+	assert_int_equal(*hold, HOLD_NONE);
+	assert_int_equal(__atomic_load_n(&cap->audit_due, __ATOMIC_ACQUIRE), 1);
+	pthread_join(lt, NULL);
+	pthread_join(wt, NULL);
+	printf("the waiter behind it: %.3f s, result %d\n", w.waited_ns / 1e9, w.r);
+	assert_int_equal(w.r, CAP_OK);
+	assert_true(w.waited_ns < 2500000000ull);        /* the lock's 1.6 s and a slice */
+	assert_int_equal(count(), 1);
+	assert_int_equal(queued(), 0);
+	assert_int_equal(sem_release(act, &w.hold), SEM_RELEASE_DONE);
+	assert_int_equal(count(), 0);
+}
+
 /* The audit decides half-done holds at once, and their owners learn it. */
 static void audit_judges_half_done_holds(void **state)
 {
@@ -210,6 +248,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(a_wait_ends_by_its_deadline_even_behind_the_lock, setup,
 		                                teardown),
 		cmocka_unit_test_setup_teardown(audit_judges_half_done_holds, setup, teardown),
+		cmocka_unit_test_setup_teardown(a_release_behind_a_stuck_lock_lands_by_the_next_audit,
+		                                setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
