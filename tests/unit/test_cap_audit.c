@@ -101,19 +101,27 @@ static void wait_queued(uint32_t n)
 	assert_int_equal(queued(), n);
 }
 
+/* max_active = 1, its slot held by our connection (the hold returned), w
+ * queued for it in thread *wt. */
+static uint8_t *held_and_waited_for(struct waiter *w, pthread_t *wt)
+{
+	cap_set_max(&seg, cap, SEM_ACTIVE, 1);
+	uint8_t *hold = &conn->hold[SEM_ACTIVE];
+	assert_true(sem_try_acquire(act, hold));
+	assert_int_equal(pthread_create(wt, NULL, wait_one, w), 0);
+	wait_queued(1);
+	return hold;
+}
+
 /* ---- the tests ---------------------------------------------------------- */
 
 static void audit_never_waits_on_a_blocked_releaser(void **state)
 {
 	(void)state;
-	cap_set_max(&seg, cap, SEM_ACTIVE, 1);
-	uint8_t *hold = &conn->hold[SEM_ACTIVE];
-	assert_true(sem_try_acquire(act, hold));
 	/* someone waits: the release must hand over under the lock */
 	struct waiter w = { HOLD_NONE, 5000000000ull, 0, CAP_ERROR };
 	pthread_t wt, lt;
-	assert_int_equal(pthread_create(&wt, NULL, wait_one, &w), 0);
-	wait_queued(1);
+	uint8_t *hold = held_and_waited_for(&w, &wt);
 	/* the lock's holder dies while we wait for the lock, RELEASING */
 	pthread_barrier_init(&locked, NULL, 2);
 	assert_int_equal(pthread_create(&lt, NULL, lock_and_die, NULL), 0);
@@ -184,13 +192,9 @@ static void a_wait_ends_by_its_deadline_even_behind_the_lock(void **state)
 static void a_release_behind_a_stuck_lock_lands_by_the_next_audit(void **state)
 {
 	(void)state;
-	cap_set_max(&seg, cap, SEM_ACTIVE, 1);
-	uint8_t *hold = &conn->hold[SEM_ACTIVE];
-	assert_true(sem_try_acquire(act, hold));
 	struct waiter w = { HOLD_NONE, 6000000000ull, 0, CAP_ERROR };
 	pthread_t wt, lt;
-	assert_int_equal(pthread_create(&wt, NULL, wait_one, &w), 0);
-	wait_queued(1);
+	uint8_t *hold = held_and_waited_for(&w, &wt);
 	int ms = 1600;
 	pthread_barrier_init(&held, NULL, 2);
 	assert_int_equal(pthread_create(&lt, NULL, hold_lock_a_while, &ms), 0);
