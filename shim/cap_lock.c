@@ -80,6 +80,7 @@ int cap_lock_blocker(char *buf, size_t size)
 	char state = '?';
 	if (!tid)
 		return 0;
+	blocked_tid = 0;         /* said once */
 	if (thread_status(tid, &pid, &state) != 0)
 		snprintf(buf, size, "the segment's lock is held by thread %d", tid);
 	else

@@ -24,7 +24,8 @@ int cap_mutex_lock(pthread_mutex_t *m, uint64_t deadline_ns);
 
 /* Did this thread's last wait on the lock (since cap_lock_blocker_clear)
  * give up?  Then 1 and a sentence in buf: "the segment's lock is held by
- * pid N[, which is stopped]" (/proc's state of the holder's thread). */
+ * pid N[, which is stopped]" (/proc's state of the holder's thread), and
+ * forget it. */
 int cap_lock_blocker(char *buf, size_t size);
 void cap_lock_blocker_clear(void);
 
