@@ -20,25 +20,8 @@
  * its own at its first slot wait (lease_check).  libpq's socket is
  * close-on-exec.
  *
- * The lease.  The host's processes take slots through the segment's
- * semaphore at local speed; the semaphore's max is the lease.  The leader
- * looks at the semaphore word every LEASE_TICK_MS (a memory read, no
- * round trip): demand is count + waiting.
- *  - grow: while demand exceeds the lease the host announces it (the WANT
- *    key, shared, plus a NOTIFY) and takes free slots up to its fair share,
- *    again every LEASE_RETRY_MS and whenever another host says a slot came
- *    free;
- *  - fair share: water-filling over the hosts in the census (pg_locks): a
- *    host that does not want keeps what it holds, the rest is split evenly
- *    among the hosts that want, the remainder going round every
- *    LEASE_ROTATE_MS of the coordinator's clock (hosts ordered by backend
- *    pid), so that no host starves and each gets the same share over time;
- *  - give back: a host above its share lowers its semaphore's max first and
- *    unlocks the slots on the coordinator once its count is down to it (a
- *    slot is free on this host before another host can take it); while
- *    another host wants, slots left unused for LEASE_LINGER_MS go back too.
- *    While nobody else wants, an idle lease stays: the next transaction
- *    needs no round trip.
+ * The lease: the host's pools of keys, grow, fair share and give back,
+ * are in lease_pool.c; lease_int.h is what the two files share.
  *
  * Failure.  The coordinator unreachable (at start or lost mid-run: the
  * connection fails, the server goes away, keepalives give up): with
@@ -58,9 +41,9 @@
 #include "coord.h"
 #include "lease.h"
 #include "lease_gate.h"
+#include "lease_int.h"
 #include "log.h"
 #include "procid.h"
-#include "share.h"
 #include "standby.h"
 
 #include <linux/futex.h>
@@ -74,7 +57,6 @@
 #define LEASE_TICK_MS      2      /* the leader looks at the semaphore */
 #define LEASE_RETRY_MS     25     /* a host that wants asks again */
 #define LEASE_LINGER_MS    100    /* unused slots go back (another host wants) */
-#define LEASE_ROTATE_MS    250    /* the remainder of the fair share moves on */
 #define LEASE_RECONNECT_MS 500
 #define LEASE_PUBLISH_MS   1000   /* application_name: active, waiting */
 #define LEASE_START_WAIT_MS 4000  /* a first wait lets the leader connect (connect_timeout 3 s) */
@@ -97,299 +79,12 @@ static int cluster_scope(void)
 	return g.pol.scope == SCOPE_CLUSTER && g.seg.hdr && hot.cap == &g.seg.hdr->cap;
 }
 
-/* The host's processes may hold n slots (0: none, SEM_CLOSED). */
-static void local_set(uint32_t n)
-{
-	if (n == 0) {
-		cap_set_closed(&g.seg, hot.cap, SEM_ACTIVE, 1);
-		return;
-	}
-	cap_set_max(&g.seg, hot.cap, SEM_ACTIVE, n);
-	cap_set_closed(&g.seg, hot.cap, SEM_ACTIVE, 0);
-}
-
 static void set_state(struct seg_lease *L, enum lease_state s)
 {
 	if (__atomic_load_n(&L->state, __ATOMIC_RELAXED) == (uint32_t)s)
 		return;
 	L->since_ns = real_ns();
 	__atomic_store_n(&L->state, s, __ATOMIC_RELEASE);
-}
-
-/* ---- the leader's state (its thread only) -------------------------------- */
-
-/* A pool of keys leased like the cluster's slots: pool 0 the cluster's
- * slots (keys 0..max_active-1), pool l a capped lane l's (LEASE_KEY_LANE). */
-struct pool {
-	uint32_t *held;           /* keys locked on the coordinator */
-	uint32_t nheld, cap;      /* how many, room */
-	uint32_t give_to;         /* lower the lease to this (== nheld: nothing to give) */
-	int give_seen;            /* the count was down to it at the last tick */
-	int announced;            /* its WANT key held */
-	int others_want;          /* at the last census */
-	uint32_t peak;            /* the highest count in this linger window */
-	uint32_t local;           /* the max as this leader last set it */
-	uint32_t grow_gen;        /* keys_gen after its last grow */
-	uint32_t max, demand, count;   /* this tick's */
-};
-
-static struct {
-	struct pool pool[CAP_LANES];
-	unsigned lane_gen;        /* the lane table the lanes' pools are of */
-	int note;                 /* another host notified while we slept */
-	int others_x;             /* another host's exclusive lane waits (last census) */
-	int open;                 /* the gate lets the host admit (or no gate) */
-	uint64_t window_ms, next_try_ms, next_publish_ms, next_connect_ms, next_census_ms;
-	char published[64];
-	uint64_t counted;         /* coord_statements() already added to L->statements */
-} ld;
-
-_Static_assert(CAP_LANES <= COORD_GROUPS, "a census group per lane");
-
-static uint32_t lane_key(unsigned p, uint32_t k)
-{
-	return p ? LEASE_KEY_LANE(p, k) : k;
-}
-
-static uint32_t want_key(unsigned p)
-{
-	return p ? LEASE_KEY_LANE_WANT(p) : LEASE_KEY_WANT;
-}
-
-static uint32_t keys_held(void)
-{
-	uint32_t n = 0;
-	for (unsigned p = 0; p < CAP_LANES; p++)
-		n += ld.pool[p].nheld;
-	return n;
-}
-
-/* Publish the leader's keys for the standby (a seqlock: keys_gen is odd
- * while they change) and wake it.  Every pool's keys together never pass
- * LEASE_KEYS_MAX (grow), so the standby mirrors each. */
-static uint32_t keys_changed(struct seg_lease *L)
-{
-	__atomic_add_fetch(&L->keys_gen, 1, __ATOMIC_ACQ_REL);
-	uint32_t n = 0;
-	for (unsigned p = 0; p < CAP_LANES; p++)
-		for (uint32_t i = 0; i < ld.pool[p].nheld && n < LEASE_KEYS_MAX; i++)
-			__atomic_store_n(&L->keys[n++], ld.pool[p].held[i], __ATOMIC_RELAXED);
-	__atomic_store_n(&L->nkeys, n, __ATOMIC_RELAXED);
-	uint32_t gen = __atomic_add_fetch(&L->keys_gen, 1, __ATOMIC_ACQ_REL);
-	syscall(SYS_futex, &L->keys_gen, FUTEX_WAKE, 1, NULL, NULL, 0);
-	return gen;
-}
-
-/* The host's processes may hold n of pool p's slots. */
-static void pool_apply(unsigned p, uint32_t n)
-{
-	if (p == 0)
-		local_set(n);
-	else
-		cap_lane_set_max(&g.seg, hot.cap, p, n);
-}
-
-/* Pool p's max on this host, u wanted: a raise waits until the standby,
- * if one is in place, holds the new keys too (lease_seg.h). */
-static void local_use(struct seg_lease *L, unsigned p, uint32_t u)
-{
-	struct pool *P = &ld.pool[p];
-	if (u > P->local && (int32_t)(__atomic_load_n(&L->mirrored_gen, __ATOMIC_ACQUIRE)
-	                              - P->grow_gen) < 0 && lease_standby_alive(L))
-		u = P->local;
-	pool_apply(p, u);
-	P->local = u;
-}
-
-static int room_for(struct pool *P, uint32_t m)
-{
-	if (m <= P->cap)
-		return 0;
-	uint32_t *n = realloc(P->held, (size_t)m * sizeof *n);
-	if (!n)
-		return -1;
-	P->held = n;
-	P->cap = m;
-	return 0;
-}
-
-static int cmp_u32(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-	return x < y ? -1 : x > y;
-}
-
-/* The slots this host may use now: the lease, less what is being given. */
-static uint32_t usable(const struct pool *P)
-{
-	return P->give_to < P->nheld ? P->give_to : P->nheld;
-}
-
-/* Pool p's cap, demand and count this tick (max 0: no pool: the cap is
- * off, or the lane is uncapped, exclusive or not in the table). */
-static void pool_look(unsigned p)
-{
-	struct pool *P = &ld.pool[p];
-	P->max = P->demand = P->count = 0;
-	if (p == 0) {
-		uint64_t w = __atomic_load_n(&hot.cap->sems[SEM_ACTIVE].word, __ATOMIC_ACQUIRE);
-		P->max = g.pol.max_active;
-		P->count = sem_count(w);
-		P->demand = P->count + sem_waiting(w);
-	} else {
-		struct seg_lanes *lanes = &hot.cap->lanes;
-		if (p > lanes->nlanes || (int)p > g.pol.nlanes || g.pol.lanes[p - 1].exclusive
-		    || strcmp(lanes->lane[p].name, g.pol.lanes[p - 1].name) != 0)
-			return;
-		P->max = g.pol.lanes[p - 1].max_active;
-		P->count = lw_count(__atomic_load_n(&lanes->lane[p].word, __ATOMIC_ACQUIRE));
-		P->demand = P->count + __atomic_load_n(&lanes->lane[p].waiting, __ATOMIC_RELAXED);
-	}
-	if (P->demand > P->max)
-		P->demand = P->max;
-}
-
-static void lost(struct seg_lease *L);
-
-/* Ask the coordinator who holds what; take or give accordingly, pool by pool. */
-static void rebalance(struct seg_lease *L)
-{
-	struct coord_host h[COORD_MAX_HOSTS];
-	/* The turn is taken on the coordinator's clock: every host agrees on
-	 * it whatever their own clocks say. */
-	uint64_t now_ms = real_ns() / 1000000u;
-	int n = coord_census(h, COORD_MAX_HOSTS, &now_ms);
-	if (n < 0)
-		return lost(L);
-	ld.next_census_ms = mono_ms() + LEASE_ROTATE_MS;
-	int self = coord_backend_pid(), me = -1;
-	ld.others_x = 0;
-	uint32_t others_want = 0, excl_hosts = 0;
-	for (int i = 0; i < n; i++) {
-		excl_hosts += h[i].xwant != 0;
-		if (h[i].pid == self) {
-			me = i;
-			continue;
-		}
-		others_want |= h[i].wants;
-		ld.others_x |= h[i].xwant;
-	}
-	L->excl_hosts = excl_hosts;
-	if (me < 0) {                 /* we hold nothing and announce nothing */
-		if (n >= COORD_MAX_HOSTS)
-			return;
-		me = n++;
-		h[me] = (struct coord_host){ .pid = self };
-		for (int i = me; i > 0 && h[i - 1].pid > h[i].pid; i--) {
-			struct coord_host x = h[i];
-			h[i] = h[i - 1];
-			h[i - 1] = x;
-			me = i - 1;
-		}
-	}
-	for (unsigned p = 0; p < CAP_LANES; p++) {
-		struct pool *P = &ld.pool[p];
-		P->others_want = (others_want >> p) & 1;
-		if (!P->max)
-			continue;
-		h[me].slots[p] = P->nheld;   /* our own view is the exact one */
-		struct share_host sh[COORD_MAX_HOSTS];
-		for (int i = 0; i < n; i++)
-			sh[i] = (struct share_host){ h[i].slots[p], i == me ? P->announced
-			                                             : (int)((h[i].wants >> p) & 1) };
-		uint32_t share = share_of(sh, n, me, P->max, now_ms, LEASE_ROTATE_MS);
-		if (share < usable(P))
-			P->give_to = share;
-		else if (P->give_to < P->nheld && share >= P->nheld)
-			P->give_to = P->nheld;       /* no need to give any more */
-		/* Up to the share while not giving; and never fewer than the work
-		 * running here (a leader that came without the keys: they must be
-		 * locked again before anything more is admitted).  Every pool's
-		 * keys together stay within what the standby can hold too. */
-		int giving = P->give_to < P->nheld;
-		uint32_t target = giving ? 0 : share < P->demand ? share : P->demand;
-		if (target < P->count)
-			target = P->count;
-		uint32_t room = LEASE_KEYS_MAX - keys_held();
-		if (target > P->nheld + room)
-			target = P->nheld + room;
-		if (target > P->nheld) {
-			int got = coord_lock_slots(lane_key(p, 0), P->max, P->held, &P->nheld,
-			                           target - P->nheld);
-			if (got < 0)
-				return lost(L);
-			if (!giving)
-				P->give_to = P->nheld;
-			L->grows += (uint64_t)got;
-			if (got)
-				P->grow_gen = keys_changed(L);
-		}
-	}
-}
-
-/* Unlock what is being given once the host's count is down to it. */
-static void give_back(struct seg_lease *L, unsigned p)
-{
-	struct pool *P = &ld.pool[p];
-	uint32_t keep = usable(P);
-	if (keep >= P->nheld)
-		return;
-	if (P->count > keep) {
-		P->give_seen = 0;
-		return;                  /* not free on this host yet */
-	}
-	/* A fast path that read the old max just before it was lowered may
-	 * still be about to CAS (a few instructions): see the count down to
-	 * the new max on two ticks in a row first. */
-	if (!P->give_seen) {
-		P->give_seen = 1;
-		return;
-	}
-	P->give_seen = 0;
-	uint32_t n = P->nheld - keep;
-	qsort(P->held, P->nheld, sizeof *P->held, cmp_u32);   /* the highest keys go first */
-	if (coord_unlock_slots(P->held, &P->nheld, n) < 0)
-		return lost(L);
-	P->give_to = P->nheld;
-	L->gives += n;
-	keys_changed(L);
-}
-
-/* Every pool holds nothing (the session is gone, or a new one starts). */
-static void pools_forget(void)
-{
-	for (unsigned p = 0; p < CAP_LANES; p++) {
-		ld.pool[p].nheld = ld.pool[p].give_to = 0;
-		ld.pool[p].announced = 0;
-	}
-}
-
-/* Keys a session holds (a promoted standby's, a reconnected leader's
- * adopted), each into its pool. */
-static void pools_fill(const uint32_t *keys, uint32_t n)
-{
-	pools_forget();
-	for (uint32_t i = 0; i < n; i++) {
-		unsigned p = keys[i] < LEASE_KEY_LANE(0, 0) ? 0 : (keys[i] >> 24) - 1;
-		struct pool *P = &ld.pool[p < CAP_LANES ? p : 0];
-		if (room_for(P, P->nheld + 1) == 0)
-			P->held[P->nheld++] = keys[i];
-	}
-	for (unsigned p = 0; p < CAP_LANES; p++)
-		ld.pool[p].give_to = ld.pool[p].nheld;
-}
-
-/* The lanes' pools in fail-open (the host's own lane caps) or with nothing
- * leased (none). */
-static void lanes_local(int open)
-{
-	for (unsigned p = 1; p < CAP_LANES; p++) {
-		pool_look(p);
-		if (ld.pool[p].max)
-			pool_apply(p, ld.pool[p].local = open ? ld.pool[p].max : 0);
-	}
-	if (gate_needed())
-		cap_lanes_set_gate(&g.seg, hot.cap, open ? CAP_GATE_LOCAL : CAP_GATE_SHUT);
 }
 
 static void describe(struct seg_lease *L)
@@ -418,12 +113,12 @@ static void down(struct seg_lease *L, const char *why)
 	set_state(L, s);
 	/* The keys published stay: the standby keeps them for our return. */
 	if (s == LEASE_CLOSED || g.pol.max_active)
-		local_set(ld.pool[0].local = s == LEASE_OPEN ? g.pol.max_active : 0);
-	lanes_local(s == LEASE_OPEN);   /* fail-open: the lanes on this host's terms */
-	ld.next_connect_ms = mono_ms() + LEASE_RECONNECT_MS;
+		pool_local_set(lease_ld.pool[0].local = s == LEASE_OPEN ? g.pol.max_active : 0);
+	pool_lanes_local(s == LEASE_OPEN);   /* fail-open: the lanes on this host's terms */
+	lease_ld.next_connect_ms = mono_ms() + LEASE_RECONNECT_MS;
 }
 
-static void lost(struct seg_lease *L)
+void lease_lost(struct seg_lease *L)
 {
 	down(L, "the connection was lost");
 }
@@ -444,11 +139,11 @@ static void reach(struct seg_lease *L)
 	L->error[0] = '\0';
 	pools_forget();
 	gate_forget(L, GATE_NONE);
-	ld.published[0] = '\0';
-	ld.next_try_ms = 0;
-	ld.note = 1;                 /* a census at once (see take_over) */
-	local_set(ld.pool[0].local = 0);     /* until slots are leased */
-	lanes_local(0);
+	lease_ld.published[0] = '\0';
+	lease_ld.next_try_ms = 0;
+	lease_ld.note = 1;                 /* a census at once (see take_over) */
+	pool_local_set(lease_ld.pool[0].local = 0);     /* until slots are leased */
+	pool_lanes_local(0);
 	/* Our last session's keys that the standby kept: ours again. */
 	uint32_t sb = __atomic_load_n(&L->standby_backend, __ATOMIC_ACQUIRE);
 	if (sb && lease_standby_alive(L)) {
@@ -459,7 +154,7 @@ static void reach(struct seg_lease *L)
 		}
 		pools_fill(keys, n);
 	}
-	keys_changed(L);
+	pool_keys_changed(L);
 	L->backend_pid = (uint32_t)coord_backend_pid();
 	set_state(L, LEASE_OK);
 }
@@ -468,16 +163,16 @@ static void reach(struct seg_lease *L)
 static void publish(struct seg_lease *L, uint32_t count, uint32_t waiting)
 {
 	uint64_t now = mono_ms();
-	if (now < ld.next_publish_ms)
+	if (now < lease_ld.next_publish_ms)
 		return;
 	char app[64];
 	snprintf(app, sizeof app, "pqshim %u %.24s a=%u w=%u", L->classid, L->host, count, waiting);
-	if (strcmp(app, ld.published) == 0)
+	if (strcmp(app, lease_ld.published) == 0)
 		return;
-	ld.next_publish_ms = now + LEASE_PUBLISH_MS;
+	lease_ld.next_publish_ms = now + LEASE_PUBLISH_MS;
 	if (coord_publish(app) < 0)
-		return lost(L);
-	snprintf(ld.published, sizeof ld.published, "%s", app);
+		return lease_lost(L);
+	snprintf(lease_ld.published, sizeof lease_ld.published, "%s", app);
 }
 
 /* A standby becomes the leader: its session holds the keys already (the
@@ -489,29 +184,29 @@ static int take_over(struct seg_lease *L)
 		return -1;
 	pools_fill(keys, n);
 	gate_forget(L, standby_gate_held());   /* S as the standby held it */
-	ld.published[0] = '\0';
-	ld.next_publish_ms = 0;      /* say at once that we lead */
-	ld.next_try_ms = 0;
-	ld.note = 1;                 /* a census at once: wants announced before we led */
+	lease_ld.published[0] = '\0';
+	lease_ld.next_publish_ms = 0;      /* say at once that we lead */
+	lease_ld.next_try_ms = 0;
+	lease_ld.note = 1;                 /* a census at once: wants announced before we led */
 	/* What the old leader let the host use is covered by our keys; a raise
 	 * above it waits for the next standby (keys_changed). */
 	uint64_t w = __atomic_load_n(&hot.cap->sems[SEM_ACTIVE].word, __ATOMIC_ACQUIRE);
 	uint32_t cur = (w & SEM_CLOSED) ? 0 : __atomic_load_n(&hot.cap->sems[SEM_ACTIVE].max,
 	                                                      __ATOMIC_ACQUIRE);
-	struct pool *P = &ld.pool[0];
+	struct pool *P = &lease_ld.pool[0];
 	P->local = cur < P->nheld ? cur : P->nheld;
-	local_set(P->local);
+	pool_local_set(P->local);
 	for (unsigned p = 1; p < CAP_LANES; p++) {
 		uint32_t m = __atomic_load_n(&hot.cap->lanes.lane[p].max, __ATOMIC_ACQUIRE);
 		pool_look(p);
-		P = &ld.pool[p];
+		P = &lease_ld.pool[p];
 		if (!P->max)
 			continue;
 		P->local = m == CAP_LANE_NONE || m > P->nheld ? P->nheld : m;
 		pool_apply(p, P->local);
 	}
-	ld.lane_gen = __atomic_load_n(&hot.cap->lanes.gen, __ATOMIC_ACQUIRE);
-	keys_changed(L);
+	lease_ld.lane_gen = __atomic_load_n(&hot.cap->lanes.gen, __ATOMIC_ACQUIRE);
+	pool_keys_changed(L);
 	L->error[0] = '\0';
 	L->backend_pid = (uint32_t)coord_backend_pid();
 	L->takeovers++;
@@ -519,57 +214,18 @@ static int take_over(struct seg_lease *L)
 	return 0;
 }
 
-/* max_active = 0: no cluster cap, nothing to lease (the lanes' caps and
- * the gate, if any, still are). */
-static void unleased(struct seg_lease *L)
-{
-	struct pool *P = &ld.pool[0];
-	if (P->nheld) {
-		if (coord_unlock_slots(P->held, &P->nheld, P->nheld) < 0)
-			return lost(L);
-		keys_changed(L);
-	}
-	P->give_to = 0;
-	L->leased = 0;
-	cap_set_max(&g.seg, hot.cap, SEM_ACTIVE, g.pol.nlanes ? CAP_UNCAPPED : 0);
-	cap_set_closed(&g.seg, hot.cap, SEM_ACTIVE, !ld.open);
-}
-
-/* A reload that renumbered the lanes: their keys were of the old table. */
-static void lanes_renumbered(struct seg_lease *L)
-{
-	unsigned gen = __atomic_load_n(&hot.cap->lanes.gen, __ATOMIC_ACQUIRE);
-	if (gen == ld.lane_gen)
-		return;
-	ld.lane_gen = gen;
-	int any = 0;
-	for (unsigned p = 1; p < CAP_LANES; p++) {
-		struct pool *P = &ld.pool[p];
-		if (P->announced && coord_want(want_key(p), 0) < 0)
-			return lost(L);
-		P->announced = 0;
-		P->local = 0;
-		any |= P->nheld != 0;
-		if (P->nheld && coord_unlock_slots(P->held, &P->nheld, P->nheld) < 0)
-			return lost(L);
-		P->give_to = 0;
-	}
-	if (any)
-		keys_changed(L);
-}
-
 /* One look of the leader: demand, the census when due, grow or give, the
  * gate, and what the host may use. */
 static void lead_tick(struct seg_lease *L, uint64_t now)
 {
-	lanes_renumbered(L);
+	pool_lanes_renumbered(L);
 	if (!coord_connected())
 		return;
 	int any_want = 0, others_want = 0;
 	for (unsigned p = 0; p < CAP_LANES; p++) {
-		struct pool *P = &ld.pool[p];
+		struct pool *P = &lease_ld.pool[p];
 		pool_look(p);
-		if (P->max && room_for(P, P->max) != 0)
+		if (P->max && pool_room(P, P->max) != 0)
 			P->max = 0;
 		if (P->nheld > P->max && P->give_to > P->max)
 			P->give_to = P->max;     /* the cap was lowered (or the lane is gone) */
@@ -577,68 +233,69 @@ static void lead_tick(struct seg_lease *L, uint64_t now)
 			P->peak = P->count;
 		int want = P->demand > P->nheld;
 		if (want != P->announced) {
-			if (coord_want(want_key(p), want) < 0)
-				return lost(L);
+			if (coord_want(pool_want_key(p), want) < 0)
+				return lease_lost(L);
 			P->announced = want;
-			ld.next_try_ms = 0;
+			lease_ld.next_try_ms = 0;
 		}
 		any_want |= want;
 		others_want |= P->others_want;
 	}
-	L->wanting = (uint32_t)ld.pool[0].announced;
+	L->wanting = (uint32_t)lease_ld.pool[0].announced;
 	int note = coord_wait(0);
 	if (note < 0)
-		return lost(L);
-	note |= ld.note;
-	ld.note = 0;
+		return lease_lost(L);
+	note |= lease_ld.note;
+	lease_ld.note = 0;
 	int gated = gate_needed();
-	if (note || ((any_want || others_want) && now >= ld.next_try_ms)
-	    || (gated && now >= ld.next_census_ms)) {
-		ld.next_try_ms = now + LEASE_RETRY_MS;
-		rebalance(L);
+	if (note || ((any_want || others_want) && now >= lease_ld.next_try_ms)
+	    || (gated && now >= lease_ld.next_census_ms)) {
+		lease_ld.next_try_ms = now + LEASE_RETRY_MS;
+		pool_rebalance(L);
 		if (!coord_connected())
 			return;
 	}
-	int linger = now >= ld.window_ms + LEASE_LINGER_MS;
+	int linger = now >= lease_ld.window_ms + LEASE_LINGER_MS;
 	if (linger)
-		ld.window_ms = now;
+		lease_ld.window_ms = now;
 	if (gated) {
-		int r = gate_tick(L, ld.others_x, note, usable(&ld.pool[0]) || !g.pol.max_active);
+		int r = gate_tick(L, lease_ld.others_x, note,
+		                  pool_usable(&lease_ld.pool[0]) || !g.pol.max_active);
 		if (r < 0)
-			return lost(L);
-		ld.open = r;
+			return lease_lost(L);
+		lease_ld.open = r;
 	} else {
-		ld.open = 1;
+		lease_ld.open = 1;
 		cap_lanes_set_gate(&g.seg, hot.cap, CAP_GATE_LOCAL);
 	}
 	for (unsigned p = 0; p < CAP_LANES; p++) {
-		struct pool *P = &ld.pool[p];
+		struct pool *P = &lease_ld.pool[p];
 		if (!P->max) {
 			if (p == 0) {
-				unleased(L);
+				pool_unleased(L);
 			} else if (P->nheld) {   /* the lane is no longer capped: its keys go */
 				P->give_to = 0;
-				give_back(L, p);
+				pool_give_back(L, p);
 			}
 			continue;
 		}
 		if (linger) {
 			/* Slots nobody used for a whole window go back while another
 			 * host wants them. */
-			if (P->others_want && P->demand <= P->count && P->peak < usable(P))
+			if (P->others_want && P->demand <= P->count && P->peak < pool_usable(P))
 				P->give_to = P->peak;
 			P->peak = P->count;
 		}
-		local_use(L, p, p == 0 && !ld.open ? 0 : usable(P));
-		give_back(L, p);
+		pool_local_use(L, p, p == 0 && !lease_ld.open ? 0 : pool_usable(P));
+		pool_give_back(L, p);
 		if (!coord_connected())
 			return;
 	}
-	L->leased = ld.pool[0].nheld;
+	L->leased = lease_ld.pool[0].nheld;
 	L->max_active = g.pol.max_active;
 	uint64_t sent = coord_statements();
-	L->statements += sent - ld.counted;
-	ld.counted = sent;
+	L->statements += sent - lease_ld.counted;
+	lease_ld.counted = sent;
 	uint64_t w = __atomic_load_n(&hot.cap->sems[SEM_ACTIVE].word, __ATOMIC_ACQUIRE);
 	publish(L, sem_count(w), sem_waiting(w));
 }
@@ -656,12 +313,12 @@ static void lead(struct seg_lease *L)
 	if (coord_connected() && take_over(L) == 0) {
 		shim_log(LOG_INFO, "process %d leads host %s for the cluster cap (classid %u), "
 		         "taking over as its standby with %u slots", (int)getpid(), L->host,
-		         L->classid, keys_held());
+		         L->classid, pool_keys_held());
 	} else {
 		coord_close();
 		set_state(L, LEASE_CONNECTING);
-		local_set(ld.pool[0].local = 0);
-		lanes_local(0);
+		pool_local_set(lease_ld.pool[0].local = 0);
+		pool_lanes_local(0);
 		shim_log(LOG_INFO, "process %d leads host %s for the cluster cap (classid %u)",
 		         (int)getpid(), L->host, L->classid);
 	}
@@ -672,8 +329,8 @@ static void lead(struct seg_lease *L)
 		uint64_t now = mono_ms();
 		if (!coord_connected()) {
 			if (L->state == LEASE_OK)
-				lost(L);
-			if (now >= ld.next_connect_ms)
+				lease_lost(L);
+			if (now >= lease_ld.next_connect_ms)
 				reach(L);
 			if (!coord_connected()) {
 				struct timespec ts = { 0, 20 * 1000000L };
@@ -687,9 +344,9 @@ static void lead(struct seg_lease *L)
 		/* Sleep on the socket: a notification wakes us at once. */
 		int r = coord_wait(LEASE_TICK_MS);
 		if (r < 0)
-			lost(L);
+			lease_lost(L);
 		else
-			ld.note = r;
+			lease_ld.note = r;
 	}
 }
 
@@ -809,7 +466,7 @@ void lease_after_fork(void)
 {
 	coord_forget();
 	for (unsigned p = 0; p < CAP_LANES; p++)
-		free(ld.pool[p].held);
-	memset(&ld, 0, sizeof ld);
+		free(lease_ld.pool[p].held);
+	memset(&lease_ld, 0, sizeof lease_ld);
 	__atomic_store_n(&started, 0, __ATOMIC_RELEASE);
 }

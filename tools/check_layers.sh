@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 table='
 0 core      policy policy_file policy_text policy_int segment cap cap_lock cap_lanes cap_int procid connmap log clock progname fuzz_policy lease_seg share
 1 libpq     real pqint pqerr
-2 services  shim record slots lanes connargs route session readonly switch drain lease lease_gate standby coord
+2 services  shim record slots lanes connargs route session readonly switch drain lease lease_pool lease_int lease_gate standby coord
 3 lifecycle startup segwatch track work defer reload drainer
 4 wrappers  wrap_connect wrap_work wrap_dlsym wrap_dlopen wrap_exec got
 '
