@@ -400,11 +400,13 @@ static void lease_init(struct seg_lease *L)
 		usleep(1000);
 }
 
+/* A leader whose image exec()ed is gone although its pid lives on: the
+ * kernel let its robust mutexes go at the exec, libpq's socket closed and
+ * the server ended its session (its record says so: seg_pid_alive). */
 static int leader_alive(struct seg_lease *L)
 {
 	uint32_t s = __atomic_load_n(&L->state, __ATOMIC_ACQUIRE);
-	return s != LEASE_NONE && L->leader_pid > 0
-	       && procid_alive(L->leader_pid, L->leader_start);
+	return s != LEASE_NONE && seg_pid_alive(&g.seg, L->leader_pid, L->leader_start);
 }
 
 void lease_configure(void)

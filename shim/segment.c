@@ -573,6 +573,19 @@ int seg_proc_alive(const struct segment *seg, uint32_t idx)
 	return procid_alive(p->pid, p->starttime) && !proc_execed(seg, idx);
 }
 
+int seg_pid_alive(const struct segment *seg, pid_t pid, uint64_t starttime)
+{
+	if (pid <= 0 || !procid_alive(pid, starttime))
+		return 0;
+	for (uint32_t i = 0; i < seg->max_procs; i++) {
+		const struct seg_proc *p = &seg->procs[i];
+		if (__atomic_load_n(&p->state, __ATOMIC_ACQUIRE) == SLOT_LIVE && p->pid == pid
+		    && p->starttime == starttime && !proc_execed(seg, i))
+			return 1;
+	}
+	return 0;
+}
+
 int seg_reap(struct segment *seg)
 {
 	int reaped = 0;

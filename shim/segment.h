@@ -278,6 +278,9 @@ int seg_proc_exec_begin(struct segment *seg, int idx);
 void seg_proc_exec_end(struct segment *seg, int idx, int fd);
 /* Is the process of record idx alive, in the image that wrote it? */
 int seg_proc_alive(const struct segment *seg, uint32_t idx);
+/* Is process pid (started at starttime) alive in an image that holds a
+ * live record here: not gone, and not exec()ed since (its pid lives on)? */
+int seg_pid_alive(const struct segment *seg, pid_t pid, uint64_t starttime);
 
 /* Consistent copies for readers (the tool).  0 when the record is LIVE. */
 int seg_proc_read(const struct segment *seg, int idx, struct seg_proc *out);

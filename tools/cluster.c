@@ -162,6 +162,9 @@ void cluster_read(const struct segment *seg, const struct snapshot *s)
 	memcpy(&v->lease, &seg->hdr->lease, sizeof v->lease);
 	v->lease.host[sizeof v->lease.host - 1] = '\0';
 	v->lease.error[sizeof v->lease.error - 1] = '\0';
+	/* A leader gone (killed, or its image exec()ed) leads no more: none. */
+	if (!seg_pid_alive(seg, v->lease.leader_pid, v->lease.leader_start))
+		v->lease.leader_pid = 0;
 	v->max_active = p->loaded ? p->pol.max_active : v->lease.max_active;
 	if (!p->loaded || !p->pol.coordinator[0]) {
 		snprintf(v->coordinator, sizeof v->coordinator, "%.*s", (int)sizeof v->coordinator - 1,
