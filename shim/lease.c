@@ -146,7 +146,7 @@ static void reach(struct seg_lease *L)
 	pool_lanes_local(0);
 	/* Our last session's keys that the standby kept: ours again. */
 	uint32_t sb = __atomic_load_n(&L->standby_backend, __ATOMIC_ACQUIRE);
-	if (sb && lease_standby_alive(L)) {
+	if (sb && lease_standby_alive(&g.seg, L)) {
 		uint32_t keys[LEASE_KEYS_MAX], n = 0;
 		if (coord_adopt((int)sb, keys, &n, LEASE_KEYS_MAX) < 0) {
 			down(L, "the connection was lost");

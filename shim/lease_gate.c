@@ -164,7 +164,7 @@ static int tick_exclusive(struct seg_lease *L, int others_x, int note,
 	}
 	int ok = 0;
 	if (gt.g == GATE_EXCL) {
-		if (lease_standby_alive(L)) {
+		if (lease_standby_alive(&g.seg, L)) {
 			/* S is the standby's: hand it over (G exclusive keeps everyone
 			 * out meanwhile) */
 			if (gt.s == GATE_EXCL && let_go(LEASE_KEY_GATE_STANDBY, &gt.s) < 0)
@@ -228,7 +228,7 @@ static int tick_shared(struct seg_lease *L, int others_x, int note)
 	if (gt.g != GATE_SHARED)
 		return 0;
 	standby_should(L, GATE_SHARED);
-	return !lease_standby_alive(L)
+	return !lease_standby_alive(&g.seg, L)
 	       || __atomic_load_n(&L->gate_standby, __ATOMIC_ACQUIRE) == GATE_SHARED;
 }
 

@@ -101,7 +101,7 @@ void pool_local_use(struct seg_lease *L, unsigned p, uint32_t u)
 {
 	struct pool *P = &lease_ld.pool[p];
 	if (u > P->local && (int32_t)(__atomic_load_n(&L->mirrored_gen, __ATOMIC_ACQUIRE)
-	                              - P->grow_gen) < 0 && lease_standby_alive(L))
+	                              - P->grow_gen) < 0 && lease_standby_alive(&g.seg, L))
 		u = P->local;
 	pool_apply(p, u);
 	P->local = u;

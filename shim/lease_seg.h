@@ -179,11 +179,15 @@ static inline const char *lease_state_word(uint32_t s)
 	return s < sizeof words / sizeof words[0] ? words[s] : "?";
 }
 
-/* Is the host's standby in place: it has mirrored, and its process lives? */
-static inline int lease_standby_alive(const struct seg_lease *L)
+struct segment;
+int seg_pid_alive(const struct segment *seg, pid_t pid, uint64_t starttime);   /* segment.h */
+
+/* Is the host's standby in place: it has mirrored, and its process lives
+ * in the image that mirrored (one that exec()ed keeps its pid: gone). */
+static inline int lease_standby_alive(const struct segment *seg, const struct seg_lease *L)
 {
-	return __atomic_load_n(&L->standby_backend, __ATOMIC_ACQUIRE) && L->standby_pid > 0
-	       && procid_alive(L->standby_pid, L->standby_start);
+	return __atomic_load_n(&L->standby_backend, __ATOMIC_ACQUIRE)
+	       && seg_pid_alive(seg, L->standby_pid, L->standby_start);
 }
 
 #endif

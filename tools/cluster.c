@@ -165,6 +165,8 @@ void cluster_read(const struct segment *seg, const struct snapshot *s)
 	/* A leader gone (killed, or its image exec()ed) leads no more: none. */
 	if (!seg_pid_alive(seg, v->lease.leader_pid, v->lease.leader_start))
 		v->lease.leader_pid = 0;
+	if (!lease_standby_alive(seg, &v->lease))
+		v->lease.standby_pid = 0;
 	v->max_active = p->loaded ? p->pol.max_active : v->lease.max_active;
 	if (!p->loaded || !p->pol.coordinator[0]) {
 		snprintf(v->coordinator, sizeof v->coordinator, "%.*s", (int)sizeof v->coordinator - 1,
@@ -242,7 +244,7 @@ void cluster_json(FILE *out, const struct snapshot *s)
 	        (unsigned long long)L->grows, (unsigned long long)L->gives,
 	        (unsigned long long)L->leaders, (unsigned long long)L->takeovers);
 	/* the standby in place: it holds this host's slots again (lease_seg.h) */
-	if (lease_standby_alive(L))
+	if (L->standby_pid > 0)   /* judged at the read */
 		fprintf(out, "%d", L->standby_pid);
 	else
 		fputs("null", out);

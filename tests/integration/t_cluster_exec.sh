@@ -122,4 +122,56 @@ assert_eq "$(sql_primary "select count(*) from $TBL where h = 'h1new'")" 1 "the 
 wait "$PGB3" || fail "h2's pgbench: $(cat "$T/pgb3.out")"
 assert_le "$(overlap "$TBL")" 2 "transactions at once (cap 2), with a lone leader that exec'd"
 kill "$LEADER" 2>/dev/null || true
-echo "ok: a leader that execs leads no more: its session goes, the host elects another, the cap holds"
+
+# ============ the standby execs, alone ======================================
+cat >"$T/two.py" <<'EOF2'
+import os, sys, threading, time, psycopg2
+c = psycopg2.connect(application_name="t_cluster_exec_two")
+cur = c.cursor()
+cur.execute("select 1")              # a slot: this process leads its host
+c.commit()
+print("LEADS", flush=True)
+while not os.path.exists(sys.argv[1]):
+    time.sleep(0.01)
+def work():
+    k = psycopg2.connect(application_name="t_cluster_exec_two")
+    for _ in range(3):
+        cur = k.cursor()
+        cur.execute("select pg_sleep(0.3); insert into %s values ('h1two', now(), clock_timestamp())"
+                    % sys.argv[2])
+        k.commit()
+ts = [threading.Thread(target=work) for _ in range(2)]
+for t in ts: t.start()
+for t in ts: t.join()
+print("DONE", flush=True)
+EOF2
+(PQSHIM_POLICY=$POL LD_PRELOAD=$PQSHIM_LIB on_host h1 "$PY" "$T/two.py" "$T/two.go" "$TBL") \
+	>"$T/two.out" 2>"$T/two.err" &
+TWO=$!
+bg_track "$TWO"
+wait_until 10 grep -q LEADS "$T/two.out" || fail "the leader on h1: $(cat "$T/two.err")"
+two_leads() { [ "$(st .cluster.leader_pid)" = "$TWO" ]; }
+wait_until 5 two_leads || fail "h1's new process does not lead ($(host_stat h1 "$POL"))"
+(PQSHIM_POLICY=$POL LD_PRELOAD=$PQSHIM_LIB on_host h1 "$PY" "$T/leader.py" "$T/sb.go" 10) \
+	>"$T/sb.out" 2>"$T/sb.err" &
+SB=$!
+bg_track "$SB"
+wait_until 10 grep -q LEADS "$T/sb.out" || fail "the standby on h1: $(cat "$T/sb.err")"
+is_sb() { [ "$(st .cluster.standby_pid)" = "$SB" ]; }
+wait_until 5 is_sb || fail "h1's second process is not the standby ($(host_stat h1 "$POL"))"
+touch "$T/sb.go"
+LEADER=$SB
+wait_until 3 execed || fail "the standby did not exec: $(cat "$T/sb.err")"
+assert_eq "$(st .cluster.standby_pid)" null "pqshim stat: h1's standby after it exec'd (pid $SB lives on as sleep)"
+touch "$T/two.go"
+done_two() { grep -q DONE "$T/two.out"; }
+wait_until 15 done_two || fail "the leader's threads did not finish: $(cat "$T/two.err")"
+assert_eq "$(sql_primary "select count(*) from $TBL where h = 'h1two'")" 6 "the leader's transactions"
+two_at_once=$(sql_primary "with ev as (select t0 as t, 1 as d from $TBL where h = 'h1two' union all
+	select t1, -1 from $TBL where h = 'h1two'),
+	run as (select sum(d) over (order by t, d rows unbounded preceding) as c from ev)
+	select coalesce(max(c), 0) from run")
+assert_eq "$two_at_once" 2 "the leader's transactions at once (2 slots leased, its standby exec'd)"
+kill "$SB" 2>/dev/null || true
+echo "ok: a leader that execs leads no more (its session goes, the host elects another, the cap holds);"
+echo "    a standby that execs is not waited for"
