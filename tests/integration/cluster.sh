@@ -29,6 +29,9 @@
 #                           primary's database $CDB (coord_db first), max_active
 #                           MAX, wait_timeout TIMEOUT, log $T/NAME.log, then MORE
 #                           (lanes...); prints its path
+#   cluster_bed NAME MAX TIMEOUT [MORE]  coord_db pqt_NAME_$$, then POL=the
+#                           cluster_policy NAME MAX TIMEOUT MORE, then lane_table
+#                           TBL=t_NAME (the lanes-across-hosts tests' start)
 #   host_load HOST NAME POLICY TBL APP ARGS...  tests/clients/py_lane_load.py on
 #                           HOST under POLICY (lane_lib.sh's lane_load, on a host)
 [ "$(id -u)" = 0 ] || fail "the cluster tests simulate hosts with namespaces: run as root"
@@ -164,4 +167,10 @@ host_load() {
 		>"$T/$n.out" 2>"$T/$n.err" &
 	bg_track "$!"
 	LANE_PID[$n]=$!
+}
+cluster_bed() {
+	coord_db "pqt_$1_$$"
+	POL=$(cluster_policy "$@")
+	TBL=t_$1
+	lane_table "$TBL"
 }

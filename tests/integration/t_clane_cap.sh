@@ -18,12 +18,9 @@ set -euo pipefail
 # shellcheck source=cluster.sh
 . "$(dirname "$0")/cluster.sh"
 
-coord_db pqt_clanec_$$
-POL=$(cluster_policy clanec 4 20s '[lane "reports"]
+cluster_bed clanec 4 20s '[lane "reports"]
 match = application_name=rep-*
-max_active = 1')
-TBL=t_clanec
-lane_table $TBL
+max_active = 1'
 for h in h1 h2 h3; do host_up "$h"; done
 
 # ============ the lane's cap and the global one across three hosts ==========

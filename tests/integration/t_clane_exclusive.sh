@@ -16,14 +16,11 @@ set -euo pipefail
 # shellcheck source=cluster.sh
 . "$(dirname "$0")/cluster.sh"
 
-coord_db pqt_clanex_$$
-POL=$(cluster_policy clanex 8 20s '[lane "migrations"]
+cluster_bed clanex 8 20s '[lane "migrations"]
 match = application_name=migrate-*
 exclusive = yes
-wait_timeout = 20s')
+wait_timeout = 20s'
 "$PQSHIM" check "$POL" >/dev/null || fail "pqshim check refuses lanes with scope = cluster: $("$PQSHIM" check "$POL" 2>&1)"
-TBL=t_clanex
-lane_table $TBL
 host_up h1
 host_up h2
 

@@ -40,25 +40,43 @@ host_up h1
 host_up h2
 
 cat >"$T/leader.py" <<'EOF2'
-import os, sys, time, psycopg2
+import os, sys, threading, time, psycopg2
 c = psycopg2.connect(application_name="t_cluster_exec_leader")
 for _ in range(3):
     cur = c.cursor()
-    cur.execute("select 1")          # a slot: this process leads its host
+    cur.execute("select 1")          # a slot: this process leads its host (or is its standby)
     c.commit()
 print("LEADS", flush=True)
 while not os.path.exists(sys.argv[1]):
     time.sleep(0.01)
-os.execv("/bin/sleep", ["sleep", sys.argv[2]])
+if sys.argv[2] != "work":            # exec a program that never uses libpq
+    os.execv("/bin/sleep", ["sleep", sys.argv[2]])
+def work():                          # or 2 threads run 3 logged 0.3 s transactions each
+    k = psycopg2.connect(application_name="t_cluster_exec_two")
+    for _ in range(3):
+        cur = k.cursor()
+        cur.execute("select pg_sleep(0.3); insert into %s values ('h1two', now(), clock_timestamp())"
+                    % sys.argv[3])
+        k.commit()
+ts = [threading.Thread(target=work) for _ in range(2)]
+for t in ts: t.start()
+for t in ts: t.join()
+print("DONE", flush=True)
 EOF2
 printf 'begin;\nselect pg_sleep(0.2);\ninsert into %s values (:h, now(), clock_timestamp());\ncommit;\n' \
 	"$TBL" >"$T/x.sql"
+proc_up() { # NAME ARGS...: leader.py on h1, going on once $T/NAME.go exists (sets PROC)
+	local n=$1
+	shift
+	(PQSHIM_POLICY=$POL LD_PRELOAD=$PQSHIM_LIB on_host h1 "$PY" "$T/leader.py" "$T/$n.go" "$@") \
+		>"$T/$n.out" 2>"$T/$n.err" &
+	PROC=$!
+	bg_track "$PROC"
+	wait_until 10 grep -q LEADS "$T/$n.out" || fail "$n on h1: $(cat "$T/$n.err")"
+}
 leader_up() { # NAME SLEEP: a leader on h1 that execs sleep SLEEP once $T/NAME.go exists (sets LEADER)
-	(PQSHIM_POLICY=$POL LD_PRELOAD=$PQSHIM_LIB on_host h1 "$PY" "$T/leader.py" "$T/$1.go" "$2") \
-		>"$T/$1.out" 2>"$T/$1.err" &
-	LEADER=$!
-	bg_track "$LEADER"
-	wait_until 10 grep -q LEADS "$T/$1.out" || fail "the leader on h1: $(cat "$T/$1.err")"
+	proc_up "$@"
+	LEADER=$PROC
 	assert_eq "$(st .cluster.leader_pid)" "$LEADER" "h1's leader is the Python process"
 }
 pgb() { # HOST SECONDS
@@ -124,39 +142,12 @@ assert_le "$(overlap "$TBL")" 2 "transactions at once (cap 2), with a lone leade
 kill "$LEADER" 2>/dev/null || true
 
 # ============ the standby execs, alone ======================================
-cat >"$T/two.py" <<'EOF2'
-import os, sys, threading, time, psycopg2
-c = psycopg2.connect(application_name="t_cluster_exec_two")
-cur = c.cursor()
-cur.execute("select 1")              # a slot: this process leads its host
-c.commit()
-print("LEADS", flush=True)
-while not os.path.exists(sys.argv[1]):
-    time.sleep(0.01)
-def work():
-    k = psycopg2.connect(application_name="t_cluster_exec_two")
-    for _ in range(3):
-        cur = k.cursor()
-        cur.execute("select pg_sleep(0.3); insert into %s values ('h1two', now(), clock_timestamp())"
-                    % sys.argv[2])
-        k.commit()
-ts = [threading.Thread(target=work) for _ in range(2)]
-for t in ts: t.start()
-for t in ts: t.join()
-print("DONE", flush=True)
-EOF2
-(PQSHIM_POLICY=$POL LD_PRELOAD=$PQSHIM_LIB on_host h1 "$PY" "$T/two.py" "$T/two.go" "$TBL") \
-	>"$T/two.out" 2>"$T/two.err" &
-TWO=$!
-bg_track "$TWO"
-wait_until 10 grep -q LEADS "$T/two.out" || fail "the leader on h1: $(cat "$T/two.err")"
+proc_up two work "$TBL"
+TWO=$PROC
 two_leads() { [ "$(st .cluster.leader_pid)" = "$TWO" ]; }
 wait_until 5 two_leads || fail "h1's new process does not lead ($(host_stat h1 "$POL"))"
-(PQSHIM_POLICY=$POL LD_PRELOAD=$PQSHIM_LIB on_host h1 "$PY" "$T/leader.py" "$T/sb.go" 10) \
-	>"$T/sb.out" 2>"$T/sb.err" &
-SB=$!
-bg_track "$SB"
-wait_until 10 grep -q LEADS "$T/sb.out" || fail "the standby on h1: $(cat "$T/sb.err")"
+proc_up sb 10
+SB=$PROC
 is_sb() { [ "$(st .cluster.standby_pid)" = "$SB" ]; }
 wait_until 5 is_sb || fail "h1's second process is not the standby ($(host_stat h1 "$POL"))"
 touch "$T/sb.go"
