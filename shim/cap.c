@@ -140,6 +140,7 @@ static struct seg_waiter *oldest_waiter(struct seg_cap *cap, int sem)
 	for (int i = 0; i < SEG_MAX_WAITERS; i++) {
 		struct seg_waiter *w = &cap->waiters[i];
 		if (waiter_state(w) == WAITER_QUEUED && w->sem == (uint32_t)sem
+		    && !w->granted_ms       /* revoked, its owner stopped: passed by */
 		    && (!best || w->ticket < best->ticket))
 			best = w;
 	}
@@ -182,6 +183,7 @@ static int grant_head_locked(struct seg_cap *cap, int sem, int own)
 		if (__atomic_compare_exchange_n(&head->state, &queued, WAITER_GRANTED, 0,
 		                                __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
 			/* The slot is the waiter's now: counted, and no longer waiting. */
+			__atomic_store_n(&head->granted_ms, cap_ms_stamp(), __ATOMIC_RELAXED);
 			word_add(s, (own ? 0 : 1) - (int64_t)SEM_WAIT_ONE);
 			futex_wake(&head->futex);
 			return 1;
@@ -284,6 +286,7 @@ enum cap_result cap_wait_begin(struct cap_wait *wt, struct segment *seg, struct 
 	me->pid = getpid();
 	me->tid = tid;
 	me->conn = -1;
+	me->granted_ms = 0;
 	me->since_ns = clock_ns(CLOCK_REALTIME);
 	__atomic_store_n(&me->state, WAITER_QUEUED, __ATOMIC_RELEASE);
 	__atomic_store_n(hold, HOLD_WAITING, __ATOMIC_RELEASE);
@@ -308,6 +311,10 @@ static enum cap_result wait_slice(struct cap_wait *wt)
 				cap_abandon_grant(wt->cap, &me->state, hold);
 				return CAP_TIMEOUT;
 			}
+			if (waiter_state(me) != WAITER_GRANTED) {   /* revoked meanwhile */
+				cap_unlock(wt->cap);
+				continue;
+			}
 			take_granted_locked(wt->s, me, hold);
 			cap_unlock(wt->cap);
 			return CAP_OK;
@@ -330,6 +337,9 @@ static enum cap_result wait_slice(struct cap_wait *wt)
 			}
 			continue;               /* granted (or dropped) at this very moment */
 		}
+		if (__atomic_load_n(&me->granted_ms, __ATOMIC_RELAXED)
+		    && cap_revoked_resume(wt) == 0)
+			continue;               /* revoked while we were stopped: in line again */
 		if (now >= wt->next_look) {
 			/* Still in line after a slice: make sure no dead process holds
 			 * what we wait for, and let the caller look around. */
@@ -340,6 +350,7 @@ static enum cap_result wait_slice(struct cap_wait *wt)
 			if (__atomic_load_n(&wt->cap->audit_due, __ATOMIC_ACQUIRE)
 			    && cap_lock(wt->seg, wt->cap, wt->deadline) == 0)
 				cap_unlock(wt->cap);
+			cap_revoke_stopped(wt);
 			wt->next_look = cap_now_ns() + CAP_SLICE_NS;
 			return CAP_WAITING;
 		}

@@ -100,7 +100,9 @@ struct seg_sem {
 /* QUEUED -> GRANTED (under the mutex) or QUEUED -> CANCELLED (the waiter
  * itself, at its deadline, without the mutex) -> FREE (swept).  GRANTED ->
  * ABANDONED: granted, but the mutex did not come to take it (its holder is
- * stopped); the next audit frees it, uncounted. */
+ * stopped); the next audit frees it, uncounted.  GRANTED -> QUEUED (under
+ * the mutex): revoked, its owner stopped before it claimed it (cap_revoke.c);
+ * the claim is under the mutex too, so the two never race. */
 enum waiter_state { WAITER_FREE = 0, WAITER_QUEUED, WAITER_GRANTED, WAITER_CANCELLED,
                     WAITER_ABANDONED };
 
@@ -113,7 +115,10 @@ struct seg_waiter {
 	int32_t pid;
 	int32_t tid;
 	int32_t conn;            /* seg_conn index, -1 for a connect not yet recorded */
-	uint32_t pad;
+	uint32_t granted_ms;     /* cap_now_ns() in ms (mod 2^32, never 0) when last
+	                          * GRANTED; still set while QUEUED: its grant was
+	                          * revoked (cap_revoke.c), admission passes it by
+	                          * until it runs again.  Under the lock. */
 	uint64_t since_ns;       /* CLOCK_REALTIME when it queued */
 };
 

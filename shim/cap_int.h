@@ -1,5 +1,5 @@
 /*
- * cap_int.h - what cap.c and cap_lanes.c lend each other, and nothing
+ * cap_int.h - what cap.c, cap_lanes.c and cap_revoke.c lend each other, and nothing
  * else includes: the cap's lock (with the audit and the sweep it runs),
  * the futex, the wait statistics, and the lanes' parts of the sweep,
  * admission and audit, each called with the lock held.
@@ -32,6 +32,17 @@ int proc_is_live(struct segment *seg, uint32_t idx, int32_t pid, signed char *ca
 void admit_locked(struct seg_cap *cap, int sem);
 /* The audit (cap.h): freeze, count the live holders, thaw. */
 void audit_locked(struct segment *seg, struct seg_cap *cap);
+
+/* ---- cap_revoke.c --------------------------------------------------------- */
+
+/* cap_now_ns() in ms, mod 2^32, never 0 (seg_waiter.granted_ms). */
+uint32_t cap_ms_stamp(void);
+/* At the end of a slice, still in line: grants of our semaphore unclaimed
+ * for 2 slices whose owner is stopped go back to the queue, and on. */
+void cap_revoke_stopped(struct cap_wait *wt);
+/* Our grant was revoked and we run again: our place in line is live again.
+ * 0, or -1 if the lock did not come by our deadline. */
+int cap_revoked_resume(struct cap_wait *wt);
 
 /* ---- cap_lanes.c ---------------------------------------------------------- */
 
