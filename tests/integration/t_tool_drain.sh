@@ -149,8 +149,9 @@ int main(int argc, char **argv)
 	return 0;
 }
 EOF
+# the cap's modules (shim/cap*.c: the cap, its lock, lanes, revoked grants)
 cc -std=gnu11 -D_GNU_SOURCE -Wall -I"$PQT_ROOT/shim" -I"$PQT_ROOT/policy" -o "$T/holdout" \
-	"$T/holdout.c" "$PQT_ROOT/shim/segment.c" "$PQT_ROOT/shim/procid.c" "$PQT_ROOT/shim/cap.c" "$PQT_ROOT/shim/cap_lock.c" "$PQT_ROOT/shim/cap_lanes.c" -lpthread ||
+	"$T/holdout.c" "$PQT_ROOT/shim/segment.c" "$PQT_ROOT/shim/procid.c" "$PQT_ROOT"/shim/cap*.c -lpthread ||
 	fail "cannot build the holdout helper"
 
 # holdout NAME TARGET SECONDS [SEGMENT]: start one; its pid in $HOLD
