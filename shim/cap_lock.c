@@ -3,13 +3,11 @@
  */
 #include "cap_lock.h"
 #include "clock.h"
+#include "procid.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
-#include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 static __thread int blocked_tid;     /* the holder when this thread's wait gave up */
 static int stuck_tid;                /* the holder a fixed-bound wait gave up on */
@@ -55,33 +53,15 @@ void cap_lock_blocker_clear(void)
 	blocked_tid = 0;
 }
 
-/* /proc/<tid>/status of any thread: its process and its state letter. */
-static int thread_status(int tid, int *pid, char *state)
-{
-	char path[64], buf[1024];
-	snprintf(path, sizeof path, "/proc/%d/status", tid);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	ssize_t n = read(fd, buf, sizeof buf - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	buf[n] = 0;
-	const char *s = strstr(buf, "\nState:"), *t = strstr(buf, "\nTgid:");
-	if (!s || !t || sscanf(s, "\nState: %c", state) != 1 || sscanf(t, "\nTgid: %d", pid) != 1)
-		return -1;
-	return 0;
-}
-
 int cap_lock_blocker(char *buf, size_t size)
 {
-	int tid = blocked_tid, pid = 0;
-	char state = '?';
+	int tid = blocked_tid;
+	pid_t pid = 0;
 	if (!tid)
 		return 0;
 	blocked_tid = 0;         /* said once */
-	if (thread_status(tid, &pid, &state) != 0)
+	char state = procid_task_state(tid, &pid);
+	if (!state)
 		snprintf(buf, size, "the segment's lock is held by thread %d", tid);
 	else
 		snprintf(buf, size, "the segment's lock is held by pid %d%s", pid,

@@ -15,11 +15,7 @@
  * the audit counts the entry once: GRANTED as held, QUEUED as waiting.
  */
 #include "cap_int.h"
-
-#include <fcntl.h>
-#include <stdio.h>
-#include <string.h>
-#include <unistd.h>
+#include "procid.h"
 
 #define CAP_REVOKE_MS  (2 * (uint32_t)(CAP_SLICE_NS / 1000000))
 
@@ -29,26 +25,15 @@ uint32_t cap_ms_stamp(void)
 	return ms ? ms : 1;
 }
 
-/* Is thread tid of pid stopped (state T or t)?  0 when unknown. */
+/* Is thread tid of pid (the process itself when tid is 0) stopped (state T
+ * or t)?  0 when unknown. */
 static int thread_stopped(int32_t pid, int32_t tid)
 {
-	char path[64], buf[512];
+	pid_t of = 0;
 	if (pid <= 0)
 		return 0;
-	if (tid > 0)
-		snprintf(path, sizeof path, "/proc/%d/task/%d/stat", (int)pid, (int)tid);
-	else
-		snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	ssize_t n = read(fd, buf, sizeof buf - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = '\0';
-	const char *p = strrchr(buf, ')');    /* the command may hold anything */
-	return p && p[1] == ' ' && (p[2] == 'T' || p[2] == 't');
+	char state = procid_task_state(tid > 0 ? tid : pid, &of);
+	return of == pid && (state == 'T' || state == 't');
 }
 
 void cap_revoke_stopped(struct cap_wait *wt)

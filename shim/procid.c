@@ -68,3 +68,16 @@ int procid_alive(pid_t pid, uint64_t starttime)
 	uint64_t now = procid_starttime(pid);
 	return now != 0 && now == starttime && !process_finished(pid);
 }
+
+char procid_task_state(pid_t tid, pid_t *pid)
+{
+	char buf[1024], state;
+	int tgid;
+	if (tid <= 0 || read_proc(tid, "status", buf, sizeof buf) < 0)
+		return 0;
+	const char *s = strstr(buf, "\nState:"), *t = strstr(buf, "\nTgid:");
+	if (!s || !t || sscanf(s, "\nState: %c", &state) != 1 || sscanf(t, "\nTgid: %d", &tgid) != 1)
+		return 0;
+	*pid = tgid;
+	return state;
+}

@@ -19,4 +19,8 @@ uint64_t procid_starttime(pid_t pid);
  * is a zombie with no thread left, and counts as gone. */
 int procid_alive(pid_t pid, uint64_t starttime);
 
+/* The state letter of thread tid (R, S, T for stopped, t for traced, Z...)
+ * from /proc/TID/status, and its process (Tgid) in *pid; 0 if gone. */
+char procid_task_state(pid_t tid, pid_t *pid);
+
 #endif
