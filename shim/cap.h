@@ -166,6 +166,11 @@ struct seg_lane_waiter {
 	uint32_t proc;
 	int32_t pid;
 	int32_t tid;
+	uint32_t granted_ms;         /* as seg_waiter's: when last GRANTED; still set
+	                              * while QUEUED, revoked (cap_revoke.c): passed
+	                              * by, and not in excl_waiting, until it runs
+	                              * again.  Under the lock. */
+	uint32_t pad;
 	uint64_t since_ns;           /* CLOCK_REALTIME when it queued */
 };
 

@@ -35,13 +35,41 @@ void audit_locked(struct segment *seg, struct seg_cap *cap);
 
 /* ---- cap_revoke.c --------------------------------------------------------- */
 
-/* cap_now_ns() in ms, mod 2^32, never 0 (seg_waiter.granted_ms). */
+/* cap_now_ns() in ms, mod 2^32, never 0 (the waiters' granted_ms). */
 uint32_t cap_ms_stamp(void);
-/* At the end of a slice, still in line: grants of our semaphore unclaimed
- * for 2 slices whose owner is stopped go back to the queue, and on. */
+
+/* A queue whose grants a stopped owner cannot claim are taken back: the
+ * plain cap's (cap_revoke.c) or the lanes' (cap_lanes.c).  An entry's
+ * granted_ms is stamped when it is granted and stays set while it is
+ * QUEUED after a revoke (admission passes it by) until its owner resumes. */
+struct grant_entry {
+	uint32_t *state;         /* enum waiter_state */
+	uint32_t *granted_ms;
+	uint64_t ticket;
+	int32_t pid, tid;
+};
+struct grant_queue {
+	struct segment *seg;
+	struct seg_cap *cap;
+	uint64_t deadline;       /* the looking waiter's: bounds the lock */
+	int n;                   /* entries */
+	uint32_t sem;            /* the plain queue's: its semaphore */
+	/* entry i as it reads (without the lock, or under it); 0: not of this queue */
+	int (*entry)(const struct grant_queue *q, int i, struct grant_entry *e);
+	/* under the lock, entry i just turned GRANTED -> QUEUED: its slot
+	 * uncounted, itself in line again (passed by), the next admitted */
+	void (*revoked_locked)(const struct grant_queue *q, int i);
+	/* under the lock, entry i's owner runs again (granted_ms now 0): admit */
+	void (*resumed_locked)(const struct grant_queue *q, int i);
+};
+/* At the end of a slice, still in line: grants unclaimed for 2 slices
+ * whose owner thread is stopped go back to the queue, and on. */
+void grants_revoke_stopped(const struct grant_queue *q);
+/* Entry i (ours) was revoked and we run again: our place in line is live
+ * again.  0, or -1 if the lock did not come by q->deadline. */
+int grant_resume(const struct grant_queue *q, int i);
+/* The two for the plain queue, for cap.c's waiter. */
 void cap_revoke_stopped(struct cap_wait *wt);
-/* Our grant was revoked and we run again: our place in line is live again.
- * 0, or -1 if the lock did not come by our deadline. */
 int cap_revoked_resume(struct cap_wait *wt);
 
 /* ---- cap_lanes.c ---------------------------------------------------------- */

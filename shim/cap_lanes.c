@@ -26,6 +26,20 @@ static uint32_t lane_waiter_state(struct seg_lane_waiter *w)
 	return __atomic_load_n(&w->state, __ATOMIC_ACQUIRE);
 }
 
+/* In line to be admitted: QUEUED and not revoked (cap_revoke.c: its owner
+ * was stopped when granted; passed by until it runs again). */
+static int lane_in_line(struct seg_lane_waiter *w)
+{
+	return lane_waiter_state(w) == WAITER_QUEUED && !w->granted_ms;
+}
+
+/* Counted in excl_waiting (SEM_EXCL): an exclusive waiter, unless revoked
+ * (a stopped one holds nobody back). */
+static int lane_excl_waits(const struct seg_lane_waiter *w)
+{
+	return w->exclusive && !w->granted_ms;
+}
+
 /* One slice of a waiter's sleep (as cap_acquire_slow's) until deadline. */
 static void sleep_unless_granted(uint32_t *futex, uint32_t *state, uint64_t deadline)
 {
@@ -137,7 +151,7 @@ static void lane_dequeue_counts(struct seg_lanes *L, const struct seg_lane_waite
 {
 	L->nwaiting--;
 	L->lane[w->lane].waiting--;
-	if (w->exclusive)
+	if (lane_excl_waits(w))
 		L->excl_waiting--;
 }
 
@@ -160,7 +174,7 @@ void lanes_admit_locked(struct seg_cap *cap)
 		struct seg_lane_waiter *best = NULL;
 		for (int i = 0; i < CAP_LANE_WAITERS; i++) {
 			struct seg_lane_waiter *w = &L->waiters[i];
-			if (lane_waiter_state(w) != WAITER_QUEUED || (L->excl_waiting && !w->exclusive))
+			if (!lane_in_line(w) || (L->excl_waiting && !w->exclusive))
 				continue;
 			if (lane_before(w, best))
 				best = w;
@@ -170,7 +184,7 @@ void lanes_admit_locked(struct seg_cap *cap)
 			best = NULL;
 			for (int i = 0; i < CAP_LANE_WAITERS; i++) {
 				struct seg_lane_waiter *w = &L->waiters[i];
-				if (lane_waiter_state(w) == WAITER_QUEUED && !w->exclusive && lane_before(w, best)
+				if (lane_in_line(w) && !w->exclusive && lane_before(w, best)
 				    && lane_room(cap, w->lane, 0))
 					best = w;
 			}
@@ -189,6 +203,7 @@ void lanes_admit_locked(struct seg_cap *cap)
 		/* counted (lane_take), no longer waiting */
 		word_add(&cap->sems[SEM_ACTIVE], -(int64_t)SEM_WAIT_ONE);
 		lane_dequeue_counts(L, best);
+		__atomic_store_n(&best->granted_ms, cap_ms_stamp(), __ATOMIC_RELAXED);
 		futex_wake(&best->futex);
 	}
 	excl_sync_locked(cap);
@@ -240,6 +255,50 @@ enum cap_result cap_lane_acquire(struct segment *seg, struct seg_cap *cap, const
 {
 	return cap_lane_acquire_look(seg, cap, lane, hold, lane_held, proc, tid, timeout_ns,
 	                             holds_other, try_only, waited_ns, NULL);
+}
+
+/* ---- a stopped waiter's grant taken back (cap_revoke.c) ------------------ */
+
+static int lane_entry(const struct grant_queue *q, int i, struct grant_entry *e)
+{
+	struct seg_lane_waiter *w = &q->cap->lanes.waiters[i];
+	e->state = &w->state;
+	e->granted_ms = &w->granted_ms;
+	e->ticket = __atomic_load_n(&w->ticket, __ATOMIC_RELAXED);
+	e->pid = __atomic_load_n(&w->pid, __ATOMIC_RELAXED);
+	e->tid = __atomic_load_n(&w->tid, __ATOMIC_RELAXED);
+	return 1;
+}
+
+/* In line again (first: fast paths see a waiter and keep off), its slot
+ * given back, not in excl_waiting while revoked: an exclusive one so lets
+ * every lane go on. */
+static void lane_revoked_locked(const struct grant_queue *q, int i)
+{
+	struct seg_cap *cap = q->cap;
+	struct seg_lane_waiter *w = &cap->lanes.waiters[i];
+	word_add(&cap->sems[SEM_ACTIVE], (int64_t)SEM_WAIT_ONE);
+	cap->lanes.nwaiting++;
+	cap->lanes.lane[w->lane].waiting++;
+	lane_untake(cap, w->lane, (int)w->exclusive);
+	lanes_admit_locked(cap);         /* and SEM_EXCL as excl_* say */
+}
+
+static void lane_resumed_locked(const struct grant_queue *q, int i)
+{
+	struct seg_cap *cap = q->cap;
+	if (cap->lanes.waiters[i].exclusive)
+		cap->lanes.excl_waiting++;
+	lanes_admit_locked(cap);
+}
+
+static struct grant_queue lane_queue(struct segment *seg, struct seg_cap *cap, uint64_t deadline)
+{
+	return (struct grant_queue){
+		.seg = seg, .cap = cap, .deadline = deadline, .n = CAP_LANE_WAITERS,
+		.entry = lane_entry, .revoked_locked = lane_revoked_locked,
+		.resumed_locked = lane_resumed_locked,
+	};
 }
 
 static void lane_held_set(uint8_t *lane_held, unsigned lane, int exclusive)
@@ -298,6 +357,7 @@ enum cap_result cap_lane_acquire_look(struct segment *seg, struct seg_cap *cap,
 	me->proc = proc;
 	me->pid = getpid();
 	me->tid = tid;
+	me->granted_ms = 0;
 	me->since_ns = clock_ns(CLOCK_REALTIME);
 	__atomic_store_n(&me->state, WAITER_QUEUED, __ATOMIC_RELEASE);
 	L->nwaiting++;
@@ -324,6 +384,10 @@ enum cap_result cap_lane_acquire_look(struct segment *seg, struct seg_cap *cap,
 				cap_abandon_grant(cap, &me->state, hold);
 				__atomic_store_n(lane_held, 0, __ATOMIC_RELEASE);
 				break;           /* CAP_TIMEOUT */
+			}
+			if (lane_waiter_state(me) != WAITER_GRANTED) {   /* revoked meanwhile */
+				cap_unlock(cap);
+				continue;
 			}
 			lane_held_set(lane_held, me->lane, (int)me->exclusive);
 			__atomic_store_n(hold, HOLD_HELD, __ATOMIC_RELEASE);
@@ -352,11 +416,16 @@ enum cap_result cap_lane_acquire_look(struct segment *seg, struct seg_cap *cap,
 			}
 			continue;                /* granted (or dropped) at this very moment */
 		}
+		struct grant_queue q = lane_queue(seg, cap, deadline);
+		if (__atomic_load_n(&me->granted_ms, __ATOMIC_RELAXED)
+		    && grant_resume(&q, (int)(me - L->waiters)) == 0)
+			continue;        /* revoked while we were stopped: in line again */
 		/* room made without a lane release (a reload), by the deadline */
 		if (cap_lock(seg, cap, deadline) == 0) {
 			lanes_admit_locked(cap);
 			cap_unlock(cap);
 		}
+		grants_revoke_stopped(&q);   /* a stopped waiter's grant holds us up */
 		if (seg && lane_waiter_state(me) == WAITER_QUEUED)
 			cap_reap(seg, deadline);
 		if (look && lane_waiter_state(me) == WAITER_QUEUED && look())

@@ -11,7 +11,10 @@
  *    queues no CAS admits anything, while it runs neither, afterwards at
  *    once again;
  *  - a holder killed with its lane's slot (kill -9): the audit gives the
- *    lane's count and the global one back.
+ *    lane's count and the global one back;
+ *  - an exclusive grant to a waiter stopped (SIGSTOP) before it claims it
+ *    is taken back by the next waiter (cap_revoke.c): every lane goes on,
+ *    the stopped one keeps its place and runs once it is continued.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -90,9 +93,16 @@ static int setup(void **state)
 	return 0;
 }
 
+static pid_t lingering;       /* a child a failed test left (stopped): killed */
+
 static int teardown(void **state)
 {
 	(void)state;
+	if (lingering > 0) {
+		kill(lingering, SIGKILL);
+		waitpid(lingering, NULL, 0);
+		lingering = 0;
+	}
 	seg_fixture_close(&seg, name);
 	return 0;
 }
@@ -389,11 +399,93 @@ static void a_killed_holders_lane_slot_comes_back(void **state)
 	close(pipefd[1]);
 }
 
+/* ---- a stopped waiter's grant (cap_revoke.c) ---------------------------- */
+
+static char task_state(pid_t pid)
+{
+	pid_t of = 0;
+	return procid_task_state(pid, &of);
+}
+
+static void a_stopped_exclusive_grant_is_taken_back(void **state)
+{
+	(void)state;
+	struct seg_conn *a = new_conn((uint32_t)proc_idx), *b = new_conn((uint32_t)proc_idx);
+	int other = seg_proc_claim(&seg);
+	assert_true(other >= 0);
+	struct seg_conn *xc = new_conn((uint32_t)other);
+	int pipefd[2];
+	assert_int_equal(pipe(pipefd), 0);
+	assert_int_equal(take(a, "a", 1, NULL), CAP_OK);
+	/* a child process queues for the exclusive lane (its record its own) */
+	pid_t child = fork();
+	if (child == 0) {
+		struct seg_proc *p = &seg.procs[other];
+		p->pid = getpid();
+		p->starttime = procid_starttime(getpid());
+		__atomic_store_n(&p->state, SLOT_LIVE, __ATOMIC_RELEASE);
+		xc->pid = getpid();
+		uint64_t waited;
+		enum cap_result r = cap_lane_acquire(&seg, cap, "x", &xc->hold[SEM_ACTIVE],
+		                                     &xc->lane_held, (uint32_t)other, 0,
+		                                     5000000000ull, 0, 0, &waited);
+		char ok = r == CAP_OK && cap->lanes.excl_active == 1 ? 'y' : 'n';
+		if (r == CAP_OK && cap_release_active(cap, &xc->hold[SEM_ACTIVE], &xc->lane_held)
+		                   == SEM_RELEASE_SLOW)
+			cap_lane_release(&seg, cap, &xc->hold[SEM_ACTIVE], &xc->lane_held);
+		_exit(write(pipefd[1], &ok, 1) == 1 ? 0 : 1);
+	}
+	lingering = child;
+	for (int i = 0; i < 2000 && !__atomic_load_n(&cap->lanes.excl_waiting, __ATOMIC_SEQ_CST); i++)
+		sleep_us(1000);
+	assert_int_equal(cap->lanes.excl_waiting, 1);
+	kill(child, SIGSTOP);
+	for (int i = 0; i < 2000 && task_state(child) != 'T'; i++)
+		sleep_us(1000);
+	assert_int_equal(task_state(child), 'T');
+	give(a);                         /* the exclusive grant goes to the stopped child */
+	assert_int_equal(cap->lanes.excl_active, 1);
+	assert_true(word() & SEM_EXCL);
+	/* a waiter of another lane: held back until it takes the grant back */
+	uint64_t t0 = cap_now_ns();
+	assert_int_equal(take(b, "b", 0, NULL), CAP_OK);
+	double ms = (double)(cap_now_ns() - t0) / 1e6;
+	printf("a waiter behind the stopped exclusive grant: in after %.0f ms\n", ms);
+	assert_true(ms >= 400 && ms < 2000);
+	assert_int_equal(cap->lanes.excl_active, 0);
+	assert_int_equal(cap->lanes.excl_waiting, 0);   /* revoked: holds nobody back */
+	assert_false(word() & SEM_EXCL);
+	assert_int_equal(sem_count(word()), 1);
+	assert_int_equal(sem_waiting(word()), 1);       /* the child, in line again */
+	assert_int_equal(lane_count("x"), 0);
+	cap_audit(&seg);                 /* the revoked entry counted once, as waiting */
+	assert_int_equal(sem_count(word()), 1);
+	assert_int_equal(sem_waiting(word()), 1);
+	assert_int_equal(cap->lanes.nwaiting, 1);
+	give(b);
+	/* continued: its turn back, it runs alone */
+	kill(child, SIGCONT);
+	char ok = 0;
+	assert_int_equal(read(pipefd[0], &ok, 1), 1);
+	assert_int_equal(ok, 'y');
+	int st = 0;
+	assert_int_equal(waitpid(child, &st, 0), child);
+	lingering = 0;
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	assert_int_equal(sem_count(word()), 0);
+	assert_int_equal(sem_waiting(word()), 0);
+	assert_false(word() & SEM_EXCL);
+	assert_int_equal(cap->lanes.excl_waiting + cap->lanes.excl_active + cap->lanes.nwaiting, 0);
+	close(pipefd[0]);
+	close(pipefd[1]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(an_exclusive_waiter_stops_the_cas_at_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(a_killed_holders_lane_slot_comes_back, setup, teardown),
+		cmocka_unit_test_setup_teardown(a_stopped_exclusive_grant_is_taken_back, setup, teardown),
 		cmocka_unit_test_setup_teardown(a_cluster_hosts_lanes_follow_its_leader, setup, teardown),
 		cmocka_unit_test_setup_teardown(threads_hammer_the_cas_paths, setup, teardown),
 	};
