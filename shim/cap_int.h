@@ -1,5 +1,5 @@
 /*
- * cap_int.h - what cap.c, cap_lanes.c and cap_revoke.c lend each other, and nothing
+ * cap_int.h - what cap.c, cap_lanes*.c and cap_revoke.c lend each other, and nothing
  * else includes: the cap's lock (with the audit and the sweep it runs),
  * the futex, the wait statistics, and the lanes' parts of the sweep,
  * admission and audit, each called with the lock held.
@@ -72,7 +72,15 @@ int grant_resume(const struct grant_queue *q, int i);
 void cap_revoke_stopped(struct cap_wait *wt);
 int cap_revoked_resume(struct cap_wait *wt);
 
-/* ---- cap_lanes.c ---------------------------------------------------------- */
+/* ---- cap_lanes.c, cap_lanes_table.c ----------------------------------------- */
+
+static inline uint32_t lane_waiter_state(struct seg_lane_waiter *w)
+{
+	return __atomic_load_n(&w->state, __ATOMIC_ACQUIRE);
+}
+/* w leaves the lane queue's counts (under the lock); the global word's
+ * waiting field is the caller's. */
+void lane_dequeue_counts(struct seg_lanes *L, const struct seg_lane_waiter *w);
 
 /* Lane waiters that gave up at their deadline: out of line. */
 void lanes_sweep_locked(struct seg_cap *cap);
