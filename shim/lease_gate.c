@@ -59,6 +59,15 @@ static void standby_should(struct seg_lease *L, uint32_t mode)
 	syscall(SYS_futex, &L->keys_gen, FUTEX_WAKE, 1, NULL, NULL, 0);
 }
 
+/* What the host's standby holds of S, as it published it: nothing once it
+ * is gone (it ended holding S exclusive, after an exclusive ran: its word
+ * stays, but its session, and S with it, went). */
+static uint32_t standby_holds(struct seg_lease *L)
+{
+	return lease_standby_alive(&g.seg, L) ? __atomic_load_n(&L->gate_standby, __ATOMIC_ACQUIRE)
+	                                      : GATE_NONE;
+}
+
 static void set_gate(enum cap_gate gate)
 {
 	cap_lanes_set_gate(&g.seg, hot.cap, gate);
@@ -217,8 +226,7 @@ static int tick_shared(struct seg_lease *L, int others_x, int note)
 		}
 		return 0;
 	}
-	if (gt.g != GATE_SHARED && __atomic_load_n(&L->gate_standby, __ATOMIC_ACQUIRE) != GATE_EXCL
-	    && due(note)) {
+	if (gt.g != GATE_SHARED && standby_holds(L) != GATE_EXCL && due(note)) {
 		int r = coord_gate_share(gt.s == GATE_SHARED);
 		if (r < 0)
 			return -1;

@@ -97,6 +97,8 @@ int standby_run(struct seg_lease *L)
 	gethostname(host, sizeof host - 1);
 	snprintf(app, sizeof app, COORD_STANDBY_PREFIX "%u %.32s", lease_classid(g.seg.name), host);
 	__atomic_store_n(&L->standby_backend, 0, __ATOMIC_RELEASE);
+	/* what this standby holds of S, not what a gone one said last */
+	__atomic_store_n(&L->gate_standby, held_s, __ATOMIC_RELEASE);
 	L->standby_start = procid_starttime(getpid());
 	L->standby_pid = getpid();
 	done = __atomic_load_n(&L->keys_gen, __ATOMIC_ACQUIRE) - 2;   /* mirror at once */
