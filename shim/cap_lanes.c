@@ -295,6 +295,12 @@ static struct grant_queue lane_queue(struct segment *seg, struct seg_cap *cap, u
 	};
 }
 
+void cap_lanes_revoke_stopped(struct segment *seg, struct seg_cap *cap)
+{
+	struct grant_queue q = lane_queue(seg, cap, cap_now_ns() + CAP_SLICE_NS);
+	grants_revoke_stopped(&q);
+}
+
 static void lane_held_set(uint8_t *lane_held, unsigned lane, int exclusive)
 {
 	__atomic_store_n(lane_held, (uint8_t)((lane + 1) | (exclusive ? LANE_HELD_EXCL : 0)),

@@ -269,5 +269,10 @@ void cap_lane_release(struct segment *seg, struct seg_cap *cap, uint8_t *hold,
  * may run here (seg_lanes.gate).  Both admit the queue. */
 void cap_lane_set_max(struct segment *seg, struct seg_cap *cap, unsigned lane, uint32_t n);
 void cap_lanes_set_gate(struct segment *seg, struct seg_cap *cap, enum cap_gate gate);
+/* A stopped waiter's lane grant taken back (cap_revoke.c) by a thread not in
+ * line: the host's leader, while an exclusive lane waits or runs here (a
+ * stopped exclusive grant holds every host back, and another host's
+ * waiters cannot see it).  Bounded: the lock by a slice. */
+void cap_lanes_revoke_stopped(struct segment *seg, struct seg_cap *cap);
 
 #endif

@@ -243,6 +243,12 @@ static int tick_shared(struct seg_lease *L, int others_x, int note)
 int gate_tick(struct seg_lease *L, int others_x, int note, uint32_t lease)
 {
 	uint64_t w = __atomic_load_n(&hot.cap->sems[SEM_ACTIVE].word, __ATOMIC_ACQUIRE);
+	if (w & SEM_EXCL) {
+		/* an exclusive grant to a stopped waiter holds every host back, and
+		 * no other host's waiter can see it: taken back here too */
+		cap_lanes_revoke_stopped(&g.seg, hot.cap);
+		w = __atomic_load_n(&hot.cap->sems[SEM_ACTIVE].word, __ATOMIC_ACQUIRE);
+	}
 	int r = (w & SEM_EXCL) ? tick_exclusive(L, others_x, note, lease)
 	                       : tick_shared(L, others_x, note);
 	published(L);
