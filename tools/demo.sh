@@ -5,7 +5,8 @@
 # slot ("reports"); the live view; read-only switched on mid-run and off
 # again; an exclusive lane's migration (psql) started in the middle, which
 # must run alone; then two simulated hosts (private mount and UTS
-# namespaces, as root) under one cap of scope = cluster; a report checked
+# namespaces, as root) under one cap of scope = cluster, where a migration
+# on one host must run alone across both; a report checked
 # against what the server saw, and a picture of the run.  PQSHIM_DEMO_SECONDS
 # (default 16) sets the first part's length, its events keep their places
 # (the demo's test runs it shorter).  The peak is the servers' own record:
@@ -273,6 +274,10 @@ coordinator = host=$PQT_SOCKDIR port=$PQT_PRIMARY_PORT dbname=demo_coord user=po
 max_active = $ccap
 wait_timeout = 20s
 
+[lane "migration"]
+match = application_name=migrate*
+exclusive = yes
+
 [shim]
 segment = democ-$$
 log = $work/cluster.log
@@ -280,8 +285,10 @@ EOT
 	chmod 600 "$cpolicy"
 	say "part 2: two hosts, one cap: scope = cluster ($cpolicy)"
 	grep -v '^$' "$cpolicy" | sed 's/^/    /'
-	echo "    hosts $chosts (each its own mount namespace, /dev/shm and host name), 4 pgbench clients each, ${csecs} s"
-	sql "create unlogged table demo_cluster (host text, t0 timestamptz, t1 timestamptz)"
+	cmig_at=$(awk -v s="$csecs" 'BEGIN { printf "%.2f", s * 0.4 }')
+	echo "    hosts $chosts (each its own mount namespace, /dev/shm and host name), 4 pgbench clients each, ${csecs} s;"
+	echo "    at t=${cmig_at}s a migration on demo-a (psql, lane \"migration\", exclusive: across both hosts)"
+	sql "create unlogged table demo_cluster (host text, t0 timestamptz, t1 timestamptz, asked timestamptz)"
 	cat >"$work/cx.sql" <<'EOT'
 \set aid random(1, 200000)
 begin;
@@ -290,18 +297,37 @@ select pg_sleep(0.02);
 insert into demo_cluster values (current_setting('application_name'), now(), clock_timestamp());
 end;
 EOT
+	# The migration, as in part 1 (its row's start is the server's now(),
+	# as the hosts' rows: the widest its interval can be).
+	cat >"$work/cmig.sql" <<'EOT'
+\set asked `date +%s.%N`
+begin;
+alter table pgbench_accounts add column if not exists cluster_migrated boolean;
+select pg_sleep(0.3);
+insert into demo_cluster values ('migration', now(), clock_timestamp(), to_timestamp(:asked));
+end;
+EOT
 	# one host: its own /dev/shm and name, 4 pgbench clients under the
-	# policy, and halfway through what pqshim stat shows there
+	# policy, the migration at MIG_AT (if set), and halfway through what
+	# pqshim stat shows there
 	cat >"$work/host.sh" <<'EOT'
 mount -t tmpfs -o mode=1777 tmpfs /dev/shm && hostname "$1" || exit 1
 PGAPPNAME=$1 "$PQSHIM" run -p "$CPOLICY" -- "$BIN/pgbench" -n -c 4 -j 4 -T "$CSECS" -f "$WORK/cx.sql" >"$WORK/$1.pgb" 2>&1 &
+pgb=$! mig=
+if [ -n "$MIG_AT" ]; then
+	(sleep "$MIG_AT" && PGAPPNAME=migrate-cluster "$PQSHIM" run -p "$CPOLICY" -- "$BIN/psql" -X -q \
+		-v ON_ERROR_STOP=1 -f "$WORK/cmig.sql" >"$WORK/cmig.log" 2>&1) &
+	mig=$!
+fi
 sleep "$(awk -v s="$CSECS" 'BEGIN { print s / 2 }')"
 "$PQSHIM" stat -p "$CPOLICY" >"$WORK/$1.stat" 2>&1
-wait $! || { echo "host $1: pgbench failed:" >&2; tail -n 5 "$WORK/$1.pgb" >&2; exit 1; }
+wait $pgb || { echo "host $1: pgbench failed:" >&2; tail -n 5 "$WORK/$1.pgb" >&2; exit 1; }
+[ -z "$mig" ] || wait $mig || { echo "host $1: the migration failed:" >&2; tail -n 3 "$WORK/cmig.log" >&2; exit 1; }
 EOT
 	cstart=$(now)
 	for h in $chosts; do
-		PQSHIM=$PQSHIM CPOLICY=$cpolicy BIN=$BIN CSECS=$csecs WORK=$work \
+		hmig=$([ "$h" = demo-a ] && echo "$cmig_at" || true)
+		PQSHIM=$PQSHIM CPOLICY=$cpolicy BIN=$BIN CSECS=$csecs WORK=$work MIG_AT=$hmig \
 			unshare --mount --uts -- sh "$work/host.sh" "$h" &
 		hosts="$hosts $!"
 	done
@@ -310,6 +336,18 @@ EOT
 	cpeak=$(peak_of demo_cluster true)
 	curve demo_cluster true "$cstart" "$work/cluster"
 	for h in $chosts; do curve demo_cluster "host = '$h'" "$cstart" "$work/cluster_$h"; done
+	# The migration against both hosts' rows: how many overlapped it, its
+	# wait (its ask to its start), each host's rows before and after it.
+	CM="(select * from demo_cluster where host = 'migration') m"
+	read -r cmrows cmoverlap cmothers cmwait cmstart cmend < <(sql "select (select count(*) from $CM),
+		(select count(*) from demo_cluster x, $CM where x.host <> 'migration' and x.t0 < m.t1 and x.t1 > m.t0),
+		(select count(*) from demo_cluster where host <> 'migration'),
+		round(extract(epoch from m.t0 - m.asked)::numeric, 3),
+		round((extract(epoch from m.t0) - $cstart)::numeric, 2), round((extract(epoch from m.t1) - $cstart)::numeric, 2)
+		from $CM union all select 0, null, null, null, null, null limit 1" | tr '|' ' ')
+	cmhosts=$(sql "select string_agg(h || ' ' || (select count(*) from demo_cluster x, $CM where x.host = h and x.t1 <= m.t0)
+		|| ' / ' || (select count(*) from demo_cluster x, $CM where x.host = h and x.t0 >= m.t1), ', ' order by h)
+		from unnest(string_to_array('$chosts', ' ')) h")
 	echo "    pqshim stat on demo-a, halfway:"
 	grep -E '^(cap|cluster|  host)' "$work/demo-a.stat" | sed 's/^/    /' || sed 's/^/    /' "$work/demo-a.stat"
 else
@@ -352,8 +390,15 @@ cp "$work"/*.dat "$out/"
 				|| round(100.0 * count(*) filter (where host = '$h') / nullif(count(*), 0)) || '%), '
 				|| round(100 * extract(epoch from sum(t1 - t0) filter (where host = '$h')) / nullif(extract(epoch from sum(t1 - t0)), 0)) || '% of the slot time, at most '
 				|| ($(sweep demo_cluster "host = '$h'" | tr '\n' ' ') select max(n) from open) || ' open at once'
-				from demo_cluster"
+				from demo_cluster where host <> 'migration'"
 		done
+		if [ "${cmrows:-0}" = 1 ]; then
+			echo "cluster: lane \"migration\" (exclusive) on demo-a: asked at t=$(awk -v a="$cmstart" -v w="$cmwait" 'BEGIN { printf "%.2f", a - w }')s, waited $cmwait s, ran from t=${cmstart}s to t=${cmend}s"
+			echo "    transactions of either host that overlapped it, by the server's clock   $cmoverlap   (of $cmothers)"
+			echo "    transactions before / after it, per host (both resumed)   $cmhosts"
+		else
+			echo "cluster: lane \"migration\" (exclusive): no row of the migration's transaction ($(tail -n 2 "$work/cmig.log" 2>/dev/null | tr '\n' ' '))"
+		fi
 	else
 		echo "cluster: skipped (needs root for the simulated hosts' mount namespaces)"
 	fi
@@ -396,7 +441,13 @@ EOT
 unset arrow
 unset object 1
 unset label 1
-set title "two hosts (own /dev/shm and host name each), 4 pgbench clients each, one cap of scope = cluster: max_active = $ccap" noenhanced
+EOT
+		[ "${cmrows:-0}" = 1 ] && cat <<EOT
+set object 2 rect from $cmstart, graph 0 to $cmend, graph 1 fc rgb "#d62728" fs transparent solid 0.25 noborder
+set label 2 "migration on demo-a\\n$cmoverlap of either host beside it" at $cmend, graph 0.6 offset 0.5, 0 tc rgb "#d62728"
+EOT
+		[ -n "$cluster" ] && cat <<EOT
+set title "two hosts (own /dev/shm and host name each), 4 pgbench clients each, one cap of scope = cluster: max_active = $ccap\nan exclusive migration on demo-a at ${cmig_at}s" noenhanced
 set ylabel "transactions open (server clock)"
 set yrange [0:$((ccap + 1))]
 set xrange [0:*]

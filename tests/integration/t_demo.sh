@@ -8,7 +8,9 @@
 # migration has its row, no other row overlaps it, it waited under 0.5 s and
 # every kind of work ran again after it; the two simulated hosts (as root)
 # reached the cluster's cap, 4, and neither had less than a quarter of the
-# transactions. The picture was drawn; nothing of the demo is left running.
+# transactions; the exclusive migration on demo-a waited under 0.5 s, no row
+# of either host overlaps it, both hosts ran before and after it. The
+# picture was drawn; nothing of the demo is left running.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -45,6 +47,18 @@ if [ "$(id -u)" = 0 ]; then
 		pct=$(grep "^    host $h: " "$R" | sed -n 's/.* transactions (\([0-9]*\)%).*/\1/p')
 		assert_ge "${pct:-0}" 25 "report: host $h's share of the transactions (%)"
 	done
+	assert_match "$(grep '^cluster: lane "migration"' "$R")" \
+		'^cluster: lane "migration" \(exclusive\) on demo-a: asked at t=[0-9.]+s, waited [0-9.]+ s, ran from' \
+		"report: the cluster migration's line"
+	assert_le "$(field '^cluster: lane "migration"' 11)" 0.5 "report: seconds the cluster migration waited"
+	assert_eq "$(field 'transactions of either host that overlapped it' 12)" 0 \
+		"report: transactions of either host that overlapped the cluster migration"
+	around=$(grep 'transactions before / after it, per host' "$R" | sed 's/.*resumed) *//')
+	for h in demo-a demo-b; do
+		read -r before after < <(tr ',' '\n' <<<"$around" | awk -v h="$h" '$1 == h { print $2, $4 }')
+		assert_ge "${before:-0}" 10 "report: host $h's transactions before the cluster migration ($around)"
+		assert_ge "${after:-0}" 10 "report: host $h's transactions after the cluster migration ($around)"
+	done
 else
 	grep -q '^cluster: skipped' "$R" || fail "report: not root, the cluster part should say it was skipped"
 fi
@@ -57,4 +71,4 @@ for d in "$work" "$bed"; do
 	[ ! -e "$d" ] || fail "the demo left $d behind"
 	assert_eq "$(pgrep -f "$d" || true)" "" "processes of the demo left running ($d)"
 done
-echo "ok: the demo's report: peak 3 of 3, reports 1 of 1, the migration alone, the cluster 4 of 4"
+echo "ok: the demo's report: peak 3 of 3, reports 1 of 1, the migration alone, the cluster 4 of 4 and its migration alone"
