@@ -62,6 +62,16 @@ struct grant_queue {
 	/* under the lock, entry i's owner runs again (granted_ms now 0): admit */
 	void (*resumed_locked)(const struct grant_queue *q, int i);
 };
+/* An entry's fields as grant_entry has them (read with atomics). */
+static inline void grant_entry_of(struct grant_entry *e, uint32_t *state, uint32_t *granted_ms,
+                                  uint64_t *ticket, int32_t *pid, int32_t *tid)
+{
+	e->state = state;
+	e->granted_ms = granted_ms;
+	e->ticket = __atomic_load_n(ticket, __ATOMIC_RELAXED);
+	e->pid = __atomic_load_n(pid, __ATOMIC_RELAXED);
+	e->tid = __atomic_load_n(tid, __ATOMIC_RELAXED);
+}
 /* At the end of a slice, still in line: grants unclaimed for 2 slices
  * whose owner thread is stopped go back to the queue, and on. */
 void grants_revoke_stopped(const struct grant_queue *q);

@@ -256,11 +256,7 @@ enum cap_result cap_lane_acquire(struct segment *seg, struct seg_cap *cap, const
 static int lane_entry(const struct grant_queue *q, int i, struct grant_entry *e)
 {
 	struct seg_lane_waiter *w = &q->cap->lanes.waiters[i];
-	e->state = &w->state;
-	e->granted_ms = &w->granted_ms;
-	e->ticket = __atomic_load_n(&w->ticket, __ATOMIC_RELAXED);
-	e->pid = __atomic_load_n(&w->pid, __ATOMIC_RELAXED);
-	e->tid = __atomic_load_n(&w->tid, __ATOMIC_RELAXED);
+	grant_entry_of(e, &w->state, &w->granted_ms, &w->ticket, &w->pid, &w->tid);
 	return 1;
 }
 

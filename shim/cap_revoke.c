@@ -89,11 +89,7 @@ static int plain_entry(const struct grant_queue *q, int i, struct grant_entry *e
 	struct seg_waiter *w = &q->cap->waiters[i];
 	if (__atomic_load_n(&w->sem, __ATOMIC_RELAXED) != q->sem)
 		return 0;
-	e->state = &w->state;
-	e->granted_ms = &w->granted_ms;
-	e->ticket = __atomic_load_n(&w->ticket, __ATOMIC_RELAXED);
-	e->pid = __atomic_load_n(&w->pid, __ATOMIC_RELAXED);
-	e->tid = __atomic_load_n(&w->tid, __ATOMIC_RELAXED);
+	grant_entry_of(e, &w->state, &w->granted_ms, &w->ticket, &w->pid, &w->tid);
 	return 1;
 }
 

@@ -9,6 +9,8 @@
 #                              output in $T/NAME.out and $T/NAME.err
 #   lane_wait NAME...          wait for each, expect exit status 0
 #   q SQL                      one value from the primary
+#   alone_and_resumed TBL MIG APP...   MIG's transaction ran alone, each APP
+#                              before and after it (below)
 LANELOAD=$PQT_ROOT/tests/clients/py_lane_load.py
 declare -A LANE_PID
 lane_table() {
@@ -31,3 +33,20 @@ lane_wait() {
 	done
 }
 q() { sql_primary "$1"; }
+# alone_and_resumed TBL MIG APP...: from TBL's rows, MIG's one transaction,
+# no row of another app overlapping it, and each APP with 10 rows or more
+# before it and 10 or more after it (resumed)
+alone_and_resumed() {
+	local tbl=$1 mig=$2 app m
+	shift 2
+	m="(select * from $tbl where app = '$mig')"
+	assert_eq "$(q "select count(*) from $m m")" 1 "server: the transaction of $mig"
+	assert_eq "$(q "select count(*) from $tbl x, $m m where x.app <> '$mig' and x.t0 < m.t1 and x.t1 > m.t0")" 0 \
+		"server: transactions of any host that overlapped $mig's"
+	for app; do
+		assert_ge "$(q "select count(*) from $tbl x, $m m where x.app = '$app' and x.t1 < m.t0")" 10 \
+			"server: $app transactions before $mig"
+		assert_ge "$(q "select count(*) from $tbl x, $m m where x.app = '$app' and x.t0 > m.t1")" 10 \
+			"server: $app transactions after $mig (resumed)"
+	done
+}

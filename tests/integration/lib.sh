@@ -44,6 +44,8 @@
 #   held open on a fifo), psql_hold psql_feed (a psql session held open)
 #   bg_track PID (killed, with its descendants, at exit)
 #   xact_log xact_overlap (transactions that log their start and end)
+#   bg_client bg_client_end pid_state killed_under (programs that say RAN or
+#   REFUSED; a process's state; a killed process, so that the audit runs)
 #   at_exit 'CMD' (extra cleanup, run at exit before tracked pids are killed;
 #   use it instead of `trap ... EXIT`, which would replace lib.sh's trap).
 # `fail` inside $(...) or a pipeline only ends that subshell, but still marks
@@ -405,3 +407,35 @@ if [ -z "${PQT_SOCKDIR:-}" ]; then
 	_PQT_OWN_BED=1
 	pgbed_start || fail "could not start the test bed"
 fi
+
+# --- programs that say how they ended (the stopped-waiter tests) -----------
+# bg_client NAME CMD...: CMD in the background (tracked), its output in
+#     $T/NAME.out and .err, its pid in CPID[NAME]
+# bg_client_end NAME: waits (12 s) until $T/NAME.out has a line RAN or
+#     REFUSED, then for its exit, status 0; $OUT: its output but CONNECTED
+# pid_state PID: the state letter of process PID (R, S, T stopped...); "" gone
+# killed_under POLICY NAME: a psql under POLICY connects, then is killed -9:
+#     the next reap has a dead record, and the audit runs
+declare -A CPID
+bg_client() {
+	local n=$1
+	shift
+	"$@" >"$T/$n.out" 2>"$T/$n.err" &
+	CPID[$n]=$!
+	bg_track "$!"
+}
+_pqt_client_done() { grep -q '^RAN\|^REFUSED' "$T/$1.out"; }
+bg_client_end() {
+	wait_until 12 _pqt_client_done "$1" || fail "client $1 did not end: $(cat "$T/$1.out" "$T/$1.err")"
+	wait "${CPID[$1]}" || fail "client $1: exit status $?"
+	OUT=$(grep -v "^CONNECTED" "$T/$1.out")
+	note "client $1: $OUT / $(cat "$T/$1.err")"
+}
+pid_state() { awk '{ sub(/.*\) /, ""); print $1 }' "/proc/$1/stat" 2>/dev/null; }
+killed_under() {
+	PGAPPNAME=$2 psql_hold "$2" "$1"
+	psql_feed "$2" '\echo connected'
+	kill -KILL "${HELD_PID[$2]}"
+	wait "${HELD_PID[$2]}" 2>/dev/null || true
+	held_close "$2"
+}

@@ -62,23 +62,11 @@ except psycopg2.Error as e:
     print("REFUSED %.2f %s %s" % (time.monotonic() - t0, e.pgcode,
                                   str(e).strip().replace("\n", " ")), flush=True)
 EOF_PY
-declare -A CPID
 client_start() { # WHO APP: a new program under the shim runs WHO's transaction
-	LD_PRELOAD=$PQSHIM_LIB PQSHIM_POLICY=$POL "$PY" "$T/client.py" "$1" "$2" $TBL \
-		>"$T/$1.out" 2>"$T/$1.err" &
-	CPID[$1]=$!
-	bg_track "$!"
-}
-done_() { grep -q '^RAN\|^REFUSED' "$T/$1.out"; }
-client_end() { # WHO: waits (bounded) for its end; $OUT
-	wait_until 12 done_ "$1" || fail "client $1 did not end: $(cat "$T/$1.out" "$T/$1.err")"
-	wait "${CPID[$1]}" || fail "client $1: exit status $?"
-	OUT=$(grep -v "^CONNECTED" "$T/$1.out")
-	note "client $1: $OUT / $(cat "$T/$1.err")"
+	bg_client "$1" env LD_PRELOAD="$PQSHIM_LIB" PQSHIM_POLICY="$POL" "$PY" "$T/client.py" "$1" "$2" $TBL
 }
 waiting_is() { [ "$(jqp "$POL" .cap.waiting)" = "$1" ]; }
-state_of() { awk '{ sub(/.*\) /, ""); print $1 }' "/proc/$1/stat" 2>/dev/null; }
-stopped() { [ "$(state_of "${CPID[$1]}")" = T ]; }
+stopped() { [ "$(pid_state "${CPID[$1]}")" = T ]; }
 stop_() { # WHO
 	kill -STOP "${CPID[$1]}"
 	wait_until 5 stopped "$1" || fail "$1 did not stop"
@@ -101,35 +89,38 @@ holder() { # NAME APP: a psql session under the shim runs NAME's transaction up 
 holder_commit() { psql_feed "$1" "update $TBL set t1 = clock_timestamp() where id = :id;" "commit;"; }
 lane_() { jqp "$POL" ".lanes[] | select(.name == \"$1\") | \"\\(.active) \\(.waiting)\""; }
 
+# A (APP_A) holds a slot; S (APP_S) queues and is stopped; N (APP_N) queues
+# behind it; A commits, the grant goes to the stopped S: N must run, from A's
+# end within 1.5 s, and S, still stopped, has no row
+behind_stopped() { # A APP_A S APP_S N APP_N
+	holder "$1" "$2"
+	client_start "$3" "$4"
+	wait_until 10 waiting_is 1 || fail "$3 did not queue"
+	stop_ "$3"
+	client_start "$5" "$6"
+	wait_until 10 waiting_is 2 || fail "$5 did not queue behind $3"
+	holder_commit "$1"
+	bg_client_end "$5"
+	assert_match "$OUT" "^RAN " "client $5: ran while $3 was stopped (53300: $3's grant held the slot)"
+	assert_eq "$(rows "$5")" 1 "server: $5's transaction"
+	note "ms from $1's end to $5's start: $(gap "$1" "$5")"
+	assert_ge "$(gap "$1" "$5")" 0 "server: $5 started after $1 ended"
+	assert_le "$(gap "$1" "$5")" 1500 "server: ms from $1's end to $5's start"
+	stopped "$3" || fail "$3 no longer stopped"
+	assert_eq "$(sql_primary "select count(*) from $TBL where who = '$3'")" 0 "server: nothing from the stopped $3"
+}
+
 # --- 1. a capped lane ---------------------------------------------------------
-holder A t_osl_rep_A
-client_start B t_osl_rep_B
-wait_until 10 waiting_is 1 || fail "B did not queue"
-stop_ B
-client_start C t_osl_rep_C
-wait_until 10 waiting_is 2 || fail "C did not queue behind B"
-holder_commit A            # the lane's slot goes to the stopped B, then on to C
-client_end C
-assert_match "$OUT" "^RAN " "client C: ran while B was stopped (53300: B held the lane)"
-assert_eq "$(rows C)" 1 "server: C's transaction"
-note "ms from A's end to C's start: $(gap A C)"
-assert_ge "$(gap A C)" 0 "server: C started after A ended"
-assert_le "$(gap A C)" 1500 "server: ms from A's end to C's start"
-stopped B || fail "B no longer stopped"
-assert_eq "$(sql_primary "select count(*) from $TBL where who = 'B'")" 0 "server: nothing from the stopped B"
+behind_stopped A t_osl_rep_A B t_osl_rep_B C t_osl_rep_C
 
 # the audit (a process killed -9 has a record to reap) counts the revoked grant once
-PGAPPNAME=t_osl_victim psql_hold victim "$POL"
-psql_feed victim '\echo connected'
-kill -KILL "${HELD_PID[victim]}"
-wait "${HELD_PID[victim]}" 2>/dev/null || true
-held_close victim
+killed_under "$POL" t_osl_victim
 assert_eq "$(jqp "$POL" '"\(.cap.active) \(.cap.waiting)"')" "0 1" \
 	"stat after the audit: active waiting (B queued again, holding nothing)"
 assert_eq "$(lane_ reports)" "0 1" "stat after the audit: lane reports active waiting"
 
 kill -CONT "${CPID[B]}"    # B takes its place back and runs
-client_end B
+bg_client_end B
 assert_match "$OUT" "^RAN " "client B: ran after SIGCONT, within its wait_timeout"
 assert_eq "$(rows B)" 1 "server: B's transaction"
 note "ms from C's end to B's start: $(gap C B)"
@@ -138,27 +129,15 @@ assert_eq "$(xact_overlap $TBL)" 1 "server: most reports transactions at once (l
 held_end A 0
 
 # --- 2. an exclusive lane -----------------------------------------------------
-holder A2 t_osl_web_A2
-client_start M t_osl_mig_M
-wait_until 10 waiting_is 1 || fail "M did not queue"
-stop_ M
-client_start C2 t_osl_web_C2
-wait_until 10 waiting_is 2 || fail "C2 did not queue behind the exclusive M"
-holder_commit A2           # the exclusive grant goes to the stopped M, then C2 is let in
-client_end C2
-assert_match "$OUT" "^RAN " "client C2: ran while M was stopped (53300: M's grant held every lane)"
-note "ms from A2's end to C2's start: $(gap A2 C2)"
-assert_ge "$(gap A2 C2)" 0 "server: C2 started after A2 ended"
-assert_le "$(gap A2 C2)" 1500 "server: ms from A2's end to C2's start"
+behind_stopped A2 t_osl_web_A2 M t_osl_mig_M C2 t_osl_web_C2
 client_start D2 t_osl_web_D2
-client_end D2
+bg_client_end D2
 assert_match "$OUT" "^RAN " "client D2: ran while M, revoked, was stopped"
 stopped M || fail "M no longer stopped"
-assert_eq "$(sql_primary "select count(*) from $TBL where who = 'M'")" 0 "server: nothing from the stopped M"
 assert_eq "$(lane_ migration)" "0 1" "stat: lane migration active waiting (M revoked, queued)"
 
 kill -CONT "${CPID[M]}"
-client_end M
+bg_client_end M
 assert_match "$OUT" "^RAN " "client M: ran after SIGCONT, within its wait_timeout"
 assert_eq "$(rows M)" 1 "server: M's transaction"
 assert_eq "$(overlapping M)" 0 "server: transactions that overlapped the exclusive M's"

@@ -37,23 +37,11 @@ except psycopg2.Error as e:
     print("REFUSED %.2f %s %s" % (time.monotonic() - t0, e.pgcode,
                                   str(e).strip().replace("\n", " ")), flush=True)
 EOF_PY
-declare -A CPID
 client_start() { # NAME: a new program under the shim inserts NAME
-	LD_PRELOAD=$PQSHIM_LIB PQSHIM_POLICY=$POL "$PY" "$T/client.py" "$1" \
-		>"$T/$1.out" 2>"$T/$1.err" &
-	CPID[$1]=$!
-	bg_track "$!"
-}
-done_() { grep -q '^RAN\|^REFUSED' "$T/$1.out"; }
-client_end() { # NAME: waits (bounded) for its end; $OUT
-	wait_until 12 done_ "$1" || fail "client $1 did not end: $(cat "$T/$1.out" "$T/$1.err")"
-	wait "${CPID[$1]}" || fail "client $1: exit status $?"
-	OUT=$(grep -v "^CONNECTED" "$T/$1.out")
-	note "client $1: $OUT / $(cat "$T/$1.err")"
+	bg_client "$1" env LD_PRELOAD="$PQSHIM_LIB" PQSHIM_POLICY="$POL" "$PY" "$T/client.py" "$1"
 }
 waiting_is() { [ "$(jqp "$POL" .cap.waiting)" = "$1" ]; }
-state_of() { awk '{ sub(/.*\) /, ""); print $1 }' "/proc/$1/stat" 2>/dev/null; }
-b_stopped() { [ "$(state_of "${CPID[B]}")" = T ]; }
+b_stopped() { [ "$(pid_state "${CPID[B]}")" = T ]; }
 row() { sql_primary "select count(*) from out_stopw where who = '$1'"; }
 gap() { # ms from $1's row to $2's
 	sql_primary "select round(extract(epoch from (select at from out_stopw where who = '$2')
@@ -73,7 +61,7 @@ wait_until 10 waiting_is 2 || fail "C did not queue behind B"
 
 # --- A commits: the slot goes to the stopped B, then on to C -----------------
 psql_feed holder "insert into out_stopw(who) values ('A');" "commit;"
-client_end C
+bg_client_end C
 assert_match "$OUT" "^RAN " "client C: ran while B was stopped (53300: B held the slot)"
 assert_eq "$(row C)" 1 "server: C's row"
 note "ms from A to C: $(gap A C)"
@@ -82,17 +70,13 @@ b_stopped || fail "B no longer stopped"
 assert_eq "$(row B)" 0 "server: no row from the stopped B"
 
 # the audit (a process killed -9 has a record to reap) counts the revoked grant once
-PGAPPNAME=t_out_stopped_waiter_victim psql_hold victim "$POL"
-psql_feed victim '\echo connected'
-kill -KILL "${HELD_PID[victim]}"
-wait "${HELD_PID[victim]}" 2>/dev/null || true
-held_close victim
+killed_under "$POL" t_out_stopped_waiter_victim
 assert_eq "$(jqp "$POL" '"\(.cap.active) \(.cap.waiting)"')" "0 1" \
 	"stat after the audit: active waiting (B queued again, holding nothing)"
 
 # --- SIGCONT: B takes its place back and runs ---------------------------------
 kill -CONT "${CPID[B]}"
-client_end B
+bg_client_end B
 assert_match "$OUT" "^RAN " "client B: ran after SIGCONT, within its wait_timeout"
 assert_eq "$(row B)" 1 "server: B's row"
 note "ms from C to B: $(gap C B)"
