@@ -2,9 +2,9 @@
  * cap_lanes.c - the lanes' slow paths (cap_lanes.h): admission under the
  * cap's lock when the one-CAS fast paths cannot (a lane or the cap full,
  * someone queued, an exclusive lane waiting or running), the lanes' queue
- * in priority order, the release that hands slots on, the lanes' part of
- * the audit's part (cap_lanes_table.c), and putting a policy's lanes in force
- * (cap_lanes_table.c too).
+ * in priority order, the release that hands slots on, and this queue's side
+ * of taking back a stopped waiter's grant (cap_revoke.c).  The lanes' part
+ * of the audit and putting a policy's lanes in force: cap_lanes_table.c.
  *
  * Under the lock fast paths still run, so every change of a count here is
  * an atomic operation on its word, and admission takes the lane word and
