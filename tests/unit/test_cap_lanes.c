@@ -451,7 +451,7 @@ static void a_stopped_exclusive_grant_is_taken_back(void **state)
 	assert_int_equal(take(b, "b", 0, NULL), CAP_OK);
 	double ms = (double)(cap_now_ns() - t0) / 1e6;
 	printf("a waiter behind the stopped exclusive grant: in after %.0f ms\n", ms);
-	assert_true(ms >= 400 && ms < 2000);
+	assert_true(ms >= 390 && ms < 2000);   /* 400 ms unclaimed (stamps in whole ms) */
 	assert_int_equal(cap->lanes.excl_active, 0);
 	assert_int_equal(cap->lanes.excl_waiting, 0);   /* revoked: holds nobody back */
 	assert_false(word() & SEM_EXCL);
