@@ -451,7 +451,7 @@ void defer_forget(struct conn *c)
 void defer_after_fork(void)
 {
 	queue_head = NULL;       /* the parent's copies: not ours to free */
-	hot.deferrals = 0;
+	hot.deferrals &= DEFER_NOLAYOUT;
 	watchdog = 0;            /* threads do not survive fork() */
 	/* ... and the parent's waiters on these stay in them for ever (a
 	 * signal could wait on waiters that will never wake, glibc): made

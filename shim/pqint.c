@@ -23,6 +23,7 @@ _Static_assert(sizeof(((struct pg_conn *)0)->status) == sizeof(int), "ConnStatus
 _Static_assert(sizeof(((struct pg_conn *)0)->asyncStatus) == sizeof(int), "PGAsyncStatusType is an int");
 _Static_assert(sizeof(((struct pg_conn *)0)->xactStatus) == sizeof(int), "PGTransactionStatusType is an int");
 _Static_assert(PGASYNC_IDLE == PQINT_ASYNC_IDLE, "PGASYNC_IDLE");
+_Static_assert(PGASYNC_READY == PQINT_ASYNC_READY, "PGASYNC_READY");
 _Static_assert(offsetof(struct pg_conn, status) == PQINT_OFF_STATUS
                && offsetof(struct pg_conn, asyncStatus) == PQINT_OFF_STATUS + 4
                && offsetof(struct pg_conn, xactStatus) == PQINT_OFF_XACT,

@@ -45,6 +45,14 @@ static inline __attribute__((always_inline)) uint64_t pqint_not_idle(const PGcon
 	return both | xact;
 }
 
+/* Has libpq a result ready to hand (asyncStatus PGASYNC_READY)?  Then its
+ * PQgetResult returns it at once.  Only when pqint.known. */
+#define PQINT_ASYNC_READY 2
+static inline __attribute__((always_inline)) int pqint_result_ready(const PGconn *conn)
+{
+	return *(const int *)((const char *)conn + PQINT_OFF_STATUS + 4) == PQINT_ASYNC_READY;
+}
+
 /* PQtransactionStatus(conn) as libpq computes it, read in place: only
  * when pqint.known. */
 static inline __attribute__((always_inline)) PGTransactionStatusType

@@ -93,8 +93,26 @@ _Static_assert(sizeof(struct shim_hot) == 64, "the fast path's fields fill one c
 
 extern struct shim_hot hot __attribute__((visibility("hidden")));
 
+/* hot.deferrals != 0, relaxed, as one compare with memory on x86-64 (the
+ * atomic builtin loads into a register first: one instruction more on the
+ * PQgetResult wrapper's path, twice per statement). */
+ALWAYS_INLINE int hot_deferrals(void)
+{
+#if defined(__x86_64__) && defined(__GCC_ASM_FLAG_OUTPUTS__)
+	int nonzero;
+	__asm__("cmpl $0, %1" : "=@ccne"(nonzero) : "m"(hot.deferrals));
+	return nonzero;
+#else
+	return __atomic_load_n(&hot.deferrals, __ATOMIC_RELAXED) != 0;
+#endif
+}
+
 enum shim_state { SHIM_UNINIT = 0, SHIM_READY = 1 };
 #define DEFER_UNINIT (1 << 30)
+#define DEFER_NOLAYOUT (1 << 29)  /* libpq's layout is not known (for good): the
+                                   * PQgetResult wrapper's one test covers that
+                                   * too (wrap_work.c); no send waits for it */
+#define DEFER_SENDS (DEFER_NOLAYOUT - 1)   /* the count of sends waiting */
 
 /* The process-wide state every module reads: who we are, the segment, the
  * policy in force, the connections.  Written at start-up and in a fork
@@ -203,8 +221,10 @@ static inline void map_epoch_bump(void)
  * pqint.known: work.c makes none fast then). */
 static inline void layout_verify(const PGconn *pg)
 {
-	if (unlikely(pqint_verify(pg)))
+	if (unlikely(pqint_verify(pg))) {
+		__atomic_fetch_or(&hot.deferrals, DEFER_NOLAYOUT, __ATOMIC_RELEASE);
 		map_epoch_bump();
+	}
 }
 
 ALWAYS_INLINE struct conn *conn_lookup(PGconn *pg)
@@ -354,7 +374,8 @@ ALWAYS_INLINE unsigned settle_state_(struct conn *c, PGTransactionStatusType ts,
 done:
 	/* Results done on one of an event loop's connections: its deferred
 	 * sends may take the slot, or must stop waiting for it (defer.c). */
-	if (deferrals && was == CS_ACTIVE && unlikely(__atomic_load_n(&hot.deferrals, __ATOMIC_RELAXED)))
+	if (deferrals && was == CS_ACTIVE
+	    && unlikely(__atomic_load_n(&hot.deferrals, __ATOMIC_RELAXED) & DEFER_SENDS))
 		todo |= SETTLE_KICK;
 	return todo;
 }

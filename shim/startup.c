@@ -142,7 +142,8 @@ void shim_init(void)
 		g.disabled = 1;         /* setuid: stay out of the way */
 	if (real_resolve() != 0)
 		g.disabled = 1;
-	pqint_init();
+	if (!pqint_init())
+		__atomic_fetch_or(&hot.deferrals, DEFER_NOLAYOUT, __ATOMIC_RELEASE);
 	load_policy();
 	shim_log_target(g.pol.log);
 

@@ -340,6 +340,16 @@ __attribute__((noinline)) static PGresult *settle_after_result(PGconn *conn)
 	return settle_release_retry(c, w0, w);
 }
 
+/* A PQgetResult that may return NULL: then settle (out of line, so that
+ * the wrapper's tail call for a ready result saves no register). */
+__attribute__((noinline)) static PGresult *get_result_settle(PGconn *conn)
+{
+	PGresult *r = real.PQgetResult(conn);
+	if (!r)
+		return settle_after_result(conn);
+	return r;
+}
+
 /* Called twice or more per statement: the cheapest wrapper of all.  Work
  * can only have completed when it returns NULL, so only then does the
  * wrapper look at the thread (the depth mark: libpq's own calls, inside a
@@ -351,16 +361,20 @@ __attribute__((noinline)) static PGresult *settle_after_result(PGconn *conn)
  * (it is a leaf as far as the shim is concerned: checked in libpq 15's
  * PLT calls), so it runs without the depth mark: what a notice processor
  * or event procedure called from it sends is the program's own work and
- * is counted as such. */
+ * is counted as such.  The layout is read in place with no look at
+ * pqint.known: hot.deferrals carries DEFER_NOLAYOUT when it is not. */
 SHIM_EXPORT PGresult *PQgetResult(PGconn *conn)
 {
-	if (unlikely(__atomic_load_n(&hot.deferrals, __ATOMIC_RELAXED)))
-		return get_result_deferred(conn);
-	PGresult *r = real.PQgetResult(conn);
-	/* Out of line, so that the common case (a result) saves few registers. */
-	if (!r)
-		return settle_after_result(conn);
-	return r;
+	if (unlikely(hot_deferrals()))
+		return get_result_deferred(conn);   /* a send waits, or no layout known */
+	/* A result is ready (libpq's PGASYNC_READY): libpq's PQgetResult
+	 * parses nothing further (a notice or a notify at most) and returns
+	 * it, leaving libpq busy: nothing to settle, and a tail call.  (Were
+	 * it to return NULL, out of memory, libpq stays busy, and the settle
+	 * would have found the connection active and done nothing.) */
+	if (!pqint_result_ready(conn))
+		return get_result_settle(conn);
+	return real.PQgetResult(conn);
 }
 
 /*
