@@ -261,6 +261,11 @@ enum cap_result cap_wait_begin(struct cap_wait *wt, struct segment *seg, struct 
 	admit_locked(cap, sem);          /* a raised cap may have room for the queue */
 	uint64_t w = __atomic_load_n(&s->word, __ATOMIC_SEQ_CST);
 	uint32_t max = __atomic_load_n(&s->max, __ATOMIC_RELAXED);
+	if ((w & SEM_PARKED) && sem == SEM_ACTIVE && max && sem_count(w) >= max) {
+		/* idle connections' parked slots make the room (cap.h) */
+		cap_sweep_parked_locked(seg, cap, 0);
+		w = __atomic_load_n(&s->word, __ATOMIC_SEQ_CST);
+	}
 	if (sem_waiting(w) == 0 && (max == 0 || sem_count(w) < max) && !(w & SEM_CLOSED)) {
 		word_add(s, 1);          /* the word is not frozen: audits hold the lock */
 		__atomic_store_n(hold, HOLD_HELD, __ATOMIC_RELEASE);
@@ -291,6 +296,10 @@ enum cap_result cap_wait_begin(struct cap_wait *wt, struct segment *seg, struct 
 	__atomic_store_n(&me->state, WAITER_QUEUED, __ATOMIC_RELEASE);
 	__atomic_store_n(hold, HOLD_WAITING, __ATOMIC_RELEASE);
 	word_add(s, (int64_t)SEM_WAIT_ONE);
+	/* In the word now: a slot parked from now on sees us and comes back
+	 * the normal way; one parked before is swept here (cap.h). */
+	if (sem == SEM_ACTIVE)
+		cap_sweep_parked_locked(seg, cap, 0);
 	cap_unlock(cap);
 	wt->me = me;
 	return CAP_WAITING;
@@ -389,23 +398,29 @@ enum cap_result cap_acquire_slow(struct segment *seg, struct seg_cap *cap, int s
 	return r;
 }
 
-void cap_release_slow(struct segment *seg, struct seg_cap *cap, int sem, uint8_t *hold)
+/* A counted slot goes back (the lock held): handed to the head waiter (the
+ * count stays, one waiter fewer), unless the count is above a lowered
+ * cap; else counted down. */
+void give_back_locked(struct seg_cap *cap, int sem)
 {
 	struct seg_sem *s = &cap->sems[sem];
+	uint64_t w = __atomic_load_n(&s->word, __ATOMIC_SEQ_CST);
+	uint32_t max = __atomic_load_n(&s->max, __ATOMIC_RELAXED);
+	int handed = sem_waiting(w) && (max == 0 || sem_count(w) <= max) && !(w & SEM_CLOSED)
+	             && grant_head_locked(cap, sem, 1);
+	if (!handed && sem_count(__atomic_load_n(&s->word, __ATOMIC_SEQ_CST)) > 0)
+		word_add(s, -1);
+}
+
+void cap_release_slow(struct segment *seg, struct seg_cap *cap, int sem, uint8_t *hold)
+{
 	/* The lock is only held for moments; if its holder is stopped, the
 	 * next holder's audit gives the slot back (cap_drop_hold). */
 	if (cap_lock(seg, cap, 0) != 0) {
 		cap_drop_hold(cap, hold);
 		return;
 	}
-	uint64_t w = __atomic_load_n(&s->word, __ATOMIC_SEQ_CST);
-	uint32_t max = __atomic_load_n(&s->max, __ATOMIC_RELAXED);
-	/* Hand the slot over (the count stays, one waiter fewer), unless the
-	 * count is above a lowered cap; else count it down. */
-	int handed = sem_waiting(w) && (max == 0 || sem_count(w) <= max) && !(w & SEM_CLOSED)
-	             && grant_head_locked(cap, sem, 1);
-	if (!handed && sem_count(__atomic_load_n(&s->word, __ATOMIC_SEQ_CST)) > 0)
-		word_add(s, -1);
+	give_back_locked(cap, sem);
 	__atomic_store_n(hold, HOLD_NONE, __ATOMIC_RELEASE);
 	cap_unlock(cap);
 }
@@ -431,7 +446,8 @@ void cap_set_max(struct segment *seg, struct seg_cap *cap, int sem, uint32_t max
 {
 	if (max > SEM_COUNT_MASK - 1)   /* the fast paths rely on it (the policy's limit is 10^6) */
 		max = SEM_COUNT_MASK - 1;
-	if (__atomic_load_n(&cap->sems[sem].max, __ATOMIC_RELAXED) == max)
+	uint32_t old = __atomic_load_n(&cap->sems[sem].max, __ATOMIC_RELAXED);
+	if (old == max)
 		return;
 	if (cap_lock(seg, cap, 0) != 0) {
 		/* in force now; the next holder's audit admits by it */
@@ -439,7 +455,9 @@ void cap_set_max(struct segment *seg, struct seg_cap *cap, int sem, uint32_t max
 		__atomic_store_n(&cap->audit_due, 1, __ATOMIC_RELEASE);
 		return;
 	}
-	__atomic_store_n(&cap->sems[sem].max, max, __ATOMIC_RELEASE);
+	__atomic_store_n(&cap->sems[sem].max, max, __ATOMIC_SEQ_CST);
+	if (sem == SEM_ACTIVE && (max == 0 || max < old))
+		cap_sweep_parked_locked(seg, cap, 1);   /* parked slots obey the new cap */
 	admit_locked(cap, sem);          /* a lower cap admits nobody until below it */
 	if (sem == SEM_ACTIVE)
 		lanes_admit_locked(cap);     /* scope = cluster: the lease grew */
@@ -500,8 +518,12 @@ static int hold_counts(uint8_t *hold)
 		uint8_t h = __atomic_load_n(hold, __ATOMIC_SEQ_CST), to;
 		switch (h) {
 		case HOLD_HELD:
+		case HOLD_PARKED:
 		case HOLD_RELEASING_COUNTED:
 			return 1;
+		case HOLD_SWEEPING:      /* its sweeper died holding the lock */
+			to = HOLD_NONE;
+			break;
 		case HOLD_RELEASING:
 			to = HOLD_RELEASING_COUNTED;
 			break;
@@ -525,7 +547,7 @@ void audit_locked(struct segment *seg, struct seg_cap *cap)
 {
 	static signed char live[SEG_PROCS_LIMIT];   /* under the lock */
 	uint32_t held[CAP_SEMS] = { 0 }, waiting[CAP_SEMS] = { 0 };
-	uint64_t epoch[CAP_SEMS];
+	uint64_t epoch[CAP_SEMS], parked = 0;
 
 	for (int k = 0; k < CAP_SEMS; k++)
 		epoch[k] = sem_epoch(__atomic_fetch_or(&cap->sems[k].word, SEM_FROZEN,
@@ -538,10 +560,17 @@ void audit_locked(struct segment *seg, struct seg_cap *cap)
 		uint32_t st = __atomic_load_n(&c->state, __ATOMIC_ACQUIRE);
 		if (st != SLOT_LIVE && st != SLOT_CLAIMED)
 			continue;
-		if (!proc_is_live(seg, c->proc, c->pid, live))
+		if (!proc_is_live(seg, c->proc, c->pid, live)) {
+			/* not counted from now on: no sweep may count it down */
+			uint8_t was = HOLD_PARKED;
+			__atomic_compare_exchange_n(&c->hold[SEM_ACTIVE], &was, HOLD_NONE, 0,
+			                            __ATOMIC_SEQ_CST, __ATOMIC_RELAXED);
 			continue;
+		}
 		for (int k = 0; k < CAP_SEMS; k++)
 			held[k] += (uint32_t)hold_counts(&c->hold[k]);
+		if (__atomic_load_n(&c->hold[SEM_ACTIVE], __ATOMIC_SEQ_CST) == HOLD_PARKED)
+			parked = SEM_PARKED;
 	}
 	for (int i = 0; i < SEG_MAX_WAITERS; i++) {
 		struct seg_waiter *w = &cap->waiters[i];
@@ -566,10 +595,18 @@ void audit_locked(struct segment *seg, struct seg_cap *cap)
 		                 & (SEM_CLOSED | SEM_LANES | SEM_EXCL);
 		__atomic_store_n(&cap->sems[k].word,
 		                 (uint64_t)held[k] | ((uint64_t)waiting[k] << SEM_WAIT_SHIFT) | flags
+		                 | (k == SEM_ACTIVE ? parked : 0)
 		                 | (((epoch[k] + 1) << SEM_EPOCH_SHIFT) & ~SEM_STATE_MASK),
 		                 __ATOMIC_SEQ_CST);
 		admit_locked(cap, k);
 	}
+	/* a change whose sweep did not get the lock (cap_set_max,
+	 * cap_sweep_parked): parked slots obey it now */
+	uint32_t max = __atomic_load_n(&cap->sems[SEM_ACTIVE].max, __ATOMIC_RELAXED);
+	if (parked && (max == 0 || held[SEM_ACTIVE] > max
+	               || (__atomic_load_n(&cap->sems[SEM_ACTIVE].word, __ATOMIC_SEQ_CST) & SEM_LANES)
+	               || __atomic_load_n(&cap->scope, __ATOMIC_SEQ_CST) == SCOPE_CLUSTER))
+		cap_sweep_parked_locked(seg, cap, 1);
 	lanes_admit_locked(cap);
 }
 

@@ -32,10 +32,39 @@
  * CAS to finish would wait, holding the mutex, on a releaser blocked on
  * that very mutex.)
  *
+ * Parked slots (SEM_ACTIVE only; scope = host, no lanes).  An autocommit
+ * statement's end does not give its plain slot back: its hold goes HELD ->
+ * PARKED (one CAS), then one load of the word; the connection's next
+ * statement takes it again with one CAS PARKED -> HELD and never touches
+ * the word.  A parked slot is counted (the server never sees more than max
+ * at work: its holder is idle) but belongs to whoever needs it: the
+ * moment anything else wants a slot it is taken back by a sweep
+ * (cap_sweep_parked_locked, under the mutex: PARKED -> SWEEPING, then the
+ * release's slow path hands it to the head waiter or counts it down, then
+ * NONE).  The owner and a sweeper race only by CAS on the hold: one wins.
+ * SEM_PARKED in the word says "someone may have parked": a parker sets it
+ * when it is clear (slots.c, with the checks below), a sweep clears it
+ * before it scans the records.  Who sweeps: a waiter about to queue, once
+ * its waiting count is in the word; a change of max (a lowered cap, or
+ * none); lanes put in force; scope = cluster.  Each makes its change to
+ * the word (or to max, scope) first, then sweeps; a parker CASes its hold
+ * first, then loads the word, and stays parked only when the word shows
+ * SEM_PARKED and nothing else (no waiter, no flag): Dekker's pair, so
+ * either the sweep finds the PARKED hold or the parker sees the change
+ * and gives the slot back the normal way.  (A parker finding SEM_PARKED
+ * clear rechecks max, scope and the count after its load, and sets the
+ * bit by CAS.)  Giving a connection's holds back (PQfinish, a thread's
+ * exit, the drainer) sweeps a PARKED hold the same way.  After a crash:
+ * PARKED counts like HELD (a dead process's are not counted, as its HELD
+ * ones); SWEEPING means its sweeper died holding the mutex (sweeps run
+ * only under it): the audit makes it NONE, uncounted, and rebuilds the
+ * count whatever the sweep had done; the owner's next statement then takes
+ * a slot anew.
+ *
  * Invariant (outside an audit, i.e. whenever the mutex is free): count ==
  * number of live connection records whose hold for that semaphore is HELD,
- * RELEASING or RELEASING_COUNTED, plus the live GRANTED queue entries,
- * except for fast-path CASes of the current epoch in flight.
+ * PARKED, RELEASING or RELEASING_COUNTED, plus the live GRANTED queue
+ * entries, except for fast-path CASes of the current epoch in flight.
  * waiting == number of QUEUED and CANCELLED entries (a cancelled entry is
  * swept, and uncounted, by the next holder of the mutex), the lanes' queue
  * included (cap_lanes.h).
@@ -63,6 +92,9 @@ enum hold_state {
 	HOLD_SHARED,             /* nested = share: rides on its thread's slot, not counted */
 	HOLD_RELEASING_COUNTED,  /* RELEASING, counted by an audit: the releaser
 	                          * finishes under the mutex (see the top) */
+	HOLD_PARKED,             /* counted, the connection idle: its next statement
+	                          * takes it back, anyone else sweeps it (the top) */
+	HOLD_SWEEPING,           /* a sweep gives a PARKED hold back (under the mutex) */
 };
 
 /* The semaphore word. */
@@ -77,9 +109,16 @@ enum hold_state {
 #define SEM_CLOSED       (1ull << 49)   /* no slot granted at all (scope = cluster: a
                                          * host that holds no lease; lease.h) */
 #define SEM_LANES        (1ull << 50)   /* lanes in force: cap_lanes.h */
-#define SEM_EPOCH_SHIFT  51        /* bumped by every audit's thaw */
+#define SEM_FLAGS_END    51        /* the bits below: count | waiting | the flags above */
+#define SEM_PARKED       (1ull << SEM_FLAGS_END)   /* a slot may be parked (the top) */
+#define SEM_EPOCH_SHIFT  52        /* bumped by every audit's thaw */
 #define SEM_EPOCH_ONE    (1ull << SEM_EPOCH_SHIFT)
-#define SEM_STATE_MASK   (SEM_EPOCH_ONE - 1)   /* count | waiting | EXCL | FROZEN | CLOSED | LANES */
+#define SEM_STATE_MASK   ((1ull << SEM_FLAGS_END) - 1)  /* count | waiting | EXCL | FROZEN |
+                                                         * CLOSED | LANES: not PARKED */
+/* The word lets a parked slot stay parked: SEM_PARKED and no waiter, no
+ * flag (bits SEM_WAIT_SHIFT up to the epoch; two shifts, no 64-bit mask). */
+#define sem_park_ok(w)   ((((w) << (64 - SEM_EPOCH_SHIFT)) >> (64 - SEM_EPOCH_SHIFT + SEM_WAIT_SHIFT)) \
+                          == (SEM_PARKED >> SEM_WAIT_SHIFT))
 #define sem_epoch(w)     ((w) >> SEM_EPOCH_SHIFT)
 #define sem_count(w)     ((uint32_t)((w) & SEM_COUNT_MASK))
 #define sem_waiting(w)   ((uint32_t)(((w) >> SEM_WAIT_SHIFT) & SEM_WAIT_MASK))
@@ -302,8 +341,8 @@ static inline enum sem_release_result sem_release(struct seg_sem *s, uint8_t *ho
 	if (!hold_finish(hold, HOLD_HELD, HOLD_RELEASING))
 		return SEM_RELEASE_NOT_MINE;
 	/* Common: held (count >= 1), nobody queued, no flag: the bits from
-	 * SEM_WAIT_SHIFT up to the epoch are 0 (shifts, not a 64-bit mask). */
-	if (__builtin_expect(((w << (64 - SEM_EPOCH_SHIFT)) >> (64 - SEM_EPOCH_SHIFT + SEM_WAIT_SHIFT))
+	 * SEM_WAIT_SHIFT up to SEM_PARKED are 0 (shifts, not a 64-bit mask). */
+	if (__builtin_expect(((w << (64 - SEM_FLAGS_END)) >> (64 - SEM_FLAGS_END + SEM_WAIT_SHIFT))
 	                     == 0 && sem_count(w) != 0, 1)
 	    && __builtin_expect(__atomic_compare_exchange_n(&s->word, &w, w - 1, 1, __ATOMIC_SEQ_CST,
 	                                                    __ATOMIC_RELAXED), 1))
@@ -314,6 +353,13 @@ static inline enum sem_release_result sem_release(struct seg_sem *s, uint8_t *ho
 		return SEM_RELEASE_SLOW;
 	}
 	return sem_release_retry(s, hold, w0, w);
+}
+
+/* A parked slot's connection works again: 1 if the slot is its own again
+ * (HELD), 0 if a sweep took it (SWEEPING, then NONE: take one anew). */
+static inline int hold_unpark(uint8_t *hold)
+{
+	return hold_finish(hold, HOLD_PARKED, HOLD_HELD);
 }
 
 enum cap_result { CAP_OK = 0, CAP_TIMEOUT, CAP_NESTED, CAP_ERROR, CAP_BUSY };
@@ -363,6 +409,17 @@ void cap_release_slow(struct segment *seg, struct seg_cap *cap, int sem, uint8_t
  * the count does not change.  1 if done; 0 if either hold was not (any
  * longer) in that state. */
 int cap_hand_over(struct segment *seg, struct seg_cap *cap, uint8_t *from, uint8_t *to);
+
+/* Take every parked slot back (the top): SEM_PARKED cleared, then each
+ * PARKED hold of the segment's records given to the head waiter or
+ * counted down.  A private cap (seg NULL) never parks.  With the lock:
+ * cap_sweep_parked_locked (cap_int.h). */
+void cap_sweep_parked(struct segment *seg, struct seg_cap *cap);
+
+/* Give a PARKED hold back as a sweep does (its owner closes, or its thread
+ * exits); waits for a sweep in progress (SWEEPING).  The hold is NONE
+ * after, unless its owner took it back meanwhile (HELD: 0 returned). */
+int cap_unpark_release(struct segment *seg, struct seg_cap *cap, uint8_t *hold);
 
 /* Set a semaphore's cap and admit waiters the new cap has room for. */
 void cap_set_max(struct segment *seg, struct seg_cap *cap, int sem, uint32_t max);

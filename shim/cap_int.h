@@ -28,10 +28,21 @@ void word_add(struct seg_sem *s, int64_t delta);
 void record_wait(struct seg_sem *s, struct seg_proc *p, uint64_t ns, int timed_out);
 /* Is the process record idx live and still pid?  cache: per record, 0 unknown. */
 int proc_is_live(struct segment *seg, uint32_t idx, int32_t pid, signed char *cache);
+/* A counted slot of sem goes back: to the head waiter (the count stays),
+ * unless the count is above a lowered cap; else counted down. */
+void give_back_locked(struct seg_cap *cap, int sem);
 /* Admit the global queue's waiters of sem while there is room. */
 void admit_locked(struct seg_cap *cap, int sem);
 /* The audit (cap.h): freeze, count the live holders, thaw. */
 void audit_locked(struct segment *seg, struct seg_cap *cap);
+
+/* ---- cap_park.c ----------------------------------------------------------- */
+
+/* Take every parked slot back (cap.h, "Parked slots"), the lock held:
+ * SEM_PARKED cleared, then the records looked at, unless the bit was
+ * clear and not `always` (a waiter's change is in the word; a change of
+ * max or scope is not). */
+void cap_sweep_parked_locked(struct segment *seg, struct seg_cap *cap, int always);
 
 /* ---- cap_revoke.c --------------------------------------------------------- */
 

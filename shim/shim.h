@@ -314,6 +314,7 @@ static inline int hold_unshare(uint8_t *hold)
 #define SETTLE_RELEASE 1u   /* the slot's release must finish on the slow path (slots.c) */
 #define SETTLE_KICK    2u   /* results done: an event loop's deferred sends may go (defer.c) */
 #define SETTLE_HAND    4u   /* the slot goes back, or to a connection sharing it (slots.c) */
+#define SETTLE_PARK    8u   /* the parked slot's word shows more: slots_park_slow */
 
 /* The active slot goes back (settle_state): 0 when done, else what is
  * left to do. */
@@ -401,12 +402,24 @@ ALWAYS_INLINE struct conn *work_fast(PGconn *pg)
 	/* An idle connection about to work takes an active slot (if capped). */
 	struct seg_sem *sem = &hot.cap->sems[SEM_ACTIVE];
 	uint32_t max = __atomic_load_n(&sem->max, __ATOMIC_RELAXED);
-	if (max && r->hold[SEM_ACTIVE] == HOLD_NONE) {
+	if (max) {
+		uint8_t h = r->hold[SEM_ACTIVE];
 		/* the holder first: a thread that held it before and exits now
 		 * must not take this slot for its own (slots_thread_exit) */
-		r->holder_tid = t.tid;
-		if (unlikely(!sem_try_acquire_max(sem, &r->hold[SEM_ACTIVE], max)))
-			return NULL;   /* full, lanes in force (work_fast_lane), an audit */
+		if (likely(h == HOLD_PARKED)) {
+			/* its own slot, parked at its last statement's end (cap.h):
+			 * one CAS, no look at the word; a sweep took it: the whole
+			 * path waits for one */
+			r->holder_tid = t.tid;
+			if (unlikely(!hold_unpark(&r->hold[SEM_ACTIVE])))
+				return NULL;
+		} else if (h == HOLD_NONE) {
+			r->holder_tid = t.tid;
+			if (unlikely(!sem_try_acquire_max(sem, &r->hold[SEM_ACTIVE], max)))
+				return NULL;   /* full, lanes in force (work_fast_lane), an audit */
+		} else if (unlikely(h == HOLD_SWEEPING)) {
+			return NULL;
+		}
 	}
 	record_count(&r->queries);
 	__atomic_store_n(&r->cstate, CS_ACTIVE, __ATOMIC_RELAXED);

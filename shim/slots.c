@@ -86,7 +86,8 @@ void slots_configure(void)
 	} else {
 		hot.cap = &g.seg.hdr->cap;
 		capseg = &g.seg;
-		hot.cap->scope = (uint32_t)g.pol.scope;
+		/* before its sweep below (slots_park_slow looks after the word) */
+		__atomic_store_n(&hot.cap->scope, (uint32_t)g.pol.scope, __ATOMIC_SEQ_CST);
 	}
 	if (capseg && caps_wait && !unusable && g.pol.scope != SCOPE_CLUSTER && seg_proc_any_live(&g.seg, g.proc_idx, (uid_t)-1))
 		return;              /* the caps in force stay (above) */
@@ -102,6 +103,13 @@ void slots_configure(void)
 	static const struct policy no_lanes;
 	cap_lanes_configure(capseg, hot.cap, unusable ? &no_lanes : &g.pol,
 	                    g.seg.hdr ? &g.seg : NULL);
+	/* Only plain slots of scope = host park (cap.h): lanes in force, or
+	 * scope = cluster (its leader counts demand from the count), take the
+	 * parked ones back. */
+	if (capseg && (g.pol.scope == SCOPE_CLUSTER
+	               || (__atomic_load_n(&hot.cap->sems[SEM_ACTIVE].word, __ATOMIC_SEQ_CST)
+	                   & SEM_LANES)))
+		cap_sweep_parked(capseg, hot.cap);
 }
 
 /* Is the active slot c holds (or is about to take) one of the lanes'? */
@@ -616,6 +624,8 @@ static void release_active_locked(struct conn *c)
 
 void slots_settle(struct conn *c, unsigned todo)
 {
+	if (todo & SETTLE_PARK)
+		slots_park_slow(c);
 	if (todo & SETTLE_RELEASE)
 		release_active_slow(c);
 	if (todo & SETTLE_HAND) {
@@ -625,10 +635,51 @@ void slots_settle(struct conn *c, unsigned todo)
 	}
 }
 
+void slots_park_slow(struct conn *c)
+{
+	uint8_t *hold = &c->rec->hold[SEM_ACTIVE];
+	struct seg_sem *s = &hot.cap->sems[SEM_ACTIVE];
+	/* After the hold's CAS, the word, then max and scope: a change of
+	 * either is stored before its sweep clears SEM_PARKED (cap.h). */
+	uint64_t w = __atomic_load_n(&s->word, __ATOMIC_SEQ_CST);
+	for (;;) {
+		uint32_t max = __atomic_load_n(&s->max, __ATOMIC_SEQ_CST);
+		if (!capseg || !max || (w & (SEM_STATE_MASK & ~SEM_COUNT_MASK)) || sem_count(w) > max
+		    || __atomic_load_n(&hot.cap->scope, __ATOMIC_SEQ_CST) == SCOPE_CLUSTER)
+			break;
+		if ((w & SEM_PARKED)
+		    || __atomic_compare_exchange_n(&s->word, &w, w | SEM_PARKED, 0, __ATOMIC_SEQ_CST,
+		                                   __ATOMIC_SEQ_CST))
+			return;          /* it stays parked */
+	}
+	if (!hold_unpark(hold))
+		return;              /* a sweep took it meanwhile */
+	if (cap_release_active(hot.cap, hold, &c->rec->lane_held) == SEM_RELEASE_SLOW)
+		release_active_slow(c);
+}
+
+int slots_unpark(struct conn *c)
+{
+	uint8_t *hold = &c->rec->hold[SEM_ACTIVE];
+	uint8_t h = __atomic_load_n(hold, __ATOMIC_ACQUIRE);
+	if (h != HOLD_PARKED && h != HOLD_SWEEPING)
+		return 0;
+	c->rec->holder_tid = t.tid;   /* before the slot: see work_fast */
+	if (h == HOLD_PARKED && hold_unpark(hold))
+		return 1;
+	/* swept, or being swept: done under the lock (NONE after) */
+	return !cap_unpark_release(capseg, hot.cap, hold);
+}
+
 static void release_one(struct conn *c, int sem)
 {
 	uint8_t *hold = &c->rec->hold[sem];
 	switch (__atomic_load_n(hold, __ATOMIC_ACQUIRE)) {
+	case HOLD_PARKED:        /* the connection is idle: as a sweep (cap.h) */
+	case HOLD_SWEEPING:
+		if (sem == SEM_ACTIVE)
+			cap_unpark_release(capseg, hot.cap, hold);
+		break;
 	case HOLD_HELD:
 		if (sem == SEM_ACTIVE) {
 			if (cap_release_active(hot.cap, hold, &c->rec->lane_held) == SEM_RELEASE_SLOW)

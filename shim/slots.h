@@ -64,6 +64,17 @@ int slot_excl_held_back(struct conn *except);
 /* Finish what settle_state (shim.h) left: SETTLE_RELEASE and SETTLE_HAND. */
 void slots_settle(struct conn *c, unsigned todo);
 
+/* The fast settle parked c's plain slot (HELD -> PARKED, cap.h "Parked
+ * slots") and the word showed more than SEM_PARKED alone: the bit set if
+ * the slot may stay parked (a shared cap of scope = host, a max, room,
+ * nobody waiting, no flag), else the slot given back the normal way. */
+void slots_park_slow(struct conn *c);
+
+/* c is about to work (the whole path): a parked slot is its own again, 1;
+ * else 0, its hold NONE (a sweep took the slot: wait for one anew) or what
+ * it was (nothing parked). */
+int slots_unpark(struct conn *c);
+
 /* Give back the active slot c holds, if it does (a connection that a
  * switch closed, or that libpq says is lost). */
 void slots_release_active(struct conn *c);

@@ -138,7 +138,7 @@ enum verdict work_begin(PGconn *pg, struct conn **cp, int may_defer)
 	 * it leaves: defer.c.) */
 	struct seg_sem *sem = &hot.cap->sems[SEM_ACTIVE];
 	uint8_t *hold = &c->rec->hold[SEM_ACTIVE];
-	if (__atomic_load_n(&sem->max, __ATOMIC_RELAXED) && *hold == HOLD_NONE) {
+	if (__atomic_load_n(&sem->max, __ATOMIC_RELAXED) && !slots_unpark(c) && *hold == HOLD_NONE) {
 		c->rec->holder_tid = t.tid;   /* before the slot: see work_fast */
 		if (!sem_try_acquire(sem, hold)) {
 			/* a wait that keeps failing must still see a reload (a lane
@@ -201,7 +201,7 @@ struct conn *work_fast_lane(PGconn *pg)
 
 void work_settle_finish(struct conn *c, unsigned todo)
 {
-	if (todo & (SETTLE_RELEASE | SETTLE_HAND))
+	if (todo & (SETTLE_RELEASE | SETTLE_HAND | SETTLE_PARK))
 		slots_settle(c, todo);
 	if (todo & SETTLE_KICK)
 		defer_kick();

@@ -271,29 +271,6 @@ __attribute__((noinline)) static PGresult *settle_lane_release(struct conn *c)
 	return NULL;
 }
 
-/* The fast release's word CAS did not land at once (a flag, waiters, a
- * CAS lost to another): sem_release's retry, then its end as settle_state
- * ends (the hold is RELEASING, claimed). */
-__attribute__((noinline)) static PGresult *settle_release_retry(struct conn *c, uint64_t w0,
-                                                               uint64_t w)
-{
-	struct seg_conn *r = c->rec;
-	enum sem_release_result res = sem_release_retry(&hot.cap->sems[SEM_ACTIVE],
-	                                                &r->hold[SEM_ACTIVE], w0, w);
-	__atomic_store_n(&r->cstate, CS_IDLE, __ATOMIC_RELAXED);
-	if (res == SEM_RELEASE_SLOW)
-		return settle_finish_null(c, SETTLE_RELEASE);
-	return NULL;
-}
-
-/* The claimed release's last step failed: an audit counted the hold,
- * and the slow path gives that count back (cap.h). */
-__attribute__((noinline)) static PGresult *settle_release_counted(struct conn *c)
-{
-	__atomic_store_n(&c->rec->cstate, CS_IDLE, __ATOMIC_RELAXED);
-	return settle_finish_null(c, SETTLE_RELEASE);
-}
-
 /* PQgetResult returned NULL: the work may be over (unless libpq called
  * it itself, inside a synchronous call: its wrapper settles).  One of the
  * thread's fast connections, with libpq's layout known, is settled
@@ -302,8 +279,8 @@ __attribute__((noinline)) static PGresult *settle_release_counted(struct conn *c
  * anything else goes the whole way.  The common end of an autocommit
  * statement (settle_state's first case: connection fine, no command in
  * progress, idle outside a transaction after a statement) takes the
- * first branch: no slot, two stores; a plain slot (no lane), three atomic
- * steps (sem_release inline: claim, CAS on the word, confirm).  Every
+ * first branch: no slot, two stores; a plain slot (no lane) is parked:
+ * one CAS on the hold and one load of the word (cap.h).  Every
  * other case leaves by a tail call, so nothing here saves a register.
  * Returns NULL, for the wrapper to tail-call. */
 __attribute__((noinline)) static PGresult *settle_after_result(PGconn *conn)
@@ -322,22 +299,16 @@ __attribute__((noinline)) static PGresult *settle_after_result(PGconn *conn)
 	}
 	if (unlikely(r->lane_held))
 		return settle_lane_release(c);
-	struct seg_sem *s = &hot.cap->sems[SEM_ACTIVE];
-	uint64_t w0 = __atomic_load_n(&s->word, __ATOMIC_SEQ_CST), w = w0;
-	if (unlikely(!hold_finish(hold, HOLD_HELD, HOLD_RELEASING)))
+	/* A plain slot is parked (cap.h, "Parked slots"): one CAS, then one
+	 * look at the word; it stays parked when that shows SEM_PARKED and no
+	 * waiter, no flag. */
+	if (unlikely(!hold_finish(hold, HOLD_HELD, HOLD_PARKED)))
 		return settle_fast_other(c, conn);     /* shared, waiting, or not ours */
 	record_count(&r->xacts);
-	/* held (count >= 1), nobody queued, no flag: see sem_release */
-	if (likely(((w << (64 - SEM_EPOCH_SHIFT)) >> (64 - SEM_EPOCH_SHIFT + SEM_WAIT_SHIFT)) == 0
-	           && sem_count(w) != 0)
-	    && likely(__atomic_compare_exchange_n(&s->word, &w, w - 1, 1, __ATOMIC_SEQ_CST,
-	                                          __ATOMIC_RELAXED))) {
-		if (unlikely(!hold_finish(hold, HOLD_RELEASING, HOLD_NONE)))
-			return settle_release_counted(c);
-		__atomic_store_n(&r->cstate, CS_IDLE, __ATOMIC_RELAXED);
-		return NULL;
-	}
-	return settle_release_retry(c, w0, w);
+	__atomic_store_n(&r->cstate, CS_IDLE, __ATOMIC_RELAXED);
+	if (unlikely(!sem_park_ok(__atomic_load_n(&hot.cap->sems[SEM_ACTIVE].word, __ATOMIC_SEQ_CST))))
+		return settle_finish_null(c, SETTLE_PARK);   /* slots_park_slow */
+	return NULL;
 }
 
 /* A PQgetResult that may return NULL: then settle (out of line, so that

@@ -1,0 +1,81 @@
+/*
+ * cap_park.c - parked slots (cap.h, "Parked slots"): the sweep that takes
+ * idle connections' parked slots back for whoever needs one, and the give
+ * back of one when its connection closes.  Everything here runs under the
+ * cap's lock; the parking itself (HELD -> PARKED, the word's one look) is
+ * the fast settle's (wrap_work.c, slots.c).
+ */
+#include "cap_int.h"
+#include "segment.h"
+
+/* A PARKED hold's slot goes back (the lock held): 1, or 0 if it was not
+ * PARKED (its owner took it back first). */
+static int sweep_hold_locked(struct seg_cap *cap, uint8_t *hold)
+{
+	uint8_t parked = HOLD_PARKED;
+	if (!__atomic_compare_exchange_n(hold, &parked, HOLD_SWEEPING, 0, __ATOMIC_SEQ_CST,
+	                                 __ATOMIC_RELAXED))
+		return 0;
+	give_back_locked(cap, SEM_ACTIVE);
+	uint8_t sweeping = HOLD_SWEEPING;   /* (unless cap_unpark_release gave up on us) */
+	__atomic_compare_exchange_n(hold, &sweeping, HOLD_NONE, 0, __ATOMIC_SEQ_CST,
+	                            __ATOMIC_RELAXED);
+	return 1;
+}
+
+void cap_sweep_parked_locked(struct segment *seg, struct seg_cap *cap, int always)
+{
+	if (!seg || !seg->hdr || cap != &seg->hdr->cap)
+		return;          /* a private cap never parks (slots.c) */
+	/* Clear the bit first, then look: a parker that saw it set had
+	 * parked before (cap.h); one that parks from now on sees it clear.
+	 * A waiter's change is in the word (a parker's CAS setting the bit
+	 * fails on it): with the bit clear nobody parked.  A change of max or
+	 * scope is not: always look. */
+	if (!(__atomic_fetch_and(&cap->sems[SEM_ACTIVE].word, ~SEM_PARKED, __ATOMIC_SEQ_CST)
+	      & SEM_PARKED) && !always)
+		return;
+	for (uint32_t i = 0; i < seg->max_conns; i++) {
+		struct seg_conn *c = &seg->conns[i];
+		if (__atomic_load_n(&c->hold[SEM_ACTIVE], __ATOMIC_SEQ_CST) != HOLD_PARKED)
+			continue;
+		uint32_t st = __atomic_load_n(&c->state, __ATOMIC_ACQUIRE);
+		if (st == SLOT_LIVE || st == SLOT_CLAIMED)
+			sweep_hold_locked(cap, &c->hold[SEM_ACTIVE]);
+	}
+}
+
+void cap_sweep_parked(struct segment *seg, struct seg_cap *cap)
+{
+	if (!seg || !seg->hdr || cap != &seg->hdr->cap)
+		return;
+	if (cap_lock(seg, cap, 0) != 0) {
+		/* its holder is stopped: the next one's audit sweeps (audit_locked) */
+		__atomic_fetch_and(&cap->sems[SEM_ACTIVE].word, ~SEM_PARKED, __ATOMIC_SEQ_CST);
+		__atomic_store_n(&cap->audit_due, 1, __ATOMIC_RELEASE);
+		return;
+	}
+	cap_sweep_parked_locked(seg, cap, 1);
+	cap_unlock(cap);
+}
+
+int cap_unpark_release(struct segment *seg, struct seg_cap *cap, uint8_t *hold)
+{
+	/* Under the lock: a sweep in progress (SWEEPING) has ended by then, or
+	 * its sweeper died and the lock's audit made the hold NONE. */
+	if (cap_lock(seg, cap, 0) != 0) {
+		/* its holder is stopped (maybe mid-sweep of this very hold): out
+		 * of the count from the next holder's audit on */
+		for (uint8_t h = __atomic_load_n(hold, __ATOMIC_SEQ_CST);
+		     h == HOLD_PARKED || h == HOLD_SWEEPING;)
+			if (__atomic_compare_exchange_n(hold, &h, HOLD_NONE, 0, __ATOMIC_SEQ_CST,
+			                                __ATOMIC_SEQ_CST))
+				__atomic_store_n(&cap->audit_due, 1, __ATOMIC_RELEASE);
+		return __atomic_load_n(hold, __ATOMIC_ACQUIRE) != HOLD_HELD;
+	}
+	sweep_hold_locked(cap, hold);
+	int done = __atomic_load_n(hold, __ATOMIC_ACQUIRE) != HOLD_HELD;
+	cap_unlock(cap);
+	return done;
+}
+
