@@ -416,6 +416,23 @@ int cap_hand_over(struct segment *seg, struct seg_cap *cap, uint8_t *from, uint8
  * cap_sweep_parked_locked (cap_int.h). */
 void cap_sweep_parked(struct segment *seg, struct seg_cap *cap);
 
+/* A parked slot's one look at the word (sem_park_ok) found more: set
+ * SEM_PARKED if the slot may stay parked (a shared cap, not scope =
+ * cluster, a max, the count within it, nobody waiting, no flag), else
+ * take it back and give it back the normal way (to the head waiter). */
+void cap_park_slow(struct segment *seg, struct seg_cap *cap, uint8_t *hold);
+
+/* Park a HELD plain slot (what the fast settle does inline, wrap_work.c):
+ * 1 if it stays parked or went back, 0 if the hold was not HELD. */
+static inline int cap_park(struct segment *seg, struct seg_cap *cap, uint8_t *hold)
+{
+	if (!hold_finish(hold, HOLD_HELD, HOLD_PARKED))
+		return 0;
+	if (!sem_park_ok(__atomic_load_n(&cap->sems[SEM_ACTIVE].word, __ATOMIC_SEQ_CST)))
+		cap_park_slow(seg, cap, hold);
+	return 1;
+}
+
 /* Give a PARKED hold back as a sweep does (its owner closes, or its thread
  * exits); waits for a sweep in progress (SWEEPING).  The hold is NONE
  * after, unless its owner took it back meanwhile (HELD: 0 returned). */

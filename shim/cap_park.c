@@ -6,6 +6,7 @@
  * the fast settle's (wrap_work.c, slots.c).
  */
 #include "cap_int.h"
+#include "policy.h"
 #include "segment.h"
 
 /* A PARKED hold's slot goes back (the lock held): 1, or 0 if it was not
@@ -39,8 +40,10 @@ void cap_sweep_parked_locked(struct segment *seg, struct seg_cap *cap, int alway
 		struct seg_conn *c = &seg->conns[i];
 		if (__atomic_load_n(&c->hold[SEM_ACTIVE], __ATOMIC_SEQ_CST) != HOLD_PARKED)
 			continue;
-		uint32_t st = __atomic_load_n(&c->state, __ATOMIC_ACQUIRE);
-		if (st == SLOT_LIVE || st == SLOT_CLAIMED)
+		/* (only a live record's: a connection parks once connected, and a
+		 * record being claimed may still show the hold of the freed one
+		 * it was, which no count includes any more) */
+		if (__atomic_load_n(&c->state, __ATOMIC_ACQUIRE) == SLOT_LIVE)
 			sweep_hold_locked(cap, &c->hold[SEM_ACTIVE]);
 	}
 }
@@ -79,3 +82,27 @@ int cap_unpark_release(struct segment *seg, struct seg_cap *cap, uint8_t *hold)
 	return done;
 }
 
+
+void cap_park_slow(struct segment *seg, struct seg_cap *cap, uint8_t *hold)
+{
+	struct seg_sem *s = &cap->sems[SEM_ACTIVE];
+	int shared = seg && seg->hdr && cap == &seg->hdr->cap;
+	/* After the hold's CAS, the word, then max and scope: a change of
+	 * either is stored before its sweep clears SEM_PARKED (the top of
+	 * cap.h), so if the bit is clear here we see the change. */
+	uint64_t w = __atomic_load_n(&s->word, __ATOMIC_SEQ_CST);
+	for (;;) {
+		uint32_t max = __atomic_load_n(&s->max, __ATOMIC_SEQ_CST);
+		if (!shared || !max || (w & (SEM_STATE_MASK & ~SEM_COUNT_MASK)) || sem_count(w) > max
+		    || __atomic_load_n(&cap->scope, __ATOMIC_SEQ_CST) == SCOPE_CLUSTER)
+			break;
+		if ((w & SEM_PARKED)
+		    || __atomic_compare_exchange_n(&s->word, &w, w | SEM_PARKED, 0, __ATOMIC_SEQ_CST,
+		                                   __ATOMIC_SEQ_CST))
+			return;          /* it stays parked */
+	}
+	if (!hold_unpark(hold))
+		return;              /* a sweep took it meanwhile */
+	if (sem_release(s, hold) == SEM_RELEASE_SLOW)
+		cap_release_slow(seg, cap, SEM_ACTIVE, hold);
+}

@@ -637,25 +637,7 @@ void slots_settle(struct conn *c, unsigned todo)
 
 void slots_park_slow(struct conn *c)
 {
-	uint8_t *hold = &c->rec->hold[SEM_ACTIVE];
-	struct seg_sem *s = &hot.cap->sems[SEM_ACTIVE];
-	/* After the hold's CAS, the word, then max and scope: a change of
-	 * either is stored before its sweep clears SEM_PARKED (cap.h). */
-	uint64_t w = __atomic_load_n(&s->word, __ATOMIC_SEQ_CST);
-	for (;;) {
-		uint32_t max = __atomic_load_n(&s->max, __ATOMIC_SEQ_CST);
-		if (!capseg || !max || (w & (SEM_STATE_MASK & ~SEM_COUNT_MASK)) || sem_count(w) > max
-		    || __atomic_load_n(&hot.cap->scope, __ATOMIC_SEQ_CST) == SCOPE_CLUSTER)
-			break;
-		if ((w & SEM_PARKED)
-		    || __atomic_compare_exchange_n(&s->word, &w, w | SEM_PARKED, 0, __ATOMIC_SEQ_CST,
-		                                   __ATOMIC_SEQ_CST))
-			return;          /* it stays parked */
-	}
-	if (!hold_unpark(hold))
-		return;              /* a sweep took it meanwhile */
-	if (cap_release_active(hot.cap, hold, &c->rec->lane_held) == SEM_RELEASE_SLOW)
-		release_active_slow(c);
+	cap_park_slow(capseg, hot.cap, &c->rec->hold[SEM_ACTIVE]);
 }
 
 int slots_unpark(struct conn *c)
@@ -671,11 +653,20 @@ int slots_unpark(struct conn *c)
 	return !cap_unpark_release(capseg, hot.cap, hold);
 }
 
-static void release_one(struct conn *c, int sem)
+/* `user`: the caller uses c now (PQfinish, a switch closing it: libpq
+ * allows no other), so nobody else takes its parked slot back but a
+ * sweep: then it goes back the lock-free way; else (another thread's
+ * exit) as a sweep does, under the lock (cap.h). */
+static void release_one(struct conn *c, int sem, int user)
 {
 	uint8_t *hold = &c->rec->hold[sem];
 	switch (__atomic_load_n(hold, __ATOMIC_ACQUIRE)) {
-	case HOLD_PARKED:        /* the connection is idle: as a sweep (cap.h) */
+	case HOLD_PARKED:        /* the connection is idle (cap.h, "Parked slots") */
+		if (sem == SEM_ACTIVE && user && hold_unpark(hold)) {
+			release_one(c, sem, user);      /* HELD again: given back */
+			break;
+		}
+		/* fall through */
 	case HOLD_SWEEPING:
 		if (sem == SEM_ACTIVE)
 			cap_unpark_release(capseg, hot.cap, hold);
@@ -697,7 +688,7 @@ static void release_one(struct conn *c, int sem)
 		if (sem != SEM_ACTIVE)
 			__atomic_store_n(hold, HOLD_NONE, __ATOMIC_RELEASE);
 		else if (!hold_unshare(hold))
-			release_one(c, sem);     /* handed over to it meanwhile: HELD */
+			release_one(c, sem, user);   /* handed over to it meanwhile: HELD */
 		break;
 	default:
 		__atomic_store_n(hold, HOLD_NONE, __ATOMIC_RELEASE);
@@ -708,7 +699,7 @@ static void release_one(struct conn *c, int sem)
 void slots_release_active(struct conn *c)
 {
 	if (hot.cap)
-		release_one(c, SEM_ACTIVE);
+		release_one(c, SEM_ACTIVE, 1);
 }
 
 void slots_release_all(struct conn *c)
@@ -717,7 +708,7 @@ void slots_release_all(struct conn *c)
 	if (!hot.cap)
 		return;
 	for (int sem = 0; sem < CAP_SEMS; sem++)
-		release_one(c, sem);
+		release_one(c, sem, 1);
 }
 
 void slots_hand_over_locked(struct conn *c)
@@ -743,7 +734,7 @@ static void release_if_mine(void *value, void *arg)
 			__atomic_fetch_add(&orphans, 1, __ATOMIC_RELAXED);
 		return;
 	}
-	release_one(c, SEM_ACTIVE);
+	release_one(c, SEM_ACTIVE, 0);
 }
 
 /* A thread exits: the active slots it took come back, except those of

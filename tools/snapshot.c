@@ -49,6 +49,12 @@ int snap_holds_slot(const struct seg_conn *c)
 	return h == HOLD_HELD || h == HOLD_RELEASING || h == HOLD_RELEASING_COUNTED;
 }
 
+int snap_slot_parked(const struct seg_conn *c)
+{
+	uint8_t h = c->hold[SEM_ACTIVE];
+	return h == HOLD_PARKED || h == HOLD_SWEEPING;
+}
+
 const char *snap_slot_word(const struct seg_conn *c)
 {
 	/* Counted from the CAS up to the CAS down; an acquire about to CAS
@@ -469,6 +475,13 @@ static void read_cap(const struct seg_header *h, const struct snapshot *s, struc
 			cap->hist_count += sem->hist[b];
 		}
 	}
+	/* Parked slots (cap.h) are counted in the word, but their connections
+	 * are idle and give them to anyone who asks: not active. */
+	uint32_t parked = 0;
+	for (int i = 0; i < s->nconns; i++)
+		parked += snap_slot_parked(&s->conns[i].r);
+	struct snap_sem *act = &cap->sems[SEM_ACTIVE];
+	act->count -= parked < act->count ? parked : act->count;
 	cap->scope = scope_of(h, &s->policy);
 	cap->max_active = cap->sems[SEM_ACTIVE].max;
 	cap->active = cap->sems[SEM_ACTIVE].count;

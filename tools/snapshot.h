@@ -138,6 +138,8 @@ uint32_t snap_conn_state(const struct seg_conn *c);
 /* A connection's hold on the active slot: none | held | waiting | shared. */
 const char *snap_slot_word(const struct seg_conn *c);
 int snap_holds_slot(const struct seg_conn *c);
+/* Is its active slot parked (cap.h)?  Counted, yet idle: not active. */
+int snap_slot_parked(const struct seg_conn *c);
 
 /* The q-quantile (0..1) of a wait histogram in ms: the upper bound of the
  * bucket it falls in (the last, open bucket: its lower bound); 0 if empty. */
