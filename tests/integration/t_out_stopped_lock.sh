@@ -14,9 +14,12 @@
 #    slot free after waiting W s: the segment's lock is held by pid N, which
 #    is stopped (max_active = 1, wait_timeout = 2s, policy P)". The server
 #    got no row. The whole program ends in under 8 s.
-#  - The holder commits (its release needs no lock); the next program's
-#    insert takes the free slot on the fast path and runs (one row), the
-#    lock still held by the stopped process.
+#  - The holder commits: its connection, idle, keeps the slot parked
+#    (README "The cap"), and a parked slot moves to another program only
+#    through the lock: the next program is refused as client 1 was. The
+#    holder then closes (a parked slot goes back at PQfinish without the
+#    lock); the next program's insert takes the free slot on the fast path
+#    and runs (one row), the lock still held by the stopped process.
 #  - SIGCONT: the lock is let go; the next program's insert runs with no
 #    word about the lock, at once.
 # (Before: the new program hung for good in its start-up, on the lock, in
@@ -97,8 +100,13 @@ assert_match "$ERR" "pqshim\\[[0-9]+\\]: $HELD: start-up went on without it" "cl
 assert_eq "$(grep -c "start-up went on" "$T/c1.err")" 1 "client 1: one start-up line"
 assert_eq "$(rows)" 0 "server: the refused insert never came"
 
-# The slot comes free; the fast path needs no lock.
+# The holder's slot parked: it moves only through the lock.
 psql_feed holder "commit;"
+client 2
+assert_match "$OUT" "^REFUSED [0-9.]+ [0-9.]+ 53300 " "client 2: a parked slot, the lock held"
+assert_eq "$(rows)" 0 "server: client 2's refused insert never came"
+# The slot comes free; the fast path needs no lock.
+held_end holder 0
 client 2
 assert_eq "$RC" 0 "client 2: exit status"
 assert_match "$OUT" "^RAN " "client 2: the insert on a free slot, the lock still held"
@@ -115,5 +123,4 @@ assert_match "$OUT" "^RAN " "client 3: the insert after SIGCONT"
 assert_le "$SECS" 3 "client 3: seconds in all (no lock wait)"
 grep -q "lock is held" "$T/c3.err" && fail "client 3 speaks of the lock: $ERR"
 assert_eq "$(rows)" 2 "server: client 3's row"
-held_end holder 0
 echo "ok: t_out_stopped_lock"
