@@ -261,7 +261,7 @@ enum cap_result cap_wait_begin(struct cap_wait *wt, struct segment *seg, struct 
 	admit_locked(cap, sem);          /* a raised cap may have room for the queue */
 	uint64_t w = __atomic_load_n(&s->word, __ATOMIC_SEQ_CST);
 	uint32_t max = __atomic_load_n(&s->max, __ATOMIC_RELAXED);
-	if ((w & SEM_PARKED) && sem == SEM_ACTIVE && max && sem_count(w) >= max) {
+	if (!(w & SEM_SWEPT) && sem == SEM_ACTIVE && max && sem_count(w) >= max) {
 		/* idle connections' parked slots make the room (cap.h) */
 		cap_sweep_parked_locked(seg, cap, 0);
 		w = __atomic_load_n(&s->word, __ATOMIC_SEQ_CST);
@@ -547,7 +547,7 @@ void audit_locked(struct segment *seg, struct seg_cap *cap)
 {
 	static signed char live[SEG_PROCS_LIMIT];   /* under the lock */
 	uint32_t held[CAP_SEMS] = { 0 }, waiting[CAP_SEMS] = { 0 };
-	uint64_t epoch[CAP_SEMS], parked = 0;
+	uint64_t epoch[CAP_SEMS], swept = SEM_SWEPT;
 
 	for (int k = 0; k < CAP_SEMS; k++)
 		epoch[k] = sem_epoch(__atomic_fetch_or(&cap->sems[k].word, SEM_FROZEN,
@@ -570,7 +570,7 @@ void audit_locked(struct segment *seg, struct seg_cap *cap)
 		for (int k = 0; k < CAP_SEMS; k++)
 			held[k] += (uint32_t)hold_counts(&c->hold[k]);
 		if (__atomic_load_n(&c->hold[SEM_ACTIVE], __ATOMIC_SEQ_CST) == HOLD_PARKED)
-			parked = SEM_PARKED;
+			swept = 0;
 	}
 	for (int i = 0; i < SEG_MAX_WAITERS; i++) {
 		struct seg_waiter *w = &cap->waiters[i];
@@ -595,7 +595,7 @@ void audit_locked(struct segment *seg, struct seg_cap *cap)
 		                 & (SEM_CLOSED | SEM_LANES | SEM_EXCL);
 		__atomic_store_n(&cap->sems[k].word,
 		                 (uint64_t)held[k] | ((uint64_t)waiting[k] << SEM_WAIT_SHIFT) | flags
-		                 | (k == SEM_ACTIVE ? parked : 0)
+		                 | (k == SEM_ACTIVE ? swept : 0)
 		                 | (((epoch[k] + 1) << SEM_EPOCH_SHIFT) & ~SEM_STATE_MASK),
 		                 __ATOMIC_SEQ_CST);
 		admit_locked(cap, k);
@@ -603,7 +603,7 @@ void audit_locked(struct segment *seg, struct seg_cap *cap)
 	/* a change whose sweep did not get the lock (cap_set_max,
 	 * cap_sweep_parked): parked slots obey it now */
 	uint32_t max = __atomic_load_n(&cap->sems[SEM_ACTIVE].max, __ATOMIC_RELAXED);
-	if (parked && (max == 0 || held[SEM_ACTIVE] > max
+	if (!swept && (max == 0 || held[SEM_ACTIVE] > max
 	               || (__atomic_load_n(&cap->sems[SEM_ACTIVE].word, __ATOMIC_SEQ_CST) & SEM_LANES)
 	               || __atomic_load_n(&cap->scope, __ATOMIC_SEQ_CST) == SCOPE_CLUSTER))
 		cap_sweep_parked_locked(seg, cap, 1);

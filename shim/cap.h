@@ -42,17 +42,18 @@
  * (cap_sweep_parked_locked, under the mutex: PARKED -> SWEEPING, then the
  * release's slow path hands it to the head waiter or counts it down, then
  * NONE).  The owner and a sweeper race only by CAS on the hold: one wins.
- * SEM_PARKED in the word says "someone may have parked": a parker sets it
- * when it is clear (slots.c, with the checks below), a sweep clears it
- * before it scans the records.  Who sweeps: a waiter about to queue, once
- * its waiting count is in the word; a change of max (a lowered cap, or
+ * SEM_SWEPT in the word says "nobody parked since the last sweep": a sweep
+ * sets it before it scans the records, a parker that finds it set clears
+ * it (cap_park_slow, with the checks below), and a sweep that finds it
+ * set already (a waiter's) need not look at the records at all.  Who
+ * sweeps: a waiter about to queue, once its waiting count is in the word; a change of max (a lowered cap, or
  * none); lanes put in force; scope = cluster.  Each makes its change to
  * the word (or to max, scope) first, then sweeps; a parker CASes its hold
  * first, then loads the word, and stays parked only when the word shows
- * SEM_PARKED and nothing else (no waiter, no flag): Dekker's pair, so
+ * nothing (no waiter, no flag, SEM_SWEPT clear): Dekker's pair, so
  * either the sweep finds the PARKED hold or the parker sees the change
- * and gives the slot back the normal way.  (A parker finding SEM_PARKED
- * clear rechecks max, scope and the count after its load, and sets the
+ * and gives the slot back the normal way.  (A parker finding SEM_SWEPT
+ * set rechecks max, scope and the count after its load, and clears the
  * bit by CAS.)  Giving a connection's holds back (PQfinish, a thread's
  * exit, the drainer) sweeps a PARKED hold the same way.  After a crash:
  * PARKED counts like HELD (a dead process's are not counted, as its HELD
@@ -110,15 +111,17 @@ enum hold_state {
                                          * host that holds no lease; lease.h) */
 #define SEM_LANES        (1ull << 50)   /* lanes in force: cap_lanes.h */
 #define SEM_FLAGS_END    51        /* the bits below: count | waiting | the flags above */
-#define SEM_PARKED       (1ull << SEM_FLAGS_END)   /* a slot may be parked (the top) */
+#define SEM_SWEPT        (1ull << SEM_FLAGS_END)   /* no slot parked since the last
+                                                    * sweep (the top) */
 #define SEM_EPOCH_SHIFT  52        /* bumped by every audit's thaw */
 #define SEM_EPOCH_ONE    (1ull << SEM_EPOCH_SHIFT)
 #define SEM_STATE_MASK   ((1ull << SEM_FLAGS_END) - 1)  /* count | waiting | EXCL | FROZEN |
                                                          * CLOSED | LANES: not PARKED */
-/* The word lets a parked slot stay parked: SEM_PARKED and no waiter, no
- * flag (bits SEM_WAIT_SHIFT up to the epoch; two shifts, no 64-bit mask). */
+/* The word lets a parked slot stay parked: no waiter, no flag, SEM_SWEPT
+ * clear (bits SEM_WAIT_SHIFT up to the epoch all 0: two shifts, which set
+ * the flags the branch tests). */
 #define sem_park_ok(w)   ((((w) << (64 - SEM_EPOCH_SHIFT)) >> (64 - SEM_EPOCH_SHIFT + SEM_WAIT_SHIFT)) \
-                          == (SEM_PARKED >> SEM_WAIT_SHIFT))
+                          == 0)
 #define sem_epoch(w)     ((w) >> SEM_EPOCH_SHIFT)
 #define sem_count(w)     ((uint32_t)((w) & SEM_COUNT_MASK))
 #define sem_waiting(w)   ((uint32_t)(((w) >> SEM_WAIT_SHIFT) & SEM_WAIT_MASK))
@@ -341,7 +344,7 @@ static inline enum sem_release_result sem_release(struct seg_sem *s, uint8_t *ho
 	if (!hold_finish(hold, HOLD_HELD, HOLD_RELEASING))
 		return SEM_RELEASE_NOT_MINE;
 	/* Common: held (count >= 1), nobody queued, no flag: the bits from
-	 * SEM_WAIT_SHIFT up to SEM_PARKED are 0 (shifts, not a 64-bit mask). */
+	 * SEM_WAIT_SHIFT up to SEM_SWEPT are 0 (shifts, not a 64-bit mask). */
 	if (__builtin_expect(((w << (64 - SEM_FLAGS_END)) >> (64 - SEM_FLAGS_END + SEM_WAIT_SHIFT))
 	                     == 0 && sem_count(w) != 0, 1)
 	    && __builtin_expect(__atomic_compare_exchange_n(&s->word, &w, w - 1, 1, __ATOMIC_SEQ_CST,
@@ -410,14 +413,14 @@ void cap_release_slow(struct segment *seg, struct seg_cap *cap, int sem, uint8_t
  * longer) in that state. */
 int cap_hand_over(struct segment *seg, struct seg_cap *cap, uint8_t *from, uint8_t *to);
 
-/* Take every parked slot back (the top): SEM_PARKED cleared, then each
+/* Take every parked slot back (the top): SEM_SWEPT set, then each
  * PARKED hold of the segment's records given to the head waiter or
  * counted down.  A private cap (seg NULL) never parks.  With the lock:
  * cap_sweep_parked_locked (cap_int.h). */
 void cap_sweep_parked(struct segment *seg, struct seg_cap *cap);
 
-/* A parked slot's one look at the word (sem_park_ok) found more: set
- * SEM_PARKED if the slot may stay parked (a shared cap, not scope =
+/* A parked slot's one look at the word (sem_park_ok) found more:
+ * clear SEM_SWEPT if the slot may stay parked (a shared cap, not scope =
  * cluster, a max, the count within it, nobody waiting, no flag), else
  * take it back and give it back the normal way (to the head waiter). */
 void cap_park_slow(struct segment *seg, struct seg_cap *cap, uint8_t *hold);

@@ -39,8 +39,8 @@ void audit_locked(struct segment *seg, struct seg_cap *cap);
 /* ---- cap_park.c ----------------------------------------------------------- */
 
 /* Take every parked slot back (cap.h, "Parked slots"), the lock held:
- * SEM_PARKED cleared, then the records looked at, unless the bit was
- * clear and not `always` (a waiter's change is in the word; a change of
+ * SEM_SWEPT set, then the records looked at, unless the bit was set
+ * already and not `always` (a waiter's change is in the word; a change of
  * max or scope is not). */
 void cap_sweep_parked_locked(struct segment *seg, struct seg_cap *cap, int always);
 

@@ -28,13 +28,13 @@ void cap_sweep_parked_locked(struct segment *seg, struct seg_cap *cap, int alway
 {
 	if (!seg || !seg->hdr || cap != &seg->hdr->cap)
 		return;          /* a private cap never parks (slots.c) */
-	/* Clear the bit first, then look: a parker that saw it set had
-	 * parked before (cap.h); one that parks from now on sees it clear.
-	 * A waiter's change is in the word (a parker's CAS setting the bit
-	 * fails on it): with the bit clear nobody parked.  A change of max or
-	 * scope is not: always look. */
-	if (!(__atomic_fetch_and(&cap->sems[SEM_ACTIVE].word, ~SEM_PARKED, __ATOMIC_SEQ_CST)
-	      & SEM_PARKED) && !always)
+	/* Set the bit first, then look: a parker that saw it clear had
+	 * parked before (cap.h); one that parks from now on sees it set.  A
+	 * waiter's change is in the word (a parker's CAS clearing the bit
+	 * fails on it): with the bit set already nobody parked since.  A
+	 * change of max or scope is not: always look. */
+	if ((__atomic_fetch_or(&cap->sems[SEM_ACTIVE].word, SEM_SWEPT, __ATOMIC_SEQ_CST)
+	     & SEM_SWEPT) && !always)
 		return;
 	for (uint32_t i = 0; i < seg->max_conns; i++) {
 		struct seg_conn *c = &seg->conns[i];
@@ -54,7 +54,7 @@ void cap_sweep_parked(struct segment *seg, struct seg_cap *cap)
 		return;
 	if (cap_lock(seg, cap, 0) != 0) {
 		/* its holder is stopped: the next one's audit sweeps (audit_locked) */
-		__atomic_fetch_and(&cap->sems[SEM_ACTIVE].word, ~SEM_PARKED, __ATOMIC_SEQ_CST);
+		__atomic_fetch_or(&cap->sems[SEM_ACTIVE].word, SEM_SWEPT, __ATOMIC_SEQ_CST);
 		__atomic_store_n(&cap->audit_due, 1, __ATOMIC_RELEASE);
 		return;
 	}
@@ -88,16 +88,16 @@ void cap_park_slow(struct segment *seg, struct seg_cap *cap, uint8_t *hold)
 	struct seg_sem *s = &cap->sems[SEM_ACTIVE];
 	int shared = seg && seg->hdr && cap == &seg->hdr->cap;
 	/* After the hold's CAS, the word, then max and scope: a change of
-	 * either is stored before its sweep clears SEM_PARKED (the top of
-	 * cap.h), so if the bit is clear here we see the change. */
+	 * either is stored before its sweep sets SEM_SWEPT (the top of
+	 * cap.h), so if the bit is set here we see the change. */
 	uint64_t w = __atomic_load_n(&s->word, __ATOMIC_SEQ_CST);
 	for (;;) {
 		uint32_t max = __atomic_load_n(&s->max, __ATOMIC_SEQ_CST);
 		if (!shared || !max || (w & (SEM_STATE_MASK & ~SEM_COUNT_MASK)) || sem_count(w) > max
 		    || __atomic_load_n(&cap->scope, __ATOMIC_SEQ_CST) == SCOPE_CLUSTER)
 			break;
-		if ((w & SEM_PARKED)
-		    || __atomic_compare_exchange_n(&s->word, &w, w | SEM_PARKED, 0, __ATOMIC_SEQ_CST,
+		if (!(w & SEM_SWEPT)
+		    || __atomic_compare_exchange_n(&s->word, &w, w & ~SEM_SWEPT, 0, __ATOMIC_SEQ_CST,
 		                                   __ATOMIC_SEQ_CST))
 			return;          /* it stays parked */
 	}

@@ -54,7 +54,7 @@
                                * in the word's waiting); 10: seg_proc.exec_seq;
                                * 11: lanes across hosts (seg_lease.gate_*, seg_lanes.gate);
                                * 12: seg_lane_waiter.granted_ms (a lane grant revoked);
-                               * 13: parked slots (HOLD_PARKED, SEM_PARKED; cap.h) */
+                               * 13: parked slots (HOLD_PARKED, SEM_SWEPT; cap.h) */
 #define SEG_PROCS_DEFAULT 512    /* [shim] max_processes */
 #define SEG_CONNS_DEFAULT 4096   /* [shim] max_tracked */
 #define SEG_PROCS_LIMIT  65536   /* the largest tables a segment may have */

@@ -387,12 +387,12 @@ done:
  * on pg: the connection is one this thread sent on lately, nothing has
  * changed since (the map epoch: opens, closes, read-only switches, a send
  * deferred) and a slot, if one is needed, is free.  Then take the slot,
- * count, and return the connection (also in t.sent).  Otherwise do
- * nothing and return NULL: the caller takes the whole path (work_begin,
- * work.c).  Nothing here calls out, so the wrapper's arguments stay in
- * their registers; the time stamp follows (work_fast_stamp).
+ * count, stamp (*now) and return the connection (also in t.sent).
+ * Otherwise do nothing and return NULL: the caller takes the whole path
+ * (work_begin, work.c).  Nothing here calls out, so the wrapper's
+ * arguments stay in their registers; work_fast_due says if a tick is due.
  */
-ALWAYS_INLINE struct conn *work_fast(PGconn *pg)
+ALWAYS_INLINE struct conn *work_fast(PGconn *pg, uint64_t *now)
 {
 	struct conn *c;
 	if (unlikely(!fast_find(pg, &c)))
@@ -423,7 +423,18 @@ ALWAYS_INLINE struct conn *work_fast(PGconn *pg)
 	}
 	record_count(&r->queries);
 	__atomic_store_n(&r->cstate, CS_ACTIVE, __ATOMIC_RELAXED);
+	/* the time stamp here, with r at hand (work_fast_stamp would load
+	 * c->rec again after the atomic stores) */
+	*now = clock_ticks();
+	__atomic_store_n(&r->last_used, *now, __ATOMIC_RELAXED);
 	return c;
+}
+
+/* Is a look at the policy file due (reload.c), by work_fast's stamp?  0:
+ * nothing else to do; 1: the caller ticks (shim_tick) before it sends. */
+ALWAYS_INLINE int work_fast_due(uint64_t now)
+{
+	return unlikely(now >= __atomic_load_n(&hot.next_tick, __ATOMIC_RELAXED));
 }
 
 /* work_fast turned a fast connection away because the plain CAS failed:

@@ -65,7 +65,7 @@ int slot_excl_held_back(struct conn *except);
 void slots_settle(struct conn *c, unsigned todo);
 
 /* The fast settle parked c's plain slot (HELD -> PARKED, cap.h "Parked
- * slots") and the word showed more than SEM_PARKED alone: the bit set if
+ * slots") and the word showed more than nothing: SEM_SWEPT cleared if
  * the slot may stay parked (a shared cap of scope = host, a max, room,
  * nobody waiting, no flag), else the slot given back the normal way. */
 void slots_park_slow(struct conn *c);

@@ -54,10 +54,11 @@ __attribute__((noinline)) static int fast_refused(void)
 	} \
 	SHIM_EXPORT PGresult *name params \
 	{ \
-		struct conn *c = work_fast(conn);  /* never inside a depth mark */ \
+		uint64_t now; \
+		struct conn *c = work_fast(conn, &now);  /* never inside a depth mark */ \
 		if (unlikely(!c)) \
 			return name##_slow args; \
-		if (unlikely(!work_fast_stamp(c))) \
+		if (work_fast_due(now)) \
 			shim_tick(); \
 		PGresult *r = OWN(real.name args); \
 		track_settle(c); \
@@ -127,10 +128,11 @@ __attribute__((noinline)) static int fast_refused(void)
 	} \
 	SHIM_EXPORT int name params \
 	{ \
-		struct conn *c = work_fast(conn);  /* never inside a depth mark */ \
+		uint64_t now; \
+		struct conn *c = work_fast(conn, &now);  /* never inside a depth mark */ \
 		if (unlikely(!c)) \
 			return name##_slow args; \
-		if (unlikely(!work_fast_stamp(c))) \
+		if (work_fast_due(now)) \
 			return name##_ticked args; \
 		int r = real.name args;  /* calls no wrapper: no depth mark needed */ \
 		if (unlikely(!r)) \
@@ -300,8 +302,8 @@ __attribute__((noinline)) static PGresult *settle_after_result(PGconn *conn)
 	if (unlikely(r->lane_held))
 		return settle_lane_release(c);
 	/* A plain slot is parked (cap.h, "Parked slots"): one CAS, then one
-	 * look at the word; it stays parked when that shows SEM_PARKED and no
-	 * waiter, no flag. */
+	 * look at the word; it stays parked when that shows no waiter, no
+	 * flag, no sweep since a slot was parked (SEM_SWEPT). */
 	if (unlikely(!hold_finish(hold, HOLD_HELD, HOLD_PARKED)))
 		return settle_fast_other(c, conn);     /* shared, waiting, or not ours */
 	record_count(&r->xacts);

@@ -1,14 +1,14 @@
 /*
  * test_cap_park.c - parked slots (cap.h, "Parked slots") in a real segment:
  *
- *  - park and un-park: a parked slot stays counted, SEM_PARKED set by the
+ *  - park and un-park: a parked slot stays counted, SEM_SWEPT cleared by the
  *    first parker, and comes back with one CAS, the word untouched;
  *  - a sweep racing an un-park: exactly one of them wins, every time, and
  *    the count says which;
  *  - a waiter about to queue takes a parked slot at once (the sweep hands
  *    it over), and a parker that finds a waiter gives its slot to it;
  *  - a lowered max sweeps the parked slots; lanes or scope = cluster do;
- *  - the audit counts PARKED holds (and keeps SEM_PARKED), turns a dead
+ *  - the audit counts PARKED holds (and SEM_SWEPT stays clear), turns a dead
  *    sweeper's SWEEPING into NONE, and a dead process's PARKED hold is
  *    freed by the reaper (a child killed -9 while parked).
  */
@@ -85,9 +85,11 @@ static void park_and_unpark(void **state)
 {
 	(void)state;
 	cap_set_max(&seg, cap, SEM_ACTIVE, 2);
+	cap_sweep_parked(&seg, cap);
+	assert_true(word() & SEM_SWEPT);                /* nobody parked */
 	take_and_park(0);
 	assert_int_equal(count(), 1);                   /* still counted */
-	assert_true(word() & SEM_PARKED);               /* the first parker set it */
+	assert_false(word() & SEM_SWEPT);               /* the first parker cleared it */
 	assert_true(sem_park_ok(word()));
 	/* the next statement: one CAS on the hold, the word as it was */
 	uint64_t w = word();
@@ -229,7 +231,7 @@ static void a_lowered_max_sweeps_parked_slots(void **state)
 	assert_int_equal(*hold_of(0), HOLD_NONE);
 	assert_int_equal(*hold_of(1), HOLD_NONE);
 	assert_int_equal(count(), 0);
-	assert_false(word() & SEM_PARKED);
+	assert_true(word() & SEM_SWEPT);
 	/* with the bit clear, a parker above the cap gives its slot back */
 	assert_true(sem_try_acquire(act, hold_of(0)));
 	__atomic_store_n(&act->max, 0, __ATOMIC_SEQ_CST);    /* as if no cap now */
@@ -275,7 +277,7 @@ static void the_audit_counts_parked_holds(void **state)
 	cap_audit(&seg);
 	assert_int_equal(count(), 2);                    /* the parked one counts */
 	assert_int_equal(*hold_of(0), HOLD_PARKED);
-	assert_true(word() & SEM_PARKED);                /* and may stay parked */
+	assert_false(word() & SEM_SWEPT);                /* and may stay parked */
 	/* a sweeper that died holding the lock left SWEEPING: not counted */
 	__atomic_store_n(hold_of(0), HOLD_SWEEPING, __ATOMIC_SEQ_CST);
 	cap_audit(&seg);
