@@ -80,7 +80,11 @@ check: setup
 	@$(MAKE) --no-print-directory all unit
 	@bash tests/check.sh $(UNIT_TESTS)
 
-BENCH_BINS := $(BUILD)/bench/handoff $(BUILD)/bench/fastpath $(BUILD)/bench/fill
+BENCH_BINS := $(BUILD)/bench/handoff $(BUILD)/bench/fastpath $(BUILD)/bench/fill \
+              $(BUILD)/bench/passthru/libpqshim.so
+$(BUILD)/bench/passthru/libpqshim.so: tests/bench/passthru.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -I/usr/include/postgresql -shared -fPIC -o $@ $< -ldl
 $(BUILD)/bench/%: tests/bench/%.c $(CORE_SRCS) $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(CORE_SRCS) -lpthread
