@@ -47,6 +47,9 @@ void cap_init_private(struct seg_cap *cap)
 {
 	memset(cap, 0, sizeof *cap);
 	pthread_mutex_init(&cap->lock, NULL);
+	/* a private cap never parks (nobody would sweep it): SEM_SWEPT set for
+	 * good sends every parker to cap_park_slow, which gives the slot back */
+	cap->sems[SEM_ACTIVE].word = SEM_SWEPT;
 }
 
 void futex_wait(uint32_t *addr, uint32_t seen, uint64_t ns)

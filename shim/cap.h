@@ -421,18 +421,23 @@ void cap_sweep_parked(struct segment *seg, struct seg_cap *cap);
 
 /* A parked slot's one look at the word (sem_park_ok) found more:
  * clear SEM_SWEPT if the slot may stay parked (a shared cap, not scope =
- * cluster, a max, the count within it, nobody waiting, no flag), else
- * take it back and give it back the normal way (to the head waiter). */
-void cap_park_slow(struct segment *seg, struct seg_cap *cap, uint8_t *hold);
+ * cluster, a max, the count within it, nobody waiting, no flag): 1; else
+ * take it back: 0, the hold HELD again, for the caller to give back the
+ * normal way (to the head waiter; slots.c: the lanes' way if they came
+ * into force), or 1 if a sweep took it first. */
+int cap_park_slow(struct segment *seg, struct seg_cap *cap, uint8_t *hold);
 
-/* Park a HELD plain slot (what the fast settle does inline, wrap_work.c):
- * 1 if it stays parked or went back, 0 if the hold was not HELD. */
+/* Park a HELD plain slot (what the fast settle does inline, wrap_work.c,
+ * without lanes in force): 1 if it stays parked or went back, 0 if the
+ * hold was not HELD. */
 static inline int cap_park(struct segment *seg, struct seg_cap *cap, uint8_t *hold)
 {
 	if (!hold_finish(hold, HOLD_HELD, HOLD_PARKED))
 		return 0;
-	if (!sem_park_ok(__atomic_load_n(&cap->sems[SEM_ACTIVE].word, __ATOMIC_SEQ_CST)))
-		cap_park_slow(seg, cap, hold);
+	if (!sem_park_ok(__atomic_load_n(&cap->sems[SEM_ACTIVE].word, __ATOMIC_SEQ_CST))
+	    && !cap_park_slow(seg, cap, hold)
+	    && sem_release(&cap->sems[SEM_ACTIVE], hold) == SEM_RELEASE_SLOW)
+		cap_release_slow(seg, cap, SEM_ACTIVE, hold);
 	return 1;
 }
 

@@ -36,6 +36,7 @@ void cap_sweep_parked_locked(struct segment *seg, struct seg_cap *cap, int alway
 	if ((__atomic_fetch_or(&cap->sems[SEM_ACTIVE].word, SEM_SWEPT, __ATOMIC_SEQ_CST)
 	     & SEM_SWEPT) && !always)
 		return;
+	int swept = 0;
 	for (uint32_t i = 0; i < seg->max_conns; i++) {
 		struct seg_conn *c = &seg->conns[i];
 		if (__atomic_load_n(&c->hold[SEM_ACTIVE], __ATOMIC_SEQ_CST) != HOLD_PARKED)
@@ -44,8 +45,10 @@ void cap_sweep_parked_locked(struct segment *seg, struct seg_cap *cap, int alway
 		 * record being claimed may still show the hold of the freed one
 		 * it was, which no count includes any more) */
 		if (__atomic_load_n(&c->state, __ATOMIC_ACQUIRE) == SLOT_LIVE)
-			sweep_hold_locked(cap, &c->hold[SEM_ACTIVE]);
+			swept |= sweep_hold_locked(cap, &c->hold[SEM_ACTIVE]);
 	}
+	if (swept)
+		lanes_admit_locked(cap);   /* lanes just put in force: their waiters */
 }
 
 void cap_sweep_parked(struct segment *seg, struct seg_cap *cap)
@@ -83,7 +86,7 @@ int cap_unpark_release(struct segment *seg, struct seg_cap *cap, uint8_t *hold)
 }
 
 
-void cap_park_slow(struct segment *seg, struct seg_cap *cap, uint8_t *hold)
+int cap_park_slow(struct segment *seg, struct seg_cap *cap, uint8_t *hold)
 {
 	struct seg_sem *s = &cap->sems[SEM_ACTIVE];
 	int shared = seg && seg->hdr && cap == &seg->hdr->cap;
@@ -99,10 +102,9 @@ void cap_park_slow(struct segment *seg, struct seg_cap *cap, uint8_t *hold)
 		if (!(w & SEM_SWEPT)
 		    || __atomic_compare_exchange_n(&s->word, &w, w & ~SEM_SWEPT, 0, __ATOMIC_SEQ_CST,
 		                                   __ATOMIC_SEQ_CST))
-			return;          /* it stays parked */
+			return 1;        /* it stays parked */
 	}
-	if (!hold_unpark(hold))
-		return;              /* a sweep took it meanwhile */
-	if (sem_release(s, hold) == SEM_RELEASE_SLOW)
-		cap_release_slow(seg, cap, SEM_ACTIVE, hold);
+	/* a sweep took it meanwhile (1), or it is HELD again: the caller
+	 * gives it back the normal way (0) */
+	return !hold_unpark(hold);
 }

@@ -637,7 +637,10 @@ void slots_settle(struct conn *c, unsigned todo)
 
 void slots_park_slow(struct conn *c)
 {
-	cap_park_slow(capseg, hot.cap, &c->rec->hold[SEM_ACTIVE]);
+	uint8_t *hold = &c->rec->hold[SEM_ACTIVE];
+	if (!cap_park_slow(capseg, hot.cap, hold)
+	    && cap_release_active(hot.cap, hold, &c->rec->lane_held) == SEM_RELEASE_SLOW)
+		release_active_slow(c);      /* (the lanes' way if they are in force) */
 }
 
 int slots_unpark(struct conn *c)
