@@ -220,15 +220,17 @@ res=$work/results.md
 } >"$res"
 
 # ---- 1. overhead per transaction ----------------------------------------------------
-log "overhead per transaction (callgrind, $ROUNDS rounds x 4 contenders x 2 modes, then an event loop)"
-export OVERHEAD_CONTENDERS="tracking-only=$P_TRACK cap-uncontended=$P_CAP read-only-off=$P_RO"
+log "overhead per transaction (callgrind, $ROUNDS rounds x 5 contenders x 2 modes, then an event loop)"
+# passthru: the floor, a preload of the same wrappers that only call libpq
+# (tests/bench/passthru.c, built by make bench, never shipped)
+export OVERHEAD_CONTENDERS="tracking-only=$P_TRACK cap-uncontended=$P_CAP read-only-off=$P_RO passthru=@$root/build/bench/passthru/libpqshim.so"
 {
 	echo "### 1. Overhead per transaction (client-side instructions, callgrind)"
 	echo
 	echo "\`tests/bench/overhead.sh $N MODE $ROUNDS\`: callgrind counts pgbench's own instructions for"
 	echo "$N and $((2 * N)) transactions of \`pgbench -n -S\` (one client); the difference over $N is the"
 	echo "steady cost of one transaction, start-up and connection cancelled. Each round runs"
-	echo "direct, tracking-only, cap-uncontended, read-only-off in turn; the overhead is the"
+	echo "direct, tracking-only, cap-uncontended, read-only-off, passthru in turn; the overhead is the"
 	echo "ratio to direct within the round."
 	echo
 	for mode in simple prepared; do
@@ -243,7 +245,10 @@ export OVERHEAD_CONTENDERS="tracking-only=$P_TRACK cap-uncontended=$P_CAP read-o
 	echo "- *tracking-only*: a policy with \`[tracking]\` only; *cap-uncontended*: \`max_active = 1000\`,"
 	echo "  \`max_connections = 1000\`: every transaction takes and gives back a slot (the fast path:"
 	echo "  compare-and-swaps in the shared segment, no system call); *read-only-off*: \`[read_only]\` with \`primary\`, \`replica\` and a"
-	echo "  \`flag_file\` that does not exist: the connection matches the primary, read-only is off."
+	echo "  \`flag_file\` that does not exist: the connection matches the primary, read-only is off;"
+	echo "  *passthru*: the floor, \`tests/bench/passthru.c\` (bench only): a preload library of the"
+	echo "  same wrappers that only jumps to libpq's functions, what any interposer pays (one"
+	echo "  indirect jump per call: 3 per transaction)."
 	echo "- \"inside the shim\" counts the instructions executed in libpqshim.so, including the"
 	echo "  code inlined into its wrappers from shim/*.h and the compiler's headers (the time stamp),"
 	echo "  and the libpq status calls it adds. The wrappers run once per call pgbench makes (the"
@@ -278,12 +283,14 @@ export OVERHEAD_CONTENDERS="tracking-only=$P_TRACK cap-uncontended=$P_CAP read-o
 	echo "map epoch, which also carries the depth mark, and the connection against the thread's"
 	echo "table, the slot's CAS protocol, two counters, the TSC stamp and the tick's compare, the"
 	echo "call, the test of its answer) and \`PQgetResult\` twice (a result, then NULL: only the"
-	echo "NULL one looks further, in \`settle_after_result\`: the connection's status, async state"
-	echo "and transaction state read in place in one test, two counters, and with a cap the slot"
-	echo "given back inline: the claim, the CAS on the word, the hold's last step). The cap's part"
-	echo "is the crash-safe protocol of cap.h: three atomic operations to take a slot (announce,"
-	echo "CAS, confirm) and three to give it back (claim, CAS, confirm), each confirm being how an"
-	echo "audit after a crash is noticed. \`-M prepared\` sends with \`PQsendQueryPrepared\`, seven"
+	echo "NULL one looks further, in \`get_result_settle\` and \`settle_after_result\`: the"
+	echo "connection's status, async state and transaction state read in place in one test, a"
+	echo "counter and a state store; the first, with a result ready, is two compares and a tail"
+	echo "call to libpq). The cap's part is its parked slot (README \"The cap\", cap.h): at the"
+	echo "statement's end one CAS on the connection's own hold (HELD -> PARKED) and one load of the"
+	echo "semaphore word (two shifts: nobody waits, no flag, no sweep since), at the next send one"
+	echo "CAS back (PARKED -> HELD) and the holder's thread stored; the shared word is not written."
+	echo "\`-M prepared\` sends with \`PQsendQueryPrepared\`, seven"
 	echo "arguments: with six in registers and the seventh on the stack, the wrapper has too few"
 	echo "free registers for its work and saves six (about 20 instructions more than the"
 	echo "two-argument \`PQsendQuery\`)."
