@@ -6,6 +6,7 @@
 #define PQSHIM_TEST_SEG_FIXTURE_H
 
 #include <stdio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "procid.h"
@@ -36,6 +37,13 @@ static void seg_fixture_close(struct segment *seg, const char *name)
 	seg_path(name, SEG_NO_GROUP, path, sizeof path);
 	seg_detach(seg);
 	unlink(path);
+}
+
+/* A nap of ms milliseconds (threads' tests wait on each other with it). */
+static inline void seg_fixture_nap(int ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+	nanosleep(&ts, NULL);
 }
 
 #endif

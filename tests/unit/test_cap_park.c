@@ -39,12 +39,6 @@ static struct seg_sem *act;
 static int proc_idx;
 static struct seg_conn *conn[3];
 
-static void sleep_ms(int ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-	nanosleep(&ts, NULL);
-}
-
 static int setup(void **state)
 {
 	(void)state;
@@ -61,13 +55,7 @@ static int setup(void **state)
 	return 0;
 }
 
-static int teardown(void **state)
-{
-	(void)state;
-	seg_fixture_close(&seg, name);
-	return 0;
-}
-
+static int teardown(void **state) { (void)state; seg_fixture_close(&seg, name); return 0; }
 static uint64_t word(void) { return __atomic_load_n(&act->word, __ATOMIC_SEQ_CST); }
 static uint32_t count(void) { return sem_count(word()); }
 static uint32_t queued(void) { return sem_waiting(word()); }
@@ -203,7 +191,7 @@ static void a_parker_that_sees_a_waiter_hands_its_slot_over(void **state)
 	pthread_t th;
 	assert_int_equal(pthread_create(&th, NULL, wait_one, &w), 0);
 	for (int i = 0; i < 2000 && queued() != 1; i++)
-		sleep_ms(1);
+		seg_fixture_nap(1);
 	assert_int_equal(queued(), 1);
 	assert_false(sem_park_ok(word()));
 	assert_true(cap_park(&seg, cap, hold_of(0)));
