@@ -32,7 +32,9 @@
  * CAS to finish would wait, holding the mutex, on a releaser blocked on
  * that very mutex.)
  *
- * Parked slots (SEM_ACTIVE only; scope = host, no lanes).  An autocommit
+ * Parked slots (SEM_ACTIVE only; a shared cap of scope = host, no lanes:
+ * never a lane's slot, a shared hold, scope = cluster, whose leader counts
+ * demand from the count, nor a private cap, which nobody sweeps).  An autocommit
  * statement's end does not give its plain slot back: its hold goes HELD ->
  * PARKED (one CAS), then one load of the word; the connection's next
  * statement takes it again with one CAS PARKED -> HELD and never touches
