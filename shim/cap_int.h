@@ -1,6 +1,7 @@
 /*
- * cap_int.h - what cap.c, cap_lanes*.c, cap_revoke.c and cap_park.c lend each other, and nothing
- * else includes: the cap's lock (with the audit and the sweep it runs),
+ * cap_int.h - what cap.c, cap_lanes*.c, cap_revoke.c and cap_park.c lend
+ * each other, and nothing else includes: the cap's lock (with the audit
+ * and the sweep it runs),
  * the futex, the wait statistics, and the lanes' parts of the sweep,
  * admission and audit, each called with the lock held.
  */
