@@ -23,7 +23,7 @@ SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-re
 
 POLICY_SRCS := policy/policy.c policy/policy_file.c policy/policy_text.c
 # Modules that know nothing of interposition: shared by the shim, the tool and the unit tests.
-CORE_SRCS   := $(POLICY_SRCS) shim/segment.c shim/procid.c shim/cap.c shim/cap_lock.c shim/cap_lanes.c shim/cap_lanes_table.c shim/cap_revoke.c shim/cap_park.c shim/connmap.c shim/log.c shim/share.c
+CORE_SRCS   := $(POLICY_SRCS) shim/segment.c shim/procid.c shim/cap.c shim/cap_lock.c shim/cap_lanes.c shim/cap_lanes_table.c shim/cap_revoke.c shim/cap_park.c shim/cap_spin.c shim/connmap.c shim/log.c shim/share.c
 # The rest of the shim, by layer (see README, "How the code is laid out").
 SHIM_SRCS   := $(CORE_SRCS) shim/real.c shim/pqint.c shim/pqerr.c \
                shim/record.c shim/slots.c shim/lanes.c shim/connargs.c shim/route.c shim/session.c shim/readonly.c \

@@ -140,7 +140,7 @@ static uint32_t waiter_state(struct seg_waiter *w)
 static struct seg_waiter *oldest_waiter(struct seg_cap *cap, int sem)
 {
 	struct seg_waiter *best = NULL;
-	for (int i = 0; i < SEG_MAX_WAITERS; i++) {
+	for (int i = 0; i < (int)cap->waiters_hi; i++) {
 		struct seg_waiter *w = &cap->waiters[i];
 		if (waiter_state(w) == WAITER_QUEUED && w->sem == (uint32_t)sem
 		    && !w->granted_ms       /* revoked, its owner stopped: passed by */
@@ -163,9 +163,11 @@ static void sweep_locked(struct seg_cap *cap)
 	for (int k = 0; k < CAP_SEMS; k++)   /* the lanes' waiters count in SEM_ACTIVE's too */
 		any |= sem_waiting(__atomic_load_n(&cap->sems[k].word, __ATOMIC_RELAXED))
 		       > (k == SEM_ACTIVE ? cap->lanes.nwaiting : 0);
-	if (!any)
+	/* nobody gave up since the last sweep: nothing to look for */
+	if (!any || !__atomic_load_n(&cap->sweep_due, __ATOMIC_ACQUIRE))
 		return;
-	for (int i = 0; i < SEG_MAX_WAITERS; i++) {
+	__atomic_store_n(&cap->sweep_due, 0, __ATOMIC_SEQ_CST);
+	for (int i = 0; i < (int)cap->waiters_hi; i++) {
 		struct seg_waiter *w = &cap->waiters[i];
 		if (waiter_state(w) == WAITER_CANCELLED && w->sem < CAP_SEMS) {
 			word_add(&cap->sems[w->sem], -(int64_t)SEM_WAIT_ONE);
@@ -188,7 +190,13 @@ static int grant_head_locked(struct seg_cap *cap, int sem, int own)
 			/* The slot is the waiter's now: counted, and no longer waiting. */
 			__atomic_store_n(&head->granted_ms, cap_ms_stamp(), __ATOMIC_RELAXED);
 			word_add(s, (own ? 0 : 1) - (int64_t)SEM_WAIT_ONE);
-			futex_wake(&head->futex);
+			if (sem == SEM_ACTIVE)
+				cap_spin_granted_locked(&cap->spin, head->ticket);
+			/* awake already (spinning): the bumped word is enough */
+			if (sem == SEM_ACTIVE && cap_spin_is_spinning(&cap->spin, (int)(head - cap->waiters)))
+				__atomic_fetch_add(&head->futex, 1, __ATOMIC_RELEASE);
+			else
+				futex_wake(&head->futex);
 			return 1;
 		}
 		/* it gave up just now: sweep it and look again */
@@ -288,6 +296,8 @@ enum cap_result cap_wait_begin(struct cap_wait *wt, struct segment *seg, struct 
 		cap_unlock(cap);
 		return CAP_ERROR;
 	}
+	if ((uint32_t)(me - cap->waiters) >= cap->waiters_hi)
+		cap->waiters_hi = (uint32_t)(me - cap->waiters) + 1;
 	me->ticket = cap->next_ticket++;
 	me->sem = (uint32_t)sem;
 	me->proc = proc;
@@ -340,6 +350,7 @@ static enum cap_result wait_slice(struct cap_wait *wt)
 			uint32_t queued = WAITER_QUEUED;
 			if (__atomic_compare_exchange_n(&me->state, &queued, WAITER_CANCELLED, 0,
 			                                __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+				__atomic_store_n(&wt->cap->sweep_due, 1, __ATOMIC_SEQ_CST);
 				__atomic_store_n(hold, HOLD_NONE, __ATOMIC_RELEASE);
 				/* Out of the count now if the lock is free, else
 				 * when its holder lets it go (cap_unlock). */
@@ -367,7 +378,10 @@ static enum cap_result wait_slice(struct cap_wait *wt)
 			return CAP_WAITING;
 		}
 		uint64_t until = wt->deadline < wt->next_look ? wt->deadline : wt->next_look;
-		futex_wait(&me->futex, seen, until - now);
+		uint32_t max = wt->s == &wt->cap->sems[SEM_ACTIVE]
+		               ? __atomic_load_n(&wt->s->max, __ATOMIC_RELAXED) : 0;
+		if (!cap_spin_wait(wt->cap, me, max, seen, now, until))
+			futex_wait(&me->futex, seen, until - now);
 		/* Closed under us (scope = cluster: the coordinator lost): the
 		 * caller decides whether to go on waiting (cap_set_closed). */
 		if (__atomic_load_n(&me->futex, __ATOMIC_ACQUIRE) != seen
@@ -409,6 +423,10 @@ void give_back_locked(struct seg_cap *cap, int sem)
 	struct seg_sem *s = &cap->sems[sem];
 	uint64_t w = __atomic_load_n(&s->word, __ATOMIC_SEQ_CST);
 	uint32_t max = __atomic_load_n(&s->max, __ATOMIC_RELAXED);
+	/* Hand the slot over (the count stays, one waiter fewer), unless the
+	 * count is above a lowered cap; else count it down. */
+	if (sem == SEM_ACTIVE && sem_waiting(w))
+		cap_spin_released_locked(&cap->spin, max);
 	int handed = sem_waiting(w) && (max == 0 || sem_count(w) <= max) && !(w & SEM_CLOSED)
 	             && grant_head_locked(cap, sem, 1);
 	if (!handed && sem_count(__atomic_load_n(&s->word, __ATOMIC_SEQ_CST)) > 0)

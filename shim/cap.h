@@ -78,6 +78,8 @@
 #include <pthread.h>
 #include <stdint.h>
 
+#include "cap_spin.h"
+
 #define CAP_SEMS          2      /* SEM_ACTIVE, SEM_CONNECTIONS (lanes later) */
 #define CAP_HIST_BUCKETS  28     /* wait times: bucket i counts waits < 2^i µs,
                                   * the last one everything longer */
@@ -240,6 +242,10 @@ struct seg_cap {
 	struct seg_sem sems[CAP_SEMS];
 	struct seg_waiter waiters[SEG_MAX_WAITERS];
 	struct seg_lanes lanes;  /* issue 14 */
+	struct cap_spin spin;    /* the head waiter's foresight (cap_spin.h) */
+	uint32_t waiters_hi;     /* waiters[0, hi) have ever been used (under the lock):
+	                          * the hand-off's scans stop there */
+	uint32_t sweep_due;      /* a waiter gave up since the last sweep (atomic) */
 };
 
 /* Histogram bucket of a wait of `ns` nanoseconds. */

@@ -44,7 +44,7 @@
 #include "lease_seg.h"
 
 #define SEG_MAGIC        0x3130534d48535150ULL   /* "PQSHMS01" little-endian */
-#define SEG_VERSION      13  /* 3: totals.escaped, escaped_object; 4: lease (scope = cluster);
+#define SEG_VERSION      14  /* 3: totals.escaped, escaped_object; 4: lease (scope = cluster);
                               * 5: sizes from the policy, group segments;
                               * 6: lanes (seg_cap.lanes, seg_conn.lane);
                               * 7: robust (the word's audit epoch, RELEASING_COUNTED,
@@ -54,7 +54,8 @@
                                * in the word's waiting); 10: seg_proc.exec_seq;
                                * 11: lanes across hosts (seg_lease.gate_*, seg_lanes.gate);
                                * 12: seg_lane_waiter.granted_ms (a lane grant revoked);
-                               * 13: parked slots (HOLD_PARKED, SEM_SWEPT; cap.h) */
+                               * 13: parked slots (HOLD_PARKED, SEM_SWEPT; cap.h);
+                               * 14: seg_cap.spin (cap_spin.h) */
 #define SEG_PROCS_DEFAULT 512    /* [shim] max_processes */
 #define SEG_CONNS_DEFAULT 4096   /* [shim] max_tracked */
 #define SEG_PROCS_LIMIT  65536   /* the largest tables a segment may have */

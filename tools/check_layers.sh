@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 
 # layer  modules (file names without .c/.h)
 table='
-0 core      policy policy_file policy_text policy_int segment cap cap_lock cap_lanes cap_lanes_table cap_revoke cap_park cap_int procid connmap log clock progname fuzz_policy lease_seg share
+0 core      policy policy_file policy_text policy_int segment cap cap_lock cap_lanes cap_lanes_table cap_revoke cap_park cap_spin cap_int procid connmap log clock progname fuzz_policy lease_seg share
 1 libpq     real pqint pqerr
 2 services  shim record slots lanes connargs route session readonly switch drain lease lease_pool lease_int lease_gate standby coord
 3 lifecycle startup segwatch track work defer reload drainer
