@@ -43,7 +43,7 @@ void cap_spin_released_locked(struct cap_spin *sp, uint32_t max)
 		if (err <= window(dev))
 			score += score < CAP_SPIN_SCORE_MAX;
 		else
-			score = score > 2 ? score - 2 : 0;
+			score -= score > 0;
 		avg = (uint32_t)(((uint64_t)avg * 7 + held) / 8);
 		dev = (uint32_t)(((uint64_t)dev * 7 + (err < HOLD_MAX_US ? err : HOLD_MAX_US)) / 8);
 	}

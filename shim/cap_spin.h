@@ -43,7 +43,7 @@
 #define CAP_SPIN_LOCK_US   50      /* granted while spinning: wait awake this long for the lock */
 #define CAP_SPIN_SCORE_MAX 16
 #define CAP_SPIN_SCORE_ON  8       /* spin only from this score up (+1 a release inside the
-                                    * window, -2 outside: about 2 in 3 inside) */
+                                    * window, -1 outside: more than half inside) */
 
 struct cap_spin {                  /* in seg_cap (cap.h) */
 	uint32_t stamp_us[CAP_SPIN_RING];  /* cap_spin_now_us() of the last slow-path grants */
