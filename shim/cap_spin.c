@@ -43,7 +43,7 @@ void cap_spin_released_locked(struct cap_spin *sp, uint32_t max)
 		if (err <= window(dev))
 			score += score < CAP_SPIN_SCORE_MAX;
 		else
-			score -= score > 0;
+			score = score > 2 ? score - 2 : 0;
 		avg = (uint32_t)(((uint64_t)avg * 7 + held) / 8);
 		dev = (uint32_t)(((uint64_t)dev * 7 + (err < HOLD_MAX_US ? err : HOLD_MAX_US)) / 8);
 	}
@@ -149,6 +149,7 @@ int cap_spin_wait(struct seg_cap *cap, struct seg_waiter *me, uint32_t max, uint
 		end = until_ns;
 	__atomic_store_n(&sp->spinner, mine, __ATOMIC_SEQ_CST);
 	int granted = 0;
+	uint64_t looked = now_ns;
 	for (unsigned i = 1;; i++) {
 		if (__atomic_load_n(&me->futex, __ATOMIC_ACQUIRE) != seen
 		    || __atomic_load_n(&me->state, __ATOMIC_ACQUIRE) != WAITER_QUEUED) {
@@ -156,8 +157,19 @@ int cap_spin_wait(struct seg_cap *cap, struct seg_waiter *me, uint32_t max, uint
 			break;
 		}
 		cpu_relax();
-		if ((i & 15) == 0 && cap_now_ns() >= end)
-			break;
+		if ((i & 15) == 0) {
+			uint64_t t = cap_now_ns();
+			if (t >= end)
+				break;
+			/* Preempted: the CPUs have other work, and a spin takes
+			 * one from it.  Stop, and no spins until the score is
+			 * earned again. */
+			if (t - looked > CAP_SPIN_PREEMPT_US * 1000ull) {
+				__atomic_store_n(&sp->score, 0, __ATOMIC_RELAXED);
+				break;
+			}
+			looked = t;
+		}
 	}
 	unannounce(sp, me, mine);
 	if (granted)

@@ -21,7 +21,9 @@
  * a timed sleep ends late); then, if it is the head, it spins (pause,
  * watching its entry) until the window closes, at most CAP_SPIN_MAX_US,
  * announced in `spinner`: a releaser that grants the spinning head bumps its futex word
- * and makes no system call.  Nothing here waits for anybody: a holder that
+ * and makes no system call.  A spinner that finds itself preempted (the
+ * CPUs have other work, which a spin would take a CPU from) stops and
+ * zeroes the score.  Nothing here waits for anybody: a holder that
  * is stopped or killed just lets the spin end, and the waiter sleeps as
  * before (cap.c's slices, the audit, the revoke); the spin never passes
  * the waiter's deadline.  Nothing of this is on the uncontended fast path:
@@ -40,10 +42,12 @@
 #define CAP_SPIN_WIN_MAX   200     /* twice the releases' average miss, within these */
 #define CAP_SPIN_WAKE_US   100     /* a timed sleep ends about this late: wake up before */
 #define CAP_SPIN_MAX_US    (2 * CAP_SPIN_WIN_MAX)  /* the most one spin lasts */
+#define CAP_SPIN_PREEMPT_US 30     /* a gap this long between two looks at the clock: the
+                                    * spinner was preempted, the CPUs are busy: stop */
 #define CAP_SPIN_LOCK_US   50      /* granted while spinning: wait awake this long for the lock */
 #define CAP_SPIN_SCORE_MAX 16
 #define CAP_SPIN_SCORE_ON  8       /* spin only from this score up (+1 a release inside the
-                                    * window, -1 outside: more than half inside) */
+                                    * window, -2 outside: about 2 in 3 inside) */
 
 struct cap_spin {                  /* in seg_cap (cap.h) */
 	uint32_t stamp_us[CAP_SPIN_RING];  /* cap_spin_now_us() of the last slow-path grants */

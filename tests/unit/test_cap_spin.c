@@ -96,7 +96,7 @@ static void misses_lower_the_score(void **state)
 	assert_int_equal(sp->score, CAP_SPIN_SCORE_MAX);
 	uint32_t before = sp->score;
 	steady(3, 60000, 1);                         /* far off the average */
-	assert_int_equal(sp->score, before - 1);
+	assert_int_equal(sp->score, before - 2);
 	steady(3, 60000, CAP_SPIN_SCORE_MAX);        /* erratic for a while: spins stop */
 	uint32_t at, win;
 	assert_true(sp->score < CAP_SPIN_SCORE_ON || sp->hold_us > 50000);
