@@ -64,7 +64,10 @@ int cap_spin_predict(const struct cap_spin *sp, uint32_t max, uint64_t places, u
 	uint32_t slot = (grants - max + (uint32_t)(places % max)) % CAP_SPIN_RING;
 	*at = __atomic_load_n(&sp->stamp_us[slot], __ATOMIC_RELAXED)
 	      + (uint32_t)(places / max + 1) * hold;
-	*win = window(__atomic_load_n(&sp->dev_us, __ATOMIC_RELAXED));
+	uint32_t dev = __atomic_load_n(&sp->dev_us, __ATOMIC_RELAXED);
+	if (2 * dev > CAP_SPIN_WIN_MAX)              /* too erratic: the spin would miss */
+		return 0;
+	*win = window(dev);
 	return 1;
 }
 

@@ -16,7 +16,8 @@
  *
  * A waiter k places behind the head expects its slot at the (k mod max)-th
  * oldest grant + (k / max + 1) holds, give or take a window of twice the
- * holds' average distance from their mean (CAP_SPIN_WIN_MIN..MAX each side).
+ * holds' average distance from their mean (CAP_SPIN_WIN_MIN..MAX each side;
+ * holds that vary more are not foretold at all: a spin would mostly miss).
  * It sleeps on its futex until the window opens (CAP_SPIN_WAKE_US early:
  * a timed sleep ends late); then, if it is the head, it spins (pause,
  * watching its entry) until the window closes, at most CAP_SPIN_MAX_US,
@@ -39,7 +40,8 @@
 
 #define CAP_SPIN_RING      8       /* grants stamped; caps up to this many slots spin */
 #define CAP_SPIN_WIN_MIN   50      /* the window each side of the predicted turn, in µs: */
-#define CAP_SPIN_WIN_MAX   200     /* twice the releases' average miss, within these */
+#define CAP_SPIN_WIN_MAX   100     /* twice the holds' average miss, at least MIN; holds
+                                    * that miss by more on average are not foretold */
 #define CAP_SPIN_WAKE_US   100     /* a timed sleep ends about this late: wake up before */
 #define CAP_SPIN_MAX_US    (2 * CAP_SPIN_WIN_MAX)  /* the most one spin lasts */
 #define CAP_SPIN_PREEMPT_US 30     /* a gap this long between two looks at the clock: the

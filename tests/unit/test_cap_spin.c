@@ -4,7 +4,7 @@
  *  - the predictor: nothing foretold before enough steady releases; steady
  *    holds raise the score and give the oldest holder's grant + the hold;
  *    releases far from the average lower it; a stale stamp zeroes it; too
- *    many slots or too far behind foretell nothing;
+ *    many slots, too far behind or holds too erratic foretell nothing;
  *  - the spin's bounds: a head whose slot does not come stops by the
  *    window's close, and never past its own `until`; it leaves no
  *    announcement behind;
@@ -24,7 +24,6 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include "cap.h"
 #include "cap_spin.h"
@@ -38,12 +37,6 @@ static int setup(void **state)
 	(void)state;
 	cap_init_private(&cap);
 	return 0;
-}
-
-static void sleep_us(long us)
-{
-	struct timespec ts = { us / 1000000, (us % 1000000) * 1000L };
-	nanosleep(&ts, NULL);
 }
 
 /* max grants stamped `hold_us` ago, in turn, and one release measured per
@@ -85,6 +78,14 @@ static void predictor_needs_steady_holds(void **state)
 	assert_false(cap_spin_predict(sp, CAP_SPIN_RING + 1, 0, &at, &win));
 	assert_false(cap_spin_predict(sp, 0, 0, &at, &win));
 	assert_false(cap_spin_predict(sp, 3, 16 * 3, &at, &win));
+	/* holds that vary by more than the widest window: not foretold */
+	uint32_t dev = sp->dev_us;
+	sp->dev_us = CAP_SPIN_WIN_MAX / 2 + 1;
+	assert_false(cap_spin_predict(sp, 3, 0, &at, &win));
+	sp->dev_us = CAP_SPIN_WIN_MAX / 2;
+	assert_true(cap_spin_predict(sp, 3, 0, &at, &win));
+	assert_int_equal(win, CAP_SPIN_WIN_MAX);
+	sp->dev_us = dev;
 }
 
 static void misses_lower_the_score(void **state)
@@ -249,7 +250,10 @@ static void *pass_slot(void *arg)
 		}
 		if (__atomic_add_fetch(&inside, 1, __ATOMIC_SEQ_CST) != 1)
 			__atomic_fetch_add(&overlaps, 1, __ATOMIC_RELAXED);
-		sleep_us(1000);              /* steady holds: the head learns to spin */
+		uint64_t until = cap_now_ns() + 300 * 1000;  /* steady holds (awake: a
+		                                              * sleep's end varies): the head learns to spin */
+		while (cap_now_ns() < until)
+			;
 		__atomic_sub_fetch(&inside, 1, __ATOMIC_SEQ_CST);
 		if (sem_release(act, &hold) == SEM_RELEASE_SLOW)
 			cap_release_slow(NULL, &cap, SEM_ACTIVE, &hold);
