@@ -10,7 +10,9 @@
  * CAP_SLICE_NS; between slices it reaps dead processes, so a slot held by a
  * process killed with SIGKILL comes back within a slice.  A releaser that
  * finds waiters does not decrement the count: it marks the oldest waiter
- * GRANTED (the slot passes directly, so nobody can barge in) and wakes it.
+ * GRANTED (the slot passes directly, so nobody can barge in) and wakes it,
+ * unless it is spinning awake for it (the head of a cap whose releases can
+ * be foretold: cap_spin.h).
  *
  * Every wait is bounded by the waiter's deadline, the mutex included: a
  * waiter whose deadline passes takes itself out of line with one CAS on its

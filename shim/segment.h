@@ -55,7 +55,7 @@
                                * 11: lanes across hosts (seg_lease.gate_*, seg_lanes.gate);
                                * 12: seg_lane_waiter.granted_ms (a lane grant revoked);
                                * 13: parked slots (HOLD_PARKED, SEM_SWEPT; cap.h);
-                               * 14: seg_cap.spin (cap_spin.h) */
+                               * 14: seg_cap.spin (cap_spin.h), waiters_hi, sweep_due */
 #define SEG_PROCS_DEFAULT 512    /* [shim] max_processes */
 #define SEG_CONNS_DEFAULT 4096   /* [shim] max_tracked */
 #define SEG_PROCS_LIMIT  65536   /* the largest tables a segment may have */

@@ -5,8 +5,10 @@
  * Two processes share one slot (max = 1) and pass it back and forth.  Each
  * round, the holder waits until the other is queued, stamps CLOCK_MONOTONIC
  * into the segment's spare word and releases; the waiter, once it has the
- * slot, stamps again.  The difference is the hand-off latency: the futex
- * wake, the scheduler, and the waiter's re-check under the lock.
+ * slot, stamps again.  The difference is the hand-off latency: the
+ * releaser's grant and the waiter's claim under the lock, and between them
+ * either the futex wake and the scheduler or, once the steady holds let the
+ * head foretell the release (cap_spin.h), nothing: it spins through it.
  * Prints "handoff_us median p99 rounds".
  */
 #include "cap.h"
