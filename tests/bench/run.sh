@@ -534,7 +534,7 @@ timeout 120 "$root/build/bench/handoff" 4000 >"$work/handoff.out" 2>&1 ||
 		        m["tsc_read_ns"] = "a TSC read (the time stamp of every statement)" }
 		NF == 2 && $1 ~ /_ns$/ { printf "| %s | %s ns | `build/bench/fastpath`: %s; 10 million calls in a tight loop on one core, CLOCK_MONOTONIC around the loop, the best of 5 |\n", $1, $2, m[$1] }' "$work/fastpath.out"
 	awk '$1 == "handoff_us" {
-		how = "`build/bench/handoff 4000`: two processes pass one slot (max_active = 1) back and forth through the real cap code in a real segment; the releaser stamps CLOCK_MONOTONIC and releases while the other waits on the futex, the waiter stamps again once it holds the slot: futex wake, scheduling, the re-check under the lock"
+		how = "`build/bench/handoff 4000`: two processes pass one slot (max_active = 1) back and forth through the real cap code in a real segment; the releaser stamps CLOCK_MONOTONIC and releases while the other waits, the waiter stamps again once it holds the slot: the grant and the claim under the lock, and between them the futex wake and scheduling, or nothing once the waiter foretells the release and spins through it (README \"Design\": the hand-off)"
 		printf "| slot hand-off between processes, median | %s µs | %s |\n| slot hand-off between processes, p99 | %s µs | the same, %d hand-offs |\n", $2, how, $3, $4 }' "$work/handoff.out"
 	echo
 } >"$work/s7.md"
