@@ -27,7 +27,10 @@ host_up h2
 host_load h1 web1 "$POL" $TBL web-h1 --threads 3 --seconds 6 --sleep 0.03
 host_load h2 web2 "$POL" $TBL web-h2 --threads 3 --seconds 6 --sleep 0.03
 host_load h1 mig "$POL" $TBL migrate-1 --count 1 --sleep 0.3 --delay 2
-sleep 3.5
+# stat once the migration has committed (its row is there), while the web
+# loads still run: on a loaded machine its start may come later than 2 s
+mig_done() { [ "$(q "select count(*) from $TBL where app = 'migrate-1'")" = 1 ]; }
+wait_until 15 mig_done || fail "the migration did not commit within 15 s: $(tail -3 "$T/mig.err")"
 host_stat h1 "$POL" >"$T/stat.json" || fail "pqshim stat on h1"
 lane_wait web1 web2 mig
 
