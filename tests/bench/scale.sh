@@ -65,7 +65,7 @@ P_SCALE=$(pol scale "[cap]" "max_active = 1000" "max_connections = 5000")
 # the statement path: the wrappers that send or settle and their helpers
 # out of line (a connect's record claim, a scan from a per-process
 # starting point, varies between runs: it is not in the figure)
-STMT_PATH='^(PQsend\w*|PQgetResult|PQexec\w*|settle_\w+|fast_refused|\w+_ticked|get_result_deferred)$'
+STMT_PATH='^(PQsend\w*|PQgetResult|PQexec\w*|settle_\w+|fast_refused|\w+_ticked|get_result_\w+)$'
 for pk in "0 0" "1 99" "10 999" "100 3999"; do
 	read -r fp fk <<<"$pk"
 	# (a filler even for none: the segment exists before both runs)
