@@ -425,10 +425,6 @@ void give_back_locked(struct seg_cap *cap, int sem)
 	struct seg_sem *s = &cap->sems[sem];
 	uint64_t w = __atomic_load_n(&s->word, __ATOMIC_SEQ_CST);
 	uint32_t max = __atomic_load_n(&s->max, __ATOMIC_RELAXED);
-	/* Hand the slot over (the count stays, one waiter fewer), unless the
-	 * count is above a lowered cap; else count it down. */
-	if (sem == SEM_ACTIVE && sem_waiting(w))
-		cap_spin_released_locked(&cap->spin, max);
 	int handed = sem_waiting(w) && (max == 0 || sem_count(w) <= max) && !(w & SEM_CLOSED)
 	             && grant_head_locked(cap, sem, 1);
 	if (!handed && sem_count(__atomic_load_n(&s->word, __ATOMIC_SEQ_CST)) > 0)
@@ -443,6 +439,12 @@ void cap_release_slow(struct segment *seg, struct seg_cap *cap, int sem, uint8_t
 		cap_drop_hold(cap, hold);
 		return;
 	}
+	/* a holder's release with waiters: its hold feeds the head's
+	 * prediction (cap_spin.h; a sweep's give-back of a parked slot does
+	 * not: that hold ended when it parked) */
+	if (sem == SEM_ACTIVE && sem_waiting(__atomic_load_n(&cap->sems[sem].word, __ATOMIC_SEQ_CST)))
+		cap_spin_released_locked(&cap->spin, __atomic_load_n(&cap->sems[sem].max,
+		                                                     __ATOMIC_RELAXED));
 	give_back_locked(cap, sem);
 	__atomic_store_n(hold, HOLD_NONE, __ATOMIC_RELEASE);
 	cap_unlock(cap);
@@ -473,11 +475,17 @@ void cap_set_max(struct segment *seg, struct seg_cap *cap, int sem, uint32_t max
 	if (old == max)
 		return;
 	if (cap_lock(seg, cap, 0) != 0) {
-		/* in force now; the next holder's audit admits by it */
-		__atomic_store_n(&cap->sems[sem].max, max, __ATOMIC_RELEASE);
+		/* in force now; the next holder's audit admits by it, and every
+		 * parker from now on looks at the count (SEM_SWEPT: cap.h) */
+		__atomic_store_n(&cap->sems[sem].max, max, __ATOMIC_SEQ_CST);
+		if (sem == SEM_ACTIVE)
+			__atomic_fetch_or(&cap->sems[sem].word, SEM_SWEPT, __ATOMIC_SEQ_CST);
 		__atomic_store_n(&cap->audit_due, 1, __ATOMIC_RELEASE);
 		return;
 	}
+	/* the max in force now (another process may have changed it while we
+	 * waited for the lock) */
+	old = __atomic_load_n(&cap->sems[sem].max, __ATOMIC_RELAXED);
 	__atomic_store_n(&cap->sems[sem].max, max, __ATOMIC_SEQ_CST);
 	if (sem == SEM_ACTIVE && (max == 0 || max < old))
 		cap_sweep_parked_locked(seg, cap, 1);   /* parked slots obey the new cap */

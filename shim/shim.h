@@ -81,6 +81,10 @@ struct shim_hot {
 	                           * while one waits) */
 	int shares;               /* holds riding on their thread's slot,
 	                           * HOLD_SHARED (slots.c; atomic) */
+	int no_park;              /* this process's plain slots never park:
+	                           * a private cap, scope = cluster (slots.c;
+	                           * atomic): the settle gives them back at
+	                           * once, without the park's CAS and its undo */
 	uint64_t map_epoch;       /* bumped on every insert/remove and read-only
 	                           * switch (atomic): thread caches check it.
 	                           * Odd, so never the 0 of a fresh thread's cache;

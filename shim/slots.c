@@ -89,6 +89,10 @@ void slots_configure(void)
 		/* before its sweep below (slots_park_slow looks after the word) */
 		__atomic_store_n(&hot.cap->scope, (uint32_t)g.pol.scope, __ATOMIC_SEQ_CST);
 	}
+	/* Only a shared cap of scope = host parks (cap.h): the others' settle
+	 * need not try (one that read 0 just before parks, sees SEM_SWEPT set
+	 * or the scope, and gives its slot back: slots_park_slow). */
+	__atomic_store_n(&hot.no_park, !capseg || g.pol.scope == SCOPE_CLUSTER, __ATOMIC_RELAXED);
 	if (capseg && caps_wait && !unusable && g.pol.scope != SCOPE_CLUSTER && seg_proc_any_live(&g.seg, g.proc_idx, (uid_t)-1))
 		return;              /* the caps in force stay (above) */
 	if (g.pol.scope == SCOPE_CLUSTER && capseg)

@@ -213,6 +213,10 @@ static void adopt(void *value, void *arg)
 	struct conn *c = value;
 	(void)arg;
 	struct seg_conn copy = *c->rec;
+	/* the parent's slots stay the parent's: the copy never shows them, not
+	 * even for the moment before the memset below (an audit of another
+	 * process would count a parked one) */
+	memset(copy.hold, 0, sizeof copy.hold);
 	int idx = g.seg.hdr && g.proc_idx >= 0 ? seg_conn_claim(&g.seg, (uint32_t)g.proc_idx) : -1;
 	c->idx = idx;
 	c->rec = idx >= 0 ? &g.seg.conns[idx] : &c->local;

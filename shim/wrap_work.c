@@ -299,8 +299,8 @@ __attribute__((noinline)) static PGresult *settle_after_result(PGconn *conn)
 		__atomic_store_n(&r->cstate, CS_IDLE, __ATOMIC_RELAXED);
 		return NULL;
 	}
-	if (unlikely(r->lane_held))
-		return settle_lane_release(c);
+	if (unlikely(r->lane_held | __atomic_load_n(&hot.no_park, __ATOMIC_RELAXED)))
+		return settle_lane_release(c);   /* a lane's, or a slot that never parks */
 	/* A plain slot is parked (cap.h, "Parked slots"): one CAS, then one
 	 * look at the word; it stays parked when that shows no waiter, no
 	 * flag, no sweep since a slot was parked (SEM_SWEPT). */
