@@ -273,6 +273,29 @@ __attribute__((noinline)) static PGresult *settle_lane_release(struct conn *c)
 	return NULL;
 }
 
+/* A plain slot's release did not land at once (a flag, waiters, a CAS
+ * lost to another, an audit): sem_release's retry, then its end as
+ * settle_state ends (the hold is RELEASING, claimed). */
+__attribute__((noinline)) static PGresult *settle_release_retry(struct conn *c, uint64_t w0,
+                                                               uint64_t w)
+{
+	struct seg_conn *r = c->rec;
+	enum sem_release_result res = sem_release_retry(&hot.cap->sems[SEM_ACTIVE],
+	                                                &r->hold[SEM_ACTIVE], w0, w);
+	__atomic_store_n(&r->cstate, CS_IDLE, __ATOMIC_RELAXED);
+	if (res == SEM_RELEASE_SLOW)
+		return settle_finish_null(c, SETTLE_RELEASE);
+	return NULL;
+}
+
+/* The claimed release's last step failed: an audit counted the hold,
+ * and the slow path gives that count back (cap.h). */
+__attribute__((noinline)) static PGresult *settle_release_counted(struct conn *c)
+{
+	__atomic_store_n(&c->rec->cstate, CS_IDLE, __ATOMIC_RELAXED);
+	return settle_finish_null(c, SETTLE_RELEASE);
+}
+
 /* PQgetResult returned NULL: the work may be over (unless libpq called
  * it itself, inside a synchronous call: its wrapper settles).  One of the
  * thread's fast connections, with libpq's layout known, is settled
@@ -299,8 +322,27 @@ __attribute__((noinline)) static PGresult *settle_after_result(PGconn *conn)
 		__atomic_store_n(&r->cstate, CS_IDLE, __ATOMIC_RELAXED);
 		return NULL;
 	}
-	if (unlikely(r->lane_held | __atomic_load_n(&hot.no_park, __ATOMIC_RELAXED)))
-		return settle_lane_release(c);   /* a lane's, or a slot that never parks */
+	if (unlikely(r->lane_held))
+		return settle_lane_release(c);
+	if (unlikely(__atomic_load_n(&hot.no_park, __ATOMIC_RELAXED))) {
+		/* a plain slot of a cap that never parks (a private cap, scope =
+		 * cluster): sem_release inline (claim, the word's CAS, confirm) */
+		struct seg_sem *s = &hot.cap->sems[SEM_ACTIVE];
+		uint64_t w0 = __atomic_load_n(&s->word, __ATOMIC_SEQ_CST), w = w0;
+		if (unlikely(!hold_finish(hold, HOLD_HELD, HOLD_RELEASING)))
+			return settle_fast_other(c, conn);     /* shared, waiting, or not ours */
+		record_count(&r->xacts);
+		if (likely(((w << (64 - SEM_FLAGS_END)) >> (64 - SEM_FLAGS_END + SEM_WAIT_SHIFT)) == 0
+		           && sem_count(w) != 0)
+		    && likely(__atomic_compare_exchange_n(&s->word, &w, w - 1, 1, __ATOMIC_SEQ_CST,
+		                                          __ATOMIC_RELAXED))) {
+			if (unlikely(!hold_finish(hold, HOLD_RELEASING, HOLD_NONE)))
+				return settle_release_counted(c);
+			__atomic_store_n(&r->cstate, CS_IDLE, __ATOMIC_RELAXED);
+			return NULL;
+		}
+		return settle_release_retry(c, w0, w);
+	}
 	/* A plain slot is parked (cap.h, "Parked slots"): one CAS, then one
 	 * look at the word; it stays parked when that shows no waiter, no
 	 * flag, no sweep since a slot was parked (SEM_SWEPT). */
