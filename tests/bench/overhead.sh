@@ -92,7 +92,7 @@ label="-M $MODE"
 [ "$CLIENTS" -gt 1 ] && label="$label -c $CLIENTS -j 1"
 printf '| pgbench -S %s | instructions / transaction (median of %d, min-max) | total overhead (median of the per-round ratios, min-max) | inside the shim (median, min-max) |\n' "$label" "$ROUNDS"
 printf '|---|---:|---:|---:|\n'
-printf '| direct libpq | %d (%d-%d) | - | - |\n' "$base" "$bmin" "$bmax"
+printf '| direct libpq | %.0f (%.0f-%.0f) | - | - |\n' "$base" "$bmin" "$bmax"
 for ((i = 1; i < ${#names[@]}; i++)); do
 	read -r med min max < <(cut -d' ' -f1 "$out/c$i" | mmm)
 	# the shim's own instructions plus the status calls it adds, round by round
@@ -101,6 +101,6 @@ for ((i = 1; i < ${#names[@]}; i++)); do
 		awk '{ printf "%.3f\n", 100 * ($4 - $1) / $1 }' | mmm)
 	awk -v n="$med" -v lo="$min" -v hi="$max" -v b="$base" -v s="$smed" -v slo="$smin" -v shi="$smax" \
 		-v name="${names[$i]}" -v rmed="$rmed" -v rmin="$rmin" -v rmax="$rmax" 'BEGIN {
-		printf "| pqshim %s | %d (%d-%d) | %+.2f%% (%+.2f%% to %+.2f%%) | %d (%d-%d) = %.2f%% |\n",
+		printf "| pqshim %s | %.0f (%.0f-%.0f) | %+.2f%% (%+.2f%% to %+.2f%%) | %.0f (%.0f-%.0f) = %.2f%% |\n",
 			name, n, lo, hi, rmed, rmin, rmax, s, slo, shi, 100 * s / b }'
 done
