@@ -314,6 +314,8 @@ enum sem_release_result {
 	SEM_RELEASE_NOT_MINE = -1,  /* not HELD: another thread is giving it back, or none */
 	SEM_RELEASE_SLOW = 0,       /* claimed; the slow path must finish (cap_release_slow) */
 	SEM_RELEASE_DONE = 1,
+	SEM_RELEASE_RETRY = 2,      /* sem_release_first only: claimed, the first CAS did
+	                             * not land: sem_release_retry goes on */
 };
 
 /*
@@ -346,16 +348,21 @@ sem_release_retry(struct seg_sem *s, uint8_t *hold, uint64_t w0, uint64_t w)
 	}
 }
 
-static inline enum sem_release_result sem_release(struct seg_sem *s, uint8_t *hold)
+/* sem_release's first attempt, inline whole (the fast settle calls no
+ * function on its way: wrap_work.c): NOT_MINE, DONE, SLOW, or RETRY with
+ * *w0 (the word before the claim) and *w (after the CAS that failed) for
+ * sem_release_retry. */
+__attribute__((always_inline)) static inline enum sem_release_result
+sem_release_first(struct seg_sem *s, uint8_t *hold, uint64_t *w0, uint64_t *w)
 {
-	uint64_t w0 = __atomic_load_n(&s->word, __ATOMIC_SEQ_CST), w = w0;
+	*w0 = *w = __atomic_load_n(&s->word, __ATOMIC_SEQ_CST);
 	if (!hold_finish(hold, HOLD_HELD, HOLD_RELEASING))
 		return SEM_RELEASE_NOT_MINE;
 	/* Common: held (count >= 1), nobody queued, no flag: the bits from
 	 * SEM_WAIT_SHIFT up to SEM_SWEPT are 0 (shifts, not a 64-bit mask). */
-	if (__builtin_expect(((w << (64 - SEM_FLAGS_END)) >> (64 - SEM_FLAGS_END + SEM_WAIT_SHIFT))
-	                     == 0 && sem_count(w) != 0, 1)
-	    && __builtin_expect(__atomic_compare_exchange_n(&s->word, &w, w - 1, 1, __ATOMIC_SEQ_CST,
+	if (__builtin_expect(((*w << (64 - SEM_FLAGS_END)) >> (64 - SEM_FLAGS_END + SEM_WAIT_SHIFT))
+	                     == 0 && sem_count(*w) != 0, 1)
+	    && __builtin_expect(__atomic_compare_exchange_n(&s->word, w, *w - 1, 1, __ATOMIC_SEQ_CST,
 	                                                    __ATOMIC_RELAXED), 1))
 	{
 		/* Fails only if an audit counted us after our CAS: we owe it one. */
@@ -363,7 +370,16 @@ static inline enum sem_release_result sem_release(struct seg_sem *s, uint8_t *ho
 			return SEM_RELEASE_DONE;
 		return SEM_RELEASE_SLOW;
 	}
-	return sem_release_retry(s, hold, w0, w);
+	return SEM_RELEASE_RETRY;
+}
+
+static inline enum sem_release_result sem_release(struct seg_sem *s, uint8_t *hold)
+{
+	uint64_t w0, w;
+	enum sem_release_result r = sem_release_first(s, hold, &w0, &w);
+	if (__builtin_expect(r == SEM_RELEASE_RETRY, 0))
+		return sem_release_retry(s, hold, w0, w);
+	return r;
 }
 
 /* A parked slot's connection works again: 1 if the slot is its own again
@@ -438,12 +454,22 @@ int cap_park_slow(struct segment *seg, struct seg_cap *cap, uint8_t *hold);
 /* Park a HELD plain slot (what the fast settle does inline, wrap_work.c,
  * without lanes in force): 1 if it stays parked or went back, 0 if the
  * hold was not HELD. */
-static inline int cap_park(struct segment *seg, struct seg_cap *cap, uint8_t *hold)
+/* The park's two steps (the top): HELD -> PARKED, then the one look at
+ * the word.  -1: the hold was not HELD (nothing done); 1: parked, and the
+ * word lets it stay; 0: parked, the word shows more (cap_park_slow). */
+__attribute__((always_inline)) static inline int hold_park(struct seg_sem *s, uint8_t *hold)
 {
 	if (!hold_finish(hold, HOLD_HELD, HOLD_PARKED))
+		return -1;
+	return sem_park_ok(__atomic_load_n(&s->word, __ATOMIC_SEQ_CST));
+}
+
+static inline int cap_park(struct segment *seg, struct seg_cap *cap, uint8_t *hold)
+{
+	int p = hold_park(&cap->sems[SEM_ACTIVE], hold);
+	if (p < 0)
 		return 0;
-	if (!sem_park_ok(__atomic_load_n(&cap->sems[SEM_ACTIVE].word, __ATOMIC_SEQ_CST))
-	    && !cap_park_slow(seg, cap, hold)
+	if (!p && !cap_park_slow(seg, cap, hold)
 	    && sem_release(&cap->sems[SEM_ACTIVE], hold) == SEM_RELEASE_SLOW)
 		cap_release_slow(seg, cap, SEM_ACTIVE, hold);
 	return 1;

@@ -327,30 +327,28 @@ __attribute__((noinline)) static PGresult *settle_after_result(PGconn *conn)
 	if (unlikely(__atomic_load_n(&hot.no_park, __ATOMIC_RELAXED))) {
 		/* a plain slot of a cap that never parks (a private cap, scope =
 		 * cluster): sem_release inline (claim, the word's CAS, confirm) */
-		struct seg_sem *s = &hot.cap->sems[SEM_ACTIVE];
-		uint64_t w0 = __atomic_load_n(&s->word, __ATOMIC_SEQ_CST), w = w0;
-		if (unlikely(!hold_finish(hold, HOLD_HELD, HOLD_RELEASING)))
+		uint64_t w0, w;
+		enum sem_release_result res = sem_release_first(&hot.cap->sems[SEM_ACTIVE], hold,
+		                                                &w0, &w);
+		if (unlikely(res == SEM_RELEASE_NOT_MINE))
 			return settle_fast_other(c, conn);     /* shared, waiting, or not ours */
 		record_count(&r->xacts);
-		if (likely(((w << (64 - SEM_FLAGS_END)) >> (64 - SEM_FLAGS_END + SEM_WAIT_SHIFT)) == 0
-		           && sem_count(w) != 0)
-		    && likely(__atomic_compare_exchange_n(&s->word, &w, w - 1, 1, __ATOMIC_SEQ_CST,
-		                                          __ATOMIC_RELAXED))) {
-			if (unlikely(!hold_finish(hold, HOLD_RELEASING, HOLD_NONE)))
-				return settle_release_counted(c);
-			__atomic_store_n(&r->cstate, CS_IDLE, __ATOMIC_RELAXED);
-			return NULL;
-		}
-		return settle_release_retry(c, w0, w);
+		if (unlikely(res == SEM_RELEASE_RETRY))
+			return settle_release_retry(c, w0, w);
+		if (unlikely(res == SEM_RELEASE_SLOW))
+			return settle_release_counted(c);
+		__atomic_store_n(&r->cstate, CS_IDLE, __ATOMIC_RELAXED);
+		return NULL;
 	}
 	/* A plain slot is parked (cap.h, "Parked slots"): one CAS, then one
 	 * look at the word; it stays parked when that shows no waiter, no
 	 * flag, no sweep since a slot was parked (SEM_SWEPT). */
-	if (unlikely(!hold_finish(hold, HOLD_HELD, HOLD_PARKED)))
+	int parked = hold_park(&hot.cap->sems[SEM_ACTIVE], hold);
+	if (unlikely(parked < 0))
 		return settle_fast_other(c, conn);     /* shared, waiting, or not ours */
 	record_count(&r->xacts);
 	__atomic_store_n(&r->cstate, CS_IDLE, __ATOMIC_RELAXED);
-	if (unlikely(!sem_park_ok(__atomic_load_n(&hot.cap->sems[SEM_ACTIVE].word, __ATOMIC_SEQ_CST))))
+	if (unlikely(!parked))
 		return settle_finish_null(c, SETTLE_PARK);   /* slots_park_slow */
 	return NULL;
 }
