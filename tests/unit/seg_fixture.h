@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cap.h"
 #include "procid.h"
 #include "segment.h"
 
@@ -46,4 +47,25 @@ static inline void seg_fixture_nap(int ms)
 	nanosleep(&ts, NULL);
 }
 
+/* A waiter for a slot of SEM_ACTIVE through the real slow path, as a
+ * thread's body (pthread_create) or called in place: w->r and w->waited_ns
+ * say how it went.  FIXTURE_WAITER(seg, cap, proc, timeout_ns) makes one
+ * holding nothing. */
+struct fixture_waiter {
+	struct segment *seg;
+	struct seg_cap *cap;
+	int proc;
+	uint8_t hold;
+	uint64_t timeout_ns, waited_ns;
+	enum cap_result r;
+};
+#define FIXTURE_WAITER(seg, cap, proc, timeout_ns) \
+	{ (seg), (cap), (proc), HOLD_NONE, (timeout_ns), 0, CAP_ERROR }
+static inline void *seg_fixture_wait(void *arg)
+{
+	struct fixture_waiter *w = arg;
+	w->r = cap_acquire_slow(w->seg, w->cap, SEM_ACTIVE, &w->hold, (uint32_t)w->proc, 1,
+	                        w->timeout_ns, 0, &w->waited_ns);
+	return NULL;
+}
 #endif

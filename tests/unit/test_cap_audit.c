@@ -85,15 +85,6 @@ static void *lock_and_die(void *arg)
 	return NULL;             /* exits holding it: EOWNERDEAD for the next */
 }
 
-struct waiter { uint8_t hold; uint64_t timeout_ns, waited_ns; enum cap_result r; };
-static void *wait_one(void *arg)
-{
-	struct waiter *w = arg;
-	w->r = cap_acquire_slow(&seg, cap, SEM_ACTIVE, &w->hold, (uint32_t)proc_idx, 1,
-	                        w->timeout_ns, 0, &w->waited_ns);
-	return NULL;
-}
-
 static void wait_queued(uint32_t n)
 {
 	for (int i = 0; i < 2000 && queued() != n; i++)
@@ -103,12 +94,12 @@ static void wait_queued(uint32_t n)
 
 /* max_active = 1, its slot held by our connection (the hold returned), w
  * queued for it in thread *wt. */
-static uint8_t *held_and_waited_for(struct waiter *w, pthread_t *wt)
+static uint8_t *held_and_waited_for(struct fixture_waiter *w, pthread_t *wt)
 {
 	cap_set_max(&seg, cap, SEM_ACTIVE, 1);
 	uint8_t *hold = &conn->hold[SEM_ACTIVE];
 	assert_true(sem_try_acquire(act, hold));
-	assert_int_equal(pthread_create(wt, NULL, wait_one, w), 0);
+	assert_int_equal(pthread_create(wt, NULL, seg_fixture_wait, w), 0);
 	wait_queued(1);
 	return hold;
 }
@@ -119,7 +110,7 @@ static void audit_never_waits_on_a_blocked_releaser(void **state)
 {
 	(void)state;
 	/* someone waits: the release must hand over under the lock */
-	struct waiter w = { HOLD_NONE, 5000000000ull, 0, CAP_ERROR };
+	struct fixture_waiter w = FIXTURE_WAITER(&seg, cap, proc_idx, 5000000000ull);
 	pthread_t wt, lt;
 	uint8_t *hold = held_and_waited_for(&w, &wt);
 	/* the lock's holder dies while we wait for the lock, RELEASING */
@@ -162,9 +153,9 @@ static void a_wait_ends_by_its_deadline_even_behind_the_lock(void **state)
 	uint8_t mine = HOLD_NONE;
 	assert_true(sem_try_acquire(act, &mine));
 	/* queued first, then the lock is held far past the waiter's deadline */
-	struct waiter w = { HOLD_NONE, 300000000ull, 0, CAP_ERROR };
+	struct fixture_waiter w = FIXTURE_WAITER(&seg, cap, proc_idx, 300000000ull);
 	pthread_t wt, lt;
-	assert_int_equal(pthread_create(&wt, NULL, wait_one, &w), 0);
+	assert_int_equal(pthread_create(&wt, NULL, seg_fixture_wait, &w), 0);
 	wait_queued(1);
 	int ms = 1500;
 	pthread_barrier_init(&held, NULL, 2);
@@ -177,8 +168,8 @@ static void a_wait_ends_by_its_deadline_even_behind_the_lock(void **state)
 	assert_int_equal(w.hold, HOLD_NONE);
 	pthread_join(lt, NULL);
 	/* a timed-out waiter is out of the count once the lock is free */
-	struct waiter w2 = { HOLD_NONE, 1000000ull, 0, CAP_ERROR };
-	wait_one(&w2);                                   /* takes the lock: sweeps */
+	struct fixture_waiter w2 = FIXTURE_WAITER(&seg, cap, proc_idx, 1000000ull);
+	seg_fixture_wait(&w2);                                   /* takes the lock: sweeps */
 	assert_int_equal(w2.r, CAP_TIMEOUT);
 	assert_int_equal(queued(), 0);
 	assert_int_equal(count(), 1);
@@ -192,7 +183,7 @@ static void a_wait_ends_by_its_deadline_even_behind_the_lock(void **state)
 static void a_release_behind_a_stuck_lock_lands_by_the_next_audit(void **state)
 {
 	(void)state;
-	struct waiter w = { HOLD_NONE, 6000000000ull, 0, CAP_ERROR };
+	struct fixture_waiter w = FIXTURE_WAITER(&seg, cap, proc_idx, 6000000000ull);
 	pthread_t wt, lt;
 	uint8_t *hold = held_and_waited_for(&w, &wt);
 	int ms = 1600;

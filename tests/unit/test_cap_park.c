@@ -148,15 +148,6 @@ static void a_sweep_racing_an_unpark_one_wins(void **state)
 
 /* ---- waiters -------------------------------------------------------------- */
 
-struct waiter { uint8_t hold; uint64_t timeout_ns, waited_ns; enum cap_result r; };
-static void *wait_one(void *arg)
-{
-	struct waiter *w = arg;
-	w->r = cap_acquire_slow(&seg, cap, SEM_ACTIVE, &w->hold, (uint32_t)proc_idx, 1,
-	                        w->timeout_ns, 0, &w->waited_ns);
-	return NULL;
-}
-
 static void a_waiter_takes_a_parked_slot_at_once(void **state)
 {
 	(void)state;
@@ -165,8 +156,8 @@ static void a_waiter_takes_a_parked_slot_at_once(void **state)
 	/* the cap is full (the parked slot): the fast path has no room */
 	uint8_t other = HOLD_NONE;
 	assert_false(sem_try_acquire(act, &other));
-	struct waiter w = { HOLD_NONE, 5000000000ull, 0, CAP_ERROR };
-	wait_one(&w);
+	struct fixture_waiter w = FIXTURE_WAITER(&seg, cap, proc_idx, 5000000000ull);
+	seg_fixture_wait(&w);
 	printf("waited for a parked slot: %.6f s\n", w.waited_ns / 1e9);
 	assert_int_equal(w.r, CAP_OK);
 	assert_true(w.waited_ns < 100000000ull);         /* not a slice, nor wait_timeout */
@@ -187,9 +178,9 @@ static void a_parker_that_sees_a_waiter_hands_its_slot_over(void **state)
 	(void)state;
 	cap_set_max(&seg, cap, SEM_ACTIVE, 1);
 	assert_true(sem_try_acquire(act, hold_of(0)));
-	struct waiter w = { HOLD_NONE, 5000000000ull, 0, CAP_ERROR };
+	struct fixture_waiter w = FIXTURE_WAITER(&seg, cap, proc_idx, 5000000000ull);
 	pthread_t th;
-	assert_int_equal(pthread_create(&th, NULL, wait_one, &w), 0);
+	assert_int_equal(pthread_create(&th, NULL, seg_fixture_wait, &w), 0);
 	for (int i = 0; i < 2000 && queued() != 1; i++)
 		seg_fixture_nap(1);
 	assert_int_equal(queued(), 1);
