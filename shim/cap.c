@@ -49,8 +49,9 @@ void cap_init_private(struct seg_cap *cap)
 {
 	memset(cap, 0, sizeof *cap);
 	pthread_mutex_init(&cap->lock, NULL);
-	/* a private cap never parks (nobody would sweep it): SEM_SWEPT set for
-	 * good sends every parker to cap_park_slow, which gives the slot back */
+	/* a private cap never parks (nobody would sweep it; the shim's settle
+	 * does not try: hot.no_park): SEM_SWEPT set for good sends any parker
+	 * to cap_park_slow, which gives the slot back */
 	cap->sems[SEM_ACTIVE].word = SEM_SWEPT;
 }
 
@@ -633,10 +634,10 @@ void audit_locked(struct segment *seg, struct seg_cap *cap)
 	}
 	/* a change whose sweep did not get the lock (cap_set_max,
 	 * cap_sweep_parked): parked slots obey it now */
-	uint32_t max = __atomic_load_n(&cap->sems[SEM_ACTIVE].max, __ATOMIC_RELAXED);
-	if (!swept && (max == 0 || held[SEM_ACTIVE] > max
-	               || (__atomic_load_n(&cap->sems[SEM_ACTIVE].word, __ATOMIC_SEQ_CST) & SEM_LANES)
-	               || __atomic_load_n(&cap->scope, __ATOMIC_SEQ_CST) == SCOPE_CLUSTER))
+	if (!swept && !cap_parking_allowed(cap, __atomic_load_n(&cap->sems[SEM_ACTIVE].word,
+	                                                        __ATOMIC_SEQ_CST),
+	                                   __atomic_load_n(&cap->sems[SEM_ACTIVE].max,
+	                                                   __ATOMIC_RELAXED)))
 		cap_sweep_parked_locked(seg, cap, 1);
 	lanes_admit_locked(cap);
 }

@@ -45,6 +45,11 @@ void audit_locked(struct segment *seg, struct seg_cap *cap);
  * max or scope is not). */
 void cap_sweep_parked_locked(struct segment *seg, struct seg_cap *cap, int always);
 
+/* May a parked slot of this (shared) cap stay parked, by the word w and
+ * max: a max, the count within it, nobody waiting, no flag, not scope =
+ * cluster (cap.h, "Parked slots")?  The parker's look and the audit's. */
+int cap_parking_allowed(const struct seg_cap *cap, uint64_t w, uint32_t max);
+
 /* ---- cap_revoke.c --------------------------------------------------------- */
 
 /* cap_now_ns() in ms, mod 2^32, never 0 (the waiters' granted_ms). */

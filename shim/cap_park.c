@@ -9,6 +9,18 @@
 #include "policy.h"
 #include "segment.h"
 
+/* Only the segment's own cap parks: a private one has nobody to sweep it. */
+static int parks_here(const struct segment *seg, const struct seg_cap *cap)
+{
+	return seg && seg->hdr && cap == &seg->hdr->cap;
+}
+
+int cap_parking_allowed(const struct seg_cap *cap, uint64_t w, uint32_t max)
+{
+	return max && !(w & (SEM_STATE_MASK & ~SEM_COUNT_MASK)) && sem_count(w) <= max
+	       && __atomic_load_n(&cap->scope, __ATOMIC_SEQ_CST) != SCOPE_CLUSTER;
+}
+
 /* A PARKED hold's slot goes back (the lock held): 1, or 0 if it was not
  * PARKED (its owner took it back first). */
 static int sweep_hold_locked(struct seg_cap *cap, uint8_t *hold)
@@ -26,8 +38,8 @@ static int sweep_hold_locked(struct seg_cap *cap, uint8_t *hold)
 
 void cap_sweep_parked_locked(struct segment *seg, struct seg_cap *cap, int always)
 {
-	if (!seg || !seg->hdr || cap != &seg->hdr->cap)
-		return;          /* a private cap never parks (slots.c) */
+	if (!parks_here(seg, cap))
+		return;
 	/* Set the bit first, then look: a parker that saw it clear had
 	 * parked before (cap.h); one that parks from now on sees it set.  A
 	 * waiter's change is in the word (a parker's CAS clearing the bit
@@ -53,7 +65,7 @@ void cap_sweep_parked_locked(struct segment *seg, struct seg_cap *cap, int alway
 
 void cap_sweep_parked(struct segment *seg, struct seg_cap *cap)
 {
-	if (!seg || !seg->hdr || cap != &seg->hdr->cap)
+	if (!parks_here(seg, cap))
 		return;
 	if (cap_lock(seg, cap, 0) != 0) {
 		/* its holder is stopped: the next one's audit sweeps (audit_locked) */
@@ -89,15 +101,14 @@ int cap_unpark_release(struct segment *seg, struct seg_cap *cap, uint8_t *hold)
 int cap_park_slow(struct segment *seg, struct seg_cap *cap, uint8_t *hold)
 {
 	struct seg_sem *s = &cap->sems[SEM_ACTIVE];
-	int shared = seg && seg->hdr && cap == &seg->hdr->cap;
+	int shared = parks_here(seg, cap);
 	/* After the hold's CAS, the word, then max and scope: a change of
 	 * either is stored before its sweep sets SEM_SWEPT (the top of
 	 * cap.h), so if the bit is set here we see the change. */
 	uint64_t w = __atomic_load_n(&s->word, __ATOMIC_SEQ_CST);
 	for (;;) {
 		uint32_t max = __atomic_load_n(&s->max, __ATOMIC_SEQ_CST);
-		if (!shared || !max || (w & (SEM_STATE_MASK & ~SEM_COUNT_MASK)) || sem_count(w) > max
-		    || __atomic_load_n(&cap->scope, __ATOMIC_SEQ_CST) == SCOPE_CLUSTER)
+		if (!shared || !cap_parking_allowed(cap, w, max))
 			break;
 		if (!(w & SEM_SWEPT)
 		    || __atomic_compare_exchange_n(&s->word, &w, w & ~SEM_SWEPT, 0, __ATOMIC_SEQ_CST,
